@@ -1,0 +1,241 @@
+//! The replicated state: every live item, an expiry index, and the applied-time high-water
+//! mark. [`State::apply`] is the only way to change it and is a pure function of the state and
+//! the batch.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FullScope;
+use crate::{Batch, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestamp};
+
+/// A stored item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// The data as the client sent it.
+    pub data: Arc<str>,
+    /// The item's timestamp (the client's, or the leader's stamp).
+    pub timestamp: Timestamp,
+    /// When the item stops being visible: `timestamp + ttl`.
+    pub expires_at: Timestamp,
+}
+
+/// The answer to a successful store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The timestamp the item is stored with.
+    pub timestamp: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
+/// The result of one operation of a batch.
+pub type OpOutcome = Result<Stored, DomainError>;
+
+/// Counters describing the state, for status pages and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateStats {
+    /// Items held (live, or expired and not yet purged).
+    pub items: u64,
+    /// Sum of the data sizes of those items, in bytes.
+    pub data_bytes: u64,
+    /// The earliest expiry among them.
+    pub next_expiry: Option<Timestamp>,
+}
+
+/// Every item of the store, with the indexes that keep expiry and limits cheap.
+///
+/// Invariant: `expiry` holds exactly one `(expires_at, id)` per entry of `items`, and
+/// `per_namespace` counts the entries of `items` per namespace (no zero counts).
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    items: HashMap<ItemId, Item>,
+    expiry: BTreeSet<(Timestamp, ItemId)>,
+    per_namespace: HashMap<Namespace, u64>,
+    data_bytes: u64,
+    high_water: Timestamp,
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items && self.high_water == other.high_water
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one batch and returns one outcome per operation, in order.
+    ///
+    /// Time used is `max(batch.now, every earlier batch's now)`: a leader whose clock is
+    /// behind its predecessor's never makes time go backwards. Everything that expired by then
+    /// is purged first, so expired items count as absent for conflicts and limits.
+    pub fn apply(&mut self, batch: &Batch) -> Vec<OpOutcome> {
+        let now = batch.now.max(self.high_water);
+        self.high_water = now;
+        self.purge_expired(now);
+        batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Store(store) => self.store(store, now, &batch.limits),
+            })
+            .collect()
+    }
+
+    fn store(&mut self, op: &StoreOp, now: Timestamp, limits: &Limits) -> OpOutcome {
+        op.check_size(limits)?;
+        // A timestamp in the future (or none) becomes the leader's stamp.
+        let timestamp = match op.timestamp {
+            Some(t) if t <= now => t,
+            _ => now,
+        };
+        let expires_at = timestamp.plus(op.ttl);
+        let stored = Stored {
+            timestamp,
+            expires_at,
+        };
+        match self.items.get(&op.id) {
+            Some(old) if timestamp < old.timestamp => {
+                return Err(DomainError::Conflict {
+                    stored: old.timestamp,
+                })
+            }
+            Some(old) if timestamp == old.timestamp => {
+                return if old.data == op.data {
+                    // An idempotent retry: the first TTL stands.
+                    Ok(Stored {
+                        timestamp: old.timestamp,
+                        expires_at: old.expires_at,
+                    })
+                } else {
+                    Err(DomainError::Conflict {
+                        stored: old.timestamp,
+                    })
+                };
+            }
+            Some(_) => {}
+            None => {
+                if expires_at > now {
+                    self.check_room(&op.id.namespace, limits)?;
+                }
+            }
+        }
+        self.remove(&op.id);
+        if expires_at > now {
+            self.insert(
+                op.id.clone(),
+                Item {
+                    data: op.data.clone(),
+                    timestamp,
+                    expires_at,
+                },
+            );
+        }
+        // An item already expired on arrival is acknowledged but never visible; it still
+        // supersedes an older stored item (which is removed above).
+        Ok(stored)
+    }
+
+    fn check_room(&self, namespace: &Namespace, limits: &Limits) -> Result<(), DomainError> {
+        if self.items.len() as u64 >= limits.max_items {
+            return Err(DomainError::StoreFull {
+                scope: FullScope::Store,
+                limit: limits.max_items,
+            });
+        }
+        if let Some(limit) = limits.max_items_per_namespace {
+            if self.per_namespace.get(namespace).copied().unwrap_or(0) >= limit {
+                return Err(DomainError::StoreFull {
+                    scope: FullScope::Namespace,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, id: ItemId, item: Item) {
+        self.data_bytes += item.data.len() as u64;
+        self.expiry.insert((item.expires_at, id.clone()));
+        *self.per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
+        self.items.insert(id, item);
+    }
+
+    fn remove(&mut self, id: &ItemId) -> Option<Item> {
+        let item = self.items.remove(id)?;
+        self.data_bytes -= item.data.len() as u64;
+        self.expiry.remove(&(item.expires_at, id.clone()));
+        if let Some(count) = self.per_namespace.get_mut(&id.namespace) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_namespace.remove(&id.namespace);
+            }
+        }
+        Some(item)
+    }
+
+    /// Removes every item that expired at or before `now`; returns how many. The cost is
+    /// proportional to the number removed (the expiry index is ordered by time).
+    fn purge_expired(&mut self, now: Timestamp) -> usize {
+        let mut purged = 0;
+        while let Some((expires_at, id)) = self.expiry.first().cloned() {
+            if expires_at > now {
+                break;
+            }
+            self.remove(&id);
+            purged += 1;
+        }
+        purged
+    }
+
+    /// The live item at `id` at time `now`, if any. Expired items are invisible even before
+    /// they are purged.
+    pub fn get(&self, id: &ItemId, now: Timestamp) -> Option<&Item> {
+        self.items.get(id).filter(|item| item.expires_at > now)
+    }
+
+    /// The earliest expiry of any held item: the leader proposes a purge once it has passed.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|(at, _)| *at)
+    }
+
+    /// The latest time any applied batch was stamped with.
+    pub fn high_water(&self) -> Timestamp {
+        self.high_water
+    }
+
+    /// Counters for status pages.
+    pub fn stats(&self) -> StateStats {
+        StateStats {
+            items: self.items.len() as u64,
+            data_bytes: self.data_bytes,
+            next_expiry: self.next_expiry(),
+        }
+    }
+
+    /// Every held item, in no particular order (for snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (&ItemId, &Item)> {
+        self.items.iter()
+    }
+
+    /// Rebuilds a state from snapshot parts: the high-water mark and the items.
+    pub fn from_parts(high_water: Timestamp, items: impl IntoIterator<Item = (ItemId, Item)>) -> Self {
+        let mut state = State {
+            high_water,
+            ..State::default()
+        };
+        for (id, item) in items {
+            state.remove(&id);
+            state.insert(id, item);
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests;
