@@ -1,1 +1,22 @@
-//! placeholder
+//! Durable storage for the State Manager, in bytes.
+//!
+//! This crate knows files, checksums, fsync and atomic renames; it knows nothing of items,
+//! Raft or HTTP. It provides:
+//! - [`LogEngine`]: the Raft log (index → record) and small metadata values, on fjall, where
+//!   every append is fsync'd before it returns and every record carries a CRC32;
+//! - [`SnapshotWriter`] / [`SnapshotReader`]: snapshot files written as checksummed records
+//!   to a temporary name, fsync'd and renamed into place, read back as a stream;
+//! - [`DataDir`]: the layout of a data directory and its exclusive lock.
+#![warn(missing_docs)]
+
+mod data_dir;
+mod error;
+mod frame;
+mod log_engine;
+mod snapshot;
+
+pub use data_dir::DataDir;
+pub use error::StorageError;
+pub use frame::{decode_record, encode_record, RECORD_FORMAT_VERSION};
+pub use log_engine::LogEngine;
+pub use snapshot::{SnapshotReader, SnapshotWriter};

@@ -1,0 +1,153 @@
+//! The data directory: its layout, format marker and exclusive lock.
+//!
+//! ```text
+//! data_dir/
+//!   LOCK        held (flock) by the running process; holds its pid
+//!   FORMAT      "statemanager-data 1"
+//!   raft/       the log engine (fjall)
+//!   snapshots/  current.snap and its temporary siblings
+//! ```
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::StorageError;
+
+const FORMAT: &str = "statemanager-data 1";
+
+/// An opened, locked data directory. The lock is released when this value is dropped (or the
+/// process dies, which is what makes `kill -9` and restart work).
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates (if needed), locks and checks the data directory at `root`.
+    ///
+    /// Fails at once with [`StorageError::Locked`] if another process holds it.
+    pub fn open(root: &Path) -> Result<Self, StorageError> {
+        fs::create_dir_all(root)
+            .map_err(|e| StorageError::io(format!("creating data directory {}", root.display()), e))?;
+        let lock_path = root.join("LOCK");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| StorageError::io(format!("opening {}", lock_path.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = lock.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(StorageError::Locked {
+                    dir: root.to_path_buf(),
+                    holder: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StorageError::io(format!("locking {}", lock_path.display()), e))
+            }
+        }
+        let write_pid = |lock: &mut File| -> std::io::Result<()> {
+            lock.set_len(0)?;
+            lock.seek(SeekFrom::Start(0))?;
+            writeln!(lock, "{}", std::process::id())
+        };
+        write_pid(&mut lock)
+            .map_err(|e| StorageError::io(format!("writing {}", lock_path.display()), e))?;
+
+        let format_path = root.join("FORMAT");
+        match fs::read_to_string(&format_path) {
+            Ok(found) if found.trim() == FORMAT => {}
+            Ok(found) => {
+                return Err(StorageError::Format {
+                    dir: root.to_path_buf(),
+                    found: found.trim().to_string(),
+                    expected: FORMAT.to_string(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_atomic(&format_path, format!("{FORMAT}\n").as_bytes())?;
+            }
+            Err(e) => return Err(StorageError::io(format!("reading {}", format_path.display()), e)),
+        }
+        for sub in ["raft", "snapshots"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir)
+                .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the log engine lives.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.root.join("raft")
+    }
+
+    /// Where snapshot files live.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary sibling, fsync, rename, fsync of the
+/// directory. A crash leaves either the old file or the new one, never a torn one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = path.with_extension("tmp");
+    let io = |what: &str, e| StorageError::io(format!("{what} {}", tmp.display()), e);
+    let mut file = File::create(&tmp).map_err(|e| io("creating", e))?;
+    file.write_all(bytes).map_err(|e| io("writing", e))?;
+    file.sync_all().map_err(|e| io("syncing", e))?;
+    fs::rename(&tmp, path).map_err(|e| io("renaming", e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory so that a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_fails_with_clear_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = DataDir::open(tmp.path()).unwrap();
+        let err = DataDir::open(tmp.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another statemanager"), "{msg}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        drop(first);
+        DataDir::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn foreign_format_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("FORMAT"), "statemanager-data 99\n").unwrap();
+        let err = DataDir::open(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("statemanager-data 99"));
+    }
+}
