@@ -130,6 +130,15 @@ impl LogEngine {
         Ok(())
     }
 
+    /// Stores a metadata value without waiting for an fsync; it becomes durable with the next
+    /// synced write (the journal is shared) or at a clean shutdown.
+    pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        batch.insert(&self.meta, name, encode_record(value));
+        batch.commit()?;
+        Ok(())
+    }
+
     /// Bytes the engine occupies on disk.
     pub fn disk_space(&self) -> Result<u64, StorageError> {
         Ok(self.db.disk_space()?)

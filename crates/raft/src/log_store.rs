@@ -1,0 +1,195 @@
+//! The Raft log store: openraft's `RaftLogStorage` on [`LogEngine`].
+//!
+//! Entries are postcard-encoded and framed with a CRC by the engine. `append` runs the fsync
+//! on a blocking thread and only then tells openraft the entries are flushed: a write is never
+//! acknowledged before it is durable. The vote is durable before `save_vote` returns. The
+//! committed index is written without its own fsync: it is only a hint for re-applying on
+//! restart, and the next append's fsync (one journal for everything) makes it durable anyway.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError, Vote};
+use statemanager_storage::{LogEngine, StorageError};
+
+use crate::types::{decode, encode, Entry, LogId, NodeId, RaftStorageError, TypeConfig};
+
+const META_VOTE: &str = "vote";
+const META_COMMITTED: &str = "committed";
+const META_PURGED: &str = "purged";
+
+/// The log store handle (cheap to clone; all clones share the engine).
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    engine: LogEngine,
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+fn corrupt(what: String, e: postcard::Error) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+impl LogStore {
+    /// A log store on `engine`.
+    pub fn new(engine: LogEngine) -> Self {
+        LogStore { engine }
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
+        match self.engine.get_meta(name)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(format!("metadata '{name}'"), e)),
+        }
+    }
+
+    /// Every entry with an index in `range` (used by openraft and by start-up checks).
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.engine
+            .read_range(start, end)?
+            .into_iter()
+            .map(|(index, bytes)| {
+                let entry: Entry =
+                    decode(&bytes).map_err(|e| corrupt(format!("raft log entry {index}"), e))?;
+                if entry.get_log_id().index != index {
+                    return Err(StorageError::Corrupt {
+                        what: format!("raft log entry {index}"),
+                        detail: format!("holds index {}", entry.get_log_id().index),
+                    });
+                }
+                Ok(entry)
+            })
+            .collect()
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        let (start, end) = bounds(&range);
+        self.entries(start, end).map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+        let last_purged: Option<LogId> = self.meta(META_PURGED).map_err(read_err)?;
+        let last = match self.engine.last().map_err(read_err)? {
+            None => last_purged,
+            Some((index, bytes)) => {
+                let entry: Entry = decode(&bytes)
+                    .map_err(|e| read_err(corrupt(format!("raft log entry {index}"), e)))?;
+                Some(*entry.get_log_id())
+            }
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
+        let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.put_meta(META_VOTE, &bytes))
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
+        self.meta(META_VOTE)
+            .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+        let bytes = encode(&committed).map_err(write_err)?;
+        self.engine
+            .put_meta_lazy(META_COMMITTED, &bytes)
+            .map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
+        Ok(self.meta::<Option<LogId>>(META_COMMITTED).map_err(read_err)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut records = Vec::new();
+        for entry in entries {
+            records.push((entry.get_log_id().index, encode(&entry).map_err(write_err)?));
+        }
+        let engine = self.engine.clone();
+        let result = tokio::task::spawn_blocking(move || engine.append(&records))
+            .await
+            .map_err(write_err)?;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                // A failed fsync is fatal: we never retry it (the kernel may have dropped the
+                // dirty pages, so a retry could "succeed" without the data).
+                tracing::error!(error = %e, "appending to the raft log failed; stopping");
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.truncate_from(log_id.index))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        let bytes = encode(&log_id).map_err(write_err)?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.purge_through(log_id.index, (META_PURGED, &bytes)))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
+    }
+}

@@ -1,0 +1,357 @@
+//! The node: opens storage, starts openraft and the writer, reader and purge tasks, and offers
+//! the API a small service handle (`store`, `fetch`, `readiness`, `status`, `shutdown`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use statemanager_core::{Batch, Clock, Item, ItemId, Limits, Op, StoreOp, Stored, Timestamp};
+use statemanager_storage::{DataDir, LogEngine, StorageError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::log_store::LogStore;
+use crate::network::NoPeers;
+use crate::reader::{self, ReadWaiter};
+use crate::state_machine::{SharedState, StateMachine};
+use crate::types::{NodeId, TypeConfig};
+use crate::writer::{self, WriteRequest, WriterOptions};
+use crate::NodeError;
+
+/// Everything a node needs to start. The server builds it from the configuration.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The client address this node advertises.
+    pub api_addr: String,
+    /// Item limits, stamped into every batch this node proposes as leader.
+    pub limits: Limits,
+    /// The clock the leader stamps batches with.
+    pub clock: Arc<dyn Clock>,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Raft election timeout range.
+    pub election_timeout: (Duration, Duration),
+    /// Take a snapshot after this many log entries.
+    pub snapshot_logs: u64,
+    /// How long a proposed write may take to commit.
+    pub commit_timeout: Duration,
+    /// How long a read may wait for its read index.
+    pub read_timeout: Duration,
+    /// How often the leader checks for expired items to purge.
+    pub purge_interval: Duration,
+    /// Most operations per log entry.
+    pub max_batch_ops: usize,
+    /// Most data bytes per log entry.
+    pub max_batch_bytes: usize,
+}
+
+impl NodeOptions {
+    /// Defaults for a one-node store in `data_dir`.
+    pub fn new(data_dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
+        NodeOptions {
+            node_id: 1,
+            data_dir,
+            api_addr: String::new(),
+            limits: Limits::default(),
+            clock,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            snapshot_logs: 5000,
+            commit_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(2),
+            purge_interval: Duration::from_secs(1),
+            max_batch_ops: 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or its contents.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A snapshot of the node's state for `/status` and `/metrics`.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    /// The current leader, if known.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+    /// Items held.
+    pub items: u64,
+    /// Bytes of item data held.
+    pub data_bytes: u64,
+    /// Earliest expiry of a held item.
+    pub next_expiry: Option<Timestamp>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    shared: Arc<SharedState>,
+    writes: mpsc::Sender<WriteRequest>,
+    reads: mpsc::Sender<ReadWaiter>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    election_max: Duration,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    _data_dir: DataDir,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Opens the data directory (taking its lock), recovers the log and the last snapshot,
+    /// starts Raft, and initialises a one-member cluster on first start.
+    pub async fn start(options: NodeOptions) -> Result<Node, StartError> {
+        let data_dir = DataDir::open(&options.data_dir)?;
+        let engine = {
+            let dir = data_dir.raft_dir();
+            tokio::task::spawn_blocking(move || LogEngine::open(&dir))
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))??
+        };
+        let log_store = LogStore::new(engine);
+        let snapshot_dir = data_dir.snapshot_dir();
+        let state_machine = tokio::task::spawn_blocking(move || StateMachine::open(&snapshot_dir))
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))??;
+        let shared = state_machine.shared();
+
+        let config = openraft::Config {
+            cluster_name: "statemanager".into(),
+            heartbeat_interval: options.heartbeat.as_millis() as u64,
+            election_timeout_min: options.election_timeout.0.as_millis() as u64,
+            election_timeout_max: options.election_timeout.1.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
+        let raft = Raft::new(options.node_id, config, NoPeers, log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(options.node_id, BasicNode::new(&options.api_addr))]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(format!("initialising the cluster: {e}")))?;
+            tracing::info!(node_id = options.node_id, "initialised a new one-member cluster");
+        }
+
+        let (writes, write_rx) = mpsc::channel(16 * 1024);
+        let (reads, read_rx) = mpsc::channel(16 * 1024);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(writer::run(
+            raft.clone(),
+            options.clock.clone(),
+            options.limits,
+            WriterOptions {
+                max_ops: options.max_batch_ops,
+                max_bytes: options.max_batch_bytes,
+                commit_timeout: options.commit_timeout,
+            },
+            write_rx,
+        )));
+        tasks.push(tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)));
+        tasks.push(tokio::spawn(purge_loop(
+            raft.clone(),
+            shared.clone(),
+            options.clock.clone(),
+            options.limits,
+            options.purge_interval,
+            options.commit_timeout,
+        )));
+
+        Ok(Node {
+            inner: Arc::new(Inner {
+                node_id: options.node_id,
+                raft,
+                shared,
+                writes,
+                reads,
+                clock: options.clock,
+                limits: options.limits,
+                election_max: options.election_timeout.1,
+                tasks: Mutex::new(tasks),
+                _data_dir: data_dir,
+            }),
+        })
+    }
+
+    /// The limits this node stamps into its batches.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Stores an item; returns once the entry holding it is fsync'd, committed and applied.
+    pub async fn store(&self, op: StoreOp) -> Result<Stored, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writes
+            .send(WriteRequest {
+                op: Op::Store(op),
+                reply,
+            })
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
+        answer
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+    }
+
+    /// Reads an item linearizably: the answer reflects every store acknowledged before the
+    /// call. Expired items are absent.
+    pub async fn fetch(&self, id: &ItemId) -> Result<Option<Item>, NodeError> {
+        let (waiter, ready) = oneshot::channel();
+        self.inner
+            .reads
+            .send(waiter)
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
+        ready
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))??;
+        let applied = self.inner.shared.read();
+        let now = self.inner.clock.now().max(applied.state.high_water());
+        Ok(applied.state.get(id, now).cloned())
+    }
+
+    /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if let Err(e) = &m.running_state {
+            return Err(format!("raft has stopped: {e}"));
+        }
+        match m.state {
+            ServerState::Leader => {
+                if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+                    return Err("the leader has not yet committed an entry of its term".into());
+                }
+                let voters = m.membership_config.membership().voter_ids().count();
+                if voters > 1 {
+                    let fresh = m
+                        .millis_since_quorum_ack
+                        .is_some_and(|ms| ms <= self.inner.election_max.as_millis() as u64);
+                    if !fresh {
+                        return Err("the leader has not heard from a quorum recently".into());
+                    }
+                }
+                Ok(())
+            }
+            ServerState::Follower => Err("this node is a follower".into()),
+            ServerState::Candidate => Err("an election is in progress".into()),
+            ServerState::Learner => Err("this node is a learner (not yet a voting member)".into()),
+            ServerState::Shutdown => Err("the node is stopping".into()),
+        }
+    }
+
+    /// The node's current state.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let stats = self.inner.shared.read().state.stats();
+        NodeStatus {
+            node_id: self.inner.node_id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            items: stats.items,
+            data_bytes: stats.data_bytes,
+            next_expiry: stats.next_expiry,
+        }
+    }
+
+    /// Resolves when Raft has stopped on its own (a storage failure), with the reason.
+    pub async fn fatal(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
+    /// Stops Raft (flushing what it has) and the background tasks.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+/// While leader, proposes an empty batch whenever an item has expired: applying it purges
+/// everything expired by the batch's time (cost proportional to what expired), on every
+/// replica alike.
+async fn purge_loop(
+    raft: Raft<TypeConfig>,
+    shared: Arc<SharedState>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    interval: Duration,
+    commit_timeout: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let is_leader = raft.metrics().borrow().state == ServerState::Leader;
+        let now = clock.now();
+        let due = shared.read().state.next_expiry().is_some_and(|at| at <= now);
+        if !(is_leader && due) {
+            continue;
+        }
+        let batch = Batch {
+            now,
+            limits,
+            ops: vec![],
+        };
+        if let Err(e) = writer::propose(&raft, batch, commit_timeout).await {
+            tracing::debug!(error = %e, "purge proposal failed; will retry");
+        }
+    }
+}

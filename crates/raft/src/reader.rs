@@ -1,0 +1,55 @@
+//! Linearizable reads with a shared read index.
+//!
+//! A fetch must see every write acknowledged before it started. `ensure_linearizable` gives
+//! that (it confirms leadership with a quorum and waits until the read index is applied), but
+//! it is a round trip through the Raft core. Fetches queue here; the reader task takes every
+//! queued fetch, runs one `ensure_linearizable`, and releases them all. A fetch that arrives
+//! while a round is in flight waits for the next round, because a round only covers reads that
+//! started before it did.
+
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::Raft;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::types::TypeConfig;
+use crate::NodeError;
+
+/// A queued fetch waiting for a read index.
+pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
+
+/// Confirms once that this node may serve linearizable reads now.
+pub async fn linearize(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<(), NodeError> {
+    match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(NodeError::NotLeader { leader: f.leader_id })
+        }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Err(NodeError::NoQuorum(q.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(format!(
+            "the node is stopping ({f})"
+        ))),
+        Err(_) => Err(NodeError::NoQuorum(format!(
+            "leadership could not be confirmed within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// Runs the reader until every sender of `rx` is dropped.
+pub async fn run(raft: Raft<TypeConfig>, timeout: Duration, mut rx: mpsc::Receiver<ReadWaiter>) {
+    let mut waiters = Vec::new();
+    while let Some(first) = rx.recv().await {
+        waiters.push(first);
+        while let Ok(next) = rx.try_recv() {
+            waiters.push(next);
+        }
+        let result = linearize(&raft, timeout).await;
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The state machine: [`State`] in memory, persisted by snapshot files.
+//!
+//! Why in memory: the store is bounded by `max_persistent_data_items` (1024 by default) of at
+//! most `max_persistent_data_item_size` each, so the whole state fits comfortably in RAM, and
+//! reads then cost a hash lookup. Durability comes from the Raft log (every entry is fsync'd
+//! before it is acknowledged) plus snapshots: on restart the last snapshot is loaded and
+//! openraft re-applies the committed log after it. See `docs/design.md` for the numbers.
+//!
+//! Snapshot file: record 0 is a [`SnapshotHeader`]; every further record is one item
+//! `(ItemId, Item)`. Files are written and read as streams, never held whole in memory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+use statemanager_core::{Item, ItemId, State, Timestamp};
+use statemanager_storage::{SnapshotReader, SnapshotWriter, StorageError};
+
+use crate::types::{
+    decode, encode, BatchResult, Entry, LogId, NodeId, RaftStorageError, StoredMembership,
+    TypeConfig,
+};
+
+const CURRENT: &str = "current.snap";
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The first record of a snapshot file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// Format version of the records that follow.
+    pub format: u32,
+    /// Last log entry included.
+    pub last_log_id: Option<LogId>,
+    /// Membership as of that entry.
+    pub membership: StoredMembership,
+    /// openraft's snapshot id.
+    pub snapshot_id: String,
+    /// The state's time high-water mark.
+    pub high_water: Timestamp,
+    /// Number of item records that follow.
+    pub items: u64,
+}
+
+/// What the state machine holds: the domain state plus Raft's bookkeeping.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The last applied log id.
+    pub last_applied: Option<LogId>,
+    /// The last applied membership.
+    pub membership: StoredMembership,
+    /// The items.
+    pub state: State,
+}
+
+/// The state shared between the state machine (writer) and readers.
+#[derive(Debug, Default)]
+pub struct SharedState(RwLock<Applied>);
+
+impl SharedState {
+    /// Read access. A poisoned lock means a panic while applying, after which no answer can
+    /// be trusted; we keep serving what is there rather than crash (apply itself never panics
+    /// on input, see core's property tests).
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Applied> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The openraft state machine.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    shared: Arc<SharedState>,
+    dir: PathBuf,
+    /// Serialises snapshot file operations (build, receive, install).
+    file_lock: Arc<tokio::sync::Mutex<()>>,
+    counter: Arc<AtomicU64>,
+    incoming: Option<PathBuf>,
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
+}
+
+fn read_snap_err(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::read_snapshot(None, AnyError::new(&e)).into()
+}
+
+fn corrupt(path: &Path, e: postcard::Error) -> StorageError {
+    StorageError::Corrupt {
+        what: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Reads a whole snapshot file into an [`Applied`] (streaming record by record).
+fn load_snapshot(path: &Path) -> Result<(SnapshotHeader, Applied), StorageError> {
+    let mut reader = SnapshotReader::open(path)?;
+    let first = reader.next_record()?.ok_or_else(|| StorageError::Corrupt {
+        what: path.display().to_string(),
+        detail: "no header record".into(),
+    })?;
+    let header: SnapshotHeader = decode(&first).map_err(|e| corrupt(path, e))?;
+    if header.format != SNAPSHOT_FORMAT {
+        return Err(StorageError::Corrupt {
+            what: path.display().to_string(),
+            detail: format!("snapshot format {} is not {SNAPSHOT_FORMAT}", header.format),
+        });
+    }
+    let mut items = Vec::with_capacity(header.items.min(1 << 20) as usize);
+    while let Some(record) = reader.next_record()? {
+        let item: (ItemId, Item) = decode(&record).map_err(|e| corrupt(path, e))?;
+        items.push(item);
+    }
+    if items.len() as u64 != header.items {
+        return Err(StorageError::Corrupt {
+            what: path.display().to_string(),
+            detail: format!("header says {} items, found {}", header.items, items.len()),
+        });
+    }
+    let applied = Applied {
+        last_applied: header.last_log_id,
+        membership: header.membership.clone(),
+        state: State::from_parts(header.high_water, items),
+    };
+    Ok((header, applied))
+}
+
+fn meta_of(header: &SnapshotHeader) -> SnapshotMeta<NodeId, openraft::BasicNode> {
+    SnapshotMeta {
+        last_log_id: header.last_log_id,
+        last_membership: header.membership.clone(),
+        snapshot_id: header.snapshot_id.clone(),
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine whose snapshots live in `dir`, loading the current snapshot if
+    /// there is one. A damaged snapshot stops start-up (it is never half-loaded).
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        // Leftovers of an interrupted build or transfer are incomplete by construction.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".tmp") || name.starts_with("incoming-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let current = dir.join(CURRENT);
+        let applied = if current.exists() {
+            let (header, applied) = load_snapshot(&current)?;
+            tracing::info!(
+                items = header.items,
+                last_log = ?header.last_log_id,
+                "loaded snapshot"
+            );
+            applied
+        } else {
+            Applied::default()
+        };
+        Ok(StateMachine {
+            shared: Arc::new(SharedState(RwLock::new(applied))),
+            dir: dir.to_path_buf(),
+            file_lock: Arc::new(tokio::sync::Mutex::new(())),
+            counter: Arc::new(AtomicU64::new(0)),
+            incoming: None,
+        })
+    }
+
+    /// The state readers look at.
+    pub fn shared(&self) -> Arc<SharedState> {
+        self.shared.clone()
+    }
+
+    async fn open_current(&self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let path = self.dir.join(CURRENT);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let header = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<SnapshotHeader, StorageError> {
+                let mut reader = SnapshotReader::open(&path)?;
+                let first = reader.next_record()?.unwrap_or_default();
+                decode(&first).map_err(|e| corrupt(&path, e))
+            })
+            .await
+            .map_err(read_snap_err)?
+            .map_err(read_snap_err)?
+        };
+        let file = tokio::fs::File::open(&path).await.map_err(|e| read_snap_err(e))?;
+        Ok(Some(Snapshot {
+            meta: meta_of(&header),
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        let _guard = self.file_lock.lock().await;
+        // Copy under the lock (items share their strings through Arc, so this is a shallow
+        // copy), then write without holding it: applies go on meanwhile.
+        let (header, items) = {
+            let applied = self.shared.read();
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let snapshot_id = match applied.last_applied {
+                Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
+                None => format!("0-0-0-{n}"),
+            };
+            let items: Vec<(ItemId, Item)> = applied
+                .state
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let header = SnapshotHeader {
+                format: SNAPSHOT_FORMAT,
+                last_log_id: applied.last_applied,
+                membership: applied.membership.clone(),
+                snapshot_id,
+                high_water: applied.state.high_water(),
+                items: items.len() as u64,
+            };
+            (header, items)
+        };
+        let path = self.dir.join(CURRENT);
+        let h = header.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let mut writer = SnapshotWriter::create(&path)?;
+            let header_bytes = encode(&h).map_err(|e| corrupt(&path, e))?;
+            writer.write_record(&header_bytes)?;
+            for item in &items {
+                let bytes = encode(item).map_err(|e| corrupt(&path, e))?;
+                writer.write_record(&bytes)?;
+            }
+            writer.finish()?;
+            Ok(())
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
+        tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot written");
+        let file = tokio::fs::File::open(self.dir.join(CURRENT))
+            .await
+            .map_err(|e| read_snap_err(e))?;
+        Ok(Snapshot {
+            meta: meta_of(&header),
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        let applied = self.shared.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResult>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self.shared.write();
+        let mut results = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => BatchResult::default(),
+                EntryPayload::Normal(batch) => BatchResult(applied.state.apply(&batch)),
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    BatchResult::default()
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("incoming-{n}.snap"));
+        let file = tokio::fs::File::create(&path).await.map_err(|e| snap_err(e))?;
+        self.incoming = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), RaftStorageError> {
+        let _guard = self.file_lock.lock().await;
+        // Copy whatever file we were handed (openraft may give back a different handle than
+        // the one `begin_receiving_snapshot` created) into a fresh file of ours, from its
+        // start, then verify it completely before it replaces anything.
+        if let Some(stale) = self.incoming.take() {
+            let _ = tokio::fs::remove_file(stale).await;
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("incoming-{n}.snap"));
+        {
+            use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+            let mut source = snapshot;
+            source
+                .seek(io::SeekFrom::Start(0))
+                .await
+                .map_err(|e| snap_err(e))?;
+            let mut target = tokio::fs::File::create(&path).await.map_err(|e| snap_err(e))?;
+            tokio::io::copy(&mut *source, &mut target)
+                .await
+                .map_err(|e| snap_err(e))?;
+            target.flush().await.map_err(|e| snap_err(e))?;
+            target.sync_all().await.map_err(|e| snap_err(e))?;
+        }
+        let current = self.dir.join(CURRENT);
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || load_snapshot(&path))
+                .await
+                .map_err(snap_err)?
+                .map_err(snap_err)?
+        };
+        let (header, applied) = loaded;
+        if header.last_log_id != meta.last_log_id {
+            return Err(snap_err(io::Error::other(format!(
+                "received snapshot covers {:?}, leader said {:?}",
+                header.last_log_id, meta.last_log_id
+            ))));
+        }
+        std::fs::rename(&path, &current).map_err(|e| snap_err(e))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| snap_err(e))?;
+        *self.shared.write() = applied;
+        tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        self.open_current().await
+    }
+}
