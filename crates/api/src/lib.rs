@@ -1,1 +1,13 @@
-//! placeholder
+//! The State Manager's HTTP API: translation between HTTP/JSON and the node service.
+//!
+//! Handlers validate input into domain values, call the [`statemanager_raft::Node`] handle,
+//! and map every outcome to a status code and a JSON body exactly once, in [`error`]. Nothing
+//! here touches storage or decides a domain rule.
+#![warn(missing_docs)]
+
+mod body;
+pub mod error;
+mod handlers;
+mod router;
+
+pub use router::{app, ApiState};

@@ -1,0 +1,96 @@
+//! Reading request bodies: bounded, Content-Type agnostic, with errors a plugin author can act
+//! on.
+//!
+//! plugnpy always sends `Content-Type: application/json`, but curl users often do not, so the
+//! header is not required. A body whose declared length is over the limit is refused before a
+//! byte of it is read; one without a declared length is read only up to the limit.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Reads `body` (at most `limit` bytes) and parses it as a JSON object.
+pub async fn json_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(ApiError::BodyTooLarge(limit));
+        }
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                ApiError::BodyTooLarge(limit)
+            } else {
+                ApiError::InvalidRequest(format!("could not read the request body: {e}"))
+            });
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidRequest(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::InvalidRequest(format!(
+            "the request body must be a JSON object, not {}",
+            kind(&other)
+        ))),
+        Err(e) => Err(ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// A JSON value's kind, for messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A required string field.
+pub fn string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        None => Err(ApiError::InvalidRequest(format!("missing field '{field}'"))),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "field '{field}' must be a string, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// A required number field.
+pub fn number(obj: &Map<String, Value>, field: &str) -> Result<f64, ApiError> {
+    match obj.get(field) {
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| {
+            ApiError::InvalidRequest(format!("field '{field}' is not a representable number"))
+        }),
+        None => Err(ApiError::InvalidRequest(format!("missing field '{field}'"))),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "field '{field}' must be a number, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// An optional number field (`null` counts as absent).
+pub fn optional_number(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => number(obj, field).map(Some),
+    }
+}

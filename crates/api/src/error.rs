@@ -1,0 +1,131 @@
+//! The one place where outcomes become HTTP statuses and JSON error bodies.
+//!
+//! | code | status | meaning |
+//! |---|---|---|
+//! | `invalid_request` | 400 | malformed JSON, wrong type, missing field, value out of range |
+//! | `not_found` | 404 | item missing or expired |
+//! | `unknown_endpoint` | 404 | no such path |
+//! | `method_not_allowed` | 405 | path exists, method does not |
+//! | `conflict` | 409 | a newer (or equally old, different) item is stored |
+//! | `item_too_large` | 413 | data over `max_persistent_data_item_size` |
+//! | `body_too_large` | 413 | request body over the body limit |
+//! | `store_full` | 507 | item limit (store or namespace) reached for a new key |
+//! | `no_quorum` | 503 | refused before proposing: nothing happened |
+//! | `commit_timeout` | 503 | proposed, not committed in time: outcome unknown |
+//! | `unavailable` | 503 | stopping, or not the leader of a one-node store |
+//! | `internal` | 500 | a bug (logged; the body says nothing more) |
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use statemanager_core::DomainError;
+use statemanager_proto::{ErrorBody, ErrorDetail};
+use statemanager_raft::NodeError;
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`.
+    InvalidRequest(String),
+    /// 404 `not_found`.
+    NotFound,
+    /// 404 `unknown_endpoint`.
+    UnknownEndpoint(String),
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed(String),
+    /// 413 `body_too_large`.
+    BodyTooLarge(usize),
+    /// Anything the node answered.
+    Node(NodeError),
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        ApiError::Node(e)
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Node(NodeError::Domain(e))
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no item with this namespace and key (never stored, or expired)".into(),
+            ),
+            ApiError::UnknownEndpoint(path) => (
+                StatusCode::NOT_FOUND,
+                "unknown_endpoint",
+                format!("no endpoint {path}; see /openapi.json or docs/api.md"),
+            ),
+            ApiError::MethodNotAllowed(m) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", m.clone())
+            }
+            ApiError::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is larger than {limit} bytes"),
+            ),
+            ApiError::Node(e) => match e {
+                NodeError::Domain(d) => match d {
+                    DomainError::InvalidRequest(m) => {
+                        (StatusCode::BAD_REQUEST, "invalid_request", m.clone())
+                    }
+                    DomainError::Conflict { .. } => {
+                        (StatusCode::CONFLICT, "conflict", d.to_string())
+                    }
+                    DomainError::ItemTooLarge { .. } => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "item_too_large", d.to_string())
+                    }
+                    DomainError::StoreFull { .. } => {
+                        (StatusCode::INSUFFICIENT_STORAGE, "store_full", d.to_string())
+                    }
+                },
+                NodeError::NotLeader { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+                }
+                NodeError::NoQuorum(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no_quorum", e.to_string())
+                }
+                NodeError::CommitTimeout(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "commit_timeout", e.to_string())
+                }
+                NodeError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+                }
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let stored_timestamp = match &self {
+            ApiError::Node(NodeError::Domain(DomainError::Conflict { stored })) => {
+                Some(stored.as_secs_f64())
+            }
+            _ => None,
+        };
+        let leader = match &self {
+            ApiError::Node(NodeError::NotLeader { leader }) => *leader,
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                stored_timestamp,
+                leader,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

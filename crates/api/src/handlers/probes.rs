@@ -1,0 +1,68 @@
+//! `GET /`, `/health`, `/ready` and `/status`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+use statemanager_proto::ReadyResponse;
+
+use crate::ApiState;
+
+/// The banner text (the Cache Manager's, so existing probes keep matching).
+pub const BANNER: &str = "ITRS Group Cache Manager API";
+
+/// `GET /`: a short banner.
+pub async fn banner() -> impl IntoResponse {
+    format!("{BANNER} (statemanager {})\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// `GET /health`: 200 while the process serves.
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
+pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
+    match state.node.readiness() {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(ReadyResponse {
+                ready: true,
+                reason: None,
+            }),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ReadyResponse {
+                ready: false,
+                reason: Some(reason),
+            }),
+        ),
+    }
+}
+
+/// `GET /status`: the Cache Manager's fields plus the node's and the store's.
+pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
+    let s = state.node.status();
+    let limits = state.node.limits();
+    Json(json!({
+        "ref": format!("statemanager {}", env!("CARGO_PKG_VERSION")),
+        "uptime": state.started.elapsed().as_secs(),
+        "peers": [],
+        "cache_items": 0,
+        "cache_size": 0,
+        "cache_percent": 0,
+        "max_item_size": limits.max_item_bytes,
+        "node_id": s.node_id,
+        "role": s.role,
+        "leader": s.leader.map(|id| json!({"id": id})),
+        "term": s.term,
+        "last_log_index": s.last_log_index,
+        "applied_index": s.applied_index,
+        "items": s.items,
+        "bytes": s.data_bytes,
+        "max_items": limits.max_items,
+        "oldest_expiry": s.next_expiry.map(|t| t.as_secs_f64()),
+    }))
+}

@@ -1,0 +1,427 @@
+//! Configuration: defaults in code, then a YAML file, then `STATEMANAGER_<KEY>` environment
+//! variables, then command-line flags; validated once into typed values.
+//!
+//! The file is flat (`port: 8184`). A file whose top level is a `cachemanager:` mapping
+//! (Opsview's own `cachemanager.yaml`) is read from inside that mapping. Unknown keys are
+//! warned about once and ignored; an invalid value of a known key stops start-up with one line
+//! naming the key and where it came from.
+
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+use crate::size::parse_size;
+
+/// Largest `max_persistent_data_item_size` accepted.
+pub const MAX_ITEM_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The log level threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Notices (normal operation), warnings and errors. The default.
+    Notice,
+    /// Everything, including each request.
+    Debug,
+    /// Everything, including library internals.
+    Trace,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to listen on for HTTP.
+    pub host: String,
+    /// HTTP port (`0`: any free port).
+    pub port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// `max_persistent_data_item_size`, in bytes.
+    pub max_item_size: u64,
+    /// `max_persistent_data_items`.
+    pub max_items: u64,
+    /// `max_items_per_namespace`, if set.
+    pub max_items_per_namespace: Option<u64>,
+    /// Log threshold.
+    pub log_level: LogLevel,
+    /// Log to stderr instead of syslog.
+    pub log_stderr: bool,
+    /// This node's Raft id.
+    pub node_id: u64,
+    /// Take a snapshot every this many log entries.
+    pub snapshot_logs: u64,
+    /// Raft heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Raft election timeout lower bound, ms.
+    pub election_timeout_min_ms: u64,
+    /// Raft election timeout upper bound, ms.
+    pub election_timeout_max_ms: u64,
+    /// How long a proposed write may take to commit, ms.
+    pub commit_timeout_ms: u64,
+    /// How often the leader looks for expired items to purge, ms.
+    pub purge_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8184,
+            data_dir: PathBuf::from("./statemanager-data"),
+            max_item_size: 16 * 1024,
+            max_items: 1024,
+            max_items_per_namespace: None,
+            log_level: LogLevel::Notice,
+            log_stderr: false,
+            node_id: 1,
+            snapshot_logs: 5000,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            commit_timeout_ms: 2000,
+            purge_interval_ms: 1000,
+        }
+    }
+}
+
+/// Every key the configuration knows, in the order the docs list them.
+pub const KEYS: &[&str] = &[
+    "host",
+    "port",
+    "data_dir",
+    "max_persistent_data_item_size",
+    "max_persistent_data_items",
+    "max_items_per_namespace",
+    "log_level",
+    "log_stderr",
+    "node_id",
+    "snapshot_logs",
+    "heartbeat_interval_ms",
+    "election_timeout_min_ms",
+    "election_timeout_max_ms",
+    "commit_timeout_ms",
+    "purge_interval_ms",
+];
+
+/// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
+/// without using (they are warned about, not refused, so that file can be used as it is).
+const CACHE_MANAGER_KEYS: &[&str] = &[
+    "housekeeping_interval",
+    "timestamp_error_margin",
+    "max_cache_size",
+    "max_item_size",
+    "tls_enabled",
+    "tls",
+    "peers",
+    "namespace_keys",
+    "encryption_keys",
+];
+
+/// A loaded configuration and the warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Unknown or unused keys, one message each.
+    pub warnings: Vec<String>,
+}
+
+fn as_u64(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("expected a whole number ≥ 0, got {n}")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a whole number, got '{s}'")),
+        other => Err(format!("expected a whole number, got {}", describe(other))),
+    }
+}
+
+fn as_bool(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(format!("expected true or false, got '{s}'")),
+        },
+        other => Err(format!("expected true or false, got {}", describe(other))),
+    }
+}
+
+fn as_string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("expected a non-empty string, got {}", describe(other))),
+    }
+}
+
+fn as_size(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Number(_) => as_u64(v),
+        Value::String(s) => parse_size(s),
+        other => Err(format!("expected a size such as 16KB, got {}", describe(other))),
+    }
+}
+
+fn in_range(n: u64, lo: u64, hi: u64) -> Result<u64, String> {
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is out of range {lo} … {hi}"))
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("{n}"),
+        Value::String(s) => format!("'{s}'"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
+fn parse_level(v: &Value) -> Result<LogLevel, String> {
+    let s = as_string(v)?;
+    match s.to_ascii_lowercase().as_str() {
+        "error" | "err" | "critical" | "crit" | "alert" | "emerg" => Ok(LogLevel::Error),
+        "warning" | "warn" => Ok(LogLevel::Warning),
+        "notice" | "info" => Ok(LogLevel::Notice),
+        "debug" => Ok(LogLevel::Debug),
+        "trace" => Ok(LogLevel::Trace),
+        _ => Err(format!(
+            "expected one of error, warning, notice, info, debug, trace; got '{s}'"
+        )),
+    }
+}
+
+impl Config {
+    /// Applies one known key. `Err` carries the reason (without the key or source).
+    fn set(&mut self, key: &str, v: &Value) -> Result<(), String> {
+        match key {
+            "host" => self.host = as_string(v)?,
+            "port" => self.port = in_range(as_u64(v)?, 0, 65535)? as u16,
+            "data_dir" => self.data_dir = PathBuf::from(as_string(v)?),
+            "max_persistent_data_item_size" => {
+                self.max_item_size = in_range(as_size(v)?, 1, MAX_ITEM_SIZE_LIMIT)?
+            }
+            "max_persistent_data_items" => {
+                self.max_items = in_range(as_u64(v)?, 1, 100_000_000)?
+            }
+            "max_items_per_namespace" => {
+                self.max_items_per_namespace = match v {
+                    Value::Null => None,
+                    _ => Some(in_range(as_u64(v)?, 1, 100_000_000)?),
+                }
+            }
+            "log_level" => self.log_level = parse_level(v)?,
+            "log_stderr" => self.log_stderr = as_bool(v)?,
+            "node_id" => self.node_id = in_range(as_u64(v)?, 1, u64::MAX)?,
+            "snapshot_logs" => self.snapshot_logs = in_range(as_u64(v)?, 10, 10_000_000)?,
+            "heartbeat_interval_ms" => self.heartbeat_ms = in_range(as_u64(v)?, 10, 60_000)?,
+            "election_timeout_min_ms" => {
+                self.election_timeout_min_ms = in_range(as_u64(v)?, 20, 600_000)?
+            }
+            "election_timeout_max_ms" => {
+                self.election_timeout_max_ms = in_range(as_u64(v)?, 20, 600_000)?
+            }
+            "commit_timeout_ms" => self.commit_timeout_ms = in_range(as_u64(v)?, 100, 600_000)?,
+            "purge_interval_ms" => self.purge_interval_ms = in_range(as_u64(v)?, 10, 3_600_000)?,
+            _ => unreachable!("set() is only called with a key from KEYS"),
+        }
+        Ok(())
+    }
+
+    /// Checks relations between keys.
+    fn check(&self) -> Result<(), String> {
+        if self.election_timeout_min_ms <= self.heartbeat_ms {
+            return Err(format!(
+                "election_timeout_min_ms ({}) must be larger than heartbeat_interval_ms ({})",
+                self.election_timeout_min_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(format!(
+                "election_timeout_max_ms ({}) must be larger than election_timeout_min_ms ({})",
+                self.election_timeout_max_ms, self.election_timeout_min_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Loads the configuration from an optional file and the environment (`env` looks up a
+/// variable; the server passes `std::env::var`).
+pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, String> {
+    let mut config = Config::default();
+    let mut warnings = Vec::new();
+    if let Some(path) = file {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read configuration file {source}: {e}"))?;
+        let doc: Value = serde_norway::from_str(&text)
+            .map_err(|e| format!("configuration file {source} is not valid YAML: {e}"))?;
+        let mut mapping = match doc {
+            Value::Null => serde_norway::Mapping::new(),
+            Value::Mapping(m) => m,
+            other => {
+                return Err(format!(
+                    "configuration file {source} must be a mapping of keys to values, not {}",
+                    describe(&other)
+                ))
+            }
+        };
+        if let Some(Value::Mapping(inner)) = mapping.get("cachemanager") {
+            mapping = inner.clone();
+        }
+        for (key, value) in &mapping {
+            let Some(key) = key.as_str() else {
+                warnings.push(format!(
+                    "ignoring non-text key {} in {source}",
+                    describe(key)
+                ));
+                continue;
+            };
+            if KEYS.contains(&key) {
+                config
+                    .set(key, value)
+                    .map_err(|e| format!("invalid value for '{key}' in {source}: {e}"))?;
+            } else if key == "logging" {
+                // Opsview's form: logging: {loggers: {opsview: {level: DEBUG}}}
+                let level = value
+                    .get("loggers")
+                    .and_then(|l| l.get("opsview"))
+                    .and_then(|o| o.get("level"));
+                match level {
+                    Some(level) => {
+                        config.log_level = parse_level(level).map_err(|e| {
+                            format!("invalid value for 'logging.loggers.opsview.level' in {source}: {e}")
+                        })?
+                    }
+                    None => warnings.push(format!(
+                        "'logging' in {source} has no loggers.opsview.level; ignored"
+                    )),
+                }
+            } else if CACHE_MANAGER_KEYS.contains(&key) {
+                warnings.push(format!(
+                    "'{key}' in {source} is a Cache Manager setting this version of statemanager does not use; ignored"
+                ));
+            } else {
+                warnings.push(format!("unknown configuration key '{key}' in {source}; ignored"));
+            }
+        }
+    }
+    for key in KEYS {
+        let var = format!("STATEMANAGER_{}", key.to_ascii_uppercase());
+        if let Some(raw) = env(&var) {
+            let value: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            config
+                .set(key, &value)
+                .map_err(|e| format!("invalid value for '{key}' in environment variable {var}: {e}"))?;
+        }
+    }
+    config.check()?;
+    Ok(Loaded { config, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path), env).map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let loaded = load(None, &no_env).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert_eq!(loaded.config.port, 8184);
+        assert_eq!(loaded.config.max_item_size, 16384);
+        assert_eq!(loaded.config.max_items, 1024);
+    }
+
+    #[test]
+    fn flat_file_with_sizes() {
+        let c = load_text(
+            "host: 0.0.0.0\nport: 0\nmax_persistent_data_item_size: 16 KB\nmax_persistent_data_items: 50\nmax_items_per_namespace: 5\n",
+            &no_env,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.max_item_size, 16384);
+        assert_eq!(c.max_items, 50);
+        assert_eq!(c.max_items_per_namespace, Some(5));
+    }
+
+    #[test]
+    fn cachemanager_mapping_is_read_inside() {
+        let loaded = load_text(
+            "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  housekeeping_interval: 60\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(loaded.config.port, 9000);
+        assert_eq!(loaded.config.max_item_size, 1 << 20);
+        assert_eq!(loaded.config.log_level, LogLevel::Debug);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("housekeeping_interval"));
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_bad_values_fail_naming_key_and_file() {
+        let loaded = load_text("port: 1\nfrobnicate: 3\n", &no_env).unwrap();
+        assert_eq!(loaded.warnings, vec!["unknown configuration key 'frobnicate' in FILE; ignored"]);
+        let err = load_text("port: seventy\n", &no_env).unwrap_err();
+        assert_eq!(err, "invalid value for 'port' in FILE: expected a whole number, got 'seventy'");
+        let err = load_text("port: 70000\n", &no_env).unwrap_err();
+        assert!(err.starts_with("invalid value for 'port' in FILE"), "{err}");
+        let err = load_text("max_persistent_data_item_size: 16 TB\n", &no_env).unwrap_err();
+        assert!(err.starts_with("invalid value for 'max_persistent_data_item_size' in FILE"), "{err}");
+        let err = load_text("log_stderr: maybe\n", &no_env).unwrap_err();
+        assert!(err.contains("'log_stderr'"), "{err}");
+        assert!(load_text("- a\n- b\n", &no_env).unwrap_err().contains("must be a mapping"));
+        assert!(load_text("port: [\n", &no_env).unwrap_err().contains("not valid YAML"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = |var: &str| match var {
+            "STATEMANAGER_PORT" => Some("9999".to_string()),
+            "STATEMANAGER_LOG_STDERR" => Some("true".to_string()),
+            "STATEMANAGER_MAX_PERSISTENT_DATA_ITEM_SIZE" => Some("2KB".to_string()),
+            _ => None,
+        };
+        let c = load_text("port: 1\n", &env).unwrap().config;
+        assert_eq!(c.port, 9999);
+        assert!(c.log_stderr);
+        assert_eq!(c.max_item_size, 2048);
+        let bad = |var: &str| (var == "STATEMANAGER_PORT").then(|| "x".to_string());
+        let err = load(None, &bad).unwrap_err();
+        assert!(err.contains("environment variable STATEMANAGER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn timing_relations_are_checked() {
+        let err = load_text("heartbeat_interval_ms: 500\n", &no_env).unwrap_err();
+        assert!(err.contains("election_timeout_min_ms"), "{err}");
+    }
+}

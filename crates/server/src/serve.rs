@@ -1,0 +1,198 @@
+//! `statemanager serve`: configuration, logging, the node, the listener, signals.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use statemanager_api::{app, ApiState};
+use statemanager_core::{Clock, Limits, Timestamp};
+use statemanager_raft::{Node, NodeOptions};
+use tokio::net::TcpListener;
+
+use crate::config::{self, Config, LogLevel};
+use crate::logging::{self, Sink};
+use crate::ServeArgs;
+
+/// The system clock.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Timestamp::from_micros(micros)
+    }
+}
+
+/// How long in-flight requests get to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Entry point of `serve`: loads the configuration, starts logging and the runtime.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let loaded = match config::load(args.config.as_deref(), &|var| std::env::var(var).ok()) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("statemanager: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = loaded.config;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(host) = args.host {
+        config.host = host;
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if args.log_stderr {
+        config.log_stderr = true;
+    }
+    if args.debug {
+        config.log_level = config.log_level.max_verbose(LogLevel::Debug);
+    }
+    let sink = if args.debug || config.log_stderr {
+        Sink::Stderr
+    } else {
+        Sink::Syslog
+    };
+    logging::init(config.log_level, sink);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, args.addr_file.as_deref())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if sink == Sink::Syslog {
+                // The operator starting us by hand should see why, not only syslog.
+                eprintln!("statemanager: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl LogLevel {
+    fn max_verbose(self, other: LogLevel) -> LogLevel {
+        let rank = |l: LogLevel| match l {
+            LogLevel::Error => 0,
+            LogLevel::Warning => 1,
+            LogLevel::Notice => 2,
+            LogLevel::Debug => 3,
+            LogLevel::Trace => 4,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+
+    let mut options = NodeOptions::new(config.data_dir.clone(), Arc::new(SystemClock));
+    options.node_id = config.node_id;
+    options.api_addr = local.to_string();
+    options.limits = Limits {
+        max_item_bytes: config.max_item_size,
+        max_items: config.max_items,
+        max_items_per_namespace: config.max_items_per_namespace,
+    };
+    options.heartbeat = Duration::from_millis(config.heartbeat_ms);
+    options.election_timeout = (
+        Duration::from_millis(config.election_timeout_min_ms),
+        Duration::from_millis(config.election_timeout_max_ms),
+    );
+    options.snapshot_logs = config.snapshot_logs;
+    options.commit_timeout = Duration::from_millis(config.commit_timeout_ms);
+    options.read_timeout = Duration::from_millis(config.commit_timeout_ms);
+    options.purge_interval = Duration::from_millis(config.purge_interval_ms);
+    let node = Node::start(options)
+        .await
+        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+
+    if let Some(path) = addr_file {
+        write_addr_file(path, &local.to_string())?;
+    }
+    tracing::info!(
+        http = %local,
+        data_dir = %config.data_dir.display(),
+        "State Manager initialised"
+    );
+
+    let api = app(ApiState::new(node.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn({
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            axum::serve(listener, api)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        }
+    });
+
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!("received {signal}; draining");
+            Ok(())
+        }
+        reason = node.fatal() => Err(anyhow::anyhow!("storage failure, stopping: {reason}")),
+        served = &mut server => {
+            Err(anyhow::anyhow!("the HTTP server stopped: {:?}", served))
+        }
+    };
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+        tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
+        server.abort();
+    }
+    node.shutdown().await;
+    tracing::info!("State Manager stopped");
+    outcome
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// Writes `{"http": "host:port", "pid": N}` atomically (tests poll for it).
+fn write_addr_file(path: &Path, http: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "http": http, "pid": std::process::id() }).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
