@@ -1,0 +1,215 @@
+//! The process: start-up, configuration errors, the data-dir lock, logging, signals, and
+//! crash recovery with `kill -9`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{binary, post, Server};
+use serde_json::json;
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Runs `statemanager serve` with `args` expecting it to exit by itself (bounded).
+fn run_to_exit(args: &[&str], dir: &std::path::Path) -> (i32, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn second_server_on_same_data_dir_fails_at_once() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let data = s.dir.join("data");
+    let started = Instant::now();
+    let (code, stderr) = run_to_exit(
+        &["serve", "--port", "0", "--log-stderr", "--data-dir", data.to_str().unwrap()],
+        &s.dir,
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("in use by another statemanager process"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", s.pid())), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn invalid_config_value_stops_startup_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(&cfg, "port: 8184\nmax_persistent_data_items: lots\n").unwrap();
+    let (code, stderr) = run_to_exit(&["serve", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("'max_persistent_data_items'"), "{stderr}");
+    assert!(lines[0].contains(cfg.to_str().unwrap()), "{stderr}");
+    // Environment overrides are validated the same way.
+    let out = Command::new(binary())
+        .args(["serve"])
+        .env("STATEMANAGER_PORT", "nope")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STATEMANAGER_PORT"));
+}
+
+#[tokio::test]
+async fn debug_mode_logs_opsview_format_and_unknown_keys_warn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(
+        tmp.path(),
+        "cachemanager:\n  max_persistent_data_items: 10\n  no_such_key: 1\n",
+        &["-d"],
+    );
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    post(&c, &s.url("/store_data"), json!({"namespace":"n","key":"k","data":"secret-value","ttl":5})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log().contains("path=\"/store_data\"") {
+        assert!(Instant::now() < deadline, "{}", s.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = s.log();
+    let pid = s.pid();
+    let init = log
+        .lines()
+        .find(|l| l.contains("State Manager initialised"))
+        .expect("initialised line");
+    // 2025-10-16 10:25:16,458 NOTICE [statemanager <pid>] State Manager initialised
+    let b = init.as_bytes();
+    assert_eq!((b[4], b[7], b[10], b[13], b[16], b[19]), (b'-', b'-', b' ', b':', b':', b','), "{init}");
+    assert!(
+        init[23..].starts_with(&format!(" NOTICE [statemanager <{pid}>] State Manager initialised")),
+        "{init}"
+    );
+    assert!(log.contains("WARNING"), "unknown key warned: {log}");
+    assert!(log.contains("no_such_key"));
+    assert!(log.contains(" DEBUG [statemanager"), "debug lines in -d mode");
+    assert!(!log.contains("secret-value"), "values are never logged");
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    assert_eq!(post(&c, &s.url("/store_data"), json!({"namespace":"n","key":"k","data":"d","ttl":60})).await.0, 200);
+    let status = s.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status}: {}", s.log());
+    assert!(s.log().contains("State Manager stopped"));
+    s.restart();
+    s.wait_ready().await;
+    let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":"k"})).await;
+    assert_eq!((st, got["data"].as_str()), (200, Some("d")));
+}
+
+/// Concurrent writers; `kill -9` right after the last acknowledgement; every acknowledged
+/// write is there after restart, and TTLs still expire at their absolute time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_loses_no_acknowledged_write_and_ttls_hold() {
+    let mut s = Server::start("max_persistent_data_items: 100000\nsnapshot_logs: 50\n");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    let short_expiry = {
+        let (st, b) = post(&c, &s.url("/store_data"), json!({"namespace":"ttl","key":"short","data":"x","ttl":3})).await;
+        assert_eq!(st, 200);
+        b["expires_at"].as_f64().unwrap()
+    };
+    let mut tasks = vec![];
+    for w in 0..16 {
+        let c = c.clone();
+        let url = s.url("/store_data");
+        tasks.push(tokio::spawn(async move {
+            let mut acked = vec![];
+            for i in 0..60 {
+                let key = format!("w{w}-{i}");
+                let (st, _) = post(&c, &url, json!({"namespace":"crash","key":key,"data":format!("v{i}"),"ttl":3600})).await;
+                if st == 200 {
+                    acked.push(key);
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = vec![];
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(acked.len(), 16 * 60);
+    s.kill9();
+    s.restart();
+    s.wait_ready().await;
+    for key in &acked {
+        let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"crash","key":key})).await;
+        assert_eq!(st, 200, "acknowledged {key} lost after kill -9");
+        assert!(got["data"].as_str().unwrap().starts_with('v'));
+    }
+    // The 3-second item expires at its original absolute time, not 3 s after the restart.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"ttl","key":"short"})).await;
+        if st == 404 {
+            assert!(now() >= short_expiry - 0.01, "expired early");
+            break;
+        }
+        assert_eq!(got["expires_at"].as_f64().unwrap(), short_expiry);
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Expired items are purged through the log (status counts only live ones eventually).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status: serde_json::Value = c.get(s.url("/status")).send().await.unwrap().json().await.unwrap();
+        if status["items"] == json!(acked.len()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expired item not purged: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn corrupt_snapshot_stops_startup_with_clear_message() {
+    let mut s = Server::start("snapshot_logs: 10\n");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    for i in 0..30 {
+        post(&c, &s.url("/store_data"), json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":60})).await;
+    }
+    s.kill9();
+    let snap = s.dir.join("data/snapshots/current.snap");
+    let mut bytes = std::fs::read(&snap).expect("a snapshot was written");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&snap, bytes).unwrap();
+    let (code, stderr) = run_to_exit(
+        &["serve", "--port", "0", "--log-stderr", "--data-dir", s.dir.join("data").to_str().unwrap()],
+        &s.dir,
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("corrupt data in"), "{stderr}");
+    assert!(stderr.contains("current.snap"), "{stderr}");
+}
