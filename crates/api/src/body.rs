@@ -12,7 +12,11 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 /// Reads `body` (at most `limit` bytes) and parses it as a JSON object.
-pub async fn json_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+pub async fn json_object(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Map<String, Value>, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -45,7 +49,9 @@ pub async fn json_object(headers: &HeaderMap, body: Body, limit: usize) -> Resul
             "the request body must be a JSON object, not {}",
             kind(&other)
         ))),
-        Err(e) => Err(ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
     }
 }
 

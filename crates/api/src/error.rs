@@ -65,9 +65,11 @@ impl ApiError {
                 "unknown_endpoint",
                 format!("no endpoint {path}; see /openapi.json or docs/api.md"),
             ),
-            ApiError::MethodNotAllowed(m) => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", m.clone())
-            }
+            ApiError::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                m.clone(),
+            ),
             ApiError::BodyTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
@@ -81,25 +83,35 @@ impl ApiError {
                     DomainError::Conflict { .. } => {
                         (StatusCode::CONFLICT, "conflict", d.to_string())
                     }
-                    DomainError::ItemTooLarge { .. } => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "item_too_large", d.to_string())
-                    }
-                    DomainError::StoreFull { .. } => {
-                        (StatusCode::INSUFFICIENT_STORAGE, "store_full", d.to_string())
-                    }
+                    DomainError::ItemTooLarge { .. } => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "item_too_large",
+                        d.to_string(),
+                    ),
+                    DomainError::StoreFull { .. } => (
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "store_full",
+                        d.to_string(),
+                    ),
                 },
-                NodeError::NotLeader { .. } => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-                }
+                NodeError::NotLeader { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                ),
                 NodeError::NoQuorum(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "no_quorum", e.to_string())
                 }
-                NodeError::CommitTimeout(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "commit_timeout", e.to_string())
-                }
-                NodeError::Unavailable(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-                }
+                NodeError::CommitTimeout(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "commit_timeout",
+                    e.to_string(),
+                ),
+                NodeError::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                ),
             },
         }
     }

@@ -224,7 +224,10 @@ impl State {
     }
 
     /// Rebuilds a state from snapshot parts: the high-water mark and the items.
-    pub fn from_parts(high_water: Timestamp, items: impl IntoIterator<Item = (ItemId, Item)>) -> Self {
+    pub fn from_parts(
+        high_water: Timestamp,
+        items: impl IntoIterator<Item = (ItemId, Item)>,
+    ) -> Self {
         let mut state = State {
             high_water,
             ..State::default()

@@ -17,7 +17,9 @@ pub const MAX_TTL_SECS: u64 = 315_360_000;
 const MAX_CLIENT_SECS: f64 = 253_402_300_799.0;
 
 /// A point in time: microseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -69,7 +71,10 @@ impl Timestamp {
 
     /// This timestamp plus a TTL (saturating; cannot overflow for accepted inputs).
     pub fn plus(self, ttl: Ttl) -> Timestamp {
-        Timestamp(self.0.saturating_add(ttl.as_secs().saturating_mul(1_000_000)))
+        Timestamp(
+            self.0
+                .saturating_add(ttl.as_secs().saturating_mul(1_000_000)),
+        )
     }
 }
 
@@ -118,9 +123,18 @@ mod tests {
 
     #[test]
     fn client_timestamp_absent_or_zero_means_now() {
-        assert_eq!(Timestamp::from_client_secs(None, "timestamp").unwrap(), None);
-        assert_eq!(Timestamp::from_client_secs(Some(0.0), "timestamp").unwrap(), None);
-        assert_eq!(Timestamp::from_client_secs(Some(-0.0), "timestamp").unwrap(), None);
+        assert_eq!(
+            Timestamp::from_client_secs(None, "timestamp").unwrap(),
+            None
+        );
+        assert_eq!(
+            Timestamp::from_client_secs(Some(0.0), "timestamp").unwrap(),
+            None
+        );
+        assert_eq!(
+            Timestamp::from_client_secs(Some(-0.0), "timestamp").unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -134,7 +148,14 @@ mod tests {
 
     #[test]
     fn client_timestamp_refuses_negative_nonfinite_and_huge() {
-        for bad in [-1.0, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.7e15] {
+        for bad in [
+            -1.0,
+            -0.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.7e15,
+        ] {
             let err = Timestamp::from_client_secs(Some(bad), "timestamp").unwrap_err();
             assert!(matches!(err, DomainError::InvalidRequest(_)), "{bad}");
         }
@@ -144,10 +165,21 @@ mod tests {
     fn ttl_bounds() {
         assert!(Ttl::from_secs(0).is_err());
         assert_eq!(Ttl::from_secs(1).unwrap().as_secs(), 1);
-        assert_eq!(Ttl::from_secs(MAX_TTL_SECS).unwrap().as_secs(), MAX_TTL_SECS);
+        assert_eq!(
+            Ttl::from_secs(MAX_TTL_SECS).unwrap().as_secs(),
+            MAX_TTL_SECS
+        );
         assert!(Ttl::from_secs(MAX_TTL_SECS + 1).is_err());
         assert_eq!(Ttl::from_f64(3600.0).unwrap().as_secs(), 3600);
-        for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, 315_360_001.0, 1e300] {
+        for bad in [
+            0.0,
+            -1.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            315_360_001.0,
+            1e300,
+        ] {
             assert!(Ttl::from_f64(bad).is_err(), "{bad}");
         }
     }

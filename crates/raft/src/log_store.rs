@@ -145,10 +145,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
-        Ok(self.meta::<Option<LogId>>(META_COMMITTED).map_err(read_err)?.flatten())
+        Ok(self
+            .meta::<Option<LogId>>(META_COMMITTED)
+            .map_err(read_err)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -187,9 +194,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         let bytes = encode(&log_id).map_err(write_err)?;
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.purge_through(log_id.index, (META_PURGED, &bytes)))
-            .await
-            .map_err(write_err)?
-            .map_err(write_err)
+        tokio::task::spawn_blocking(move || {
+            engine.purge_through(log_id.index, (META_PURGED, &bytes))
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
 }

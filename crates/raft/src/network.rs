@@ -16,7 +16,9 @@ use crate::types::{NodeId, TypeConfig};
 pub struct NoPeers;
 
 fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, BasicNode, E> {
-    let err = std::io::Error::other(format!("node {target} is not a member: this node has no peers"));
+    let err = std::io::Error::other(format!(
+        "node {target} is not a member: this node has no peers"
+    ));
     RPCError::Unreachable(Unreachable::new(&err))
 }
 

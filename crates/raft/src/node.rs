@@ -152,7 +152,11 @@ impl Node {
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| StartError::Raft(e.to_string()))?,
+        );
         let raft = Raft::new(options.node_id, config, NoPeers, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -166,32 +170,36 @@ impl Node {
             raft.initialize(members)
                 .await
                 .map_err(|e| StartError::Raft(format!("initialising the cluster: {e}")))?;
-            tracing::info!(node_id = options.node_id, "initialised a new one-member cluster");
+            tracing::info!(
+                node_id = options.node_id,
+                "initialised a new one-member cluster"
+            );
         }
 
         let (writes, write_rx) = mpsc::channel(16 * 1024);
         let (reads, read_rx) = mpsc::channel(16 * 1024);
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(writer::run(
-            raft.clone(),
-            options.clock.clone(),
-            options.limits,
-            WriterOptions {
-                max_ops: options.max_batch_ops,
-                max_bytes: options.max_batch_bytes,
-                commit_timeout: options.commit_timeout,
-            },
-            write_rx,
-        )));
-        tasks.push(tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)));
-        tasks.push(tokio::spawn(purge_loop(
-            raft.clone(),
-            shared.clone(),
-            options.clock.clone(),
-            options.limits,
-            options.purge_interval,
-            options.commit_timeout,
-        )));
+        let tasks = vec![
+            tokio::spawn(writer::run(
+                raft.clone(),
+                options.clock.clone(),
+                options.limits,
+                WriterOptions {
+                    max_ops: options.max_batch_ops,
+                    max_bytes: options.max_batch_bytes,
+                    commit_timeout: options.commit_timeout,
+                },
+                write_rx,
+            )),
+            tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)),
+            tokio::spawn(purge_loop(
+                raft.clone(),
+                shared.clone(),
+                options.clock.clone(),
+                options.limits,
+                options.purge_interval,
+                options.commit_timeout,
+            )),
+        ];
 
         Ok(Node {
             inner: Arc::new(Inner {
@@ -317,7 +325,8 @@ impl Node {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             task.abort();
         }
@@ -341,7 +350,11 @@ async fn purge_loop(
         ticker.tick().await;
         let is_leader = raft.metrics().borrow().state == ServerState::Leader;
         let now = clock.now();
-        let due = shared.read().state.next_expiry().is_some_and(|at| at <= now);
+        let due = shared
+            .read()
+            .state
+            .next_expiry()
+            .is_some_and(|at| at <= now);
         if !(is_leader && due) {
             continue;
         }

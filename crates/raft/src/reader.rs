@@ -24,7 +24,9 @@ pub async fn linearize(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<(),
     match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-            Err(NodeError::NotLeader { leader: f.leader_id })
+            Err(NodeError::NotLeader {
+                leader: f.leader_id,
+            })
         }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(q.to_string()))

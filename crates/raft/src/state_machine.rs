@@ -198,7 +198,7 @@ impl StateMachine {
             .map_err(read_snap_err)?
             .map_err(read_snap_err)?
         };
-        let file = tokio::fs::File::open(&path).await.map_err(|e| read_snap_err(e))?;
+        let file = tokio::fs::File::open(&path).await.map_err(read_snap_err)?;
         Ok(Some(Snapshot {
             meta: meta_of(&header),
             snapshot: Box::new(file),
@@ -215,7 +215,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let applied = self.shared.read();
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match applied.last_applied {
-                Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
+                Some(l) => format!(
+                    "{}-{}-{}-{n}",
+                    l.leader_id.term, l.leader_id.node_id, l.index
+                ),
                 None => format!("0-0-0-{n}"),
             };
             let items: Vec<(ItemId, Item)> = applied
@@ -252,7 +255,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot written");
         let file = tokio::fs::File::open(self.dir.join(CURRENT))
             .await
-            .map_err(|e| read_snap_err(e))?;
+            .map_err(read_snap_err)?;
         Ok(Snapshot {
             meta: meta_of(&header),
             snapshot: Box::new(file),
@@ -263,7 +266,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
         let applied = self.shared.read();
         Ok((applied.last_applied, applied.membership.clone()))
     }
@@ -297,7 +302,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("incoming-{n}.snap"));
-        let file = tokio::fs::File::create(&path).await.map_err(|e| snap_err(e))?;
+        let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
         self.incoming = Some(path);
         Ok(Box::new(file))
     }
@@ -322,13 +327,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             source
                 .seek(io::SeekFrom::Start(0))
                 .await
-                .map_err(|e| snap_err(e))?;
-            let mut target = tokio::fs::File::create(&path).await.map_err(|e| snap_err(e))?;
+                .map_err(snap_err)?;
+            let mut target = tokio::fs::File::create(&path).await.map_err(snap_err)?;
             tokio::io::copy(&mut *source, &mut target)
                 .await
-                .map_err(|e| snap_err(e))?;
-            target.flush().await.map_err(|e| snap_err(e))?;
-            target.sync_all().await.map_err(|e| snap_err(e))?;
+                .map_err(snap_err)?;
+            target.flush().await.map_err(snap_err)?;
+            target.sync_all().await.map_err(snap_err)?;
         }
         let current = self.dir.join(CURRENT);
         let loaded = {
@@ -345,16 +350,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 header.last_log_id, meta.last_log_id
             ))));
         }
-        std::fs::rename(&path, &current).map_err(|e| snap_err(e))?;
+        std::fs::rename(&path, &current).map_err(snap_err)?;
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| snap_err(e))?;
+            .map_err(snap_err)?;
         *self.shared.write() = applied;
         tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot installed");
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
         self.open_current().await
     }
 }

@@ -53,7 +53,9 @@ pub async fn propose(
     match tokio::time::timeout(commit_timeout, raft.client_write(batch)).await {
         Ok(Ok(response)) => Ok(response.data.0),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Err(NodeError::NotLeader { leader: f.leader_id })
+            Err(NodeError::NotLeader {
+                leader: f.leader_id,
+            })
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
             Err(NodeError::Unavailable(e.to_string()))
@@ -101,7 +103,11 @@ pub async fn run(
                 if outcomes.len() != count {
                     // Cannot happen: apply returns one outcome per op. Refuse rather than
                     // misattribute answers.
-                    tracing::error!(expected = count, got = outcomes.len(), "batch result size mismatch");
+                    tracing::error!(
+                        expected = count,
+                        got = outcomes.len(),
+                        "batch result size mismatch"
+                    );
                     for reply in replies.drain(..) {
                         let _ = reply.send(Err(NodeError::Unavailable(
                             "internal error: batch result size mismatch".into(),

@@ -48,7 +48,9 @@ async fn store_fetch_conflict_restart_and_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let clock = clock();
     {
-        let node = Node::start(options(dir.path(), clock.clone())).await.unwrap();
+        let node = Node::start(options(dir.path(), clock.clone()))
+            .await
+            .unwrap();
         ready(&node).await;
         let stored = node.store(op("ns", "k", "v1", 60.0, None)).await.unwrap();
         assert_eq!(stored.timestamp.as_micros(), T0 * 1_000_000);
@@ -58,14 +60,27 @@ async fn store_fetch_conflict_restart_and_expiry() {
             .store(op("ns", "k", "old", 60.0, Some((T0 - 10) as f64)))
             .await
             .unwrap_err();
-        assert!(matches!(err, NodeError::Domain(DomainError::Conflict { .. })));
+        assert!(matches!(
+            err,
+            NodeError::Domain(DomainError::Conflict { .. })
+        ));
         node.store(op("ns", "short", "x", 5.0, None)).await.unwrap();
         node.shutdown().await;
     }
     // Restart: everything acknowledged is back, from the log.
-    let node = Node::start(options(dir.path(), clock.clone())).await.unwrap();
+    let node = Node::start(options(dir.path(), clock.clone()))
+        .await
+        .unwrap();
     ready(&node).await;
-    assert_eq!(node.fetch(&id("ns", "k")).await.unwrap().unwrap().data.as_ref(), "v1");
+    assert_eq!(
+        node.fetch(&id("ns", "k"))
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+            .as_ref(),
+        "v1"
+    );
     assert!(node.fetch(&id("ns", "short")).await.unwrap().is_some());
     // Expiry: invisible at once, and purged by the leader's background proposal.
     clock.advance_secs(6);
@@ -76,7 +91,11 @@ async fn store_fetch_conflict_restart_and_expiry() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(node.status().items, 1, "expired item purged through the log");
+    assert_eq!(
+        node.status().items,
+        1,
+        "expired item purged through the log"
+    );
     node.shutdown().await;
 }
 
@@ -114,7 +133,10 @@ async fn concurrent_stores_share_entries_and_survive_snapshot_restart() {
         );
         node.shutdown().await;
     }
-    assert!(dir.path().join("snapshots/current.snap").exists(), "a snapshot was taken");
+    assert!(
+        dir.path().join("snapshots/current.snap").exists(),
+        "a snapshot was taken"
+    );
     let node = Node::start(o).await.unwrap();
     ready(&node).await;
     assert_eq!(node.status().items, 32 * 40);
@@ -126,7 +148,13 @@ async fn concurrent_stores_share_entries_and_survive_snapshot_restart() {
 async fn second_node_on_same_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(options(dir.path(), clock())).await.unwrap();
-    let err = Node::start(options(dir.path(), clock())).await.err().unwrap();
-    assert!(err.to_string().contains("in use by another statemanager"), "{err}");
+    let err = Node::start(options(dir.path(), clock()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("in use by another statemanager"),
+        "{err}"
+    );
     node.shutdown().await;
 }

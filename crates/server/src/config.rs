@@ -158,7 +158,10 @@ fn as_string(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("expected a non-empty string, got {}", describe(other))),
+        other => Err(format!(
+            "expected a non-empty string, got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -166,7 +169,10 @@ fn as_size(v: &Value) -> Result<u64, String> {
     match v {
         Value::Number(_) => as_u64(v),
         Value::String(s) => parse_size(s),
-        other => Err(format!("expected a size such as 16KB, got {}", describe(other))),
+        other => Err(format!(
+            "expected a size such as 16KB, got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -214,9 +220,7 @@ impl Config {
             "max_persistent_data_item_size" => {
                 self.max_item_size = in_range(as_size(v)?, 1, MAX_ITEM_SIZE_LIMIT)?
             }
-            "max_persistent_data_items" => {
-                self.max_items = in_range(as_u64(v)?, 1, 100_000_000)?
-            }
+            "max_persistent_data_items" => self.max_items = in_range(as_u64(v)?, 1, 100_000_000)?,
             "max_items_per_namespace" => {
                 self.max_items_per_namespace = match v {
                     Value::Null => None,
@@ -304,7 +308,9 @@ pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
                 match level {
                     Some(level) => {
                         config.log_level = parse_level(level).map_err(|e| {
-                            format!("invalid value for 'logging.loggers.opsview.level' in {source}: {e}")
+                            format!(
+                            "invalid value for 'logging.loggers.opsview.level' in {source}: {e}"
+                        )
                         })?
                     }
                     None => warnings.push(format!(
@@ -316,7 +322,9 @@ pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
                     "'{key}' in {source} is a Cache Manager setting this version of statemanager does not use; ignored"
                 ));
             } else {
-                warnings.push(format!("unknown configuration key '{key}' in {source}; ignored"));
+                warnings.push(format!(
+                    "unknown configuration key '{key}' in {source}; ignored"
+                ));
             }
         }
     }
@@ -324,9 +332,9 @@ pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         let var = format!("STATEMANAGER_{}", key.to_ascii_uppercase());
         if let Some(raw) = env(&var) {
             let value: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
-            config
-                .set(key, &value)
-                .map_err(|e| format!("invalid value for '{key}' in environment variable {var}: {e}"))?;
+            config.set(key, &value).map_err(|e| {
+                format!("invalid value for '{key}' in environment variable {var}: {e}")
+            })?;
         }
     }
     config.check()?;
@@ -389,17 +397,30 @@ mod tests {
     #[test]
     fn unknown_keys_warn_and_bad_values_fail_naming_key_and_file() {
         let loaded = load_text("port: 1\nfrobnicate: 3\n", &no_env).unwrap();
-        assert_eq!(loaded.warnings, vec!["unknown configuration key 'frobnicate' in FILE; ignored"]);
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown configuration key 'frobnicate' in FILE; ignored"]
+        );
         let err = load_text("port: seventy\n", &no_env).unwrap_err();
-        assert_eq!(err, "invalid value for 'port' in FILE: expected a whole number, got 'seventy'");
+        assert_eq!(
+            err,
+            "invalid value for 'port' in FILE: expected a whole number, got 'seventy'"
+        );
         let err = load_text("port: 70000\n", &no_env).unwrap_err();
         assert!(err.starts_with("invalid value for 'port' in FILE"), "{err}");
         let err = load_text("max_persistent_data_item_size: 16 TB\n", &no_env).unwrap_err();
-        assert!(err.starts_with("invalid value for 'max_persistent_data_item_size' in FILE"), "{err}");
+        assert!(
+            err.starts_with("invalid value for 'max_persistent_data_item_size' in FILE"),
+            "{err}"
+        );
         let err = load_text("log_stderr: maybe\n", &no_env).unwrap_err();
         assert!(err.contains("'log_stderr'"), "{err}");
-        assert!(load_text("- a\n- b\n", &no_env).unwrap_err().contains("must be a mapping"));
-        assert!(load_text("port: [\n", &no_env).unwrap_err().contains("not valid YAML"));
+        assert!(load_text("- a\n- b\n", &no_env)
+            .unwrap_err()
+            .contains("must be a mapping"));
+        assert!(load_text("port: [\n", &no_env)
+            .unwrap_err()
+            .contains("not valid YAML"));
     }
 
     #[test]
@@ -416,7 +437,10 @@ mod tests {
         assert_eq!(c.max_item_size, 2048);
         let bad = |var: &str| (var == "STATEMANAGER_PORT").then(|| "x".to_string());
         let err = load(None, &bad).unwrap_err();
-        assert!(err.contains("environment variable STATEMANAGER_PORT"), "{err}");
+        assert!(
+            err.contains("environment variable STATEMANAGER_PORT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -57,7 +57,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let level = level_name(event.metadata().level());
         match self.stderr {
             Some(offset) => {
@@ -113,7 +118,10 @@ pub fn init(level: LogLevel, sink: Sink) {
                     .event_format(OpsviewFormat { stderr: None, pid })
                     .with_ansi(false)
                     .with_writer(syslog);
-                tracing_subscriber::registry().with(filter).with(layer).init();
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .init();
                 return;
             }
         }
@@ -126,7 +134,10 @@ pub fn init(level: LogLevel, sink: Sink) {
         })
         .with_ansi(false)
         .with_writer(std::io::stderr);
-    tracing_subscriber::registry().with(filter).with(layer).init();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .init();
     if fell_back {
         tracing::warn!("no syslog socket answers at /dev/log; logging to stderr instead");
     }

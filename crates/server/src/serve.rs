@@ -66,7 +66,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
         tracing::warn!("{warning}");
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -163,7 +166,10 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         }
     };
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         server.abort();
     }

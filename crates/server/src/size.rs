@@ -7,7 +7,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     if digits.is_empty() {
-        return Err(format!("'{text}' is not a size (examples: 512, 16KB, 1 MB, 1GB)"));
+        return Err(format!(
+            "'{text}' is not a size (examples: 512, 16KB, 1 MB, 1GB)"
+        ));
     }
     let n: u64 = digits
         .parse()
@@ -41,7 +43,15 @@ mod tests {
         assert_eq!(parse_size("1GB").unwrap(), 1 << 30);
         assert_eq!(parse_size("2 KiB").unwrap(), 2048);
         assert_eq!(parse_size(" 7 b ").unwrap(), 7);
-        for bad in ["", "KB", "-1", "1.5KB", "12 TB", "abc", "99999999999999999999"] {
+        for bad in [
+            "",
+            "KB",
+            "-1",
+            "1.5KB",
+            "12 TB",
+            "abc",
+            "99999999999999999999",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

@@ -9,7 +9,10 @@ use common::{post, post_raw, Server};
 use serde_json::json;
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[tokio::test]
@@ -18,19 +21,37 @@ async fn store_and_fetch_round_trip_with_times() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     let before = now();
-    let (st, body) = post(&c, &s.url("/store_data"), json!({"namespace":"PLUGIN#a","key":"k","data":"v","ttl":60})).await;
+    let (st, body) = post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"PLUGIN#a","key":"k","data":"v","ttl":60}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["stored"], true);
     let ts = body["timestamp"].as_f64().unwrap();
-    assert!(ts >= before - 1.0 && ts <= now() + 1.0, "stamped with now: {ts}");
+    assert!(
+        ts >= before - 1.0 && ts <= now() + 1.0,
+        "stamped with now: {ts}"
+    );
     assert!((body["expires_at"].as_f64().unwrap() - (ts + 60.0)).abs() < 1e-3);
-    let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"PLUGIN#a","key":"k"})).await;
+    let (st, got) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":"PLUGIN#a","key":"k"}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(got["data"], "v");
     assert_eq!(got["timestamp"], body["timestamp"]);
     assert_eq!(got["expires_at"], body["expires_at"]);
     // Other namespace, other key: not found.
-    let (st, err) = post(&c, &s.url("/fetch_data"), json!({"namespace":"PLUGIN#b","key":"k"})).await;
+    let (st, err) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":"PLUGIN#b","key":"k"}),
+    )
+    .await;
     assert_eq!(st, 404);
     assert_eq!(err["error"]["code"], "not_found");
 }
@@ -42,34 +63,74 @@ async fn timestamp_rules() {
     let c = reqwest::Client::new();
     let url = s.url("/store_data");
     // Future timestamp → replaced by now.
-    let (st, b) = post(&c, &url, json!({"namespace":"n","key":"f","data":"x","ttl":60,"timestamp": now() + 3600.0})).await;
+    let (st, b) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"f","data":"x","ttl":60,"timestamp": now() + 3600.0}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(b["timestamp"].as_f64().unwrap() < now() + 1.0);
     // 0 and null mean now.
     for t in [json!(0), json!(null)] {
-        let (st, b) = post(&c, &url, json!({"namespace":"n","key":"z","data":"x","ttl":60,"timestamp": t})).await;
+        let (st, b) = post(
+            &c,
+            &url,
+            json!({"namespace":"n","key":"z","data":"x","ttl":60,"timestamp": t}),
+        )
+        .await;
         assert_eq!(st, 200, "{b}");
     }
     // Past timestamp kept; older store → 409 with the stored timestamp; equal+same → 200;
     // equal+different → 409.
     let t = now() - 100.0;
-    let (st, b) = post(&c, &url, json!({"namespace":"n","key":"k","data":"a","ttl":600,"timestamp": t})).await;
+    let (st, b) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"k","data":"a","ttl":600,"timestamp": t}),
+    )
+    .await;
     assert_eq!(st, 200);
     let stored = b["timestamp"].as_f64().unwrap();
     assert!((stored - t).abs() < 1e-5);
-    let (st, e) = post(&c, &url, json!({"namespace":"n","key":"k","data":"b","ttl":600,"timestamp": t - 1.0})).await;
+    let (st, e) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"k","data":"b","ttl":600,"timestamp": t - 1.0}),
+    )
+    .await;
     assert_eq!(st, 409, "{e}");
     assert_eq!(e["error"]["code"], "conflict");
     assert_eq!(e["error"]["stored_timestamp"].as_f64().unwrap(), stored);
-    let (st, again) = post(&c, &url, json!({"namespace":"n","key":"k","data":"a","ttl":5,"timestamp": t})).await;
+    let (st, again) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"k","data":"a","ttl":5,"timestamp": t}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(again["expires_at"], b["expires_at"], "the first TTL stands");
-    let (st, _) = post(&c, &url, json!({"namespace":"n","key":"k","data":"c","ttl":600,"timestamp": t})).await;
+    let (st, _) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"k","data":"c","ttl":600,"timestamp": t}),
+    )
+    .await;
     assert_eq!(st, 409);
     // Already expired on arrival: 200, never visible.
-    let (st, _) = post(&c, &url, json!({"namespace":"n","key":"old","data":"a","ttl":10,"timestamp": now() - 100.0})).await;
+    let (st, _) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"old","data":"a","ttl":10,"timestamp": now() - 100.0}),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, _) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":"old"})).await;
+    let (st, _) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":"n","key":"old"}),
+    )
+    .await;
     assert_eq!(st, 404);
 }
 
@@ -79,7 +140,8 @@ async fn limits_item_size_store_full_namespace_full() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     let url = s.url("/store_data");
-    let store = |ns: &str, key: &str, data: &str| json!({"namespace":ns,"key":key,"data":data,"ttl":60});
+    let store =
+        |ns: &str, key: &str, data: &str| json!({"namespace":ns,"key":key,"data":data,"ttl":60});
     let (st, e) = post(&c, &url, store("a", "big", "12345678901")).await;
     assert_eq!(st, 413);
     assert_eq!(e["error"]["code"], "item_too_large");
@@ -89,11 +151,17 @@ async fn limits_item_size_store_full_namespace_full() {
     let (st, e) = post(&c, &url, store("a", "w", "x")).await;
     assert_eq!(st, 507);
     assert_eq!(e["error"]["code"], "store_full");
-    assert!(e["error"]["message"].as_str().unwrap().contains("namespace"));
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("namespace"));
     assert_eq!(post(&c, &url, store("b", "w", "x")).await.0, 200);
     let (st, e) = post(&c, &url, store("c", "w", "x")).await;
     assert_eq!(st, 507);
-    assert!(e["error"]["message"].as_str().unwrap().contains("max_persistent_data_items"));
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_persistent_data_items"));
     // Updating an existing key still works when full.
     assert_eq!(post(&c, &url, store("a", "v", "y")).await.0, 200);
 }
@@ -110,23 +178,74 @@ async fn bad_input_is_400_and_never_500() {
         ("empty body", "".into()),
         ("array", "[1,2]".into()),
         ("string", "\"x\"".into()),
-        ("missing data", json!({"namespace":"n","key":"k","ttl":1}).to_string()),
-        ("missing ttl", json!({"namespace":"n","key":"k","data":"d"}).to_string()),
-        ("data number", json!({"namespace":"n","key":"k","data":1,"ttl":1}).to_string()),
-        ("data null", json!({"namespace":"n","key":"k","data":null,"ttl":1}).to_string()),
-        ("key number", json!({"namespace":"n","key":5,"data":"d","ttl":1}).to_string()),
-        ("namespace empty", json!({"namespace":"","key":"k","data":"d","ttl":1}).to_string()),
-        ("key too long", json!({"namespace":"n","key":"k".repeat(1025),"data":"d","ttl":1}).to_string()),
-        ("ttl zero", json!({"namespace":"n","key":"k","data":"d","ttl":0}).to_string()),
-        ("ttl negative", json!({"namespace":"n","key":"k","data":"d","ttl":-5}).to_string()),
-        ("ttl fraction", json!({"namespace":"n","key":"k","data":"d","ttl":1.5}).to_string()),
-        ("ttl string", json!({"namespace":"n","key":"k","data":"d","ttl":"60"}).to_string()),
-        ("ttl too long", json!({"namespace":"n","key":"k","data":"d","ttl":315360001u64}).to_string()),
-        ("ttl huge", "{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"d\",\"ttl\":1e400}".into()),
-        ("timestamp negative", json!({"namespace":"n","key":"k","data":"d","ttl":1,"timestamp":-1}).to_string()),
-        ("timestamp string", json!({"namespace":"n","key":"k","data":"d","ttl":1,"timestamp":"now"}).to_string()),
-        ("deep nesting", format!("{}{}", "[".repeat(10000), "]".repeat(10000))),
-        ("invalid utf8", String::from_utf8_lossy(b"{\"namespace\":\"\xff\"}").into_owned()),
+        (
+            "missing data",
+            json!({"namespace":"n","key":"k","ttl":1}).to_string(),
+        ),
+        (
+            "missing ttl",
+            json!({"namespace":"n","key":"k","data":"d"}).to_string(),
+        ),
+        (
+            "data number",
+            json!({"namespace":"n","key":"k","data":1,"ttl":1}).to_string(),
+        ),
+        (
+            "data null",
+            json!({"namespace":"n","key":"k","data":null,"ttl":1}).to_string(),
+        ),
+        (
+            "key number",
+            json!({"namespace":"n","key":5,"data":"d","ttl":1}).to_string(),
+        ),
+        (
+            "namespace empty",
+            json!({"namespace":"","key":"k","data":"d","ttl":1}).to_string(),
+        ),
+        (
+            "key too long",
+            json!({"namespace":"n","key":"k".repeat(1025),"data":"d","ttl":1}).to_string(),
+        ),
+        (
+            "ttl zero",
+            json!({"namespace":"n","key":"k","data":"d","ttl":0}).to_string(),
+        ),
+        (
+            "ttl negative",
+            json!({"namespace":"n","key":"k","data":"d","ttl":-5}).to_string(),
+        ),
+        (
+            "ttl fraction",
+            json!({"namespace":"n","key":"k","data":"d","ttl":1.5}).to_string(),
+        ),
+        (
+            "ttl string",
+            json!({"namespace":"n","key":"k","data":"d","ttl":"60"}).to_string(),
+        ),
+        (
+            "ttl too long",
+            json!({"namespace":"n","key":"k","data":"d","ttl":315360001u64}).to_string(),
+        ),
+        (
+            "ttl huge",
+            "{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"d\",\"ttl\":1e400}".into(),
+        ),
+        (
+            "timestamp negative",
+            json!({"namespace":"n","key":"k","data":"d","ttl":1,"timestamp":-1}).to_string(),
+        ),
+        (
+            "timestamp string",
+            json!({"namespace":"n","key":"k","data":"d","ttl":1,"timestamp":"now"}).to_string(),
+        ),
+        (
+            "deep nesting",
+            format!("{}{}", "[".repeat(10000), "]".repeat(10000)),
+        ),
+        (
+            "invalid utf8",
+            String::from_utf8_lossy(b"{\"namespace\":\"\xff\"}").into_owned(),
+        ),
     ];
     for (name, body) in cases {
         let (st, e) = post_raw(&c, &url, body).await;
@@ -135,20 +254,44 @@ async fn bad_input_is_400_and_never_500() {
         assert!(!e["error"]["message"].as_str().unwrap().is_empty());
     }
     // Raw invalid UTF-8 bytes.
-    let (st, _) = post_raw(&c, &url, b"{\"namespace\":\"\xff\xfe\",\"key\":\"k\",\"data\":\"d\",\"ttl\":1}".to_vec()).await;
+    let (st, _) = post_raw(
+        &c,
+        &url,
+        b"{\"namespace\":\"\xff\xfe\",\"key\":\"k\",\"data\":\"d\",\"ttl\":1}".to_vec(),
+    )
+    .await;
     assert_eq!(st, 400);
     // Fetch with wrong types.
-    let (st, _) = post(&c, &s.url("/fetch_data"), json!({"namespace":["n"],"key":"k"})).await;
+    let (st, _) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":["n"],"key":"k"}),
+    )
+    .await;
     assert_eq!(st, 400);
     // ttl 315360000 (ten years) and integral float ttl are accepted.
-    let (st, _) = post_raw(&c, &url, "{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"d\",\"ttl\":3600.0}").await;
+    let (st, _) = post_raw(
+        &c,
+        &url,
+        "{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"d\",\"ttl\":3600.0}",
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, _) = post(&c, &url, json!({"namespace":"n","key":"k2","data":"d","ttl":315360000u64})).await;
+    let (st, _) = post(
+        &c,
+        &url,
+        json!({"namespace":"n","key":"k2","data":"d","ttl":315360000u64}),
+    )
+    .await;
     assert_eq!(st, 200);
     // Content-Type is not required, and a wrong one is not refused.
-    let r = c.post(&url).header("content-type", "text/plain")
+    let r = c
+        .post(&url)
+        .header("content-type", "text/plain")
         .body(json!({"namespace":"n","key":"ct","data":"d","ttl":5}).to_string())
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(c.get(s.url("/health")).send().await.unwrap().status(), 200);
 }
@@ -164,17 +307,26 @@ async fn body_limit_unknown_paths_and_methods() {
     assert_eq!(st, 413);
     assert_eq!(e["error"]["code"], "body_too_large");
     // Chunked (no length): refused once the limit is crossed.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
     let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
     let (st, e) = post_raw(&c, &s.url("/store_data"), stream).await;
     assert_eq!(st, 413, "{e}");
     // Escaped data up to the item limit fits in the body limit (\u00e9 is 6 bytes for 2).
     let data: String = "é".repeat(512);
-    let body = format!("{{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"{}\",\"ttl\":5}}", "\\u00e9".repeat(512));
+    let body = format!(
+        "{{\"namespace\":\"n\",\"key\":\"k\",\"data\":\"{}\",\"ttl\":5}}",
+        "\\u00e9".repeat(512)
+    );
     assert!(body.len() <= limit);
     let (st, _) = post_raw(&c, &s.url("/store_data"), body).await;
     assert_eq!(st, 200);
-    let (_, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":"k"})).await;
+    let (_, got) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
     assert_eq!(got["data"], data);
 
     let r = c.get(s.url("/no/such/path")).send().await.unwrap();
@@ -187,11 +339,21 @@ async fn body_limit_unknown_paths_and_methods() {
     assert_eq!(e["error"]["code"], "method_not_allowed");
     let r = c.delete(s.url("/fetch_data")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    let banner = c.get(s.url("/")).send().await.unwrap().text().await.unwrap();
+    let banner = c
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(banner.starts_with("ITRS Group Cache Manager API"));
     let r = c.get(s.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({"ready": true}));
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"ready": true})
+    );
 }
 
 /// A stream of chunks without a declared length (so the body is sent chunked).

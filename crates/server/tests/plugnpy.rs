@@ -12,7 +12,10 @@ async fn plugnpy_requests_work_unchanged() {
     let s = Server::start("");
     s.wait_ready().await;
     let port = s.base.rsplit(':').next().unwrap().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/plugnpy_compat.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/plugnpy_compat.py"
+    );
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
@@ -25,6 +28,9 @@ async fn plugnpy_requests_work_unchanged() {
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python plugnpy test failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "python plugnpy test failed:\n{stderr}"
+    );
     assert!(stderr.contains("OK"), "{stderr}");
 }

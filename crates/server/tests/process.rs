@@ -10,7 +10,10 @@ use common::{binary, post, Server};
 use serde_json::json;
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// Runs `statemanager serve` with `args` expecting it to exit by itself (bounded).
@@ -45,11 +48,21 @@ async fn second_server_on_same_data_dir_fails_at_once() {
     let data = s.dir.join("data");
     let started = Instant::now();
     let (code, stderr) = run_to_exit(
-        &["serve", "--port", "0", "--log-stderr", "--data-dir", data.to_str().unwrap()],
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--log-stderr",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         &s.dir,
     );
     assert_ne!(code, 0);
-    assert!(stderr.contains("in use by another statemanager process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another statemanager process"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("pid {}", s.pid())), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -86,7 +99,12 @@ async fn debug_mode_logs_opsview_format_and_unknown_keys_warn() {
     );
     s.wait_ready().await;
     let c = reqwest::Client::new();
-    post(&c, &s.url("/store_data"), json!({"namespace":"n","key":"k","data":"secret-value","ttl":5})).await;
+    post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"secret-value","ttl":5}),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.log().contains("path=\"/store_data\"") {
         assert!(Instant::now() < deadline, "{}", s.log());
@@ -100,14 +118,23 @@ async fn debug_mode_logs_opsview_format_and_unknown_keys_warn() {
         .expect("initialised line");
     // 2025-10-16 10:25:16,458 NOTICE [statemanager <pid>] State Manager initialised
     let b = init.as_bytes();
-    assert_eq!((b[4], b[7], b[10], b[13], b[16], b[19]), (b'-', b'-', b' ', b':', b':', b','), "{init}");
+    assert_eq!(
+        (b[4], b[7], b[10], b[13], b[16], b[19]),
+        (b'-', b'-', b' ', b':', b':', b','),
+        "{init}"
+    );
     assert!(
-        init[23..].starts_with(&format!(" NOTICE [statemanager <{pid}>] State Manager initialised")),
+        init[23..].starts_with(&format!(
+            " NOTICE [statemanager <{pid}>] State Manager initialised"
+        )),
         "{init}"
     );
     assert!(log.contains("WARNING"), "unknown key warned: {log}");
     assert!(log.contains("no_such_key"));
-    assert!(log.contains(" DEBUG [statemanager"), "debug lines in -d mode");
+    assert!(
+        log.contains(" DEBUG [statemanager"),
+        "debug lines in -d mode"
+    );
     assert!(!log.contains("secret-value"), "values are never logged");
 }
 
@@ -116,13 +143,27 @@ async fn sigterm_drains_and_exits_cleanly() {
     let mut s = Server::start("");
     s.wait_ready().await;
     let c = reqwest::Client::new();
-    assert_eq!(post(&c, &s.url("/store_data"), json!({"namespace":"n","key":"k","data":"d","ttl":60})).await.0, 200);
+    assert_eq!(
+        post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":"k","data":"d","ttl":60})
+        )
+        .await
+        .0,
+        200
+    );
     let status = s.signal_and_wait(libc::SIGTERM);
     assert!(status.success(), "{status}: {}", s.log());
     assert!(s.log().contains("State Manager stopped"));
     s.restart();
     s.wait_ready().await;
-    let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":"k"})).await;
+    let (st, got) = post(
+        &c,
+        &s.url("/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
     assert_eq!((st, got["data"].as_str()), (200, Some("d")));
 }
 
@@ -134,7 +175,12 @@ async fn kill9_loses_no_acknowledged_write_and_ttls_hold() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     let short_expiry = {
-        let (st, b) = post(&c, &s.url("/store_data"), json!({"namespace":"ttl","key":"short","data":"x","ttl":3})).await;
+        let (st, b) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"ttl","key":"short","data":"x","ttl":3}),
+        )
+        .await;
         assert_eq!(st, 200);
         b["expires_at"].as_f64().unwrap()
     };
@@ -146,7 +192,12 @@ async fn kill9_loses_no_acknowledged_write_and_ttls_hold() {
             let mut acked = vec![];
             for i in 0..60 {
                 let key = format!("w{w}-{i}");
-                let (st, _) = post(&c, &url, json!({"namespace":"crash","key":key,"data":format!("v{i}"),"ttl":3600})).await;
+                let (st, _) = post(
+                    &c,
+                    &url,
+                    json!({"namespace":"crash","key":key,"data":format!("v{i}"),"ttl":3600}),
+                )
+                .await;
                 if st == 200 {
                     acked.push(key);
                 }
@@ -163,14 +214,24 @@ async fn kill9_loses_no_acknowledged_write_and_ttls_hold() {
     s.restart();
     s.wait_ready().await;
     for key in &acked {
-        let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"crash","key":key})).await;
+        let (st, got) = post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"crash","key":key}),
+        )
+        .await;
         assert_eq!(st, 200, "acknowledged {key} lost after kill -9");
         assert!(got["data"].as_str().unwrap().starts_with('v'));
     }
     // The 3-second item expires at its original absolute time, not 3 s after the restart.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (st, got) = post(&c, &s.url("/fetch_data"), json!({"namespace":"ttl","key":"short"})).await;
+        let (st, got) = post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"ttl","key":"short"}),
+        )
+        .await;
         if st == 404 {
             assert!(now() >= short_expiry - 0.01, "expired early");
             break;
@@ -182,11 +243,21 @@ async fn kill9_loses_no_acknowledged_write_and_ttls_hold() {
     // Expired items are purged through the log (status counts only live ones eventually).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let status: serde_json::Value = c.get(s.url("/status")).send().await.unwrap().json().await.unwrap();
+        let status: serde_json::Value = c
+            .get(s.url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if status["items"] == json!(acked.len()) {
             break;
         }
-        assert!(Instant::now() < deadline, "expired item not purged: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "expired item not purged: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -197,7 +268,12 @@ async fn corrupt_snapshot_stops_startup_with_clear_message() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     for i in 0..30 {
-        post(&c, &s.url("/store_data"), json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":60})).await;
+        post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":60}),
+        )
+        .await;
     }
     s.kill9();
     let snap = s.dir.join("data/snapshots/current.snap");
@@ -206,7 +282,14 @@ async fn corrupt_snapshot_stops_startup_with_clear_message() {
     bytes[mid] ^= 0xff;
     std::fs::write(&snap, bytes).unwrap();
     let (code, stderr) = run_to_exit(
-        &["serve", "--port", "0", "--log-stderr", "--data-dir", s.dir.join("data").to_str().unwrap()],
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--log-stderr",
+            "--data-dir",
+            s.dir.join("data").to_str().unwrap(),
+        ],
         &s.dir,
     );
     assert_ne!(code, 0);

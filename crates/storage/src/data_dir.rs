@@ -29,8 +29,9 @@ impl DataDir {
     ///
     /// Fails at once with [`StorageError::Locked`] if another process holds it.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
-        fs::create_dir_all(root)
-            .map_err(|e| StorageError::io(format!("creating data directory {}", root.display()), e))?;
+        fs::create_dir_all(root).map_err(|e| {
+            StorageError::io(format!("creating data directory {}", root.display()), e)
+        })?;
         let lock_path = root.join("LOCK");
         let mut lock = OpenOptions::new()
             .read(true)
@@ -55,7 +56,10 @@ impl DataDir {
                 });
             }
             Err(TryLockError::Error(e)) => {
-                return Err(StorageError::io(format!("locking {}", lock_path.display()), e))
+                return Err(StorageError::io(
+                    format!("locking {}", lock_path.display()),
+                    e,
+                ))
             }
         }
         let write_pid = |lock: &mut File| -> std::io::Result<()> {
@@ -79,7 +83,12 @@ impl DataDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_atomic(&format_path, format!("{FORMAT}\n").as_bytes())?;
             }
-            Err(e) => return Err(StorageError::io(format!("reading {}", format_path.display()), e)),
+            Err(e) => {
+                return Err(StorageError::io(
+                    format!("reading {}", format_path.display()),
+                    e,
+                ))
+            }
         }
         for sub in ["raft", "snapshots"] {
             let dir = root.join(sub);
@@ -138,7 +147,10 @@ mod tests {
         let err = DataDir::open(tmp.path()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("in use by another statemanager"), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         drop(first);
         DataDir::open(tmp.path()).unwrap();
     }

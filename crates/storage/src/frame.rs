@@ -20,7 +20,10 @@ pub fn encode_record(payload: &[u8]) -> Vec<u8> {
 }
 
 /// Checks a framed record and returns its payload. `what` names the record in errors.
-pub fn decode_record<'a>(bytes: &'a [u8], what: &dyn Fn() -> String) -> Result<&'a [u8], StorageError> {
+pub fn decode_record<'a>(
+    bytes: &'a [u8],
+    what: &dyn Fn() -> String,
+) -> Result<&'a [u8], StorageError> {
     if bytes.len() < HEADER {
         return Err(StorageError::Corrupt {
             what: what(),

@@ -98,11 +98,7 @@ impl LogEngine {
 
     /// Deletes every record with `index <= through` and, in the same atomic batch, stores the
     /// metadata value `meta` (the purge marker).
-    pub fn purge_through(
-        &self,
-        through: u64,
-        meta: (&str, &[u8]),
-    ) -> Result<(), StorageError> {
+    pub fn purge_through(&self, through: u64, meta: (&str, &[u8])) -> Result<(), StorageError> {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
         batch.insert(&self.meta, meta.0, encode_record(meta.1));
         for guard in self.log.range(..=index_key(through)) {
@@ -159,7 +155,10 @@ mod tests {
         {
             let log = LogEngine::open(tmp.path()).unwrap();
             log.append(&(1..=10).map(rec).collect::<Vec<_>>()).unwrap();
-            assert_eq!(log.read_range(3, 6).unwrap(), (3..6).map(rec).collect::<Vec<_>>());
+            assert_eq!(
+                log.read_range(3, 6).unwrap(),
+                (3..6).map(rec).collect::<Vec<_>>()
+            );
             assert_eq!(log.last().unwrap(), Some(rec(10)));
             log.truncate_from(8).unwrap();
             assert_eq!(log.last().unwrap(), Some(rec(7)));
@@ -167,7 +166,10 @@ mod tests {
             log.put_meta("vote", b"v1").unwrap();
         }
         let log = LogEngine::open(tmp.path()).unwrap();
-        assert_eq!(log.read_range(0, 100).unwrap(), (3..=7).map(rec).collect::<Vec<_>>());
+        assert_eq!(
+            log.read_range(0, 100).unwrap(),
+            (3..=7).map(rec).collect::<Vec<_>>()
+        );
         assert_eq!(log.get_meta("purged").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(log.get_meta("vote").unwrap().as_deref(), Some(&b"v1"[..]));
         assert_eq!(log.get_meta("missing").unwrap(), None);

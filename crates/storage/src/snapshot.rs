@@ -75,7 +75,10 @@ impl SnapshotWriter {
             .write_all(&TERMINATOR.to_le_bytes())
             .and_then(|_| self.out.write_all(&self.count.to_le_bytes()))
             .map_err(|e| io("writing", e))?;
-        let file = self.out.into_inner().map_err(|e| io("flushing", e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io("flushing", e.into_error()))?;
         file.sync_all().map_err(|e| io("syncing", e))?;
         drop(file);
         fs::rename(&self.tmp, &self.path).map_err(|e| io("renaming", e))?;
@@ -100,10 +103,12 @@ impl SnapshotReader {
             .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
         let mut input = BufReader::with_capacity(256 * 1024, file);
         let mut magic = [0u8; 8];
-        input.read_exact(&mut magic).map_err(|_| StorageError::Corrupt {
-            what: path.display().to_string(),
-            detail: "too short to be a snapshot".into(),
-        })?;
+        input
+            .read_exact(&mut magic)
+            .map_err(|_| StorageError::Corrupt {
+                what: path.display().to_string(),
+                detail: "too short to be a snapshot".into(),
+            })?;
         if &magic != MAGIC {
             return Err(StorageError::Corrupt {
                 what: path.display().to_string(),

@@ -34,7 +34,9 @@ fn batch(now: Timestamp, limits: Limits, ops: Vec<Op>) -> Batch {
 }
 
 fn apply_one(state: &mut State, now: Timestamp, op: Op) -> OpOutcome {
-    state.apply(&batch(now, Limits::default(), vec![op])).remove(0)
+    state
+        .apply(&batch(now, Limits::default(), vec![op]))
+        .remove(0)
 }
 
 #[test]
@@ -60,7 +62,10 @@ fn past_timestamp_is_kept_and_expiry_is_absolute() {
     assert_eq!(out.timestamp, ts(50));
     assert_eq!(out.expires_at, ts(110));
     assert!(s.get(&id("n", "k"), ts(109)).is_some());
-    assert!(s.get(&id("n", "k"), ts(110)).is_none(), "invisible at expiry");
+    assert!(
+        s.get(&id("n", "k"), ts(110)).is_none(),
+        "invisible at expiry"
+    );
 }
 
 #[test]
@@ -150,12 +155,17 @@ fn oversized_item_is_refused() {
         max_item_bytes: 4,
         ..Limits::default()
     };
-    let out = s.apply(&batch(ts(1), limits, vec![store("n", "k", "12345", 60, None)]));
-    assert_eq!(
-        out[0],
-        Err(DomainError::ItemTooLarge { size: 5, limit: 4 })
-    );
-    let out = s.apply(&batch(ts(1), limits, vec![store("n", "k", "ü12", 60, None)]));
+    let out = s.apply(&batch(
+        ts(1),
+        limits,
+        vec![store("n", "k", "12345", 60, None)],
+    ));
+    assert_eq!(out[0], Err(DomainError::ItemTooLarge { size: 5, limit: 4 }));
+    let out = s.apply(&batch(
+        ts(1),
+        limits,
+        vec![store("n", "k", "ü12", 60, None)],
+    ));
     assert!(out[0].is_ok(), "limit counts UTF-8 bytes: 4 bytes fit");
 }
 
@@ -271,7 +281,12 @@ impl Model {
         self.items.iter().filter(move |(_, i)| i.expires_at > now)
     }
 
-    fn apply(&mut self, now: u64, limits: Limits, ops: &[ModelOp]) -> Vec<Result<(u64, u64), &'static str>> {
+    fn apply(
+        &mut self,
+        now: u64,
+        limits: Limits,
+        ops: &[ModelOp],
+    ) -> Vec<Result<(u64, u64), &'static str>> {
         let now = now.max(self.high_water);
         self.high_water = now;
         self.items.retain(|_, i| i.expires_at > now);
@@ -350,7 +365,13 @@ fn model_op() -> impl Strategy<Value = ModelOp> {
 }
 
 fn to_op(m: &ModelOp) -> Op {
-    store(&m.ns, &m.key, &m.data, m.ttl, m.timestamp.map(Timestamp::from_micros))
+    store(
+        &m.ns,
+        &m.key,
+        &m.data,
+        m.ttl,
+        m.timestamp.map(Timestamp::from_micros),
+    )
 }
 
 fn outcome_kind(o: &OpOutcome) -> Result<(u64, u64), &'static str> {

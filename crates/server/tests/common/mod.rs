@@ -74,10 +74,18 @@ impl Server {
                 server.base = format!("http://{}", v["http"].as_str().expect("http addr"));
                 break;
             }
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("server exited early with {status}:\n{}", server.log());
             }
-            assert!(Instant::now() < deadline, "server did not start:\n{}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start:\n{}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -108,7 +116,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "server never ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server never ready:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -156,21 +168,36 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
             if std::thread::panicking() {
-                eprintln!("--- server log ({}) ---\n{}", self.dir.display(), self.log());
+                eprintln!(
+                    "--- server log ({}) ---\n{}",
+                    self.dir.display(),
+                    self.log()
+                );
             }
         }
     }
 }
 
 /// POSTs a JSON value; returns status and parsed body (`Null` when not JSON).
-pub async fn post(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     post_raw(client, url, body.to_string()).await
 }
 
 /// POSTs raw bytes.
-pub async fn post_raw(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+pub async fn post_raw(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
     let r = client.post(url).body(body).send().await.expect("request");
     let status = r.status().as_u16();
     let bytes = r.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
