@@ -1,6 +1,6 @@
 //! The Raft log store: openraft's `RaftLogStorage` on [`LogEngine`].
 //!
-//! Entries are postcard-encoded and framed with a CRC by the engine. `append` runs the fsync
+//! Entries are postcard-encoded; the engine's WAL frames each with a CRC. `append` runs the fsync
 //! on a blocking thread and only then tells openraft the entries are flushed: a write is never
 //! acknowledged before it is durable. The vote is durable before `save_vote` returns. The
 //! committed index is written without its own fsync: it is only a hint for re-applying on

@@ -131,7 +131,7 @@ impl Node {
     pub async fn start(options: NodeOptions) -> Result<Node, StartError> {
         let data_dir = DataDir::open(&options.data_dir)?;
         let engine = {
-            let dir = data_dir.raft_dir();
+            let dir = data_dir.log_dir();
             tokio::task::spawn_blocking(move || LogEngine::open(&dir))
                 .await
                 .map_err(|e| StartError::Raft(e.to_string()))??

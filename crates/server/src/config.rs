@@ -63,6 +63,8 @@ pub struct Config {
     pub commit_timeout_ms: u64,
     /// How often the leader looks for expired items to purge, ms.
     pub purge_interval_ms: u64,
+    /// Most stores group-committed into one log entry.
+    pub max_batch_ops: u64,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             election_timeout_max_ms: 800,
             commit_timeout_ms: 2000,
             purge_interval_ms: 1000,
+            max_batch_ops: 1024,
         }
     }
 }
@@ -104,6 +107,7 @@ pub const KEYS: &[&str] = &[
     "election_timeout_max_ms",
     "commit_timeout_ms",
     "purge_interval_ms",
+    "max_batch_ops",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
@@ -240,6 +244,7 @@ impl Config {
             }
             "commit_timeout_ms" => self.commit_timeout_ms = in_range(as_u64(v)?, 100, 600_000)?,
             "purge_interval_ms" => self.purge_interval_ms = in_range(as_u64(v)?, 10, 3_600_000)?,
+            "max_batch_ops" => self.max_batch_ops = in_range(as_u64(v)?, 1, 65_536)?,
             _ => unreachable!("set() is only called with a key from KEYS"),
         }
         Ok(())
@@ -441,6 +446,18 @@ mod tests {
             err.contains("environment variable STATEMANAGER_PORT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn shipped_example_config_is_the_defaults_and_lists_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/statemanager.yaml");
+        let loaded = load(Some(&path), &no_env).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.config, Config::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in KEYS {
+            assert!(text.contains(&format!("{key}:")), "example config lacks {key}");
+        }
     }
 
     #[test]

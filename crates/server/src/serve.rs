@@ -129,6 +129,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     options.commit_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.read_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.purge_interval = Duration::from_millis(config.purge_interval_ms);
+    options.max_batch_ops = config.max_batch_ops as usize;
     let node = Node::start(options)
         .await
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;

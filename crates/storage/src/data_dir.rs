@@ -4,7 +4,7 @@
 //! data_dir/
 //!   LOCK        held (flock) by the running process; holds its pid
 //!   FORMAT      "statemanager-data 1"
-//!   raft/       the log engine (fjall)
+//!   log/        the Raft log (*.wal segments) and meta/ values
 //!   snapshots/  current.snap and its temporary siblings
 //! ```
 
@@ -90,7 +90,7 @@ impl DataDir {
                 ))
             }
         }
-        for sub in ["raft", "snapshots"] {
+        for sub in ["log", "snapshots"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir)
                 .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
@@ -107,8 +107,8 @@ impl DataDir {
     }
 
     /// Where the log engine lives.
-    pub fn raft_dir(&self) -> PathBuf {
-        self.root.join("raft")
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
     }
 
     /// Where snapshot files live.

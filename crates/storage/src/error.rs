@@ -14,9 +14,6 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// The log engine failed (fjall).
-    #[error("log engine: {0}")]
-    Engine(#[from] fjall::Error),
     /// Data on disk does not match its checksum or format.
     #[error("corrupt data in {what}: {detail}")]
     Corrupt {

@@ -2,8 +2,8 @@
 //!
 //! This crate knows files, checksums, fsync and atomic renames; it knows nothing of items,
 //! Raft or HTTP. It provides:
-//! - [`LogEngine`]: the Raft log (index → record) and small metadata values, on fjall, where
-//!   every append is fsync'd before it returns and every record carries a CRC32;
+//! - [`LogEngine`]: the Raft log (segment files of CRC'd records, fsync'd per append, a torn
+//!   tail told apart from corruption) and small metadata values written atomically;
 //! - [`SnapshotWriter`] / [`SnapshotReader`]: snapshot files written as checksummed records
 //!   to a temporary name, fsync'd and renamed into place, read back as a stream;
 //! - [`DataDir`]: the layout of a data directory and its exclusive lock.
@@ -13,6 +13,7 @@ mod data_dir;
 mod error;
 mod frame;
 mod log_engine;
+mod wal;
 mod snapshot;
 
 pub use data_dir::DataDir;
@@ -20,3 +21,4 @@ pub use error::StorageError;
 pub use frame::{decode_record, encode_record, RECORD_FORMAT_VERSION};
 pub use log_engine::LogEngine;
 pub use snapshot::{SnapshotReader, SnapshotWriter};
+pub use wal::SEGMENT_BYTES;

@@ -1,143 +1,121 @@
-//! The Raft log and metadata on fjall.
+//! The Raft log and small metadata values.
 //!
-//! Two keyspaces: `log` maps a big-endian `u64` index to a framed record; `meta` maps a short
-//! name to a framed value. Every mutation is one fjall write batch (atomic across both
-//! keyspaces) committed with `PersistMode::SyncAll`, so it is on disk when the call returns.
-//! fjall truncates a torn journal tail on recovery and reports any other corruption as an
-//! error; our own per-record CRC catches what slips past it.
-//!
-//! All calls block (they fsync); async callers run them on a blocking thread.
+//! The log is a [`Wal`] in `dir/`; metadata values live in `dir/meta/<name>`, each a framed
+//! record (version + CRC32) written atomically (temporary file, fsync, rename, directory
+//! fsync). All calls block (they fsync); async callers run them on a blocking thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-
+use crate::data_dir::write_atomic;
+use crate::wal::Wal;
 use crate::{decode_record, encode_record, StorageError};
 
-/// The durable log and metadata store.
-#[derive(Clone)]
+/// Internal metadata: the index through which the log was purged.
+const PURGED_INDEX: &str = "wal-purged-index";
+
+/// The durable log and metadata store. Cheap to clone; clones share the log.
+#[derive(Debug, Clone)]
 pub struct LogEngine {
-    db: Database,
-    log: Keyspace,
-    meta: Keyspace,
-}
-
-impl std::fmt::Debug for LogEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogEngine").finish_non_exhaustive()
-    }
-}
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-fn key_index(key: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| StorageError::Corrupt {
-        what: "raft log".into(),
-        detail: format!("log key of {} bytes, expected 8", key.len()),
-    })?;
-    Ok(u64::from_be_bytes(bytes))
+    wal: Arc<Mutex<Wal>>,
+    meta_dir: PathBuf,
 }
 
 impl LogEngine {
-    /// Opens (or creates) the engine in `dir`.
+    /// Opens (or creates) the engine in `dir`, recovering the log.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let db = Database::builder(dir).open()?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-        Ok(LogEngine { db, log, meta })
+        let meta_dir = dir.join("meta");
+        std::fs::create_dir_all(&meta_dir)
+            .map_err(|e| StorageError::io(format!("creating {}", meta_dir.display()), e))?;
+        let purged = match read_meta(&meta_dir, PURGED_INDEX)? {
+            None => None,
+            Some(bytes) => Some(u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                StorageError::Corrupt {
+                    what: meta_dir.join(PURGED_INDEX).display().to_string(),
+                    detail: "not an index".into(),
+                }
+            })?)),
+        };
+        let wal = Wal::open(dir, purged)?;
+        Ok(LogEngine {
+            wal: Arc::new(Mutex::new(wal)),
+            meta_dir,
+        })
     }
 
-    /// Appends records `(index, payload)` and fsyncs before returning. Existing records at the
-    /// same indexes are replaced.
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        // A panic while holding the lock cannot leave the files inconsistent (every write is
+        // fsync'd before the index is updated), so a poisoned lock is still usable.
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends records `(index, payload)` continuing the log, fsync'd before returning.
     pub fn append(&self, records: &[(u64, Vec<u8>)]) -> Result<(), StorageError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        for (index, payload) in records {
-            batch.insert(&self.log, index_key(*index), encode_record(payload));
-        }
-        batch.commit()?;
-        Ok(())
+        self.wal().append(records)
     }
 
-    /// Reads the records with `start <= index < end`, in order, checking each checksum.
+    /// The records with `start <= index < end`, in order, each checksum checked.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        for guard in self.log.range(index_key(start)..index_key(end)) {
-            let (key, value) = guard.into_inner()?;
-            let index = key_index(&key)?;
-            let payload = decode_record(&value, &|| format!("raft log entry {index}"))?;
-            out.push((index, payload.to_vec()));
-        }
-        Ok(out)
+        self.wal().read_range(start, end)
     }
 
     /// The last record, if any.
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-        let Some(guard) = self.log.last_key_value() else {
-            return Ok(None);
-        };
-        let (key, value) = guard.into_inner()?;
-        let index = key_index(&key)?;
-        let payload = decode_record(&value, &|| format!("raft log entry {index}"))?;
-        Ok(Some((index, payload.to_vec())))
+        let wal = self.wal();
+        match wal.last_index() {
+            None => Ok(None),
+            Some(last) => Ok(wal.read_range(last, last + 1)?.pop()),
+        }
     }
 
     /// Deletes every record with `index >= from`, durably.
     pub fn truncate_from(&self, from: u64) -> Result<(), StorageError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        for guard in self.log.range(index_key(from)..) {
-            batch.remove(&self.log, guard.key()?);
-        }
-        batch.commit()?;
-        Ok(())
+        self.wal().truncate_from(from)
     }
 
-    /// Deletes every record with `index <= through` and, in the same atomic batch, stores the
-    /// metadata value `meta` (the purge marker).
+    /// Stores the metadata value `meta` (the caller's purge marker) durably, then forgets
+    /// every record with `index <= through`.
     pub fn purge_through(&self, through: u64, meta: (&str, &[u8])) -> Result<(), StorageError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(&self.meta, meta.0, encode_record(meta.1));
-        for guard in self.log.range(..=index_key(through)) {
-            batch.remove(&self.log, guard.key()?);
-        }
-        batch.commit()?;
+        self.put_meta(meta.0, meta.1)?;
+        self.put_meta(PURGED_INDEX, &through.to_le_bytes())?;
+        self.wal().drop_through(through);
         Ok(())
     }
 
     /// Reads a metadata value.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.meta.get(name)? {
-            None => Ok(None),
-            Some(value) => Ok(Some(
-                decode_record(&value, &|| format!("metadata '{name}'"))?.to_vec(),
-            )),
-        }
+        read_meta(&self.meta_dir, name)
     }
 
     /// Stores a metadata value durably.
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(&self.meta, name, encode_record(value));
-        batch.commit()?;
-        Ok(())
+        write_atomic(&self.meta_dir.join(name), &encode_record(value))
     }
 
-    /// Stores a metadata value without waiting for an fsync; it becomes durable with the next
-    /// synced write (the journal is shared) or at a clean shutdown.
+    /// Stores a metadata value without waiting for an fsync: after a crash it may be old or
+    /// unreadable, so only hints are written this way.
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
-        let mut batch = self.db.batch();
-        batch.insert(&self.meta, name, encode_record(value));
-        batch.commit()?;
-        Ok(())
+        let path = self.meta_dir.join(name);
+        let tmp = path.with_extension("lazy");
+        std::fs::write(&tmp, encode_record(value))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
     }
 
-    /// Bytes the engine occupies on disk.
-    pub fn disk_space(&self) -> Result<u64, StorageError> {
-        Ok(self.db.disk_space()?)
+    /// Bytes the log occupies on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.wal().disk_bytes()
+    }
+}
+
+fn read_meta(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(
+            decode_record(&bytes, &|| path.display().to_string())?.to_vec(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
     }
 }
 
@@ -155,23 +133,36 @@ mod tests {
         {
             let log = LogEngine::open(tmp.path()).unwrap();
             log.append(&(1..=10).map(rec).collect::<Vec<_>>()).unwrap();
-            assert_eq!(
-                log.read_range(3, 6).unwrap(),
-                (3..6).map(rec).collect::<Vec<_>>()
-            );
+            assert_eq!(log.read_range(3, 6).unwrap(), (3..6).map(rec).collect::<Vec<_>>());
             assert_eq!(log.last().unwrap(), Some(rec(10)));
             log.truncate_from(8).unwrap();
             assert_eq!(log.last().unwrap(), Some(rec(7)));
             log.purge_through(2, ("purged", b"2")).unwrap();
             log.put_meta("vote", b"v1").unwrap();
+            log.put_meta_lazy("committed", b"c").unwrap();
         }
         let log = LogEngine::open(tmp.path()).unwrap();
-        assert_eq!(
-            log.read_range(0, 100).unwrap(),
-            (3..=7).map(rec).collect::<Vec<_>>()
-        );
+        assert_eq!(log.read_range(0, 100).unwrap(), (3..=7).map(rec).collect::<Vec<_>>());
         assert_eq!(log.get_meta("purged").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(log.get_meta("vote").unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(log.get_meta("committed").unwrap().as_deref(), Some(&b"c"[..]));
         assert_eq!(log.get_meta("missing").unwrap(), None);
+        log.append(&[rec(8)]).unwrap();
+        assert_eq!(log.last().unwrap(), Some(rec(8)));
+    }
+
+    #[test]
+    fn purge_everything_then_append_after_a_gap_reopens() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let log = LogEngine::open(tmp.path()).unwrap();
+            log.append(&(1..=10).map(rec).collect::<Vec<_>>()).unwrap();
+            // A snapshot up to 50 was installed: purge through 50, continue at 51.
+            log.purge_through(50, ("purged", b"50")).unwrap();
+            assert_eq!(log.last().unwrap(), None);
+            log.append(&(51..=55).map(rec).collect::<Vec<_>>()).unwrap();
+        }
+        let log = LogEngine::open(tmp.path()).unwrap();
+        assert_eq!(log.read_range(0, 100).unwrap(), (51..=55).map(rec).collect::<Vec<_>>());
     }
 }

@@ -1,0 +1,104 @@
+-- Shared helpers for the wrk scripts in this directory (loaded with require "common").
+--
+-- What it provides:
+--   * a base64 encoder (etcd's JSON gateway wants base64 keys and values);
+--   * random_value(n): n random characters from the base64 alphabet (JSON-safe, and
+--     different for every request so storage-level compression cannot shrink them);
+--   * status accounting: response() counts every answer that is not a 200 (and, for
+--     reads, every 200 whose body lacks the expected field: a "miss"), and done()
+--     prints one machine-readable BENCHRESULT line that bench/single_node.sh parses.
+--
+-- wrk runs one Lua state per thread plus a main one; counters live in each thread's
+-- globals and done() (main state) sums them through thread:get().
+
+local M = {}
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+function M.b64(s)
+  local out, n = {}, #s
+  for i = 1, n, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local v = a * 65536 + (b or 0) * 256 + (c or 0)
+    local c1 = math.floor(v / 262144) % 64
+    local c2 = math.floor(v / 4096) % 64
+    local c3 = math.floor(v / 64) % 64
+    local c4 = v % 64
+    out[#out + 1] = B64:sub(c1 + 1, c1 + 1) .. B64:sub(c2 + 1, c2 + 1)
+      .. (b and B64:sub(c3 + 1, c3 + 1) or "=")
+      .. (c and B64:sub(c4 + 1, c4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+
+function M.random_value(n)
+  local t = {}
+  for i = 1, n do
+    local r = math.random(1, 64)
+    t[i] = B64:sub(r, r)
+  end
+  return table.concat(t)
+end
+
+-- Environment knobs (set by single_node.sh): number of keys and value size.
+M.keys = tonumber(os.getenv("BENCH_KEYS") or "10000")
+M.value_size = tonumber(os.getenv("BENCH_VALUE_SIZE") or "1024")
+
+-- Installs setup/init/request/response/done as globals.
+--   build(i) -> the full HTTP request string for key number i (called at init time for
+--               every key, so request() is only a table lookup)
+--   expect   -> a plain substring every good 200 body must contain (nil: any 200 is good)
+function M.install(build, expect)
+  local threads = {}
+
+  setup = function(thread)
+    thread:set("id", #threads + 1)
+    table.insert(threads, thread)
+  end
+
+  local reqs = {}
+  init = function(args)
+    math.randomseed(os.time() * 1000 + (id or 0) * 7919)
+    for i = 0, M.keys - 1 do
+      reqs[i] = build(i)
+    end
+    bad, miss, sample = 0, 0, ""
+  end
+
+  request = function()
+    return reqs[math.random(0, M.keys - 1)]
+  end
+
+  response = function(status, headers, body)
+    if status ~= 200 then
+      bad = bad + 1
+      if sample == "" then sample = status .. " " .. (body or ""):sub(1, 200) end
+    elseif expect and not (body and body:find(expect, 1, true)) then
+      miss = miss + 1
+      if sample == "" then sample = "200 without " .. expect .. ": " .. (body or ""):sub(1, 200) end
+    end
+  end
+
+  done = function(summary, latency, requests)
+    local nbad, nmiss, samples = 0, 0, {}
+    for _, t in ipairs(threads) do
+      nbad = nbad + (t:get("bad") or 0)
+      nmiss = nmiss + (t:get("miss") or 0)
+      local s = t:get("sample")
+      if s and s ~= "" then samples[#samples + 1] = s end
+    end
+    local e = summary.errors
+    local secs = summary.duration / 1e6
+    io.write(string.format(
+      "BENCHRESULT requests=%d seconds=%.2f rps=%.1f p50_ms=%.3f p99_ms=%.3f non200=%d miss=%d "
+        .. "connect_err=%d read_err=%d write_err=%d timeout=%d\n",
+      summary.requests, secs, summary.requests / secs,
+      latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+      nbad, nmiss, e.connect, e.read, e.write, e.timeout))
+    for _, s in ipairs(samples) do
+      io.write("BENCHSAMPLE " .. s:gsub("\n", " ") .. "\n")
+    end
+  end
+end
+
+return M

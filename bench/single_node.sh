@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# Single-node benchmark: statemanager vs etcd 3.4 vs Redis 7 (AOF, fsync always), side by side.
+#
+#   DURATION=15 bench/single_node.sh
+#
+# Steps (each system is started fresh in a temp dir, measured, and stopped before the next):
+#   1. statemanager: preload KEYS keys (k0..), then wrk POST /store_data and POST /fetch_data
+#      with random keys among them.
+#   2. etcd: the same preload and the same wrk parameters against its JSON gateway
+#      (/v3/kv/put, /v3/kv/range).
+#   3. Redis: the same preload, then redis-benchmark SET and GET.
+#   4. A table (stdout + bench/results/single_node-<date>.md) with ratios.
+#   5a. Memory: RSS growth per item after storing MEM_ITEMS distinct 1 KiB items.
+#   5b. Restart: store RESTART_ITEMS distinct items, SIGTERM, restart, time until /ready is 200
+#       and a known key can be fetched; data dir size.
+#
+# Everything listens on 127.0.0.1 only. Every process started here is stopped by PID on exit;
+# temp dirs are removed. Every wait is bounded.
+#
+# Knobs (environment):
+#   DURATION=15         seconds per wrk run
+#   THREADS=2 CONNS=64  wrk threads / connections (redis-benchmark uses CONNS clients)
+#   KEYS=10000          key space for the timed runs
+#   VALUE_SIZE=1024     value size, bytes
+#   REDIS_REQUESTS=200000  redis-benchmark -n (per test)
+#   MEM_ITEMS=100000    items for the memory step
+#   RESTART_ITEMS=1000000 RESTART_VALUE_SIZE=1024  items and value size for the restart step
+#   SKIP_ETCD=1 SKIP_REDIS=1 SKIP_MEMORY=1 SKIP_RESTART=1  skip a step
+#   SM_BIN=target/release/statemanager   binary to test (copied first, so a rebuild mid-run
+#                                        does not change what is measured)
+#   BENCH_TMP=/tmp      where temp data dirs go (same disk as the results, on purpose)
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+
+DURATION=${DURATION:-15}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+KEYS=${KEYS:-10000}
+VALUE_SIZE=${VALUE_SIZE:-1024}
+REDIS_REQUESTS=${REDIS_REQUESTS:-200000}
+MEM_ITEMS=${MEM_ITEMS:-100000}
+RESTART_ITEMS=${RESTART_ITEMS:-1000000}
+RESTART_VALUE_SIZE=${RESTART_VALUE_SIZE:-1024}
+SKIP_ETCD=${SKIP_ETCD:-0}
+SKIP_REDIS=${SKIP_REDIS:-0}
+SKIP_MEMORY=${SKIP_MEMORY:-0}
+SKIP_RESTART=${SKIP_RESTART:-0}
+SM_BIN=${SM_BIN:-$ROOT/target/release/statemanager}
+BENCH_TMP=${BENCH_TMP:-/tmp}
+
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+RESULTS_DIR=$HERE/results
+mkdir -p "$RESULTS_DIR"
+RESULTS_MD=$RESULTS_DIR/single_node-$STAMP.md
+RAW_LOG=$RESULTS_DIR/single_node-$STAMP-raw.txt
+
+WORK=$(mktemp -d "$BENCH_TMP/sm-bench.XXXXXX")
+ROWS=$WORK/rows.tsv       # system, operation, rps, p50_ms, p99_ms, non200, miss, other errors
+EXTRA=$WORK/extra.txt     # memory / restart findings, one "- ..." markdown line each
+PROBLEMS=$WORK/problems.txt
+: >"$ROWS"; : >"$EXTRA"; : >"$PROBLEMS"
+
+export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every PID we start goes into PIDS; the EXIT trap stops them by PID.
+
+PIDS=()
+
+# alive PID: true while PID runs (a zombie child awaiting `wait` counts as gone).
+alive() {
+    [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, wait up to SECONDS (default 60), then SIGKILL. Prints the
+# seconds it took to exit after SIGTERM.
+stop_pid() {
+    local pid=$1 limit=${2:-60} t0 i
+    t0=$(date +%s%N)
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < limit * 50; i++)); do
+        alive "$pid" || break
+        sleep 0.02
+    done
+    if alive "$pid"; then
+        echo "problem: PID $pid still running ${limit}s after SIGTERM; sending SIGKILL" >>"$PROBLEMS"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    echo "scale=3; ($(date +%s%N) - $t0) / 1000000000" | bc
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if alive "$pid"; then stop_pid "$pid" 20 >/dev/null; fi
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# log: print to the terminal and keep in the raw log.
+log() { echo "$*" | tee -a "$RAW_LOG"; }
+problem() { log "PROBLEM: $*"; echo "$*" >>"$PROBLEMS"; }
+
+# wait_for SECONDS DESCRIPTION CMD...: run CMD every 0.05 s until it succeeds, at most SECONDS.
+wait_for() {
+    local limit=$1 what=$2 i end=$((SECONDS + $1))
+    shift 2
+    for ((i = 0; i < limit * 20 && SECONDS <= end; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    problem "timed out after ${limit}s waiting for $what"
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------------------------------------
+# statemanager
+
+[[ -x $SM_BIN ]] || { echo "no statemanager binary at $SM_BIN (cargo build --release)" >&2; exit 1; }
+cp "$SM_BIN" "$WORK/statemanager"
+SM=$WORK/statemanager
+
+# start_sm NAME MAX_ITEMS [PORT]: fresh (or existing) data dir $WORK/NAME; sets SM_PID, SM_URL.
+start_sm() {
+    local name=$1 max_items=$2 port=${3:-0} dir=$WORK/$1
+    mkdir -p "$dir"
+    printf 'max_persistent_data_items: %s\nlog_level: warning\n' "$max_items" >"$dir/config.yaml"
+    rm -f "$dir/addr.json"
+    "$SM" serve --config "$dir/config.yaml" --port "$port" --data-dir "$dir/data" \
+        --addr-file "$dir/addr.json" --log-stderr >>"$dir/server.log" 2>&1 &
+    SM_PID=$!
+    PIDS+=("$SM_PID")
+    wait_for 60 "statemanager $name address file" test -s "$dir/addr.json"
+    SM_URL=http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/addr.json")
+    wait_for 60 "statemanager $name /ready" http_200 "$SM_URL/ready"
+}
+
+sm_items() { curl -s --max-time 5 "$SM_URL/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])'; }
+
+# ---------------------------------------------------------------------------------------------
+# wrk runs: run_wrk SYSTEM OPERATION LUA_SCRIPT URL. Full output goes to the raw log; the
+# BENCHRESULT line printed by lua/common.lua's done() becomes a row of the table.
+
+run_wrk() {
+    local system=$1 op=$2 script=$3 url=$4 out
+    log ""
+    log "### $system $op: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s lua/$script $url"
+    out=$(timeout $((DURATION + 120)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
+        --latency -s "$HERE/lua/$script" "$url" 2>&1) || problem "wrk exited with status $? ($system $op)"
+    log "$out"
+    local line
+    line=$(grep '^BENCHRESULT' <<<"$out" || true)
+    if [[ -z $line ]]; then
+        problem "no BENCHRESULT from wrk ($system $op)"
+        return
+    fi
+    # BENCHRESULT key=value ... -> a row.
+    python3 - "$system" "$op" "$line" >>"$ROWS" <<'EOF'
+import sys
+system, op, line = sys.argv[1], sys.argv[2], sys.argv[3]
+kv = dict(f.split("=", 1) for f in line.split()[1:])
+other = sum(int(kv[k]) for k in ("connect_err", "read_err", "write_err", "timeout"))
+print("\t".join([system, op, kv["rps"], kv["p50_ms"], kv["p99_ms"], kv["non200"], kv["miss"], str(other)]))
+EOF
+    local bad
+    bad=$(tail -n1 "$ROWS" | awk -F'\t' '{print $6 + $7 + $8}')
+    if ((bad > 0)); then
+        problem "$system $op: $(tail -n1 "$ROWS" | awk -F'\t' '{printf "%s non-200, %s misses, %s socket errors/timeouts", $6, $7, $8}') (samples: $(grep '^BENCHSAMPLE' <<<"$out" | head -n2 | cut -c13-300 | tr '\n' ' '))"
+    fi
+}
+
+# preload SYSTEM KIND URL COUNT VALUE_SIZE: store COUNT distinct keys exactly once each.
+preload() {
+    local system=$1 kind=$2 url=$3 count=$4 size=$5 out
+    log "preload $system: $count keys x $size bytes"
+    out=$(python3 "$HERE/load.py" --kind "$kind" --url "$url" --count "$count" --value-size "$size" \
+        --concurrency "$CONNS" --timeout 1200) || problem "preload of $system incomplete: $out"
+    log "  $out"
+    LAST_LOAD=$out
+}
+
+log "# single_node.sh $STAMP"
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)"
+log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN"
+log "etcd: $(etcd --version 2>/dev/null | head -n1)"
+log "redis: $(redis-server --version)"
+log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes"
+
+# ---- 1. statemanager ------------------------------------------------------------------------
+log ""
+log "## statemanager"
+start_sm timed 200000
+preload statemanager statemanager "$SM_URL" "$KEYS" "$VALUE_SIZE"
+run_wrk statemanager store sm_store.lua "$SM_URL"
+run_wrk statemanager fetch sm_fetch.lua "$SM_URL"
+log "items after the runs: $(sm_items)"
+stop_pid "$SM_PID" 60 >/dev/null
+
+# ---- 2. etcd --------------------------------------------------------------------------------
+if [[ $SKIP_ETCD != 1 ]]; then
+    log ""
+    log "## etcd"
+    ETCD_DIR=$WORK/etcd
+    mkdir -p "$ETCD_DIR"
+    CPORT=$(free_port)
+    PPORT=$(free_port)
+    # Default fsync behaviour (etcd always fsyncs its WAL on commit); loopback only.
+    etcd --name bench --data-dir "$ETCD_DIR/data" \
+        --listen-client-urls "http://127.0.0.1:$CPORT" --advertise-client-urls "http://127.0.0.1:$CPORT" \
+        --listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
+        --initial-cluster "bench=http://127.0.0.1:$PPORT" --initial-cluster-state new \
+        --logger zap --log-level warn >"$ETCD_DIR/etcd.log" 2>&1 &
+    ETCD_PID=$!
+    PIDS+=("$ETCD_PID")
+    ETCD_URL=http://127.0.0.1:$CPORT
+    wait_for 60 "etcd /health" http_200 "$ETCD_URL/health"
+    preload etcd etcd "$ETCD_URL" "$KEYS" "$VALUE_SIZE"
+    run_wrk etcd store etcd_put.lua "$ETCD_URL"
+    run_wrk etcd fetch etcd_range.lua "$ETCD_URL"
+    stop_pid "$ETCD_PID" 60 >/dev/null
+fi
+
+# ---- 3. Redis -------------------------------------------------------------------------------
+if [[ $SKIP_REDIS != 1 ]]; then
+    log ""
+    log "## redis"
+    REDIS_DIR=$WORK/redis
+    mkdir -p "$REDIS_DIR"
+    RPORT=$(free_port)
+    # AOF with fsync before every reply (Redis batches the fsync per event-loop turn, which is
+    # its group commit); no RDB snapshots.
+    redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$REDIS_DIR" --appendonly yes \
+        --appendfsync always --save '' --daemonize no >"$REDIS_DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_for 60 "redis PING" redis-cli -p "$RPORT" ping
+    # Preload the keys redis-benchmark -r uses (key:000000000000 ..), 1 KiB random values.
+    log "preload redis: $KEYS keys x $VALUE_SIZE bytes"
+    python3 - "$KEYS" "$VALUE_SIZE" <<'EOF' | timeout 300 redis-cli -p "$RPORT" --pipe 2>&1 | tee -a "$RAW_LOG" | tail -n1
+import base64, os, sys
+count, size = int(sys.argv[1]), int(sys.argv[2])
+out = sys.stdout.buffer
+for i in range(count):
+    key = b"key:%012d" % i
+    val = base64.b64encode(os.urandom(size))[:size]
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(val), val))
+EOF
+    log "redis keys after preload: $(redis-cli -p "$RPORT" dbsize)"
+    log ""
+    log "### redis: redis-benchmark -c $CONNS -n $REDIS_REQUESTS -d $VALUE_SIZE -r $KEYS -t set,get --csv"
+    out=$(timeout 600 redis-benchmark -h 127.0.0.1 -p "$RPORT" -c "$CONNS" -n "$REDIS_REQUESTS" \
+        -d "$VALUE_SIZE" -r "$KEYS" -t set,get --csv 2>&1) || problem "redis-benchmark exited with status $?"
+    log "$out"
+    errors=$(redis-cli -p "$RPORT" info stats | tr -d '\r' | awk -F: '/^total_error_replies:/ {print $2}')
+    log "redis total_error_replies: ${errors:-?}"
+    [[ ${errors:-0} == 0 ]] || problem "redis answered $errors errors"
+    # "test","rps","avg","min","p50","p95","p99","max" -> rows (no per-request status check
+    # in redis-benchmark; the server's error counter above covers it; GET of a missing key is
+    # not an error there, but the preload makes every key exist).
+    python3 - "$out" "${errors:-0}" >>"$ROWS" <<'EOF'
+import csv, io, sys
+names = {"SET": "store", "GET": "fetch"}
+for row in csv.reader(io.StringIO(sys.argv[1])):
+    if row and row[0] in names:
+        print("\t".join(["redis", names[row[0]], row[1], row[4], row[6], sys.argv[2], "0", "0"]))
+EOF
+    stop_pid "$REDIS_PID" 60 >/dev/null
+fi
+
+# ---- 4. table ---------------------------------------------------------------------------------
+# render_table: the markdown table and ratio lines from $ROWS.
+render_table() {
+    python3 - "$ROWS" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print("| system | operation | requests/s | p50 ms | p99 ms | non-200 | misses | socket errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+rps = {}
+for system, op, r, p50, p99, bad, miss, other in rows:
+    rps[(system, op)] = float(r)
+    print(f"| {system} | {op} | {float(r):,.0f} | {float(p50):.2f} | {float(p99):.2f} | {bad} | {miss} | {other} |")
+print()
+for other in ("etcd", "redis"):
+    for op in ("store", "fetch"):
+        a, b = rps.get(("statemanager", op)), rps.get((other, op))
+        if a and b:
+            print(f"- statemanager/{other} {op}: **{a / b:.2f}×** ({a:,.0f} / {b:,.0f} requests/s)")
+EOF
+}
+
+log ""
+log "## results"
+TABLE=$(render_table)
+log "$TABLE"
+
+# ---- 5a. memory per item ---------------------------------------------------------------------
+if [[ $SKIP_MEMORY != 1 ]]; then
+    log ""
+    log "## memory: RSS growth for $MEM_ITEMS distinct items x $VALUE_SIZE bytes"
+    start_sm memory 200000
+    sleep 1
+    before=$(rss_kib "$SM_PID")
+    preload statemanager-memory statemanager "$SM_URL" "$MEM_ITEMS" "$VALUE_SIZE"
+    items=$(sm_items)
+    after=$(rss_kib "$SM_PID")
+    sleep 5
+    settled=$(rss_kib "$SM_PID")
+    per_item=$(( (settled - before) * 1024 / MEM_ITEMS ))
+    per_item_now=$(( (after - before) * 1024 / MEM_ITEMS ))
+    log "items stored: $items; VmRSS before: $before KiB, right after: $after KiB, 5 s later: $settled KiB"
+    log "RSS per item: $per_item bytes (5 s after the load; $per_item_now bytes right after)"
+    echo "- Memory: VmRSS $before KiB after start, $settled KiB with $items items of $VALUE_SIZE bytes (5 s after loading; $after KiB right after): **$per_item bytes per item** ($per_item_now right after), i.e. about $((per_item - VALUE_SIZE)) bytes of overhead per item beyond the value." >>"$EXTRA"
+    [[ $items == "$MEM_ITEMS" ]] || problem "memory step: $items items stored, expected $MEM_ITEMS"
+    stop_pid "$SM_PID" 60 >/dev/null
+    rm -rf "$WORK/memory"
+fi
+
+# ---- 5b. restart time -------------------------------------------------------------------------
+if [[ $SKIP_RESTART != 1 ]]; then
+    log ""
+    log "## restart: $RESTART_ITEMS distinct items x $RESTART_VALUE_SIZE bytes"
+    PORT=$(free_port)   # fixed, so the restarted server can be polled from its first moment
+    start_sm restart $((RESTART_ITEMS * 2)) "$PORT"
+    preload statemanager-restart statemanager "$SM_URL" "$RESTART_ITEMS" "$RESTART_VALUE_SIZE"
+    load_summary=$LAST_LOAD
+    items=$(sm_items)
+    [[ $items == "$RESTART_ITEMS" ]] || problem "restart step: $items items stored, expected $RESTART_ITEMS"
+    rss_full=$(rss_kib "$SM_PID")
+    size_before=$(du -sh "$WORK/restart/data" | cut -f1)
+    log "items: $items; VmRSS $rss_full KiB; data dir $size_before"
+    stop_secs=$(stop_pid "$SM_PID" 300)
+    size=$(du -sh "$WORK/restart/data" | cut -f1)
+    log "stopped (SIGTERM) in ${stop_secs}s; data dir after stop: $size"
+
+    # Restart and time: process start -> /ready 200 and fetch of a known key (first and last).
+    last=$((RESTART_ITEMS - 1))
+    fetch_ok() {
+        curl -s --max-time 2 -X POST "$SM_URL/fetch_data" \
+            -d "{\"namespace\":\"bench\",\"key\":\"k$1\"}" | grep -q '"data"'
+    }
+    t0=$(date +%s%N)
+    "$SM" serve --config "$WORK/restart/config.yaml" --port "$PORT" --data-dir "$WORK/restart/data" \
+        --log-stderr >>"$WORK/restart/server.log" 2>&1 &
+    SM_PID=$!
+    PIDS+=("$SM_PID")
+    ready=0
+    end=$((SECONDS + 600))
+    for ((i = 0; i < 600 * 100 && SECONDS <= end; i++)); do   # at most 10 minutes, 10 ms apart
+        if http_200 "$SM_URL/ready" && fetch_ok 0 && fetch_ok "$last"; then ready=1; break; fi
+        alive "$SM_PID" || break
+        sleep 0.01
+    done
+    t1=$(date +%s%N)
+    restart_secs=$(echo "scale=2; ($t1 - $t0) / 1000000000" | bc)
+    if ((ready)); then
+        log "restart: ready and k0, k$last fetchable ${restart_secs}s after process start"
+        items_after=$(sm_items)
+        rss_restart=$(rss_kib "$SM_PID")
+        log "items after restart: $items_after; VmRSS $rss_restart KiB"
+        [[ $items_after == "$RESTART_ITEMS" ]] || problem "after restart: $items_after items, expected $RESTART_ITEMS"
+        echo "- Restart with $RESTART_ITEMS items of $RESTART_VALUE_SIZE bytes (loaded at $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$load_summary") items/s by bench/load.py): **${restart_secs} s** from process start until /ready is 200 and k0 and k$last can be fetched. Data dir: $size_before before the stop, $size after. SIGTERM to exit: ${stop_secs} s. VmRSS: $rss_full KiB before the stop, $rss_restart KiB after the restart; $items_after items after the restart." >>"$EXTRA"
+    else
+        problem "restart: not ready after ${restart_secs}s (alive: $(alive "$SM_PID" && echo yes || echo no)); log tail: $(tail -n5 "$WORK/restart/server.log" | tr '\n' ' ')"
+    fi
+    stop_pid "$SM_PID" 300 >/dev/null
+fi
+
+# ---- report ------------------------------------------------------------------------------------
+{
+    echo "# Single-node benchmark, $STAMP"
+    echo
+    echo "Command: \`DURATION=$DURATION bench/single_node.sh\`"
+    echo
+    grep -E '^(machine|statemanager|etcd|redis|wrk):' "$RAW_LOG" | grep -v '^redis keys' | sed 's/^/- /' | head -n5
+    echo
+    echo "$TABLE"
+    echo
+    cat "$EXTRA"
+    if [[ -s $PROBLEMS ]]; then
+        echo
+        echo "## Problems"
+        echo
+        sed 's/^/- /' "$PROBLEMS"
+    fi
+} >"$RESULTS_MD"
+
+log ""
+[[ -s $EXTRA ]] && log "$(cat "$EXTRA")"
+if [[ -s $PROBLEMS ]]; then
+    log ""
+    log "PROBLEMS:"
+    log "$(sed 's/^/  /' "$PROBLEMS")"
+fi
+log ""
+log "results: $RESULTS_MD"
+log "raw output: $RAW_LOG"
