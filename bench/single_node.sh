@@ -70,6 +70,9 @@ export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 
 PIDS=()
 
+# secs_since NANOS: seconds elapsed since a `date +%s%N` value, 3 decimals.
+secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+
 # alive PID: true while PID runs (a zombie child awaiting `wait` counts as gone).
 alive() {
     [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
@@ -90,7 +93,7 @@ stop_pid() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
-    echo "scale=3; ($(date +%s%N) - $t0) / 1000000000" | bc
+    secs_since "$t0"
 }
 
 cleanup() {
@@ -198,6 +201,7 @@ log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN"
 log "etcd: $(etcd --version 2>/dev/null | head -n1)"
 log "redis: $(redis-server --version)"
+log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every number noisier)"
 log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes"
 
 # ---- 1. statemanager ------------------------------------------------------------------------
@@ -365,7 +369,7 @@ if [[ $SKIP_RESTART != 1 ]]; then
         sleep 0.01
     done
     t1=$(date +%s%N)
-    restart_secs=$(echo "scale=2; ($t1 - $t0) / 1000000000" | bc)
+    restart_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
     if ((ready)); then
         log "restart: ready and k0, k$last fetchable ${restart_secs}s after process start"
         items_after=$(sm_items)
@@ -385,7 +389,7 @@ fi
     echo
     echo "Command: \`DURATION=$DURATION bench/single_node.sh\`"
     echo
-    grep -E '^(machine|statemanager|etcd|redis|wrk):' "$RAW_LOG" | grep -v '^redis keys' | sed 's/^/- /' | head -n5
+    grep -E '^(machine|statemanager|etcd|redis|wrk|load average at start):' "$RAW_LOG" | sed 's/^/- /' | head -n6
     echo
     echo "$TABLE"
     echo
@@ -406,5 +410,6 @@ if [[ -s $PROBLEMS ]]; then
     log "$(sed 's/^/  /' "$PROBLEMS")"
 fi
 log ""
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "results: $RESULTS_MD"
 log "raw output: $RAW_LOG"

@@ -358,7 +358,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, text).unwrap();
-        load(Some(&path), env).map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+        let shown = path.display().to_string();
+        load(Some(&path), env)
+            .map(|mut l| {
+                for w in &mut l.warnings {
+                    *w = w.replace(&shown, "FILE");
+                }
+                l
+            })
+            .map_err(|e| e.replace(&shown, "FILE"))
     }
 
     #[test]

@@ -296,3 +296,48 @@ async fn corrupt_snapshot_stops_startup_with_clear_message() {
     assert!(stderr.contains("corrupt data in"), "{stderr}");
     assert!(stderr.contains("current.snap"), "{stderr}");
 }
+
+#[tokio::test]
+async fn damaged_log_stops_startup_but_a_torn_tail_is_recovered() {
+    let mut s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    for i in 0..20 {
+        let (st, _) = post(&c, &s.url("/store_data"), json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":600})).await;
+        assert_eq!(st, 200);
+    }
+    s.kill9();
+    let log_dir = s.dir.join("data/log");
+    let segment = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .expect("a log segment");
+    let good = std::fs::read(&segment).unwrap();
+
+    // Garbage after the last record (a torn append): recovered, nothing acknowledged lost.
+    let mut torn = good.clone();
+    torn.extend_from_slice(&[0x17; 300]);
+    std::fs::write(&segment, &torn).unwrap();
+    s.restart();
+    s.wait_ready().await;
+    for i in 0..20 {
+        let (st, _) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":format!("k{i}")})).await;
+        assert_eq!(st, 200, "k{i}");
+    }
+    s.kill9();
+
+    // One damaged byte in the middle of the log: start-up stops and names the file.
+    let good = std::fs::read(&segment).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0xff;
+    std::fs::write(&segment, &bad).unwrap();
+    let (code, stderr) = run_to_exit(
+        &["serve", "--port", "0", "--log-stderr", "--data-dir", s.dir.join("data").to_str().unwrap()],
+        &s.dir,
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("corrupt data in"), "{stderr}");
+    assert!(stderr.contains(".wal"), "{stderr}");
+    assert_eq!(std::fs::read(&segment).unwrap(), bad, "the damaged log was not modified");
+}
