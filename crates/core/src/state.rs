@@ -71,18 +71,32 @@ impl State {
 
     /// Applies one batch and returns one outcome per operation, in order.
     ///
-    /// Time used is `max(batch.now, every earlier batch's now)`: a leader whose clock is
-    /// behind its predecessor's never makes time go backwards. Everything that expired by then
-    /// is purged first, so expired items count as absent for conflicts and limits.
+    /// Each operation gets its own stamp, `max(batch.now, previous stamp + 1 µs)`: time in the
+    /// state machine never goes backwards (even when a new leader's clock is behind), and two
+    /// stores of one batch never share a stamp, so "now" always means "after everything
+    /// before". Everything that expired by the batch's time is purged first, so expired items
+    /// count as absent for conflicts and limits.
     pub fn apply(&mut self, batch: &Batch) -> Vec<OpOutcome> {
-        let now = batch.now.max(self.high_water);
-        self.high_water = now;
-        self.purge_expired(now);
+        let start = batch.now.max(self.high_water);
+        self.high_water = start;
+        self.purge_expired(start);
+        let mut first = true;
         batch
             .ops
             .iter()
-            .map(|op| match op {
-                Op::Store(store) => self.store(store, now, &batch.limits),
+            .map(|op| {
+                let now = if first {
+                    start
+                } else {
+                    batch.now.max(self.high_water.next())
+                };
+                first = false;
+                self.high_water = now;
+                // Items expiring within the batch's own microseconds are absent too.
+                self.purge_expired(now);
+                match op {
+                    Op::Store(store) => self.store(store, now, &batch.limits),
+                }
             })
             .collect()
     }

@@ -69,6 +69,11 @@ impl Timestamp {
         Ok(Some(Timestamp(micros)))
     }
 
+    /// The next representable instant (one microsecond later).
+    pub fn next(self) -> Timestamp {
+        Timestamp(self.0.saturating_add(1))
+    }
+
     /// This timestamp plus a TTL (saturating; cannot overflow for accepted inputs).
     pub fn plus(self, ttl: Ttl) -> Timestamp {
         Timestamp(

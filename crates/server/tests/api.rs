@@ -372,3 +372,28 @@ fn futures_stream(
     }
     Chunks(chunks.into_iter())
 }
+
+/// Stores without a timestamp mean "now": concurrent ones to the same key (which the writer
+/// puts in one batch) must all succeed, the last applied winning — never a 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_without_timestamp_never_conflict() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    let mut tasks = vec![];
+    for t in 0..32 {
+        let c = c.clone();
+        let url = s.url("/store_data");
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = vec![];
+            for i in 0..20 {
+                let body = json!({"namespace":"n","key":"hot","data":format!("{t}-{i}"),"ttl":60});
+                statuses.push(post(&c, &url, body).await.0);
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().iter().all(|s| *s == 200));
+    }
+}

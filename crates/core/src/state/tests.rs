@@ -79,6 +79,26 @@ fn clock_never_goes_backwards() {
 }
 
 #[test]
+fn stores_in_one_batch_get_distinct_increasing_stamps() {
+    let mut s = State::new();
+    let out = s.apply(&batch(
+        ts(10),
+        Limits::default(),
+        vec![
+            store("n", "k", "first", 60, None),
+            store("n", "k", "second", 60, None),
+            store("n", "j", "x", 60, Some(ts(99))),
+        ],
+    ));
+    let first = out[0].clone().unwrap();
+    let second = out[1].clone().unwrap();
+    assert_eq!(first.timestamp, ts(10));
+    assert_eq!(second.timestamp.as_micros(), ts(10).as_micros() + 1);
+    assert_eq!(out[2].clone().unwrap().timestamp.as_micros(), ts(10).as_micros() + 2);
+    assert_eq!(s.get(&id("n", "k"), ts(10)).unwrap().data.as_ref(), "second");
+}
+
+#[test]
 fn older_store_conflicts_and_carries_stored_timestamp() {
     let mut s = State::new();
     apply_one(&mut s, ts(100), store("n", "k", "new", 600, Some(ts(90)))).unwrap();
@@ -287,11 +307,16 @@ impl Model {
         limits: Limits,
         ops: &[ModelOp],
     ) -> Vec<Result<(u64, u64), &'static str>> {
-        let now = now.max(self.high_water);
-        self.high_water = now;
-        self.items.retain(|_, i| i.expires_at > now);
+        let start = now.max(self.high_water);
+        self.high_water = start;
+        self.items.retain(|_, i| i.expires_at > start);
+        let batch_now = now;
         let mut out = vec![];
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
+            // Each op gets its own stamp, strictly after the previous one.
+            let now = if i == 0 { start } else { batch_now.max(self.high_water + 1) };
+            self.high_water = now;
+            self.items.retain(|_, i| i.expires_at > now);
             if op.data.len() as u64 > limits.max_item_bytes {
                 out.push(Err("too_large"));
                 continue;
