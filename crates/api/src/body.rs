@@ -17,6 +17,16 @@ pub async fn json_object(
     body: Body,
     limit: usize,
 ) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read(headers, body, limit).await?;
+    parse_object(&bytes)
+}
+
+/// Reads `body`, at most `limit` bytes.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -38,12 +48,17 @@ pub async fn json_object(
             });
         }
     };
+    Ok(bytes)
+}
+
+/// Parses bytes as a JSON object, with a message saying what is wrong.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidRequest(
             "the request body is empty; send a JSON object".into(),
         ));
     }
-    match serde_json::from_slice::<Value>(&bytes) {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::InvalidRequest(format!(
             "the request body must be a JSON object, not {}",

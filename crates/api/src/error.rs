@@ -35,6 +35,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// 413 `body_too_large`.
     BodyTooLarge(usize),
+    /// 413 `item_too_large` from the ephemeral cache.
+    CacheItemTooLarge(String),
     /// Anything the node answered.
     Node(NodeError),
 }
@@ -75,6 +77,9 @@ impl ApiError {
                 "body_too_large",
                 format!("request body is larger than {limit} bytes"),
             ),
+            ApiError::CacheItemTooLarge(m) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "item_too_large", m.clone())
+            }
             ApiError::Node(e) => match e {
                 NodeError::Domain(d) => match d {
                     DomainError::InvalidRequest(m) => {

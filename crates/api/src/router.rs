@@ -1,5 +1,6 @@
 //! The router and its shared state.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -7,30 +8,49 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use statemanager_cache::Cache;
 use statemanager_raft::Node;
 
-use crate::handlers::{fallback, fetch, probes, store};
+use crate::handlers::{cache, fallback, fetch, probes, store};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     /// The node service.
     pub node: Node,
-    /// Largest request body accepted, in bytes.
+    /// The node-local ephemeral cache.
+    pub cache: Arc<Cache>,
+    /// Largest request body accepted for the persistent store, in bytes.
     pub body_limit: usize,
+    /// Largest `/set_data` body accepted, in bytes.
+    pub cache_body_limit: usize,
+    /// A random identifier of this process run (the Cache Manager's `ref`).
+    pub run_ref: String,
     /// When the server started (for `uptime`).
     pub started: Instant,
 }
 
 impl ApiState {
-    /// State for `node`, with the body limit derived from its item limit: 6 × the item size
-    /// (JSON escaping can grow a string sixfold, `\u0000`) plus 4 KiB for the rest.
-    pub fn new(node: Node) -> Self {
-        let item = node.limits().max_item_bytes as usize;
+    /// State for `node` and `cache`, with body limits derived from their item limits: 6 × the
+    /// item size (JSON escaping can grow a string sixfold, `\u0000`) plus 4 KiB for the rest.
+    pub fn new(node: Node, cache: Arc<Cache>) -> Self {
+        let body_limit = |item: u64| (item as usize).saturating_mul(6).saturating_add(4096);
+        let started = Instant::now();
+        let run_ref = format!(
+            "{:016x}{:08x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            std::process::id()
+        );
         ApiState {
+            body_limit: body_limit(node.limits().max_item_bytes),
+            cache_body_limit: body_limit(cache.limits().max_item_size),
             node,
-            body_limit: item.saturating_mul(6).saturating_add(4096),
-            started: Instant::now(),
+            cache,
+            run_ref,
+            started,
         }
     }
 }
@@ -44,6 +64,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/status", get(probes::status))
         .route("/store_data", post(store::store_data))
         .route("/fetch_data", post(fetch::fetch_data))
+        .route("/get_data", post(cache::get_data))
+        .route("/set_data", post(cache::set_data))
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(middleware::from_fn(log_request))

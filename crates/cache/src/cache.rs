@@ -191,7 +191,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Cache")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -342,7 +344,13 @@ impl Cache {
 
     /// `POST /set_data`: stores `data` for `ttl_secs` (≥ 1), releases the key's lock (waking
     /// every waiter), and evicts the oldest-written items beyond `max_cache_size`.
-    pub fn set(&self, namespace: &str, key: &str, data: &str, ttl_secs: u64) -> Result<(), CacheError> {
+    pub fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        data: &str,
+        ttl_secs: u64,
+    ) -> Result<(), CacheError> {
         let size = data.len() as u64;
         if size > self.limits.max_item_size {
             return Err(CacheError::TooLarge {
@@ -377,7 +385,9 @@ impl Cache {
         // Dropping the lock's sender wakes everyone waiting for this key.
         inner.remove_lock(&key);
         while inner.size > self.limits.max_cache_size {
-            let Some((_, oldest)) = inner.fifo.pop_first() else { break };
+            let Some((_, oldest)) = inner.fifo.pop_first() else {
+                break;
+            };
             if let Some(entry) = inner.entries.remove(&oldest) {
                 inner.by_expiry.remove(&(entry.expiry, entry.seq));
                 inner.size -= entry.size;

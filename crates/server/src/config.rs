@@ -14,6 +14,8 @@ use crate::size::parse_size;
 
 /// Largest `max_persistent_data_item_size` accepted.
 pub const MAX_ITEM_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+/// Largest cache `max_item_size` accepted.
+pub const MAX_CACHE_ITEM: u64 = 16 * 1024 * 1024;
 
 /// The log level threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,12 @@ pub struct Config {
     pub purge_interval_ms: u64,
     /// Most stores group-committed into one log entry.
     pub max_batch_ops: u64,
+    /// The ephemeral cache's size bound, in bytes.
+    pub max_cache_size: u64,
+    /// The ephemeral cache's `max_item_size` as configured (0: as large as allowed).
+    pub cache_max_item_size: u64,
+    /// How often expired cache items and locks are removed, in seconds.
+    pub housekeeping_interval: u64,
 }
 
 impl Default for Config {
@@ -86,6 +94,9 @@ impl Default for Config {
             commit_timeout_ms: 2000,
             purge_interval_ms: 1000,
             max_batch_ops: 1024,
+            max_cache_size: 1 << 30,
+            cache_max_item_size: 1 << 20,
+            housekeeping_interval: 10,
         }
     }
 }
@@ -108,15 +119,15 @@ pub const KEYS: &[&str] = &[
     "commit_timeout_ms",
     "purge_interval_ms",
     "max_batch_ops",
+    "max_cache_size",
+    "max_item_size",
+    "housekeeping_interval",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
 /// without using (they are warned about, not refused, so that file can be used as it is).
 const CACHE_MANAGER_KEYS: &[&str] = &[
-    "housekeeping_interval",
     "timestamp_error_margin",
-    "max_cache_size",
-    "max_item_size",
     "tls_enabled",
     "tls",
     "peers",
@@ -245,9 +256,31 @@ impl Config {
             "commit_timeout_ms" => self.commit_timeout_ms = in_range(as_u64(v)?, 100, 600_000)?,
             "purge_interval_ms" => self.purge_interval_ms = in_range(as_u64(v)?, 10, 3_600_000)?,
             "max_batch_ops" => self.max_batch_ops = in_range(as_u64(v)?, 1, 65_536)?,
+            "max_cache_size" => {
+                self.max_cache_size = match as_size(v)? {
+                    0 => Config::default().max_cache_size,
+                    n => in_range(n, 1024, 64 << 30)?,
+                }
+            }
+            // 0 means "as large as the cache allows" (the original's rule), within our cap.
+            "max_item_size" => self.cache_max_item_size = in_range(as_size(v)?, 0, MAX_CACHE_ITEM)?,
+            "housekeeping_interval" => {
+                self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
+            }
             _ => unreachable!("set() is only called with a key from KEYS"),
         }
         Ok(())
+    }
+
+    /// The cache's effective item limit: `max_item_size`, where 0 means the largest allowed,
+    /// and never more than `max_cache_size`.
+    pub fn cache_item_limit(&self) -> u64 {
+        let item = if self.cache_max_item_size == 0 {
+            MAX_CACHE_ITEM
+        } else {
+            self.cache_max_item_size
+        };
+        item.min(self.max_cache_size)
     }
 
     /// Checks relations between keys.
@@ -396,7 +429,7 @@ mod tests {
     #[test]
     fn cachemanager_mapping_is_read_inside() {
         let loaded = load_text(
-            "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  housekeeping_interval: 60\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
+            "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  tls_enabled: false\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
             &no_env,
         )
         .unwrap();
@@ -404,7 +437,7 @@ mod tests {
         assert_eq!(loaded.config.max_item_size, 1 << 20);
         assert_eq!(loaded.config.log_level, LogLevel::Debug);
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("housekeeping_interval"));
+        assert!(loaded.warnings[0].contains("tls_enabled"));
     }
 
     #[test]
@@ -464,7 +497,10 @@ mod tests {
         assert_eq!(loaded.config, Config::default());
         let text = std::fs::read_to_string(&path).unwrap();
         for key in KEYS {
-            assert!(text.contains(&format!("{key}:")), "example config lacks {key}");
+            assert!(
+                text.contains(&format!("{key}:")),
+                "example config lacks {key}"
+            );
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use statemanager_api::{app, ApiState};
+use statemanager_cache::{Cache, CacheLimits};
 use statemanager_core::{Clock, Limits, Timestamp};
 use statemanager_raft::{Node, NodeOptions};
 use tokio::net::TcpListener;
@@ -143,7 +144,25 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         "State Manager initialised"
     );
 
-    let api = app(ApiState::new(node.clone()));
+    let cache = Arc::new(Cache::new(
+        CacheLimits {
+            max_cache_size: config.max_cache_size,
+            max_item_size: config.cache_item_limit(),
+        },
+        Arc::new(SystemClock),
+    ));
+    let housekeeping = tokio::spawn({
+        let cache = cache.clone();
+        let every = Duration::from_secs(config.housekeeping_interval);
+        async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                cache.purge_expired();
+            }
+        }
+    });
+    let api = app(ApiState::new(node.clone(), cache));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();
@@ -174,6 +193,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         server.abort();
     }
+    housekeeping.abort();
     node.shutdown().await;
     tracing::info!("State Manager stopped");
     outcome

@@ -303,7 +303,12 @@ async fn damaged_log_stops_startup_but_a_torn_tail_is_recovered() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     for i in 0..20 {
-        let (st, _) = post(&c, &s.url("/store_data"), json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":600})).await;
+        let (st, _) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":600}),
+        )
+        .await;
         assert_eq!(st, 200);
     }
     s.kill9();
@@ -322,7 +327,12 @@ async fn damaged_log_stops_startup_but_a_torn_tail_is_recovered() {
     s.restart();
     s.wait_ready().await;
     for i in 0..20 {
-        let (st, _) = post(&c, &s.url("/fetch_data"), json!({"namespace":"n","key":format!("k{i}")})).await;
+        let (st, _) = post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"n","key":format!("k{i}")}),
+        )
+        .await;
         assert_eq!(st, 200, "k{i}");
     }
     s.kill9();
@@ -333,11 +343,22 @@ async fn damaged_log_stops_startup_but_a_torn_tail_is_recovered() {
     bad[good.len() / 2] ^= 0xff;
     std::fs::write(&segment, &bad).unwrap();
     let (code, stderr) = run_to_exit(
-        &["serve", "--port", "0", "--log-stderr", "--data-dir", s.dir.join("data").to_str().unwrap()],
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--log-stderr",
+            "--data-dir",
+            s.dir.join("data").to_str().unwrap(),
+        ],
         &s.dir,
     );
     assert_ne!(code, 0);
     assert!(stderr.contains("corrupt data in"), "{stderr}");
     assert!(stderr.contains(".wal"), "{stderr}");
-    assert_eq!(std::fs::read(&segment).unwrap(), bad, "the damaged log was not modified");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bad,
+        "the damaged log was not modified"
+    );
 }

@@ -13,8 +13,8 @@ mod data_dir;
 mod error;
 mod frame;
 mod log_engine;
-mod wal;
 mod snapshot;
+mod wal;
 
 pub use data_dir::DataDir;
 pub use error::StorageError;

@@ -29,12 +29,12 @@ impl LogEngine {
             .map_err(|e| StorageError::io(format!("creating {}", meta_dir.display()), e))?;
         let purged = match read_meta(&meta_dir, PURGED_INDEX)? {
             None => None,
-            Some(bytes) => Some(u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
-                StorageError::Corrupt {
+            Some(bytes) => Some(u64::from_le_bytes(bytes.as_slice().try_into().map_err(
+                |_| StorageError::Corrupt {
                     what: meta_dir.join(PURGED_INDEX).display().to_string(),
                     detail: "not an index".into(),
-                }
-            })?)),
+                },
+            )?)),
         };
         let wal = Wal::open(dir, purged)?;
         Ok(LogEngine {
@@ -133,7 +133,10 @@ mod tests {
         {
             let log = LogEngine::open(tmp.path()).unwrap();
             log.append(&(1..=10).map(rec).collect::<Vec<_>>()).unwrap();
-            assert_eq!(log.read_range(3, 6).unwrap(), (3..6).map(rec).collect::<Vec<_>>());
+            assert_eq!(
+                log.read_range(3, 6).unwrap(),
+                (3..6).map(rec).collect::<Vec<_>>()
+            );
             assert_eq!(log.last().unwrap(), Some(rec(10)));
             log.truncate_from(8).unwrap();
             assert_eq!(log.last().unwrap(), Some(rec(7)));
@@ -142,10 +145,16 @@ mod tests {
             log.put_meta_lazy("committed", b"c").unwrap();
         }
         let log = LogEngine::open(tmp.path()).unwrap();
-        assert_eq!(log.read_range(0, 100).unwrap(), (3..=7).map(rec).collect::<Vec<_>>());
+        assert_eq!(
+            log.read_range(0, 100).unwrap(),
+            (3..=7).map(rec).collect::<Vec<_>>()
+        );
         assert_eq!(log.get_meta("purged").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(log.get_meta("vote").unwrap().as_deref(), Some(&b"v1"[..]));
-        assert_eq!(log.get_meta("committed").unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(
+            log.get_meta("committed").unwrap().as_deref(),
+            Some(&b"c"[..])
+        );
         assert_eq!(log.get_meta("missing").unwrap(), None);
         log.append(&[rec(8)]).unwrap();
         assert_eq!(log.last().unwrap(), Some(rec(8)));
@@ -163,6 +172,9 @@ mod tests {
             log.append(&(51..=55).map(rec).collect::<Vec<_>>()).unwrap();
         }
         let log = LogEngine::open(tmp.path()).unwrap();
-        assert_eq!(log.read_range(0, 100).unwrap(), (51..=55).map(rec).collect::<Vec<_>>());
+        assert_eq!(
+            log.read_range(0, 100).unwrap(),
+            (51..=55).map(rec).collect::<Vec<_>>()
+        );
     }
 }

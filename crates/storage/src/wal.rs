@@ -88,9 +88,8 @@ fn record_at(buf: &[u8], pos: usize) -> Option<(u64, std::ops::Range<usize>, usi
 
 /// Whether any valid record with an index above `after` starts anywhere in `buf[from..]`.
 fn valid_record_after(buf: &[u8], from: usize, after: Option<u64>) -> bool {
-    (from..buf.len().saturating_sub(HEADER - 1)).any(|p| {
-        record_at(buf, p).is_some_and(|(index, _, _)| after.is_none_or(|a| index > a))
-    })
+    (from..buf.len().saturating_sub(HEADER - 1))
+        .any(|p| record_at(buf, p).is_some_and(|(index, _, _)| after.is_none_or(|a| index > a)))
 }
 
 impl Wal {
@@ -100,8 +99,11 @@ impl Wal {
         fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         let mut firsts = Vec::new();
-        for entry in fs::read_dir(dir).map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))? {
-            let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+        for entry in fs::read_dir(dir)
+            .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?
+        {
+            let entry =
+                entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(stem) = name.strip_suffix(".wal") {
                 let first: u64 = stem.parse().map_err(|_| StorageError::Corrupt {
@@ -128,7 +130,8 @@ impl Wal {
                 what: path.display().to_string(),
                 detail,
             };
-            let buf = fs::read(&path).map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+            let buf = fs::read(&path)
+                .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -138,7 +141,8 @@ impl Wal {
                 if is_last && buf.len() < MAGIC.len() && MAGIC.starts_with(&buf) {
                     // Created, header not yet complete: a segment that never held a record.
                     drop(file);
-                    fs::remove_file(&path).map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+                    fs::remove_file(&path)
+                        .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
                     continue;
                 }
                 return Err(corrupt("not a statemanager log segment (bad magic)".into()));
@@ -167,7 +171,11 @@ impl Wal {
                         if wal.locs.is_empty() {
                             wal.first = index;
                         }
-                        wal.locs.push_back(Loc { segment: first, offset: pos as u64, len });
+                        wal.locs.push_back(Loc {
+                            segment: first,
+                            offset: pos as u64,
+                            len,
+                        });
                         last_index = Some(index);
                         pos = next;
                     }
@@ -180,7 +188,9 @@ impl Wal {
                             );
                             file.set_len(pos as u64)
                                 .and_then(|_| file.sync_all())
-                                .map_err(|e| StorageError::io(format!("truncating {}", path.display()), e))?;
+                                .map_err(|e| {
+                                    StorageError::io(format!("truncating {}", path.display()), e)
+                                })?;
                             break;
                         }
                         return Err(corrupt(format!(
@@ -302,10 +312,13 @@ impl Wal {
     }
 
     fn read_at(&self, index: u64, loc: Loc) -> Result<Vec<u8>, StorageError> {
-        let segment = self.segments.get(&loc.segment).ok_or_else(|| StorageError::Corrupt {
-            what: self.dir.display().to_string(),
-            detail: format!("segment of record {index} is missing"),
-        })?;
+        let segment = self
+            .segments
+            .get(&loc.segment)
+            .ok_or_else(|| StorageError::Corrupt {
+                what: self.dir.display().to_string(),
+                detail: format!("segment of record {index} is missing"),
+            })?;
         let mut buf = vec![0u8; HEADER + loc.len as usize];
         segment
             .file
@@ -352,7 +365,11 @@ impl Wal {
             return sync_dir(&self.dir);
         }
         let cut = self.locs[(from - self.first) as usize];
-        let later: Vec<u64> = self.segments.range(cut.segment + 1..).map(|(k, _)| *k).collect();
+        let later: Vec<u64> = self
+            .segments
+            .range(cut.segment + 1..)
+            .map(|(k, _)| *k)
+            .collect();
         for first in later {
             self.remove_segment(first)?;
         }

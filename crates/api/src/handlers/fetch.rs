@@ -1,9 +1,12 @@
 //! `POST /fetch_data`.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use serde::Deserialize;
 use statemanager_core::{ItemId, Key, Namespace};
 use statemanager_proto::FetchDataResponse;
 
@@ -11,16 +14,34 @@ use crate::body;
 use crate::error::ApiError;
 use crate::ApiState;
 
+/// The well-formed request (fast path; see `store.rs`).
+#[derive(Deserialize)]
+struct FetchBody<'a> {
+    #[serde(borrow)]
+    namespace: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+}
+
 /// Reads an item linearizably; 404 when missing or expired.
 pub async fn fetch_data(
     State(state): State<ApiState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<FetchDataResponse>, ApiError> {
-    let obj = body::json_object(&headers, request, state.body_limit).await?;
-    let id = ItemId {
-        namespace: Namespace::new(body::string(&obj, "namespace")?)?,
-        key: Key::new(body::string(&obj, "key")?)?,
+    let bytes = body::read(&headers, request, state.body_limit).await?;
+    let id = match serde_json::from_slice::<FetchBody>(&bytes) {
+        Ok(b) => ItemId {
+            namespace: Namespace::new(&b.namespace)?,
+            key: Key::new(&b.key)?,
+        },
+        Err(_) => {
+            let obj = body::parse_object(&bytes)?;
+            ItemId {
+                namespace: Namespace::new(body::string(&obj, "namespace")?)?,
+                key: Key::new(body::string(&obj, "key")?)?,
+            }
+        }
     };
     let item = state.node.fetch(&id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(FetchDataResponse {

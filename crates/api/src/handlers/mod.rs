@@ -1,5 +1,6 @@
 //! Request handlers, one file per endpoint group.
 
+pub mod cache;
 pub mod fallback;
 pub mod fetch;
 pub mod probes;

@@ -46,14 +46,20 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
     let s = state.node.status();
     let limits = state.node.limits();
+    let cache = state.cache.stats();
+    let max_cache = state.cache.limits().max_cache_size.max(1);
+    let percent = (cache.size as f64 * 1000.0 / max_cache as f64).round() / 10.0;
     Json(json!({
-        "ref": format!("statemanager {}", env!("CARGO_PKG_VERSION")),
+        "ref": state.run_ref,
+        "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.started.elapsed().as_secs(),
         "peers": [],
-        "cache_items": 0,
-        "cache_size": 0,
-        "cache_percent": 0,
-        "max_item_size": limits.max_item_bytes,
+        "cache_items": cache.items,
+        "cache_size": cache.size,
+        "cache_percent": percent,
+        "max_item_size": cache.largest_item,
+        "cache_locks": cache.locks,
+        "max_persistent_data_item_size": limits.max_item_bytes,
         "node_id": s.node_id,
         "role": s.role,
         "leader": s.leader.map(|id| json!({"id": id})),

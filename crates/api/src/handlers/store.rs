@@ -1,9 +1,12 @@
 //! `POST /store_data`.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use serde::Deserialize;
 use statemanager_core::StoreOp;
 use statemanager_proto::StoreDataResponse;
 
@@ -11,19 +14,41 @@ use crate::body;
 use crate::error::ApiError;
 use crate::ApiState;
 
+/// The well-formed request, parsed without building a JSON tree (the fast path). Anything it
+/// refuses is parsed again field by field, so the error names the field and the rule.
+#[derive(Deserialize)]
+struct StoreBody<'a> {
+    #[serde(borrow)]
+    namespace: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+    ttl: f64,
+    #[serde(default)]
+    timestamp: Option<f64>,
+}
+
 /// Stores an item; answers once it is durable.
 pub async fn store_data(
     State(state): State<ApiState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<StoreDataResponse>, ApiError> {
-    let obj = body::json_object(&headers, request, state.body_limit).await?;
-    let namespace = body::string(&obj, "namespace")?;
-    let key = body::string(&obj, "key")?;
-    let data = body::string(&obj, "data")?;
-    let ttl = body::number(&obj, "ttl")?;
-    let timestamp = body::optional_number(&obj, "timestamp")?;
-    let op = StoreOp::new(namespace, key, data, ttl, timestamp, &state.node.limits())?;
+    let bytes = body::read(&headers, request, state.body_limit).await?;
+    let limits = state.node.limits();
+    let op = match serde_json::from_slice::<StoreBody>(&bytes) {
+        Ok(b) => StoreOp::new(&b.namespace, &b.key, &b.data, b.ttl, b.timestamp, &limits)?,
+        Err(_) => {
+            let obj = body::parse_object(&bytes)?;
+            let namespace = body::string(&obj, "namespace")?;
+            let key = body::string(&obj, "key")?;
+            let data = body::string(&obj, "data")?;
+            let ttl = body::number(&obj, "ttl")?;
+            let timestamp = body::optional_number(&obj, "timestamp")?;
+            StoreOp::new(namespace, key, data, ttl, timestamp, &limits)?
+        }
+    };
     let stored = state.node.store(op).await?;
     Ok(Json(StoreDataResponse {
         stored: true,

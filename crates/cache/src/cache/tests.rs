@@ -55,7 +55,11 @@ async fn first_caller_locks_others_wait_and_wake_on_set() {
         let (got, at) = w.await.unwrap();
         assert_eq!(got.data.as_deref(), Some("computed"));
         assert!(!got.lock, "exactly one caller computes");
-        assert_eq!(at - started, Duration::from_secs(3), "woken at the set, not later");
+        assert_eq!(
+            at - started,
+            Duration::from_secs(3),
+            "woken at the set, not later"
+        );
     }
     let s = c.stats();
     assert_eq!((s.locks_granted, s.waits, s.wakeups), (1, 5, 5));
@@ -75,7 +79,10 @@ async fn waiter_times_out_at_its_own_deadline() {
 #[tokio::test(start_paused = true)]
 async fn abandoned_lock_expires_and_wakes_waiters_one_takes_over() {
     let (c, _) = cache(1 << 20);
-    assert!(c.get("n", "k", 1).await.lock, "locker with a 1 s wait abandons");
+    assert!(
+        c.get("n", "k", 1).await.lock,
+        "locker with a 1 s wait abandons"
+    );
     let started = Instant::now();
     let a = tokio::spawn({
         let c = c.clone();
@@ -102,7 +109,10 @@ async fn items_expire_on_the_wall_clock() {
     clock.advance_secs(4);
     assert!(c.get("n", "k", 0).await.data.is_some());
     clock.advance_secs(1);
-    assert!(c.get("n", "k", 0).await.data.is_none(), "readable while now < expiry");
+    assert!(
+        c.get("n", "k", 0).await.data.is_none(),
+        "readable while now < expiry"
+    );
     c.set("n", "a", "v", 1).unwrap();
     c.set("n", "b", "v", 100).unwrap();
     clock.advance_secs(2);
@@ -135,6 +145,12 @@ async fn oversized_item_is_refused_and_old_value_kept() {
     let (c, _) = cache(1 << 20);
     c.set("n", "k", "small", 60).unwrap();
     let err = c.set("n", "k", &"x".repeat(101), 60).unwrap_err();
-    assert_eq!(err, CacheError::TooLarge { size: 101, limit: 100 });
+    assert_eq!(
+        err,
+        CacheError::TooLarge {
+            size: 101,
+            limit: 100
+        }
+    );
     assert_eq!(c.get("n", "k", 0).await.data.as_deref(), Some("small"));
 }

@@ -94,8 +94,14 @@ fn stores_in_one_batch_get_distinct_increasing_stamps() {
     let second = out[1].clone().unwrap();
     assert_eq!(first.timestamp, ts(10));
     assert_eq!(second.timestamp.as_micros(), ts(10).as_micros() + 1);
-    assert_eq!(out[2].clone().unwrap().timestamp.as_micros(), ts(10).as_micros() + 2);
-    assert_eq!(s.get(&id("n", "k"), ts(10)).unwrap().data.as_ref(), "second");
+    assert_eq!(
+        out[2].clone().unwrap().timestamp.as_micros(),
+        ts(10).as_micros() + 2
+    );
+    assert_eq!(
+        s.get(&id("n", "k"), ts(10)).unwrap().data.as_ref(),
+        "second"
+    );
 }
 
 #[test]
@@ -314,7 +320,11 @@ impl Model {
         let mut out = vec![];
         for (i, op) in ops.iter().enumerate() {
             // Each op gets its own stamp, strictly after the previous one.
-            let now = if i == 0 { start } else { batch_now.max(self.high_water + 1) };
+            let now = if i == 0 {
+                start
+            } else {
+                batch_now.max(self.high_water + 1)
+            };
             self.high_water = now;
             self.items.retain(|_, i| i.expires_at > now);
             if op.data.len() as u64 > limits.max_item_bytes {

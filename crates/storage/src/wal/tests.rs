@@ -57,7 +57,11 @@ fn every_torn_tail_of_the_last_record_is_cut() {
     for cut in start_of_last..good.len() {
         fs::write(&path, &good[..cut]).unwrap();
         let wal = Wal::open(tmp.path(), None).unwrap();
-        assert_eq!(all(&wal), (1..=9).map(rec).collect::<Vec<_>>(), "cut at {cut}");
+        assert_eq!(
+            all(&wal),
+            (1..=9).map(rec).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
         assert_eq!(fs::metadata(&path).unwrap().len() as usize, start_of_last);
     }
 }
@@ -68,7 +72,11 @@ fn zeroes_and_garbage_after_the_last_record_are_cut() {
     ten(tmp.path());
     let path = segment_files(tmp.path()).pop().unwrap();
     let good = fs::read(&path).unwrap();
-    for tail in [vec![0u8; 4096], vec![0xAB; 7], b"garbage that is not a record".to_vec()] {
+    for tail in [
+        vec![0u8; 4096],
+        vec![0xAB; 7],
+        b"garbage that is not a record".to_vec(),
+    ] {
         let mut bytes = good.clone();
         bytes.extend_from_slice(&tail);
         fs::write(&path, &bytes).unwrap();
@@ -96,7 +104,10 @@ fn damage_before_the_last_record_is_reported_never_cut() {
         fs::write(&path, &bad).unwrap();
         let err = Wal::open(tmp.path(), None).expect_err(&format!("flip at {i} must be reported"));
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-        assert!(fs::metadata(&path).unwrap().len() as usize == good.len(), "nothing cut");
+        assert!(
+            fs::metadata(&path).unwrap().len() as usize == good.len(),
+            "nothing cut"
+        );
     }
 }
 
