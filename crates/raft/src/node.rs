@@ -49,6 +49,8 @@ pub struct NodeOptions {
     pub max_batch_ops: usize,
     /// Most data bytes per log entry.
     pub max_batch_bytes: usize,
+    /// Most batches in flight (proposed, not yet answered).
+    pub write_pipeline: usize,
 }
 
 impl NodeOptions {
@@ -68,6 +70,7 @@ impl NodeOptions {
             purge_interval: Duration::from_secs(1),
             max_batch_ops: 1024,
             max_batch_bytes: 4 * 1024 * 1024,
+            write_pipeline: 1,
         }
     }
 }
@@ -187,6 +190,7 @@ impl Node {
                     max_ops: options.max_batch_ops,
                     max_bytes: options.max_batch_bytes,
                     commit_timeout: options.commit_timeout,
+                    pipeline: options.write_pipeline,
                 },
                 write_rx,
             )),

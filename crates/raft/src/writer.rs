@@ -36,6 +36,8 @@ pub struct WriterOptions {
     pub max_bytes: usize,
     /// How long a proposed entry may take to commit before callers get `commit_timeout`.
     pub commit_timeout: Duration,
+    /// Most batches proposed and not yet answered.
+    pub pipeline: usize,
 }
 
 fn op_bytes(op: &Op) -> usize {
@@ -67,7 +69,45 @@ pub async fn propose(
     }
 }
 
+/// Hands each caller its outcome.
+fn deliver(
+    replies: Vec<oneshot::Sender<Result<Stored, NodeError>>>,
+    result: Result<Vec<statemanager_core::OpOutcome>, NodeError>,
+) {
+    match result {
+        Ok(outcomes) if outcomes.len() == replies.len() => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome.map_err(NodeError::from));
+            }
+        }
+        Ok(outcomes) => {
+            // Cannot happen: apply returns one outcome per op. Refuse rather than
+            // misattribute answers.
+            tracing::error!(
+                expected = replies.len(),
+                got = outcomes.len(),
+                "batch result size mismatch"
+            );
+            for reply in replies {
+                let _ = reply.send(Err(NodeError::Unavailable(
+                    "internal error: batch result size mismatch".into(),
+                )));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 /// Runs the writer until every sender of `rx` is dropped.
+///
+/// Up to `options.pipeline` batches are in flight at once: the next batch is handed to Raft
+/// while the previous one is still being committed and applied, so the log's fsyncs follow
+/// each other without waiting for answers to travel back. Raft orders the entries; batches
+/// are stamped in the order they are formed, and `apply` never lets time go backwards.
 pub async fn run(
     raft: Raft<TypeConfig>,
     clock: Arc<dyn Clock>,
@@ -75,12 +115,14 @@ pub async fn run(
     options: WriterOptions,
     mut rx: mpsc::Receiver<WriteRequest>,
 ) {
-    let mut ops = Vec::new();
-    let mut replies = Vec::new();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(options.pipeline.max(1)));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let mut bytes = op_bytes(&first.op);
-        ops.push(first.op);
-        replies.push(first.reply);
+        let mut ops = vec![first.op];
+        let mut replies = vec![first.reply];
         while ops.len() < options.max_ops && bytes < options.max_bytes {
             match rx.try_recv() {
                 Ok(next) => {
@@ -94,35 +136,40 @@ pub async fn run(
         let batch = Batch {
             now: clock.now(),
             limits,
-            ops: std::mem::take(&mut ops),
+            ops,
         };
-        let count = replies.len();
-        tracing::trace!(ops = count, bytes, "proposing batch");
-        match propose(&raft, batch, options.commit_timeout).await {
-            Ok(outcomes) => {
-                if outcomes.len() != count {
-                    // Cannot happen: apply returns one outcome per op. Refuse rather than
-                    // misattribute answers.
-                    tracing::error!(
-                        expected = count,
-                        got = outcomes.len(),
-                        "batch result size mismatch"
-                    );
-                    for reply in replies.drain(..) {
-                        let _ = reply.send(Err(NodeError::Unavailable(
-                            "internal error: batch result size mismatch".into(),
-                        )));
-                    }
-                    continue;
-                }
-                for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome.map_err(NodeError::from));
-                }
+        tracing::trace!(ops = replies.len(), bytes, "proposing batch");
+        let raft = raft.clone();
+        // Submit in formation order (the send into Raft's queue happens here, before the next
+        // batch is formed); wait for the outcome in a task of its own.
+        match raft.client_write_ff(batch).await {
+            Ok(receiver) => {
+                let timeout = options.commit_timeout;
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(timeout, receiver).await {
+                        Ok(Ok(Ok(response))) => Ok(response.data.0),
+                        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                            Err(NodeError::NotLeader {
+                                leader: f.leader_id,
+                            })
+                        }
+                        Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => {
+                            Err(NodeError::Unavailable(e.to_string()))
+                        }
+                        Ok(Err(_)) => Err(NodeError::Unavailable("the node is stopping".into())),
+                        Err(_) => Err(NodeError::CommitTimeout(timeout.as_millis() as u64)),
+                    };
+                    deliver(replies, result);
+                    drop(permit);
+                });
             }
-            Err(e) => {
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
-                }
+            Err(fatal) => {
+                deliver(
+                    replies,
+                    Err(NodeError::Unavailable(format!(
+                        "the node is stopping ({fatal})"
+                    ))),
+                );
             }
         }
     }

@@ -73,6 +73,8 @@ pub struct Config {
     pub cache_max_item_size: u64,
     /// How often expired cache items and locks are removed, in seconds.
     pub housekeeping_interval: u64,
+    /// Threads serving requests (0: one per CPU core).
+    pub worker_threads: u64,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             max_cache_size: 1 << 30,
             cache_max_item_size: 1 << 20,
             housekeeping_interval: 10,
+            worker_threads: 0,
         }
     }
 }
@@ -122,6 +125,7 @@ pub const KEYS: &[&str] = &[
     "max_cache_size",
     "max_item_size",
     "housekeeping_interval",
+    "worker_threads",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
@@ -264,6 +268,7 @@ impl Config {
             }
             // 0 means "as large as the cache allows" (the original's rule), within our cap.
             "max_item_size" => self.cache_max_item_size = in_range(as_size(v)?, 0, MAX_CACHE_ITEM)?,
+            "worker_threads" => self.worker_threads = in_range(as_u64(v)?, 0, 1024)?,
             "housekeeping_interval" => {
                 self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
             }

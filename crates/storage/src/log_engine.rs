@@ -92,13 +92,22 @@ impl LogEngine {
         write_atomic(&self.meta_dir.join(name), &encode_record(value))
     }
 
-    /// Stores a metadata value without waiting for an fsync: after a crash it may be old or
-    /// unreadable, so only hints are written this way.
+    /// Stores a metadata value in place, without fsync or rename (it is called on every
+    /// commit; a rename would make ext4 flush each time). After a crash it may be old or
+    /// unreadable (torn), so only hints are written this way and readers must tolerate that.
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        use std::os::unix::fs::FileExt;
         let path = self.meta_dir.join(name);
-        let tmp = path.with_extension("lazy");
-        std::fs::write(&tmp, encode_record(value))
-            .and_then(|_| std::fs::rename(&tmp, &path))
+        let record = encode_record(value);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(|f| {
+                f.write_all_at(&record, 0)?;
+                f.set_len(record.len() as u64)
+            })
             .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
     }
 
