@@ -212,6 +212,20 @@ preload statemanager statemanager "$SM_URL" "$KEYS" "$VALUE_SIZE"
 run_wrk statemanager store sm_store.lua "$SM_URL"
 run_wrk statemanager fetch sm_fetch.lua "$SM_URL"
 log "items after the runs: $(sm_items)"
+# The Cache Manager API beside it: set_data fills every key, then get_data hits.
+run_wrk statemanager set_data sm_set_data.lua "$SM_URL"
+run_wrk statemanager get_data sm_get_data.lua "$SM_URL"
+log "### wake-up latency of get_data waiters after set_data (bench/wakeup.py)"
+WAKEUP=$(timeout 300 python3 "$HERE/wakeup.py" --url "$SM_URL" --trials "${WAKE_TRIALS:-100}" --waiters 8) \
+    || problem "wakeup.py failed: $WAKEUP"
+log "  $WAKEUP"
+python3 - "$WAKEUP" >>"$EXTRA" <<'EOF2' || true
+import json, sys
+w = json.loads(sys.argv[1])
+print(f"- Cache wake-up: {w['woken']} waiters ({w['trials']} trials x {w['waiters']}) answered "
+      f"**{w['median_ms']} ms** after set_data was sent (median; p99 {w['p99_ms']} ms, max {w['max_ms']} ms); "
+      f"{w['failures']} without the value.")
+EOF2
 stop_pid "$SM_PID" 60 >/dev/null
 
 # ---- 2. etcd --------------------------------------------------------------------------------
