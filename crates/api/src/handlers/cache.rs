@@ -50,7 +50,7 @@ fn python_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiE
     }
 }
 
-fn names<'a>(obj: &'a Map<String, Value>) -> Result<(&'a str, &'a str), ApiError> {
+fn names(obj: &Map<String, Value>) -> Result<(&str, &str), ApiError> {
     let namespace = body::string(obj, "namespace")?;
     let key = body::string(obj, "key")?;
     Namespace::new(namespace)?;
