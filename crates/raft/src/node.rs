@@ -37,8 +37,11 @@ pub struct NodeOptions {
     pub heartbeat: Duration,
     /// Raft election timeout range.
     pub election_timeout: (Duration, Duration),
-    /// Take a snapshot after this many log entries.
+    /// Take a snapshot once this many log entries were applied since the last one.
     pub snapshot_logs: u64,
+    /// Or once the log since the last snapshot holds this many bytes and more than the
+    /// state itself (so a snapshot never writes more than the log it lets go, ×2 at worst).
+    pub snapshot_log_bytes: u64,
     /// How long a proposed write may take to commit.
     pub commit_timeout: Duration,
     /// How long a read may wait for its read index.
@@ -64,7 +67,8 @@ impl NodeOptions {
             clock,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
-            snapshot_logs: 5000,
+            snapshot_logs: 100_000,
+            snapshot_log_bytes: 64 * 1024 * 1024,
             commit_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(2),
             purge_interval: Duration::from_secs(1),
@@ -139,7 +143,7 @@ impl Node {
                 .await
                 .map_err(|e| StartError::Raft(e.to_string()))??
         };
-        let log_store = LogStore::new(engine);
+        let log_store = LogStore::new(engine.clone());
         let snapshot_dir = data_dir.snapshot_dir();
         let state_machine = tokio::task::spawn_blocking(move || StateMachine::open(&snapshot_dir))
             .await
@@ -151,7 +155,8 @@ impl Node {
             heartbeat_interval: options.heartbeat.as_millis() as u64,
             election_timeout_min: options.election_timeout.0.as_millis() as u64,
             election_timeout_max: options.election_timeout.1.as_millis() as u64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
+            // Our own policy (snapshot_loop) decides, by entries and by bytes.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
         };
@@ -195,6 +200,13 @@ impl Node {
                 write_rx,
             )),
             tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)),
+            tokio::spawn(snapshot_loop(
+                raft.clone(),
+                engine,
+                shared.clone(),
+                options.snapshot_logs,
+                options.snapshot_log_bytes,
+            )),
             tokio::spawn(purge_loop(
                 raft.clone(),
                 shared.clone(),
@@ -334,6 +346,52 @@ impl Node {
         for task in tasks {
             task.abort();
         }
+    }
+}
+
+/// Triggers a snapshot once `max_entries` entries were applied since the last one, or once
+/// the log since the last one holds more than `max(min_bytes, state bytes)`: snapshot cost
+/// then stays proportional to the log it lets go (write amplification ≤ 2), instead of
+/// rewriting a large state every few thousand small entries.
+async fn snapshot_loop(
+    raft: Raft<TypeConfig>,
+    engine: LogEngine,
+    shared: Arc<SharedState>,
+    max_entries: u64,
+    min_bytes: u64,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let m = raft.metrics().borrow().clone();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let snapshot = m.snapshot.map_or(0, |l| l.index);
+        if applied <= snapshot {
+            continue;
+        }
+        let state_bytes = shared.read().state.stats().data_bytes;
+        let due = applied - snapshot >= max_entries
+            || engine.bytes_after(snapshot) >= min_bytes.max(state_bytes);
+        if !due {
+            continue;
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return; // Raft has stopped.
+        }
+        // Wait (bounded) for it to land, so it is not asked for twice.
+        let mut metrics = raft.metrics();
+        let _ = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                if metrics.borrow().snapshot.map_or(0, |l| l.index) >= applied {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -131,6 +131,13 @@ async fn concurrent_stores_share_entries_and_survive_snapshot_restart() {
             status.last_log_index,
             32 * 40
         );
+        let snap = dir.path().join("snapshots/current.snap");
+        for _ in 0..400 {
+            if snap.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         node.shutdown().await;
     }
     assert!(

@@ -53,8 +53,10 @@ pub struct Config {
     pub log_stderr: bool,
     /// This node's Raft id.
     pub node_id: u64,
-    /// Take a snapshot every this many log entries.
+    /// Take a snapshot once this many log entries were applied since the last one.
     pub snapshot_logs: u64,
+    /// Or once the log since the last snapshot is this large and larger than the state.
+    pub snapshot_log_bytes: u64,
     /// Raft heartbeat interval, ms.
     pub heartbeat_ms: u64,
     /// Raft election timeout lower bound, ms.
@@ -89,7 +91,8 @@ impl Default for Config {
             log_level: LogLevel::Notice,
             log_stderr: false,
             node_id: 1,
-            snapshot_logs: 5000,
+            snapshot_logs: 100_000,
+            snapshot_log_bytes: 64 << 20,
             heartbeat_ms: 100,
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
@@ -116,6 +119,7 @@ pub const KEYS: &[&str] = &[
     "log_stderr",
     "node_id",
     "snapshot_logs",
+    "snapshot_log_bytes",
     "heartbeat_interval_ms",
     "election_timeout_min_ms",
     "election_timeout_max_ms",
@@ -250,6 +254,9 @@ impl Config {
             "log_stderr" => self.log_stderr = as_bool(v)?,
             "node_id" => self.node_id = in_range(as_u64(v)?, 1, u64::MAX)?,
             "snapshot_logs" => self.snapshot_logs = in_range(as_u64(v)?, 10, 10_000_000)?,
+            "snapshot_log_bytes" => {
+                self.snapshot_log_bytes = in_range(as_size(v)?, 1 << 20, 64 << 30)?
+            }
             "heartbeat_interval_ms" => self.heartbeat_ms = in_range(as_u64(v)?, 10, 60_000)?,
             "election_timeout_min_ms" => {
                 self.election_timeout_min_ms = in_range(as_u64(v)?, 20, 600_000)?

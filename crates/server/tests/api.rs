@@ -302,16 +302,26 @@ async fn body_limit_unknown_paths_and_methods() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     let limit = 6 * 1024 + 4096;
-    // Declared length over the limit: refused before reading.
-    let (st, e) = post_raw(&c, &s.url("/store_data"), "x".repeat(limit + 1)).await;
-    assert_eq!(st, 413);
-    assert_eq!(e["error"]["code"], "body_too_large");
-    // Chunked (no length): refused once the limit is crossed.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
-    let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
-    let (st, e) = post_raw(&c, &s.url("/store_data"), stream).await;
-    assert_eq!(st, 413, "{e}");
+    // Declared length over the limit: refused from the headers alone, before any of the body
+    // is sent (a raw socket, so the client does not race the early answer).
+    let answer = raw_exchange(
+        &s.base,
+        &format!(
+            "POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            limit + 1
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
+    // Chunked (no length): refused once the limit is crossed, without waiting for the end.
+    let mut request =
+        String::from("POST /store_data HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..(limit / 1024 + 2) {
+        request.push_str(&format!("400\r\n{}\r\n", " ".repeat(1024)));
+    }
+    let answer = raw_exchange(&s.base, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // Escaped data up to the item limit fits in the body limit (\u00e9 is 6 bytes for 2).
     let data: String = "é".repeat(512);
     let body = format!(
@@ -356,21 +366,33 @@ async fn body_limit_unknown_paths_and_methods() {
     );
 }
 
-/// A stream of chunks without a declared length (so the body is sent chunked).
-fn futures_stream(
-    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    struct Chunks(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
-    impl futures_core::Stream for Chunks {
-        type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            std::task::Poll::Ready(self.0.next())
+/// Sends raw bytes on a fresh connection and reads the answer's head and first body bytes.
+async fn raw_exchange(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read(&mut buf[got..]),
+        )
+        .await;
+        match read {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]);
+                if text.contains("}}") {
+                    break;
+                }
+            }
         }
     }
-    Chunks(chunks.into_iter())
+    String::from_utf8_lossy(&buf[..got]).into_owned()
 }
 
 /// Stores without a timestamp mean "now": concurrent ones to the same key (which the writer

@@ -275,8 +275,13 @@ async fn corrupt_snapshot_stops_startup_with_clear_message() {
         )
         .await;
     }
-    s.kill9();
     let snap = s.dir.join("data/snapshots/current.snap");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !snap.exists() {
+        assert!(Instant::now() < deadline, "no snapshot was taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.kill9();
     let mut bytes = std::fs::read(&snap).expect("a snapshot was written");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -361,4 +366,45 @@ async fn damaged_log_stops_startup_but_a_torn_tail_is_recovered() {
         bad,
         "the damaged log was not modified"
     );
+}
+
+/// Without `-d` or `log_stderr`, logs go to syslog; where no syslog socket answers they go to
+/// stderr instead, after exactly one warning saying so.
+#[tokio::test]
+async fn syslog_or_stderr_with_one_warning() {
+    let syslog_answers = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/dev/log"))
+        .is_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let addr = dir.path().join("addr.json");
+    let mut child = Command::new(binary())
+        .args(["serve", "--port", "0", "--addr-file"])
+        .arg(&addr)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !addr.exists() {
+        assert!(Instant::now() < deadline, "did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    if syslog_answers {
+        assert!(
+            !stderr.contains("State Manager initialised"),
+            "went to syslog: {stderr}"
+        );
+    } else {
+        assert_eq!(stderr.matches("no syslog socket").count(), 1, "{stderr}");
+        assert!(stderr.contains("WARNING [statemanager"), "{stderr}");
+        assert!(stderr.contains("NOTICE [statemanager"), "{stderr}");
+        assert!(stderr.contains("State Manager initialised"), "{stderr}");
+    }
 }

@@ -111,6 +111,11 @@ impl LogEngine {
             .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
     }
 
+    /// Bytes of the log records after `index` (how much a snapshot at `index` would let go).
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        self.wal().bytes_after(index)
+    }
+
     /// Bytes the log occupies on disk.
     pub fn disk_space(&self) -> u64 {
         self.wal().disk_bytes()

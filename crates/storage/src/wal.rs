@@ -39,6 +39,8 @@ struct Loc {
     segment: u64,
     offset: u64,
     len: u32,
+    /// Record bytes appended to the log up to and including this record (since open).
+    cum_end: u64,
 }
 
 #[derive(Debug)]
@@ -171,10 +173,12 @@ impl Wal {
                         if wal.locs.is_empty() {
                             wal.first = index;
                         }
+                        let cum_end = wal.total_bytes() + (next - pos) as u64;
                         wal.locs.push_back(Loc {
                             segment: first,
                             offset: pos as u64,
                             len,
+                            cum_end,
                         });
                         last_index = Some(index);
                         pos = next;
@@ -291,10 +295,12 @@ impl Wal {
                     what: segment.path.display().to_string(),
                     detail: format!("record of {} bytes is too large", payload.len()),
                 })?;
+            let base = self.locs.back().map_or(0, |l| l.cum_end);
             locs.push(Loc {
                 segment: seg_first,
                 offset: segment.size + buf.len() as u64,
                 len: payload.len() as u32,
+                cum_end: base + (buf.len() + HEADER + payload.len()) as u64,
             });
             buf.extend_from_slice(&len.to_le_bytes());
             buf.extend_from_slice(&crc(*index, payload).to_le_bytes());
@@ -411,6 +417,28 @@ impl Wal {
             if pair[1] <= self.first {
                 let _ = self.remove_segment(pair[0]);
             }
+        }
+    }
+
+    /// Record bytes held in the log through its last record (a running total, for deciding
+    /// when to snapshot).
+    fn total_bytes(&self) -> u64 {
+        self.locs.back().map_or(0, |l| l.cum_end)
+    }
+
+    /// Bytes of the records with an index above `index`.
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        let total = self.total_bytes();
+        if self.locs.is_empty() || index < self.first {
+            return total
+                - self
+                    .locs
+                    .front()
+                    .map_or(0, |l| l.cum_end - (HEADER as u64 + l.len as u64));
+        }
+        match self.locs.get((index - self.first) as usize) {
+            Some(loc) => total - loc.cum_end,
+            None => 0,
         }
     }
 

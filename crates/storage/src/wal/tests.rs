@@ -151,3 +151,18 @@ fn truncate_everything_then_append() {
     let wal = Wal::open(tmp.path(), None).unwrap();
     assert_eq!(all(&wal), vec![rec(1)]);
 }
+
+#[test]
+fn bytes_after_counts_record_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(wal.bytes_after(0), 0);
+    wal.append(&(1..=4).map(rec).collect::<Vec<_>>()).unwrap();
+    let one = (HEADER + rec(1).1.len()) as u64;
+    assert_eq!(wal.bytes_after(0), 4 * one);
+    assert_eq!(wal.bytes_after(2), 2 * one);
+    assert_eq!(wal.bytes_after(4), 0);
+    drop(wal);
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(wal.bytes_after(1), 3 * one, "recomputed on open");
+}
