@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -28,6 +28,9 @@ pub struct ApiState {
     pub run_ref: String,
     /// When the server started (for `uptime`).
     pub started: Instant,
+    /// Renders the Prometheus text exposition (set by the server once its recorder is
+    /// installed; `/metrics` answers 404 without it).
+    pub render_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl ApiState {
@@ -51,6 +54,7 @@ impl ApiState {
             cache,
             run_ref,
             started,
+            render_metrics: None,
         }
     }
 }
@@ -62,6 +66,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/status", get(probes::status))
+        .route("/metrics", get(probes::metrics))
         .route("/store_data", post(store::store_data))
         .route("/fetch_data", post(fetch::fetch_data))
         .route("/get_data", post(cache::get_data))
@@ -72,17 +77,35 @@ pub fn app(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Logs every request at DEBUG with its outcome and latency (never its body).
+/// Logs every request at DEBUG with its outcome and latency (never its body), and counts it
+/// in `statemanager_http_requests_total{endpoint,status}` and
+/// `statemanager_http_request_duration_seconds{endpoint}`. The endpoint label is the matched
+/// route (`unknown` otherwise), so clients cannot grow the label set.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics::counter!(
+        "statemanager_http_requests_total",
+        "endpoint" => endpoint.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("statemanager_http_request_duration_seconds", "endpoint" => endpoint)
+        .record(elapsed.as_secs_f64());
     tracing::debug!(
         %method,
         path,
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        status,
+        latency_us = elapsed.as_micros() as u64,
         "request"
     );
     response

@@ -407,7 +407,8 @@ impl Cache {
     pub fn stats(&self) -> CacheStats {
         let inner = self.inner();
         let mut stats = inner.stats;
-        stats.locks = inner.locks.len() as u64;
+        let now = Instant::now();
+        stats.locks = inner.locks.values().filter(|l| l.expires > now).count() as u64;
         stats.items = inner.entries.len() as u64 + stats.locks;
         stats.size = inner.size;
         stats

@@ -42,6 +42,8 @@ pub struct StateStats {
     pub data_bytes: u64,
     /// The earliest expiry among them.
     pub next_expiry: Option<Timestamp>,
+    /// Items purged by expiry since start (or since the state was loaded).
+    pub expired_total: u64,
 }
 
 /// Every item of the store, with the indexes that keep expiry and limits cheap.
@@ -55,6 +57,8 @@ pub struct State {
     per_namespace: HashMap<Namespace, u64>,
     data_bytes: u64,
     high_water: Timestamp,
+    /// Items removed by expiry since this state was created or loaded (for metrics).
+    expired_total: u64,
 }
 
 impl PartialEq for State {
@@ -204,6 +208,7 @@ impl State {
             self.remove(&id);
             purged += 1;
         }
+        self.expired_total += purged as u64;
         purged
     }
 
@@ -229,6 +234,7 @@ impl State {
             items: self.items.len() as u64,
             data_bytes: self.data_bytes,
             next_expiry: self.next_expiry(),
+            expired_total: self.expired_total,
         }
     }
 

@@ -165,9 +165,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             records.push((entry.get_log_id().index, encode(&entry).map_err(write_err)?));
         }
         let engine = self.engine.clone();
-        let result = tokio::task::spawn_blocking(move || engine.append(&records))
-            .await
-            .map_err(write_err)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = engine.append(&records);
+            metrics::histogram!("statemanager_wal_append_fsync_seconds")
+                .record(started.elapsed().as_secs_f64());
+            result
+        })
+        .await
+        .map_err(write_err)?;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

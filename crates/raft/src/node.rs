@@ -111,6 +111,8 @@ pub struct NodeStatus {
     pub data_bytes: u64,
     /// Earliest expiry of a held item.
     pub next_expiry: Option<Timestamp>,
+    /// Items purged by expiry since start.
+    pub expired_total: u64,
 }
 
 struct Inner {
@@ -200,6 +202,7 @@ impl Node {
                 write_rx,
             )),
             tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)),
+            tokio::spawn(count_leader_changes(raft.clone())),
             tokio::spawn(snapshot_loop(
                 raft.clone(),
                 engine,
@@ -320,6 +323,7 @@ impl Node {
             items: stats.items,
             data_bytes: stats.data_bytes,
             next_expiry: stats.next_expiry,
+            expired_total: stats.expired_total,
         }
     }
 
@@ -345,6 +349,19 @@ impl Node {
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             task.abort();
+        }
+    }
+}
+
+/// Counts changes of the known leader (`statemanager_raft_leader_changes_total`).
+async fn count_leader_changes(raft: Raft<TypeConfig>) {
+    let mut watch = raft.metrics();
+    let mut leader = watch.borrow().current_leader;
+    while watch.changed().await.is_ok() {
+        let now = watch.borrow().current_leader;
+        if now != leader {
+            metrics::counter!("statemanager_raft_leader_changes_total").increment(1);
+            leader = now;
         }
     }
 }

@@ -76,6 +76,13 @@ fn deliver(
 ) {
     match result {
         Ok(outcomes) if outcomes.len() == replies.len() => {
+            let conflicts = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(statemanager_core::DomainError::Conflict { .. })))
+                .count();
+            if conflicts > 0 {
+                metrics::counter!("statemanager_conflicts_total").increment(conflicts as u64);
+            }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome.map_err(NodeError::from));
             }
@@ -139,6 +146,7 @@ pub async fn run(
             ops,
         };
         tracing::trace!(ops = replies.len(), bytes, "proposing batch");
+        metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
         let raft = raft.clone();
         // Submit in formation order (the send into Raft's queue happens here, before the next
         // batch is formed); wait for the outcome in a task of its own.

@@ -4,6 +4,7 @@ mod config;
 mod logging;
 mod serve;
 mod size;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -163,7 +163,19 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
             }
         }
     });
-    let api = app(ApiState::new(node.clone(), cache));
+    let mut api_state = ApiState::new(node.clone(), cache);
+    if let Some(handle) = crate::telemetry::install() {
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        api_state.render_metrics = Some(Arc::new(move || handle.render()));
+    }
+    let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = tokio::spawn({
         let mut stop_rx = stop_rx.clone();

@@ -299,3 +299,50 @@ async fn cache_is_empty_after_restart_while_stored_data_survives() {
         "persistent"
     );
 }
+
+#[tokio::test]
+async fn metrics_expose_requests_store_raft_and_cache() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"v","ttl":60}),
+    )
+    .await;
+    post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"w","ttl":60,"timestamp":1}),
+    )
+    .await;
+    post(&c, &s.url("/get_data"), get("n", "k", 5)).await;
+    post(
+        &c,
+        &s.url("/set_data"),
+        json!({"namespace":"n","key":"k","data":"v","ttl":60}),
+    )
+    .await;
+    post(&c, &s.url("/get_data"), get("n", "k", 0)).await;
+    let r = c.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for needle in [
+        "statemanager_http_requests_total{endpoint=\"/store_data\",status=\"200\"} 1",
+        "statemanager_http_requests_total{endpoint=\"/store_data\",status=\"409\"} 1",
+        "statemanager_http_request_duration_seconds_bucket{endpoint=\"/store_data\"",
+        "statemanager_wal_append_fsync_seconds_bucket",
+        "statemanager_batch_ops_bucket",
+        "statemanager_conflicts_total 1",
+        "statemanager_items 1",
+        "statemanager_raft_is_leader 1",
+        "statemanager_raft_leader_changes_total",
+        "statemanager_cache_hits_total 1",
+        "statemanager_cache_locks_granted_total 1",
+        "statemanager_cache_items 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    assert!(!text.contains("\"v\""), "no item data in metrics");
+}

@@ -72,3 +72,45 @@ pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
         "oldest_expiry": s.next_expiry.map(|t| t.as_secs_f64()),
     }))
 }
+
+/// `GET /metrics`: Prometheus text format. Gauges and cache counters are read from the node
+/// and the cache at scrape time; request, fsync, batch and conflict metrics are recorded as
+/// they happen.
+pub async fn metrics(State(state): State<ApiState>) -> axum::response::Response {
+    let Some(render) = state.render_metrics.clone() else {
+        return crate::error::ApiError::UnknownEndpoint("/metrics".into()).into_response();
+    };
+    let s = state.node.status();
+    metrics::gauge!("statemanager_items").set(s.items as f64);
+    metrics::gauge!("statemanager_item_bytes").set(s.data_bytes as f64);
+    metrics::counter!("statemanager_expired_items_total").absolute(s.expired_total);
+    metrics::gauge!("statemanager_raft_term").set(s.term as f64);
+    metrics::gauge!("statemanager_raft_last_log_index").set(s.last_log_index as f64);
+    metrics::gauge!("statemanager_raft_applied_index").set(s.applied_index as f64);
+    metrics::gauge!("statemanager_raft_is_leader").set(if s.role == "leader" { 1.0 } else { 0.0 });
+    metrics::gauge!("statemanager_ready").set(if state.node.readiness().is_ok() {
+        1.0
+    } else {
+        0.0
+    });
+    let c = state.cache.stats();
+    metrics::gauge!("statemanager_cache_items").set(c.items as f64);
+    metrics::gauge!("statemanager_cache_bytes").set(c.size as f64);
+    metrics::gauge!("statemanager_cache_locks").set(c.locks as f64);
+    metrics::counter!("statemanager_cache_hits_total").absolute(c.hits);
+    metrics::counter!("statemanager_cache_misses_total").absolute(c.misses);
+    metrics::counter!("statemanager_cache_locks_granted_total").absolute(c.locks_granted);
+    metrics::counter!("statemanager_cache_waits_total").absolute(c.waits);
+    metrics::counter!("statemanager_cache_wakeups_total").absolute(c.wakeups);
+    metrics::counter!("statemanager_cache_wait_timeouts_total").absolute(c.timeouts);
+    metrics::counter!("statemanager_cache_evictions_total").absolute(c.evictions);
+    metrics::counter!("statemanager_cache_expirations_total").absolute(c.expirations);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        render(),
+    )
+        .into_response()
+}
