@@ -8,6 +8,8 @@
 mod body;
 pub mod error;
 mod handlers;
+pub mod namespaces;
 mod router;
 
+pub use namespaces::Namespaces;
 pub use router::{app, ApiState};

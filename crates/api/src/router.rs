@@ -28,6 +28,8 @@ pub struct ApiState {
     pub run_ref: String,
     /// When the server started (for `uptime`).
     pub started: Instant,
+    /// How namespaces (plain names or tokens) are resolved.
+    pub namespaces: crate::Namespaces,
     /// Renders the Prometheus text exposition (set by the server once its recorder is
     /// installed; `/metrics` answers 404 without it).
     pub render_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
@@ -36,7 +38,7 @@ pub struct ApiState {
 impl ApiState {
     /// State for `node` and `cache`, with body limits derived from their item limits: 6 × the
     /// item size (JSON escaping can grow a string sixfold, `\u0000`) plus 4 KiB for the rest.
-    pub fn new(node: Node, cache: Arc<Cache>) -> Self {
+    pub fn new(node: Node, cache: Arc<Cache>, namespaces: crate::Namespaces) -> Self {
         let body_limit = |item: u64| (item as usize).saturating_mul(6).saturating_add(4096);
         let started = Instant::now();
         let run_ref = format!(
@@ -55,6 +57,7 @@ impl ApiState {
             run_ref,
             started,
             render_metrics: None,
+            namespaces,
         }
     }
 }

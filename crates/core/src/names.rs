@@ -36,7 +36,15 @@ impl Namespace {
         Ok(Namespace(Arc::from(value)))
     }
 
-    /// The namespace as text.
+    /// The namespace decoded from a verified protected-namespace token. It is kept apart from
+    /// plain names by a NUL prefix, which no plain name can carry: a plain `PLUGIN#x` never
+    /// reaches the items of a token for `PLUGIN#x`.
+    pub fn protected(decoded: &str) -> Result<Self, DomainError> {
+        validate(decoded, "namespace", MAX_NAMESPACE_BYTES - 1)?;
+        Ok(Namespace(Arc::from(format!("\0{decoded}"))))
+    }
+
+    /// The namespace as text (protected ones start with NUL).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -82,5 +90,11 @@ mod tests {
         assert!(Key::new(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
         assert!(Namespace::new(&"n".repeat(MAX_NAMESPACE_BYTES + 1)).is_err());
         assert!(Key::new("a\0b").is_err());
+        let protected = Namespace::protected("PLUGIN#x").unwrap();
+        assert_ne!(protected, Namespace::new("PLUGIN#x").unwrap());
+        assert!(
+            Namespace::new(protected.as_str()).is_err(),
+            "no plain name can be protected"
+        );
     }
 }

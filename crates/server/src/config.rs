@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
+use statemanager_token::{Keyring, TimeRule};
 
 use crate::size::parse_size;
 
@@ -77,6 +78,16 @@ pub struct Config {
     pub housekeeping_interval: u64,
     /// Threads serving requests (0: one per CPU core).
     pub worker_threads: u64,
+    /// `namespace_keys`: base64 keys for protected-namespace tokens (first mints, all verify).
+    pub namespace_keys: Vec<String>,
+    /// `namespace_keys_file`: a file holding the keys (must be mode 0600).
+    pub namespace_keys_file: Option<PathBuf>,
+    /// `timestamp_error_margin`: tokens are accepted within ±this many seconds (0: no check).
+    pub timestamp_error_margin: u64,
+    /// `token_max_age`: when set, tokens are accepted up to this many seconds old instead.
+    pub token_max_age: Option<u64>,
+    /// `require_namespace_token`: refuse plain namespace names.
+    pub require_namespace_token: bool,
 }
 
 impl Default for Config {
@@ -103,6 +114,11 @@ impl Default for Config {
             cache_max_item_size: 1 << 20,
             housekeeping_interval: 10,
             worker_threads: 0,
+            namespace_keys: Vec::new(),
+            namespace_keys_file: None,
+            timestamp_error_margin: 30,
+            token_max_age: None,
+            require_namespace_token: false,
         }
     }
 }
@@ -130,18 +146,16 @@ pub const KEYS: &[&str] = &[
     "max_item_size",
     "housekeeping_interval",
     "worker_threads",
+    "namespace_keys",
+    "namespace_keys_file",
+    "timestamp_error_margin",
+    "token_max_age",
+    "require_namespace_token",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
 /// without using (they are warned about, not refused, so that file can be used as it is).
-const CACHE_MANAGER_KEYS: &[&str] = &[
-    "timestamp_error_margin",
-    "tls_enabled",
-    "tls",
-    "peers",
-    "namespace_keys",
-    "encryption_keys",
-];
+const CACHE_MANAGER_KEYS: &[&str] = &["tls_enabled", "tls", "peers"];
 
 /// A loaded configuration and the warnings to log once logging is up.
 #[derive(Debug)]
@@ -276,6 +290,39 @@ impl Config {
             // 0 means "as large as the cache allows" (the original's rule), within our cap.
             "max_item_size" => self.cache_max_item_size = in_range(as_size(v)?, 0, MAX_CACHE_ITEM)?,
             "worker_threads" => self.worker_threads = in_range(as_u64(v)?, 0, 1024)?,
+            "namespace_keys" => {
+                let keys: Vec<String> = match v {
+                    Value::Null => Vec::new(),
+                    Value::Sequence(items) => {
+                        items.iter().map(as_string).collect::<Result<_, _>>()?
+                    }
+                    other => as_string(other)?
+                        .split(',')
+                        .map(|k| k.trim().to_string())
+                        .collect(),
+                };
+                let keys: Vec<String> = keys.into_iter().filter(|k| !k.is_empty()).collect();
+                if !keys.is_empty() {
+                    Keyring::new(keys.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+                }
+                self.namespace_keys = keys;
+            }
+            "namespace_keys_file" => {
+                self.namespace_keys_file = match v {
+                    Value::Null => None,
+                    other => Some(PathBuf::from(as_string(other)?)),
+                }
+            }
+            "timestamp_error_margin" => {
+                self.timestamp_error_margin = in_range(as_u64(v)?, 0, 315_360_000)?
+            }
+            "token_max_age" => {
+                self.token_max_age = match v {
+                    Value::Null => None,
+                    _ => Some(in_range(as_u64(v)?, 1, 315_360_000)?),
+                }
+            }
+            "require_namespace_token" => self.require_namespace_token = as_bool(v)?,
             "housekeeping_interval" => {
                 self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
             }
@@ -295,8 +342,61 @@ impl Config {
         item.min(self.max_cache_size)
     }
 
+    /// The namespace keyring: `namespace_keys` and the keys in `namespace_keys_file` (which
+    /// must not be readable by group or others). `None` when no key is configured.
+    pub fn keyring(&self) -> Result<Option<Keyring>, String> {
+        let mut keys = self.namespace_keys.clone();
+        if let Some(path) = &self.namespace_keys_file {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|e| {
+                format!(
+                    "invalid value for 'namespace_keys_file': cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "invalid value for 'namespace_keys_file': {} has mode {mode:04o}; it holds secrets, so it must be 0600 (chmod 600)",
+                    path.display()
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "invalid value for 'namespace_keys_file': cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            keys.extend(
+                text.split([',', '\n'])
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty()),
+            );
+        }
+        if keys.is_empty() {
+            if self.require_namespace_token {
+                return Err(
+                    "require_namespace_token is set but no namespace_keys are configured".into(),
+                );
+            }
+            return Ok(None);
+        }
+        Keyring::new(keys.iter().map(String::as_str))
+            .map(Some)
+            .map_err(|e| format!("invalid namespace keys: {e}"))
+    }
+
+    /// The token time rule.
+    pub fn token_rule(&self) -> TimeRule {
+        TimeRule {
+            margin_secs: self.timestamp_error_margin as i64,
+            max_age_secs: self.token_max_age.map(|a| a as i64),
+        }
+    }
+
     /// Checks relations between keys.
     fn check(&self) -> Result<(), String> {
+        self.keyring()?;
         if self.election_timeout_min_ms <= self.heartbeat_ms {
             return Err(format!(
                 "election_timeout_min_ms ({}) must be larger than heartbeat_interval_ms ({})",
@@ -514,6 +614,42 @@ mod tests {
                 "example config lacks {key}"
             );
         }
+    }
+
+    #[test]
+    fn namespace_keys_as_string_list_and_file() {
+        const K: &str = "MDEyMzQ1Njc4OWFiY2RlZg==";
+        let c = load_text(&format!("namespace_keys: {K},{K}\n"), &no_env)
+            .unwrap()
+            .config;
+        assert_eq!(c.namespace_keys.len(), 2);
+        let c = load_text(&format!("namespace_keys:\n  - {K}\n"), &no_env)
+            .unwrap()
+            .config;
+        assert!(c.keyring().unwrap().is_some());
+        let err = load_text("namespace_keys: notakey\n", &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'namespace_keys' in FILE"),
+            "{err}"
+        );
+        let err = load_text("require_namespace_token: true\n", &no_env).unwrap_err();
+        assert!(err.contains("no namespace_keys"), "{err}");
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let keyfile = dir.path().join("keys");
+        std::fs::write(&keyfile, format!("{K}\n")).unwrap();
+        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!("namespace_keys_file: {}\n", keyfile.display());
+        let err = load_text(&text, &no_env).unwrap_err();
+        assert!(err.contains("must be 0600"), "{err}");
+        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_text(&text, &no_env)
+            .unwrap()
+            .config
+            .keyring()
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -32,6 +32,27 @@ enum Command {
     ///   statemanager serve --config /opt/opsview/cachemanager/etc/cachemanager.yaml
     ///   statemanager serve -d --port 0 --addr-file /tmp/sm.addr
     Serve(ServeArgs),
+    /// Mint a protected-namespace token with the first configured key.
+    ///
+    /// The keys come from the configuration (`namespace_keys`, `namespace_keys_file`) or
+    /// STATEMANAGER_NAMESPACE_KEYS. The token is printed on stdout; it is valid for
+    /// `timestamp_error_margin` seconds (or `token_max_age`) from now.
+    ///
+    /// Examples:
+    ///   statemanager token --namespace 'PLUGIN#check_disk' --config /etc/statemanager.yaml
+    ///   STATEMANAGER_NAMESPACE_KEYS=base64key statemanager token --namespace 'PLUGIN#x'
+    Token(TokenArgs),
+}
+
+/// Flags of `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The namespace the token grants.
+    #[arg(long)]
+    namespace: String,
+    /// YAML configuration file holding the keys.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Flags of `serve`.
@@ -64,5 +85,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Token(args) => mint_token(args),
     }
+}
+
+fn mint_token(args: TokenArgs) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("statemanager: {message}");
+        ExitCode::from(2)
+    };
+    let loaded = match config::load(args.config.as_deref(), &|var| std::env::var(var).ok()) {
+        Ok(loaded) => loaded,
+        Err(message) => return fail(message),
+    };
+    let keys = match loaded.config.keyring() {
+        Ok(Some(keys)) => keys,
+        Ok(None) => return fail("no namespace keys are configured (namespace_keys)".into()),
+        Err(message) => return fail(message),
+    };
+    if args.namespace.is_empty() || args.namespace.len() > 1000 {
+        return fail("--namespace must be 1 to 1000 bytes".into());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    println!("{}", keys.mint(&args.namespace, now));
+    ExitCode::SUCCESS
 }

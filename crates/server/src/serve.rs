@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use statemanager_api::{app, ApiState};
+use statemanager_api::{app, ApiState, Namespaces};
 use statemanager_cache::{Cache, CacheLimits};
 use statemanager_core::{Clock, Limits, Timestamp};
 use statemanager_raft::{Node, NodeOptions};
@@ -17,7 +17,7 @@ use crate::logging::{self, Sink};
 use crate::ServeArgs;
 
 /// The system clock.
-struct SystemClock;
+pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
@@ -163,7 +163,16 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
             }
         }
     });
-    let mut api_state = ApiState::new(node.clone(), cache);
+    let namespaces = match config.keyring().map_err(anyhow::Error::msg)? {
+        Some(keys) => Namespaces::protected(
+            keys,
+            config.token_rule(),
+            config.require_namespace_token,
+            Arc::new(SystemClock),
+        ),
+        None => Namespaces::plain(Arc::new(SystemClock)),
+    };
+    let mut api_state = ApiState::new(node.clone(), cache, namespaces);
     if let Some(handle) = crate::telemetry::install() {
         let upkeep = handle.clone();
         tokio::spawn(async move {

@@ -50,12 +50,15 @@ fn python_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiE
     }
 }
 
-fn names(obj: &Map<String, Value>) -> Result<(&str, &str), ApiError> {
+/// The namespace (resolved: plain, or decoded from a verified token) and the key.
+fn names<'a>(
+    state: &ApiState,
+    obj: &'a Map<String, Value>,
+) -> Result<(Namespace, &'a str), ApiError> {
     let namespace = body::string(obj, "namespace")?;
     let key = body::string(obj, "key")?;
-    Namespace::new(namespace)?;
     Key::new(key)?;
-    Ok((namespace, key))
+    Ok((state.namespaces.resolve(namespace)?, key))
 }
 
 /// Looks up a cached value, taking or waiting for the compute lock (see the crate docs).
@@ -65,14 +68,14 @@ pub async fn get_data(
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
     let obj = body::json_object(&headers, request, state.body_limit).await?;
-    let (namespace, key) = names(&obj)?;
+    let (namespace, key) = names(&state, &obj)?;
     let wait = match obj.get("max_wait_time") {
         None => 0,
         Some(_) => python_int(&obj, "max_wait_time")?.unwrap_or(0),
     };
     let got = state
         .cache
-        .get(namespace, key, wait.min(MAX_WAIT_SECS))
+        .get(namespace.as_str(), key, wait.min(MAX_WAIT_SECS))
         .await;
     Ok(Json(json!({
         "data": got.data.as_deref(),
@@ -93,9 +96,9 @@ pub async fn set_data(
             return Err(ApiError::InvalidRequest(format!("missing field '{field}'")));
         }
     }
-    let (namespace, key) = names(&obj)?;
+    let (namespace, key) = names(&state, &obj)?;
     let data = body::string(&obj, "data")?;
-    if namespace.contains('|') || key.contains('|') {
+    if namespace.as_str().contains('|') || key.contains('|') {
         return Err(ApiError::InvalidRequest(
             "the cache does not accept '|' in a namespace or key".into(),
         ));
@@ -108,7 +111,7 @@ pub async fn set_data(
     }
     state
         .cache
-        .set(namespace, key, data, ttl as u64)
+        .set(namespace.as_str(), key, data, ttl as u64)
         .map_err(|e| ApiError::CacheItemTooLarge(e.to_string()))?;
     Ok(Json("ok"))
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
-use statemanager_core::{ItemId, Key, Namespace};
+use statemanager_core::{ItemId, Key};
 use statemanager_proto::FetchDataResponse;
 
 use crate::body;
@@ -32,13 +32,13 @@ pub async fn fetch_data(
     let bytes = body::read(&headers, request, state.body_limit).await?;
     let id = match serde_json::from_slice::<FetchBody>(&bytes) {
         Ok(b) => ItemId {
-            namespace: Namespace::new(&b.namespace)?,
+            namespace: state.namespaces.resolve(&b.namespace)?,
             key: Key::new(&b.key)?,
         },
         Err(_) => {
             let obj = body::parse_object(&bytes)?;
             ItemId {
-                namespace: Namespace::new(body::string(&obj, "namespace")?)?,
+                namespace: state.namespaces.resolve(body::string(&obj, "namespace")?)?,
                 key: Key::new(body::string(&obj, "key")?)?,
             }
         }

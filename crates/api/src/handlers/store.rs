@@ -37,7 +37,7 @@ pub async fn store_data(
 ) -> Result<Json<StoreDataResponse>, ApiError> {
     let bytes = body::read(&headers, request, state.body_limit).await?;
     let limits = state.node.limits();
-    let op = match serde_json::from_slice::<StoreBody>(&bytes) {
+    let mut op = match serde_json::from_slice::<StoreBody>(&bytes) {
         Ok(b) => StoreOp::new(&b.namespace, &b.key, &b.data, b.ttl, b.timestamp, &limits)?,
         Err(_) => {
             let obj = body::parse_object(&bytes)?;
@@ -49,6 +49,7 @@ pub async fn store_data(
             StoreOp::new(namespace, key, data, ttl, timestamp, &limits)?
         }
     };
+    op.id.namespace = state.namespaces.resolve(op.id.namespace.as_str())?;
     let stored = state.node.store(op).await?;
     Ok(Json(StoreDataResponse {
         stored: true,
