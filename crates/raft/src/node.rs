@@ -355,12 +355,14 @@ impl Node {
 
 /// Counts changes of the known leader (`statemanager_raft_leader_changes_total`).
 async fn count_leader_changes(raft: Raft<TypeConfig>) {
+    let changes = metrics::counter!("statemanager_raft_leader_changes_total");
+    changes.increment(0); // present from the start, even before any change
     let mut watch = raft.metrics();
     let mut leader = watch.borrow().current_leader;
     while watch.changed().await.is_ok() {
         let now = watch.borrow().current_leader;
         if now != leader {
-            metrics::counter!("statemanager_raft_leader_changes_total").increment(1);
+            changes.increment(1);
             leader = now;
         }
     }

@@ -161,7 +161,7 @@ impl Keyring {
     /// Verifies a token and returns the namespace it carries.
     pub fn verify(&self, token: &str, now: i64, rule: TimeRule) -> Result<String, TokenError> {
         let raw = STANDARD.decode(token).map_err(|_| TokenError::Invalid)?;
-        if raw.len() < IV + 16 + TAG || (raw.len() - IV - TAG) % 16 != 0 {
+        if raw.len() < IV + 16 + TAG || !(raw.len() - IV - TAG).is_multiple_of(16) {
             return Err(TokenError::Invalid);
         }
         let (signed, tag) = raw.split_at(raw.len() - TAG);
@@ -212,7 +212,7 @@ impl Keyring {
 /// [`MIN_TOKEN_CHARS`] characters. (With keys configured, such a namespace is always treated
 /// as a token, never as a plain name.)
 pub fn looks_like_token(text: &str) -> bool {
-    text.len() >= MIN_TOKEN_CHARS && text.len() % 4 == 0 && STANDARD.decode(text).is_ok()
+    text.len() >= MIN_TOKEN_CHARS && text.len().is_multiple_of(4) && STANDARD.decode(text).is_ok()
 }
 
 fn encrypt(key: &[u8], iv: &[u8; IV], plaintext: &[u8]) -> Vec<u8> {
