@@ -108,6 +108,8 @@ impl LogLevel {
 }
 
 async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
+    // Before anything records a metric: handles taken earlier would record nowhere.
+    let metrics_handle = crate::telemetry::install();
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -173,7 +175,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         None => Namespaces::plain(Arc::new(SystemClock)),
     };
     let mut api_state = ApiState::new(node.clone(), cache, namespaces);
-    if let Some(handle) = crate::telemetry::install() {
+    if let Some(handle) = metrics_handle {
         let upkeep = handle.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(5));
