@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_norway::Value;
 use statemanager_token::{Keyring, TimeRule};
 
+use crate::tls::TlsSettings;
+
 use crate::size::parse_size;
 
 /// Largest `max_persistent_data_item_size` accepted.
@@ -88,6 +90,14 @@ pub struct Config {
     pub token_max_age: Option<u64>,
     /// `require_namespace_token`: refuse plain namespace names.
     pub require_namespace_token: bool,
+    /// Serve plain HTTP on `port`.
+    pub http_enabled: bool,
+    /// Serve HTTPS on `tls_port`.
+    pub tls_enabled: bool,
+    /// HTTPS port (`0`: any free port).
+    pub tls_port: u16,
+    /// The `tls:` settings.
+    pub tls: TlsSettings,
 }
 
 impl Default for Config {
@@ -119,6 +129,10 @@ impl Default for Config {
             timestamp_error_margin: 30,
             token_max_age: None,
             require_namespace_token: false,
+            http_enabled: true,
+            tls_enabled: false,
+            tls_port: 8185,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -151,6 +165,10 @@ pub const KEYS: &[&str] = &[
     "timestamp_error_margin",
     "token_max_age",
     "require_namespace_token",
+    "http_enabled",
+    "tls_enabled",
+    "tls_port",
+    "tls",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
@@ -323,6 +341,35 @@ impl Config {
                 }
             }
             "require_namespace_token" => self.require_namespace_token = as_bool(v)?,
+            "http_enabled" => self.http_enabled = as_bool(v)?,
+            "tls_enabled" => self.tls_enabled = as_bool(v)?,
+            "tls_port" => self.tls_port = in_range(as_u64(v)?, 0, 65535)? as u16,
+            "tls" => {
+                let Value::Mapping(map) = v else {
+                    return Err(format!(
+                        "expected a mapping of tls settings, got {}",
+                        describe(v)
+                    ));
+                };
+                let mut tls = TlsSettings::default();
+                for (k, val) in map {
+                    let path = || -> Result<Option<PathBuf>, String> {
+                        match val {
+                            Value::Null => Ok(None),
+                            other => Ok(Some(PathBuf::from(as_string(other)?))),
+                        }
+                    };
+                    match k.as_str() {
+                        Some("cert_file") => tls.cert_file = path()?,
+                        Some("key_file") => tls.key_file = path()?,
+                        Some("ca_cert") => tls.ca_cert = path()?,
+                        Some("check_client_cert") => tls.check_client_cert = as_bool(val)?,
+                        // Other Cache Manager settings (ca_path, ...) are not used.
+                        _ => {}
+                    }
+                }
+                self.tls = tls;
+            }
             "housekeeping_interval" => {
                 self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
             }
@@ -397,6 +444,11 @@ impl Config {
     /// Checks relations between keys.
     fn check(&self) -> Result<(), String> {
         self.keyring()?;
+        if !self.http_enabled && !self.tls_enabled {
+            return Err(
+                "http_enabled is false and tls_enabled is not true: nothing to serve".into(),
+            );
+        }
         if self.election_timeout_min_ms <= self.heartbeat_ms {
             return Err(format!(
                 "election_timeout_min_ms ({}) must be larger than heartbeat_interval_ms ({})",
@@ -541,7 +593,7 @@ mod tests {
     #[test]
     fn cachemanager_mapping_is_read_inside() {
         let loaded = load_text(
-            "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  tls_enabled: false\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
+            "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  peers: [a, b]\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
             &no_env,
         )
         .unwrap();
@@ -549,7 +601,7 @@ mod tests {
         assert_eq!(loaded.config.max_item_size, 1 << 20);
         assert_eq!(loaded.config.log_level, LogLevel::Debug);
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("tls_enabled"));
+        assert!(loaded.warnings[0].contains("peers"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod logging;
 mod serve;
 mod size;
 mod telemetry;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{self, Config, LogLevel};
 use crate::logging::{self, Sink};
-use crate::ServeArgs;
+use crate::{tls, ServeArgs};
+use axum_server::tls_rustls::RustlsConfig;
 
 /// The system clock.
 pub struct SystemClock;
@@ -110,10 +111,34 @@ impl LogLevel {
 async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     // Before anything records a metric: handles taken earlier would record nowhere.
     let metrics_handle = crate::telemetry::install();
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-    let local = listener.local_addr().context("reading the bound address")?;
+    // Listeners and certificates first: a port in use or a bad certificate is reported
+    // before the data directory is touched.
+    let http = match config.http_enabled {
+        true => {
+            let listener = TcpListener::bind((config.host.as_str(), config.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            Some((listener, addr))
+        }
+        false => None,
+    };
+    let https = match config.tls_enabled {
+        true => {
+            let server_config = tls::server_config(&config.tls).map_err(anyhow::Error::msg)?;
+            let listener = std::net::TcpListener::bind((config.host.as_str(), config.tls_port))
+                .with_context(|| format!("cannot listen on {}:{}", config.host, config.tls_port))?;
+            listener
+                .set_nonblocking(true)
+                .context("configuring the HTTPS listener")?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            Some((listener, addr, RustlsConfig::from_config(server_config)))
+        }
+        false => None,
+    };
+    let http_addr = http.as_ref().map(|(_, a)| *a);
+    let https_addr = https.as_ref().map(|(_, a, _)| *a);
+    let local = http_addr.or(https_addr).context("no listener")?;
 
     let mut options = NodeOptions::new(config.data_dir.clone(), Arc::new(SystemClock));
     options.node_id = config.node_id;
@@ -139,10 +164,11 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
 
     if let Some(path) = addr_file {
-        write_addr_file(path, &local.to_string())?;
+        write_addr_file(path, http_addr, https_addr)?;
     }
     tracing::info!(
-        http = %local,
+        http = %http_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        https = %https_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         data_dir = %config.data_dir.display(),
         "State Manager initialised"
     );
@@ -188,16 +214,37 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     }
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server = tokio::spawn({
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some((listener, _)) = http {
+        let api = api.clone();
         let mut stop_rx = stop_rx.clone();
-        async move {
+        servers.spawn(async move {
             axum::serve(listener, api)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 })
                 .await
-        }
-    });
+                .map_err(|e| format!("HTTP: {e}"))
+        });
+    }
+    let tls_handle = axum_server::Handle::new();
+    let mut reload = None;
+    if let Some((listener, _, rustls_config)) = https {
+        let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
+            .context("starting the HTTPS listener")?
+            .handle(tls_handle.clone());
+        let api = api.clone();
+        servers.spawn(async move {
+            server
+                .serve(api.into_make_service())
+                .await
+                .map_err(|e| format!("HTTPS: {e}"))
+        });
+        reload = Some(tokio::spawn(reload_on_sighup(
+            config.tls.clone(),
+            rustls_config,
+        )));
+    }
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
@@ -205,17 +252,22 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         reason = node.fatal() => Err(anyhow::anyhow!("storage failure, stopping: {reason}")),
-        served = &mut server => {
-            Err(anyhow::anyhow!("the HTTP server stopped: {:?}", served))
+        served = servers.join_next() => {
+            Err(anyhow::anyhow!("a listener stopped: {:?}", served))
         }
     };
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
-        .await
-        .is_err()
-    {
+    tls_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
-        server.abort();
+        servers.abort_all();
+    }
+    if let Some(task) = reload {
+        task.abort();
     }
     housekeeping.abort();
     node.shutdown().await;
@@ -239,9 +291,38 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Writes `{"http": "host:port", "pid": N}` atomically (tests poll for it).
-fn write_addr_file(path: &Path, http: &str) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "http": http, "pid": std::process::id() }).to_string();
+/// Re-reads the certificates on every SIGHUP. New connections use the new ones; open
+/// connections keep theirs. A bad file keeps the current certificates (and says why).
+async fn reload_on_sighup(settings: tls::TlsSettings, config: RustlsConfig) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; certificates will not be reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls::server_config(&settings) {
+            Ok(new) => {
+                config.reload_from_config(new);
+                tracing::info!("SIGHUP: TLS certificates reloaded");
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
+        }
+    }
+}
+
+/// Writes `{"http": "host:port", "https": "host:port", "pid": N}` atomically (tests poll for
+/// it); a listener that is off is `null`.
+fn write_addr_file(
+    path: &Path,
+    http: Option<std::net::SocketAddr>,
+    https: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "http": http.map(|a| a.to_string()),
+        "https": https.map(|a| a.to_string()),
+        "pid": std::process::id(),
+    })
+    .to_string();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

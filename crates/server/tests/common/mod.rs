@@ -18,8 +18,10 @@ pub struct Server {
     /// Its working directory (config, log, addr file; data in `data/`).
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or the HTTPS address when plain HTTP is off).
     pub base: String,
+    /// `https://127.0.0.1:PORT` when HTTPS is on.
+    pub https: Option<String>,
     /// Extra flags it was started with.
     flags: Vec<String>,
 }
@@ -36,6 +38,9 @@ impl Server {
 
     /// Starts a server in `dir` (re-using its data, for restarts).
     pub fn start_in(dir: &Path, config: &str, flags: &[&str]) -> Server {
+        // reqwest is built without a default crypto provider (we use ring, as the server);
+        // every test starts a server before it makes a client, so install it here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         std::fs::write(dir.join("config.yaml"), config).expect("write config");
         let addr_file = dir.join("addr.json");
         let _ = std::fs::remove_file(&addr_file);
@@ -65,13 +70,18 @@ impl Server {
             dir: dir.to_path_buf(),
             _tmp: None,
             base: String::new(),
+            https: None,
             flags: flags.iter().map(|s| s.to_string()).collect(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
                 let v: serde_json::Value = serde_json::from_str(&text).expect("addr json");
-                server.base = format!("http://{}", v["http"].as_str().expect("http addr"));
+                server.https = v["https"].as_str().map(|a| format!("https://{a}"));
+                server.base = match v["http"].as_str() {
+                    Some(a) => format!("http://{a}"),
+                    None => server.https.clone().expect("an http or https address"),
+                };
                 break;
             }
             if let Some(status) = server
@@ -106,9 +116,14 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
-    /// Waits until `/ready` says 200.
+    /// Waits until `/ready` says 200 (on plain HTTP; use [`Server::wait_ready_with`] when
+    /// only HTTPS is served).
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        self.wait_ready_with(&reqwest::Client::new()).await
+    }
+
+    /// Waits until `/ready` says 200, asking with `client`.
+    pub async fn wait_ready_with(&self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = client.get(self.url("/ready")).send().await {
@@ -158,6 +173,7 @@ impl Server {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
         let mut next = Server::start_in(&self.dir, &config, &flags);
         self.base = next.base.clone();
+        self.https = next.https.clone();
         self.child = next.child.take();
     }
 }

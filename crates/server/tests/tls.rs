@@ -1,0 +1,218 @@
+//! HTTPS against the real binary, with a CA and certificates generated in the test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{post, Server};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::json;
+
+/// A CA that can sign server and client certificates.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    /// Writes `<name>.pem` and `<name>.key` for a leaf certificate; returns their paths.
+    fn leaf(&self, dir: &Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.issuer.pem()).unwrap();
+        path.to_path_buf()
+    }
+
+    fn cert(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(self.issuer.pem().as_bytes()).unwrap()
+    }
+}
+
+fn client(ca: &Ca, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([ca.cert()])
+        .timeout(Duration::from_secs(10));
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(key).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn config(server: &(PathBuf, PathBuf), extra: &str) -> String {
+    format!(
+        "tls_enabled: true\ntls_port: 0\ntls:\n  cert_file: {}\n  key_file: {}\n{extra}",
+        server.0.display(),
+        server.1.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_http_serve_the_same_api_and_sighup_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let server_files = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let mut s = Server::start(&config(&server_files, ""));
+    s.wait_ready().await;
+    let https = s.https.clone().expect("https address");
+    let tls = client(&ca, None);
+    let plain = reqwest::Client::new();
+    let (st, _) = post(
+        &tls,
+        &format!("{https}/store_data"),
+        json!({"namespace":"n","key":"k","data":"over tls","ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, got) = post(
+        &plain,
+        &s.url("/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
+    assert_eq!(
+        (st, got["data"].as_str()),
+        (200, Some("over tls")),
+        "same store on both listeners"
+    );
+
+    // New certificates from another CA; SIGHUP; the open connection keeps working, new
+    // connections get the new certificate.
+    let ca2 = Ca::new("second ca");
+    let fresh = ca2.leaf(dir.path(), "fresh", &["localhost", "127.0.0.1"]);
+    std::fs::copy(&fresh.0, &server_files.0).unwrap();
+    std::fs::copy(&fresh.1, &server_files.1).unwrap();
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(s.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if s.log().contains("TLS certificates reloaded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", s.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (st, _) = post(
+        &tls,
+        &format!("{https}/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
+    assert_eq!(
+        st, 200,
+        "the open (kept-alive) connection survives the reload"
+    );
+    let new_client = client(&ca2, None);
+    let (st, _) = post(
+        &new_client,
+        &format!("{https}/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
+    assert_eq!(st, 200, "new connections see the new certificate");
+    assert!(
+        client(&ca, None)
+            .post(format!("{https}/fetch_data"))
+            .body("{}")
+            .send()
+            .await
+            .is_err(),
+        "the old CA no longer verifies new connections"
+    );
+    // Still a clean stop.
+    assert!(s.signal_and_wait(libc::SIGTERM).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_required_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster ca");
+    let rogue = Ca::new("rogue ca");
+    let server_files = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let good = ca.leaf(dir.path(), "client", &["plugin"]);
+    let bad = rogue.leaf(dir.path(), "rogue", &["plugin"]);
+    let ca_file = ca.write(&dir.path().join("ca.pem"));
+    let s = Server::start(&config(
+        &server_files,
+        &format!(
+            "  ca_cert: {}\n  check_client_cert: true\nhttp_enabled: false\n",
+            ca_file.display()
+        ),
+    ));
+    let https = s.https.clone().unwrap();
+    assert!(s.base.starts_with("https://"), "plain HTTP is off");
+    let with_cert = client(&ca, Some((&good.0, &good.1)));
+    s.wait_ready_with(&with_cert).await;
+    let (st, _) = post(
+        &with_cert,
+        &format!("{https}/store_data"),
+        json!({"namespace":"n","key":"k","data":"d","ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let without = client(&ca, None);
+    assert!(
+        without.get(format!("{https}/health")).send().await.is_err(),
+        "no client certificate"
+    );
+    let rogue_client = client(&ca, Some((&bad.0, &bad.1)));
+    assert!(
+        rogue_client
+            .get(format!("{https}/health"))
+            .send()
+            .await
+            .is_err(),
+        "foreign CA"
+    );
+}
+
+#[test]
+fn bad_certificate_files_stop_startup_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, config(&(cert.clone(), key), "")).unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["serve", "--log-stderr", "--port", "0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls.cert_file"), "{stderr}");
+    assert!(stderr.contains(cert.to_str().unwrap()), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "refused before touching the data directory"
+    );
+}
