@@ -7,9 +7,10 @@
 
 mod body;
 pub mod error;
+mod forward;
 mod handlers;
 pub mod namespaces;
 mod router;
 
 pub use namespaces::Namespaces;
-pub use router::{app, ApiState};
+pub use router::{app, forward_router, ApiState};

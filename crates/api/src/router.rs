@@ -28,6 +28,9 @@ pub struct ApiState {
     pub run_ref: String,
     /// When the server started (for `uptime`).
     pub started: Instant,
+    /// Whether a request this node cannot serve (not the leader) is forwarded to the leader.
+    /// Off on the peer port's `/forward` routes, so nothing is forwarded twice.
+    pub forwarding: bool,
     /// How namespaces (plain names or tokens) are resolved.
     pub namespaces: crate::Namespaces,
     /// Renders the Prometheus text exposition (set by the server once its recorder is
@@ -57,6 +60,7 @@ impl ApiState {
             run_ref,
             started,
             render_metrics: None,
+            forwarding: true,
             namespaces,
         }
     }
@@ -77,6 +81,18 @@ pub fn app(state: ApiState) -> Router {
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// The routes other nodes forward client requests to (served on the peer port).
+pub fn forward_router(state: ApiState) -> Router {
+    let state = ApiState {
+        forwarding: false,
+        ..state
+    };
+    Router::new()
+        .route("/forward/store_data", post(store::store_data))
+        .route("/forward/fetch_data", post(fetch::fetch_data))
         .with_state(state)
 }
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peer_server;
 pub mod reader;
 pub mod state_machine;
 pub mod types;

@@ -1,60 +1,156 @@
-//! The peer network. A one-member cluster never sends an RPC, so this transport answers every
-//! call with `Unreachable`; the cluster transport replaces it without touching the rest.
+//! The peer network: Raft RPCs between nodes over HTTP on the peer port.
+//!
+//! Each RPC is `POST /raft/{append,vote,snapshot}` with a postcard body, answered with a
+//! postcard `Result` of openraft's response or error. Every request carries
+//! `x-statemanager-rpc: 1` (the format version), so a node refuses a peer speaking another
+//! version instead of misreading it. Connections are kept alive and reused (one pool per
+//! node); openraft batches entries into each append. A one-member cluster never sends one.
+//!
+//! The transport is plain HTTP today; it is one `reqwest::Client` and one axum router, so
+//! mutual TLS goes on both ends without touching the Raft code.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{decode, encode, NodeId, TypeConfig};
 
-/// The transport of a node with no peers.
-#[derive(Debug, Clone, Default)]
-pub struct NoPeers;
+/// The header naming the peer RPC format version.
+pub const RPC_VERSION_HEADER: &str = "x-statemanager-rpc";
+/// The peer RPC format version this build speaks.
+pub const RPC_VERSION: &str = "1";
 
-fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, BasicNode, E> {
-    let err = std::io::Error::other(format!(
-        "node {target} is not a member: this node has no peers"
-    ));
-    RPCError::Unreachable(Unreachable::new(&err))
+/// Creates one client per peer, all sharing a keep-alive connection pool.
+#[derive(Debug, Clone)]
+pub struct PeerNetwork {
+    http: reqwest::Client,
 }
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
+impl PeerNetwork {
+    /// A network of keep-alive HTTP clients (500 ms connect timeout).
+    pub fn new() -> Self {
+        // reqwest is built without a default TLS provider; ours is ring (as for the API).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        PeerNetwork { http }
+    }
 
-    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> Self::Network {
-        NoPeers
+    /// The shared HTTP client (also used for forwarding client requests to the leader).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeers {
+impl Default for PeerNetwork {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The client for one peer.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    target: NodeId,
+    base: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            http: self.http.clone(),
+            target,
+            base: format!("http://{}", node.addr),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(RPC_VERSION_HEADER, RPC_VERSION)
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let err = std::io::Error::other(format!("peer answered {status}: {text}"));
+            return Err(RPCError::Network(NetworkError::new(&err)));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> =
+            decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable(rpc.vote.leader_id.node_id))
+        self.call("/raft/append", &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(unreachable(rpc.vote.leader_id.node_id))
+        self.call("/raft/snapshot", &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable(rpc.vote.leader_id.node_id))
+        self.call("/raft/vote", &rpc, &option).await
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
-use crate::network::NoPeers;
+use crate::network::PeerNetwork;
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{NodeId, TypeConfig};
@@ -29,6 +29,13 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// The client address this node advertises.
     pub api_addr: String,
+    /// The address other nodes reach this one at (its `peer_listen`), if it has a peer port.
+    pub peer_addr: Option<String>,
+    /// The initial members (`peers`: node id → peer address). Used only to form a new
+    /// cluster; after the first start the stored membership wins.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Start empty and wait to be added to an existing cluster.
+    pub join: bool,
     /// Item limits, stamped into every batch this node proposes as leader.
     pub limits: Limits,
     /// The clock the leader stamps batches with.
@@ -63,6 +70,9 @@ impl NodeOptions {
             node_id: 1,
             data_dir,
             api_addr: String::new(),
+            peer_addr: None,
+            peers: BTreeMap::new(),
+            join: false,
             limits: Limits::default(),
             clock,
             heartbeat: Duration::from_millis(100),
@@ -117,6 +127,8 @@ pub struct NodeStatus {
 
 struct Inner {
     node_id: NodeId,
+    api_addr: String,
+    network: PeerNetwork,
     raft: Raft<TypeConfig>,
     shared: Arc<SharedState>,
     writes: mpsc::Sender<WriteRequest>,
@@ -167,22 +179,61 @@ impl Node {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let raft = Raft::new(options.node_id, config, NoPeers, log_store, state_machine)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let network = PeerNetwork::new();
+        let raft = Raft::new(
+            options.node_id,
+            config,
+            network.clone(),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(options.node_id, BasicNode::new(&options.api_addr))]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| StartError::Raft(format!("initialising the cluster: {e}")))?;
+        if !initialized && !options.join {
+            // Every listed node may initialise with the same member set: openraft treats
+            // identical initialisation as safe, so the cluster forms in any start order.
+            let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
+                let addr = options
+                    .peer_addr
+                    .clone()
+                    .unwrap_or_else(|| options.api_addr.clone());
+                BTreeMap::from([(options.node_id, BasicNode::new(addr))])
+            } else {
+                if !options.peers.contains_key(&options.node_id) {
+                    return Err(StartError::Raft(format!(
+                        "node_id {} is not in peers ({:?}); use join: true to be added later",
+                        options.node_id,
+                        options.peers.keys().collect::<Vec<_>>()
+                    )));
+                }
+                options
+                    .peers
+                    .iter()
+                    .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                    .collect()
+            };
+            let count = members.len();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(
+                    node_id = options.node_id,
+                    members = count,
+                    "initialised a new cluster"
+                ),
+                // Another member's identical initialisation reached us first.
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {}
+                Err(e) => return Err(StartError::Raft(format!("initialising the cluster: {e}"))),
+            }
+        } else if !initialized {
             tracing::info!(
                 node_id = options.node_id,
-                "initialised a new one-member cluster"
+                "waiting to be added to a cluster (join)"
             );
         }
 
@@ -223,6 +274,8 @@ impl Node {
         Ok(Node {
             inner: Arc::new(Inner {
                 node_id: options.node_id,
+                api_addr: options.api_addr.clone(),
+                network,
                 raft,
                 shared,
                 writes,
@@ -234,6 +287,55 @@ impl Node {
                 _data_dir: data_dir,
             }),
         })
+    }
+
+    /// The Raft handle (for the peer server's RPC routes).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// This node's client address.
+    pub fn api_addr(&self) -> &str {
+        &self.inner.api_addr
+    }
+
+    /// The HTTP client shared with the peer network (keep-alive connections to peers).
+    pub fn peer_http(&self) -> reqwest::Client {
+        self.inner.network.http()
+    }
+
+    /// The current leader's id and peer address, if a leader is known and it is not us.
+    pub fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        if leader == self.inner.node_id {
+            return None;
+        }
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
+    /// Waits (at most `limit`) until some leader is known; `true` if one is.
+    pub async fn wait_for_leader(&self, limit: Duration) -> bool {
+        let mut watch = self.inner.raft.metrics();
+        tokio::time::timeout(limit, async {
+            loop {
+                if watch.borrow().current_leader.is_some() {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && self.inner.raft.metrics().borrow().current_leader.is_some()
     }
 
     /// The limits this node stamps into its batches.
@@ -296,7 +398,11 @@ impl Node {
                 }
                 Ok(())
             }
-            ServerState::Follower => Err("this node is a follower".into()),
+            ServerState::Follower => match m.current_leader {
+                // Reads and writes are forwarded to the leader over the peer connection.
+                Some(_) => Ok(()),
+                None => Err("no leader is known (election in progress or no quorum)".into()),
+            },
             ServerState::Candidate => Err("an election is in progress".into()),
             ServerState::Learner => Err("this node is a learner (not yet a voting member)".into()),
             ServerState::Shutdown => Err("the node is stopping".into()),

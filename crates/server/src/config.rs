@@ -6,6 +6,7 @@
 //! warned about once and ignored; an invalid value of a known key stops start-up with one line
 //! naming the key and where it came from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
@@ -98,6 +99,12 @@ pub struct Config {
     pub tls_port: u16,
     /// The `tls:` settings.
     pub tls: TlsSettings,
+    /// `peer_listen`: address for node-to-node traffic (unset: no peer port).
+    pub peer_listen: Option<String>,
+    /// `peers`: node id → peer address, the same on every node (empty: one-member cluster).
+    pub peers: BTreeMap<u64, String>,
+    /// `join`: start empty and wait to be added to an existing cluster.
+    pub join: bool,
 }
 
 impl Default for Config {
@@ -133,6 +140,9 @@ impl Default for Config {
             tls_enabled: false,
             tls_port: 8185,
             tls: TlsSettings::default(),
+            peer_listen: None,
+            peers: BTreeMap::new(),
+            join: false,
         }
     }
 }
@@ -169,6 +179,9 @@ pub const KEYS: &[&str] = &[
     "tls_enabled",
     "tls_port",
     "tls",
+    "peer_listen",
+    "peers",
+    "join",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
@@ -342,6 +355,31 @@ impl Config {
             }
             "require_namespace_token" => self.require_namespace_token = as_bool(v)?,
             "http_enabled" => self.http_enabled = as_bool(v)?,
+            "peer_listen" => {
+                self.peer_listen = match v {
+                    Value::Null => None,
+                    other => Some(as_string(other)?),
+                }
+            }
+            "join" => self.join = as_bool(v)?,
+            "peers" => {
+                let Value::Mapping(map) = v else {
+                    return Err(format!(
+                        "expected a mapping of node id to \"host:port\", got {}",
+                        describe(v)
+                    ));
+                };
+                let mut peers = BTreeMap::new();
+                for (id, addr) in map {
+                    let id = in_range(as_u64(id)?, 1, u64::MAX)?;
+                    let addr = as_string(addr)?;
+                    if !addr.contains(':') {
+                        return Err(format!("peer {id}: '{addr}' is not host:port"));
+                    }
+                    peers.insert(id, addr);
+                }
+                self.peers = peers;
+            }
             "tls_enabled" => self.tls_enabled = as_bool(v)?,
             "tls_port" => self.tls_port = in_range(as_u64(v)?, 0, 65535)? as u16,
             "tls" => {
@@ -444,6 +482,17 @@ impl Config {
     /// Checks relations between keys.
     fn check(&self) -> Result<(), String> {
         self.keyring()?;
+        if !self.peers.is_empty() && self.peer_listen.is_none() {
+            return Err(
+                "peers is set but peer_listen is not: other nodes could not reach this one".into(),
+            );
+        }
+        if !self.peers.is_empty() && !self.join && !self.peers.contains_key(&self.node_id) {
+            return Err(format!(
+                "node_id {} is not in peers; list it, or set join: true to be added at run time",
+                self.node_id
+            ));
+        }
         if !self.http_enabled && !self.tls_enabled {
             return Err(
                 "http_enabled is false and tls_enabled is not true: nothing to serve".into(),
@@ -486,8 +535,10 @@ pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
                 ))
             }
         };
+        let mut in_cachemanager = false;
         if let Some(Value::Mapping(inner)) = mapping.get("cachemanager") {
             mapping = inner.clone();
+            in_cachemanager = true;
         }
         for (key, value) in &mapping {
             let Some(key) = key.as_str() else {
@@ -497,6 +548,13 @@ pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
                 ));
                 continue;
             };
+            if key == "peers" && in_cachemanager && !matches!(value, Value::Mapping(_)) {
+                // Opsview Deploy writes its own peer format here; we cannot use it.
+                warnings.push(format!(
+                    "'peers' in {source} is not a map of node id to \"host:port\" (Opsview Deploy's own format?); ignored"
+                ));
+                continue;
+            }
             if KEYS.contains(&key) {
                 config
                     .set(key, value)
@@ -601,7 +659,11 @@ mod tests {
         assert_eq!(loaded.config.max_item_size, 1 << 20);
         assert_eq!(loaded.config.log_level, LogLevel::Debug);
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("peers"));
+        assert!(
+            loaded.warnings[0].contains("Opsview Deploy"),
+            "{:?}",
+            loaded.warnings
+        );
     }
 
     #[test]
@@ -702,6 +764,26 @@ mod tests {
             .keyring()
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn peers_map_with_integer_or_string_ids() {
+        let c = load_text(
+            "node_id: 2\npeer_listen: 127.0.0.1:9002\npeers:\n  1: 127.0.0.1:9001\n  \"2\": 127.0.0.1:9002\n",
+            &no_env,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[&1], "127.0.0.1:9001");
+        let err = load_text("peers: [a, b]\n", &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'peers' in FILE"),
+            "{err}"
+        );
+        let err =
+            load_text("node_id: 3\npeer_listen: x:1\npeers:\n  1: a:1\n", &no_env).unwrap_err();
+        assert!(err.contains("not in peers"), "{err}");
     }
 
     #[test]

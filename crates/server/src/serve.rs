@@ -136,6 +136,19 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         }
         false => None,
     };
+    let peer = match &config.peer_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr.as_str())
+                .await
+                .with_context(|| format!("cannot listen on peer_listen {addr}"))?;
+            let bound = listener
+                .local_addr()
+                .context("reading the bound peer address")?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let peer_addr = peer.as_ref().map(|(_, a)| *a);
     let http_addr = http.as_ref().map(|(_, a)| *a);
     let https_addr = https.as_ref().map(|(_, a, _)| *a);
     let local = http_addr.or(https_addr).context("no listener")?;
@@ -143,6 +156,9 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     let mut options = NodeOptions::new(config.data_dir.clone(), Arc::new(SystemClock));
     options.node_id = config.node_id;
     options.api_addr = local.to_string();
+    options.peer_addr = peer_addr.map(|a| a.to_string());
+    options.peers = config.peers.clone();
+    options.join = config.join;
     options.limits = Limits {
         max_item_bytes: config.max_item_size,
         max_items: config.max_items,
@@ -164,11 +180,12 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
 
     if let Some(path) = addr_file {
-        write_addr_file(path, http_addr, https_addr)?;
+        write_addr_file(path, http_addr, https_addr, peer_addr)?;
     }
     tracing::info!(
         http = %http_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         https = %https_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        peer = %peer_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         data_dir = %config.data_dir.display(),
         "State Manager initialised"
     );
@@ -212,6 +229,8 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         });
         api_state.render_metrics = Some(Arc::new(move || handle.render()));
     }
+    let peer_routes = statemanager_raft::peer_server::router(node.clone())
+        .merge(statemanager_api::forward_router(api_state.clone()));
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -225,6 +244,17 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|e| format!("HTTP: {e}"))
+        });
+    }
+    if let Some((listener, _)) = peer {
+        let mut stop_rx = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(listener, peer_routes)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+                .map_err(|e| format!("peer port: {e}"))
         });
     }
     let tls_handle = axum_server::Handle::new();
@@ -316,10 +346,12 @@ fn write_addr_file(
     path: &Path,
     http: Option<std::net::SocketAddr>,
     https: Option<std::net::SocketAddr>,
+    peer: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let body = serde_json::json!({
         "http": http.map(|a| a.to_string()),
         "https": https.map(|a| a.to_string()),
+        "peer": peer.map(|a| a.to_string()),
         "pid": std::process::id(),
     })
     .to_string();

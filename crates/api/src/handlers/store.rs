@@ -5,10 +5,12 @@ use std::borrow::Cow;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use statemanager_core::StoreOp;
 use statemanager_proto::StoreDataResponse;
+use statemanager_raft::NodeError;
 
 use crate::body;
 use crate::error::ApiError;
@@ -34,7 +36,7 @@ pub async fn store_data(
     State(state): State<ApiState>,
     headers: HeaderMap,
     request: Body,
-) -> Result<Json<StoreDataResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let bytes = body::read(&headers, request, state.body_limit).await?;
     let limits = state.node.limits();
     let mut op = match serde_json::from_slice::<StoreBody>(&bytes) {
@@ -50,10 +52,18 @@ pub async fn store_data(
         }
     };
     op.id.namespace = state.namespaces.resolve(op.id.namespace.as_str())?;
-    let stored = state.node.store(op).await?;
+    let stored = match state.node.store(op).await {
+        Ok(stored) => stored,
+        // Refused before proposing (nothing happened here): the leader decides.
+        Err(NodeError::NotLeader { .. }) if state.forwarding => {
+            return crate::forward::to_leader(&state, "/store_data", bytes).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(StoreDataResponse {
         stored: true,
         timestamp: stored.timestamp.as_secs_f64(),
         expires_at: stored.expires_at.as_secs_f64(),
-    }))
+    })
+    .into_response())
 }

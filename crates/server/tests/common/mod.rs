@@ -194,6 +194,121 @@ impl Drop for Server {
     }
 }
 
+/// `n` distinct free ports on 127.0.0.1 (bound, then released: a peer list must name its
+/// ports before the nodes start).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// A cluster of real processes, one temporary directory each.
+pub struct Cluster {
+    /// The nodes, index `i` is node id `i + 1`.
+    pub nodes: Vec<Option<Server>>,
+    dirs: Vec<tempfile::TempDir>,
+    configs: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes that form one cluster from their `peers` lists.
+    pub fn start(n: usize, extra: &str) -> Cluster {
+        let ports = free_ports(n);
+        let peers: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("  {}: 127.0.0.1:{p}\n", i + 1))
+            .collect();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            dirs: Vec::new(),
+            configs: Vec::new(),
+        };
+        for (i, port) in ports.iter().enumerate() {
+            let config = format!(
+                "node_id: {}\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}{extra}",
+                i + 1
+            );
+            let dir = tempfile::tempdir().expect("tempdir");
+            cluster
+                .nodes
+                .push(Some(Server::start_in(dir.path(), &config, &[])));
+            cluster.dirs.push(dir);
+            cluster.configs.push(config);
+        }
+        cluster
+    }
+
+    /// The running node at index `i`.
+    pub fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    /// Indexes of the running nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    /// Waits until every running node is ready and they agree on one leader; returns its index.
+    pub async fn wait_leader(&self) -> usize {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut leaders = std::collections::BTreeSet::new();
+            let mut all_ready = true;
+            for i in self.running() {
+                let s = self.node(i);
+                let ready = client
+                    .get(s.url("/ready"))
+                    .send()
+                    .await
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false);
+                all_ready &= ready;
+                if let Ok(r) = client.get(s.url("/status")).send().await {
+                    if let Ok(v) = r.json::<serde_json::Value>().await {
+                        if let Some(id) = v["leader"]["id"].as_u64() {
+                            leaders.insert(id);
+                        }
+                    }
+                }
+            }
+            if all_ready && leaders.len() == 1 {
+                let id = *leaders.iter().next().expect("one leader") as usize;
+                if self.nodes[id - 1].is_some() {
+                    return id - 1;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among {:?}",
+                self.running()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9` node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut s) = self.nodes[i].take() {
+            s.kill9();
+        }
+    }
+
+    /// Starts node `i` again on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        let s = Server::start_in(self.dirs[i].path(), &self.configs[i], &[]);
+        self.nodes[i] = Some(s);
+    }
+}
+
 /// POSTs a JSON value; returns status and parsed body (`Null` when not JSON).
 pub async fn post(
     client: &reqwest::Client,

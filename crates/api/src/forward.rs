@@ -1,0 +1,61 @@
+//! Forwarding to the leader.
+//!
+//! Any node accepts `/store_data` and `/fetch_data`. A follower sends the request body, as it
+//! came, over the peer connection to the leader's `/forward/...` route and returns the
+//! leader's answer unchanged (status and body), so plugnpy on every node works as on one
+//! node. A forwarded request is never forwarded again: a node that is not the leader when it
+//! receives one answers 503 `unavailable` with the leader it knows.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use statemanager_raft::NodeError;
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// How long a follower waits for a leader to be known (during an election) before it says
+/// `no_quorum`.
+const WAIT_FOR_LEADER: Duration = Duration::from_millis(1500);
+/// How long the leader may take to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `body` to the leader's `/forward{path}` and relays its answer.
+pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Response, ApiError> {
+    let node = &state.node;
+    let mut target = node.remote_leader();
+    if target.is_none() && node.wait_for_leader(WAIT_FOR_LEADER).await {
+        target = node.remote_leader();
+    }
+    let Some((leader, addr)) = target else {
+        return Err(NodeError::NoQuorum(
+            "no leader is known: an election is in progress or a quorum is unreachable".into(),
+        )
+        .into());
+    };
+    let answer = node
+        .peer_http()
+        .post(format!("http://{addr}/forward{path}"))
+        .header(
+            statemanager_raft::network::RPC_VERSION_HEADER,
+            statemanager_raft::network::RPC_VERSION,
+        )
+        .timeout(FORWARD_TIMEOUT)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::Node(NodeError::NoQuorum(format!(
+                "cannot reach the leader (node {leader}): {e}"
+            )))
+        })?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let bytes = answer.bytes().await.map_err(|e| {
+        ApiError::Node(NodeError::NoQuorum(format!(
+            "the leader (node {leader}) did not finish its answer: {e}"
+        )))
+    })?;
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}

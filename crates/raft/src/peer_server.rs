@@ -1,0 +1,93 @@
+//! The peer port's server side: Raft RPCs from other nodes, and node information.
+//!
+//! Routes (all on `peer_listen`, never on the client port):
+//! - `POST /raft/append`, `/raft/vote`, `/raft/snapshot`: postcard bodies (see `network`);
+//! - `GET /peer/info`: this node's id, client address and role, as JSON.
+//!
+//! The server crate adds the forwarding routes (`/forward/...`) to this router.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::network::{RPC_VERSION, RPC_VERSION_HEADER};
+use crate::types::{decode, encode, NodeId, TypeConfig};
+use crate::Node;
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
+/// Checks the RPC version and decodes the body; `Err` is the message for a 400.
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, String> {
+    match headers
+        .get(RPC_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(RPC_VERSION) => {}
+        other => return Err(format!("peer RPC version {other:?} is not {RPC_VERSION}")),
+    }
+    decode(body).map_err(|e| format!("undecodable RPC: {e}"))
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    match encode(value) {
+        Ok(bytes) => bytes.into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode: {e}"),
+        ),
+    }
+}
+
+async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+    let rpc: AppendEntriesRequest<TypeConfig> = match parse(&headers, &body) {
+        Ok(rpc) => rpc,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    reply(&node.raft().append_entries(rpc).await)
+}
+
+async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+    let rpc: VoteRequest<NodeId> = match parse(&headers, &body) {
+        Ok(rpc) => rpc,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    reply(&node.raft().vote(rpc).await)
+}
+
+async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+    let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&headers, &body) {
+        Ok(rpc) => rpc,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    reply(&node.raft().install_snapshot(rpc).await)
+}
+
+async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
+    let s = node.status();
+    Json(serde_json::json!({
+        "node_id": s.node_id,
+        "api": node.api_addr(),
+        "role": s.role,
+        "leader": s.leader,
+        "term": s.term,
+        "applied_index": s.applied_index,
+    }))
+}
+
+/// The peer router (Raft RPCs and node info), with `node` as state.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/peer/info", get(info))
+        .with_state(node)
+}
