@@ -18,9 +18,10 @@ use crate::ApiState;
 
 /// How long a follower waits for a leader to be known (during an election) before it says
 /// `no_quorum`.
-const WAIT_FOR_LEADER: Duration = Duration::from_millis(1500);
-/// How long the leader may take to answer a forwarded request.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const WAIT_FOR_LEADER: Duration = Duration::from_millis(1000);
+/// How long the leader may take to answer a forwarded request: its commit timeout (1.5 s by
+/// default) plus the hop, so a client hears within 2 s.
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(1900);
 
 /// Sends `body` to the leader's `/forward{path}` and relays its answer.
 pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Response, ApiError> {
@@ -47,9 +48,15 @@ pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Resp
         .send()
         .await
         .map_err(|e| {
-            ApiError::Node(NodeError::NoQuorum(format!(
-                "cannot reach the leader (node {leader}): {e}"
-            )))
+            if e.is_connect() {
+                // Never sent: nothing happened.
+                ApiError::Node(NodeError::NoQuorum(format!(
+                    "cannot reach the leader (node {leader}): {e}"
+                )))
+            } else {
+                // Sent, no answer in time: the leader may still apply it.
+                ApiError::Node(NodeError::CommitTimeout(FORWARD_TIMEOUT.as_millis() as u64))
+            }
         })?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let bytes = answer.bytes().await.map_err(|e| {

@@ -46,6 +46,9 @@ pub struct NodeOptions {
     pub election_timeout: (Duration, Duration),
     /// Take a snapshot once this many log entries were applied since the last one.
     pub snapshot_logs: u64,
+    /// Log entries kept after a snapshot (for followers that lag a little; one that lags more
+    /// catches up by snapshot).
+    pub snapshot_keep_logs: u64,
     /// Or once the log since the last snapshot holds this many bytes and more than the
     /// state itself (so a snapshot never writes more than the log it lets go, ×2 at worst).
     pub snapshot_log_bytes: u64,
@@ -79,14 +82,28 @@ impl NodeOptions {
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             snapshot_logs: 100_000,
             snapshot_log_bytes: 64 * 1024 * 1024,
-            commit_timeout: Duration::from_secs(2),
-            read_timeout: Duration::from_secs(2),
+            snapshot_keep_logs: 1000,
+            commit_timeout: Duration::from_millis(1500),
+            read_timeout: Duration::from_millis(1500),
             purge_interval: Duration::from_secs(1),
             max_batch_ops: 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             write_pipeline: 1,
         }
     }
+}
+
+/// One member of the cluster, as the leader (or this node) sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Member {
+    /// Node id.
+    pub id: NodeId,
+    /// Its peer address.
+    pub peer_addr: String,
+    /// `voter` or `learner`.
+    pub state: &'static str,
+    /// The last log index known to be replicated to it (leader only).
+    pub matched_index: Option<u64>,
 }
 
 /// Why a node could not start.
@@ -171,7 +188,7 @@ impl Node {
             election_timeout_max: options.election_timeout.1.as_millis() as u64,
             // Our own policy (snapshot_loop) decides, by entries and by bytes.
             snapshot_policy: SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: options.snapshot_keep_logs,
             ..Default::default()
         };
         let config = Arc::new(
@@ -249,6 +266,7 @@ impl Node {
                     max_bytes: options.max_batch_bytes,
                     commit_timeout: options.commit_timeout,
                     pipeline: options.write_pipeline,
+                    quorum_timeout: options.election_timeout.1,
                 },
                 write_rx,
             )),
@@ -318,6 +336,90 @@ impl Node {
             .addr
             .clone();
         Some((leader, addr))
+    }
+
+    /// The index of the last committed log entry, as this node knows it.
+    pub async fn commit_index(&self) -> Option<u64> {
+        self.inner
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether this node leads and heard from a quorum within an election timeout.
+    pub fn leads_with_quorum(&self) -> bool {
+        self.status().role == "leader"
+            && writer::quorum_lost(&self.inner.raft, self.inner.election_max).is_none()
+    }
+
+    /// The members of the cluster, with replication progress when this node leads.
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                peer_addr: node.addr.clone(),
+                state: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                },
+                matched_index: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten())
+                    .map(|l| l.index)
+                    .or_else(|| (*id == self.inner.node_id).then(|| m.last_log_index.unwrap_or(0))),
+            })
+            .collect()
+    }
+
+    /// Adds node `id` at `peer_addr`: first as a learner (waiting until it has caught up),
+    /// then as a voter. Only the leader can do this.
+    pub async fn add_member(&self, id: NodeId, peer_addr: &str) -> Result<(), String> {
+        let raft = &self.inner.raft;
+        raft.add_learner(id, BasicNode::new(peer_addr), true)
+            .await
+            .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+        let mut voters: std::collections::BTreeSet<NodeId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        voters.insert(id);
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| format!("promoting node {id} to voter: {e}"))?;
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster. Only the leader can do this.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), String> {
+        let raft = &self.inner.raft;
+        let mut voters: std::collections::BTreeSet<NodeId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if !voters.remove(&id) && !self.members().iter().any(|m| m.id == id) {
+            return Err(format!("node {id} is not a member"));
+        }
+        if voters.is_empty() {
+            return Err("cannot remove the last voter".into());
+        }
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| format!("removing node {id}: {e}"))?;
+        Ok(())
     }
 
     /// Waits (at most `limit`) until some leader is known; `true` if one is.
@@ -398,8 +500,8 @@ impl Node {
                 }
                 Ok(())
             }
+            // A follower's readiness depends on its leader: see `follower_readiness`.
             ServerState::Follower => match m.current_leader {
-                // Reads and writes are forwarded to the leader over the peer connection.
                 Some(_) => Ok(()),
                 None => Err("no leader is known (election in progress or no quorum)".into()),
             },

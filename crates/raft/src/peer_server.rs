@@ -2,7 +2,9 @@
 //!
 //! Routes (all on `peer_listen`, never on the client port):
 //! - `POST /raft/append`, `/raft/vote`, `/raft/snapshot`: postcard bodies (see `network`);
-//! - `GET /peer/info`: this node's id, client address and role, as JSON.
+//! - `GET /peer/info`: this node's id, client address and role, as JSON;
+//! - `GET /admin/cluster`, `POST /admin/add`, `POST /admin/remove`: membership (on the
+//!   leader; other nodes answer 421 with the leader's peer address).
 //!
 //! The server crate adds the forwarding routes (`/forward/...`) to this router.
 
@@ -79,15 +81,85 @@ async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
         "leader": s.leader,
         "term": s.term,
         "applied_index": s.applied_index,
+        "commit_index": node.commit_index().await,
+        "quorum_fresh": node.leads_with_quorum(),
     }))
 }
 
-/// The peer router (Raft RPCs and node info), with `node` as state.
+/// `GET /admin/cluster`: this node's view of the cluster.
+async fn cluster(State(node): State<Node>) -> Json<serde_json::Value> {
+    let s = node.status();
+    Json(serde_json::json!({
+        "node_id": s.node_id,
+        "role": s.role,
+        "leader": s.leader,
+        "leader_peer": node.remote_leader().map(|(_, a)| a),
+        "term": s.term,
+        "last_log_index": s.last_log_index,
+        "applied_index": s.applied_index,
+        "members": node.members(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct AddRequest {
+    id: NodeId,
+    peer_addr: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RemoveRequest {
+    id: NodeId,
+}
+
+/// Answers 421 (misdirected) with the leader's peer address when this node does not lead.
+fn not_leader(node: &Node) -> Option<Response> {
+    if node.status().role == "leader" {
+        return None;
+    }
+    let body = serde_json::json!({
+        "error": {"code": "not_leader", "message": "membership changes go to the leader"},
+        "leader_peer": node.remote_leader().map(|(_, a)| a),
+    });
+    Some((StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response())
+}
+
+fn admin_result(result: Result<(), String>) -> Response {
+    match result {
+        Ok(()) => Json(serde_json::json!({"ok": true})).into_response(),
+        Err(message) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": {"code": "membership", "message": message}})),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /admin/add {"id", "peer_addr"}`: add a node (learner, then voter once caught up).
+async fn add(State(node): State<Node>, Json(req): Json<AddRequest>) -> Response {
+    if let Some(r) = not_leader(&node) {
+        return r;
+    }
+    admin_result(node.add_member(req.id, &req.peer_addr).await)
+}
+
+/// `POST /admin/remove {"id"}`: remove a node.
+async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Response {
+    if let Some(r) = not_leader(&node) {
+        return r;
+    }
+    admin_result(node.remove_member(req.id).await)
+}
+
+/// The peer router (Raft RPCs, node info, membership admin), with `node` as state.
 pub fn router(node: Node) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/peer/info", get(info))
+        .route("/admin/cluster", get(cluster))
+        .route("/admin/add", post(add))
+        .route("/admin/remove", post(remove))
         .with_state(node)
 }

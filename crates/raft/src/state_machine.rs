@@ -302,7 +302,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("incoming-{n}.snap"));
-        let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
+        // Read and write: openraft writes the chunks, install_snapshot reads them back.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
         self.incoming = Some(path);
         Ok(Box::new(file))
     }

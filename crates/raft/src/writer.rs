@@ -38,6 +38,26 @@ pub struct WriterOptions {
     pub commit_timeout: Duration,
     /// Most batches proposed and not yet answered.
     pub pipeline: usize,
+    /// A leader that has not heard from a quorum for this long refuses new writes.
+    pub quorum_timeout: Duration,
+}
+
+/// `Some(reason)` when this node leads a multi-voter cluster but has not heard from a quorum
+/// within `limit`.
+pub fn quorum_lost(raft: &Raft<TypeConfig>, limit: Duration) -> Option<String> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != openraft::ServerState::Leader
+        || m.membership_config.membership().voter_ids().count() < 2
+    {
+        return None;
+    }
+    match m.millis_since_quorum_ack {
+        Some(ms) if ms <= limit.as_millis() as u64 => None,
+        Some(ms) => Some(format!(
+            "this leader has not heard from a quorum for {ms} ms; nothing was written"
+        )),
+        None => Some("this leader has not yet heard from a quorum; nothing was written".into()),
+    }
 }
 
 fn op_bytes(op: &Op) -> usize {
@@ -139,6 +159,13 @@ pub async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        // A leader that has not heard from a quorum within an election timeout refuses
+        // before proposing: the client learns at once that nothing happened (no_quorum),
+        // instead of waiting for a commit timeout with an unknown outcome.
+        if let Some(reason) = quorum_lost(&raft, options.quorum_timeout) {
+            deliver(replies, Err(NodeError::NoQuorum(reason)));
+            continue;
         }
         let batch = Batch {
             now: clock.now(),

@@ -61,6 +61,8 @@ pub struct Config {
     pub snapshot_logs: u64,
     /// Or once the log since the last snapshot is this large and larger than the state.
     pub snapshot_log_bytes: u64,
+    /// Log entries kept after a snapshot for lagging followers.
+    pub snapshot_keep_logs: u64,
     /// Raft heartbeat interval, ms.
     pub heartbeat_ms: u64,
     /// Raft election timeout lower bound, ms.
@@ -121,10 +123,11 @@ impl Default for Config {
             node_id: 1,
             snapshot_logs: 100_000,
             snapshot_log_bytes: 64 << 20,
+            snapshot_keep_logs: 1000,
             heartbeat_ms: 100,
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
-            commit_timeout_ms: 2000,
+            commit_timeout_ms: 1500,
             purge_interval_ms: 1000,
             max_batch_ops: 1024,
             max_cache_size: 1 << 30,
@@ -160,6 +163,7 @@ pub const KEYS: &[&str] = &[
     "node_id",
     "snapshot_logs",
     "snapshot_log_bytes",
+    "snapshot_keep_logs",
     "heartbeat_interval_ms",
     "election_timeout_min_ms",
     "election_timeout_max_ms",
@@ -299,6 +303,7 @@ impl Config {
             "log_stderr" => self.log_stderr = as_bool(v)?,
             "node_id" => self.node_id = in_range(as_u64(v)?, 1, u64::MAX)?,
             "snapshot_logs" => self.snapshot_logs = in_range(as_u64(v)?, 10, 10_000_000)?,
+            "snapshot_keep_logs" => self.snapshot_keep_logs = in_range(as_u64(v)?, 0, 10_000_000)?,
             "snapshot_log_bytes" => {
                 self.snapshot_log_bytes = in_range(as_size(v)?, 1 << 20, 64 << 30)?
             }

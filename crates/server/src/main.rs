@@ -1,5 +1,6 @@
 //! The `statemanager` binary: `serve`, plus CLI commands.
 
+mod cluster_cli;
 mod config;
 mod logging;
 mod serve;
@@ -43,6 +44,22 @@ enum Command {
     ///   statemanager token --namespace 'PLUGIN#check_disk' --config /etc/statemanager.yaml
     ///   STATEMANAGER_NAMESPACE_KEYS=base64key statemanager token --namespace 'PLUGIN#x'
     Token(TokenArgs),
+    /// Cluster membership, through a node's peer port.
+    ///
+    /// Examples:
+    ///   statemanager cluster --peer 10.0.0.1:8186 status
+    ///   statemanager cluster --peer 10.0.0.1:8186 add 4 10.0.0.4:8186
+    ///   statemanager cluster --peer 10.0.0.1:8186 remove 2
+    Cluster {
+        /// A node's peer address (its `peer_listen`).
+        #[arg(long, env = "STATEMANAGER_PEER", default_value = "127.0.0.1:8186")]
+        peer: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: cluster_cli::ClusterCommand,
+    },
 }
 
 /// Flags of `token`.
@@ -87,6 +104,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Token(args) => mint_token(args),
+        Command::Cluster {
+            peer,
+            json,
+            command,
+        } => cluster_cli::run(&peer, command, json),
     }
 }
 

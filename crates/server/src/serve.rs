@@ -171,6 +171,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     );
     options.snapshot_logs = config.snapshot_logs;
     options.snapshot_log_bytes = config.snapshot_log_bytes;
+    options.snapshot_keep_logs = config.snapshot_keep_logs;
     options.commit_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.read_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.purge_interval = Duration::from_millis(config.purge_interval_ms);

@@ -22,9 +22,45 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// A follower is ready while its leader heard from a quorum within an election timeout and
+/// the follower has applied everything that leader had committed.
+async fn follower_readiness(state: &ApiState) -> Result<(), String> {
+    let Some((leader, addr)) = state.node.remote_leader() else {
+        return Ok(()); // we lead: readiness() decided
+    };
+    let info: serde_json::Value = state
+        .node
+        .peer_http()
+        .get(format!("http://{addr}/peer/info"))
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await
+        .map_err(|e| format!("the leader (node {leader}) does not answer: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("the leader (node {leader}) answered oddly: {e}"))?;
+    if info["quorum_fresh"] != json!(true) {
+        return Err(format!(
+            "the leader (node {leader}) has not heard from a quorum recently"
+        ));
+    }
+    let commit = info["commit_index"].as_u64().unwrap_or(0);
+    let applied = state.node.status().applied_index;
+    if applied < commit {
+        return Err(format!(
+            "catching up: applied {applied} of the leader's committed {commit}"
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
-    match state.node.readiness() {
+    let verdict = match state.node.readiness() {
+        Ok(()) => follower_readiness(&state).await,
+        Err(e) => Err(e),
+    };
+    match verdict {
         Ok(()) => (
             StatusCode::OK,
             Json(ReadyResponse {
@@ -47,13 +83,49 @@ pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
     let s = state.node.status();
     let limits = state.node.limits();
     let cache = state.cache.stats();
+    let members = state.node.members();
+    // Each member's client address, asked over the peer port (bounded; absent if it is down).
+    let http = state.node.peer_http();
+    let mut peers = Vec::new();
+    for m in &members {
+        let api = if m.id == s.node_id {
+            Some(state.node.api_addr().to_string())
+        } else {
+            match http
+                .get(format!("http://{}/peer/info", m.peer_addr))
+                .timeout(std::time::Duration::from_millis(300))
+                .send()
+                .await
+            {
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["api"].as_str().map(str::to_string)),
+                Err(_) => None,
+            }
+        };
+        peers.push(json!({
+            "id": m.id,
+            "peer_addr": m.peer_addr,
+            "api_addr": api,
+            "state": m.state,
+            "matched_index": m.matched_index,
+        }));
+    }
+    let leader_api = s.leader.and_then(|id| {
+        peers
+            .iter()
+            .find(|p| p["id"] == json!(id))
+            .and_then(|p| p["api_addr"].as_str().map(str::to_string))
+    });
     let max_cache = state.cache.limits().max_cache_size.max(1);
     let percent = (cache.size as f64 * 1000.0 / max_cache as f64).round() / 10.0;
     Json(json!({
         "ref": state.run_ref,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.started.elapsed().as_secs(),
-        "peers": [],
+        "peers": if members.len() > 1 { json!(peers) } else { json!([]) },
         "cache_items": cache.items,
         "cache_size": cache.size,
         "cache_percent": percent,
@@ -62,7 +134,8 @@ pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
         "max_persistent_data_item_size": limits.max_item_bytes,
         "node_id": s.node_id,
         "role": s.role,
-        "leader": s.leader.map(|id| json!({"id": id})),
+        "leader": s.leader.map(|id| json!({"id": id, "api": leader_api})),
+        "commit_index": state.node.commit_index().await,
         "term": s.term,
         "last_log_index": s.last_log_index,
         "applied_index": s.applied_index,

@@ -294,6 +294,34 @@ impl Cluster {
         }
     }
 
+    /// Adds a node that starts empty (`join: true`) with id `id`; returns its peer address.
+    /// It is not a member until `cluster add` makes it one.
+    pub fn start_joiner(&mut self, id: u64, extra: &str) -> String {
+        let port = free_ports(1)[0];
+        let config = format!("node_id: {id}\npeer_listen: 127.0.0.1:{port}\njoin: true\n{extra}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        self.nodes
+            .push(Some(Server::start_in(dir.path(), &config, &[])));
+        self.dirs.push(dir);
+        self.configs.push(config);
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The peer address of node `i` (from its config).
+    pub fn peer_addr(&self, i: usize) -> String {
+        let line = self.configs[i]
+            .lines()
+            .find(|l| l.starts_with("peer_listen: "))
+            .expect("peer_listen");
+        line.trim_start_matches("peer_listen: ").to_string()
+    }
+
+    /// Sends `signal` to node `i`'s process (e.g. SIGSTOP / SIGCONT).
+    pub fn signal(&self, i: usize, signal: i32) {
+        // SAFETY: kill(2) on the PID of our own child process.
+        unsafe { libc::kill(self.node(i).pid() as i32, signal) };
+    }
+
     /// `kill -9` node `i`.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut s) = self.nodes[i].take() {

@@ -1,0 +1,204 @@
+//! Cluster operations on real processes: membership changes at run time, a paused node,
+//! catching up by snapshot, and answering quickly without a quorum.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{binary, post, Cluster};
+use serde_json::json;
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn items(c: &reqwest::Client, url: &str) -> u64 {
+    let v: serde_json::Value = c.get(url).send().await.unwrap().json().await.unwrap();
+    v["items"].as_u64().unwrap()
+}
+
+async fn wait_items(c: &reqwest::Client, url: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while items(c, url).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "{url} never reached {want} items"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_a_fourth_node_and_remove_one() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    for i in 0..20 {
+        post(
+            &c,
+            &cluster.node(i % 3).url("/store_data"),
+            json!({"namespace":"n","key":format!("k{i}"),"data":"v","ttl":600}),
+        )
+        .await;
+    }
+    let joiner = cluster.start_joiner(4, "");
+    let entry = cluster.peer_addr((leader + 1) % 3); // a follower: the CLI follows it to the leader
+    let (ok, out) = cli(&["cluster", "--peer", &entry, "add", "4", &joiner]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["cluster", "--peer", &entry, "--json", "status"]);
+    assert!(ok, "{out}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["members"].as_array().unwrap().len(), 4, "{status}");
+    // The new node has the data locally and serves clients.
+    wait_items(&c, &cluster.node(3).url("/status"), 20).await;
+    let (st, _) = post(
+        &c,
+        &cluster.node(3).url("/store_data"),
+        json!({"namespace":"n","key":"via4","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Remove a follower that is not the entry point.
+    let victim = (0..3)
+        .find(|i| *i != leader && cluster.peer_addr(*i) != entry)
+        .unwrap();
+    let (ok, out) = cli(&[
+        "cluster",
+        "--peer",
+        &entry,
+        "remove",
+        &(victim + 1).to_string(),
+    ]);
+    assert!(ok, "{out}");
+    cluster.kill9(victim);
+    let (ok, out) = cli(&["cluster", "--peer", &entry, "status"]);
+    assert!(ok && out.lines().count() == 5, "{out}");
+    let (st, _) = post(
+        &c,
+        &cluster.node(3).url("/store_data"),
+        json!({"namespace":"n","key":"after","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "three voters left, writes go on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_nodes_do_not_stop_the_rest() {
+    let cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster.signal(follower, libc::SIGSTOP);
+    for i in 0..10 {
+        let (st, _) = post(
+            &c,
+            &cluster.node(other).url("/store_data"),
+            json!({"namespace":"p","key":format!("f{i}"),"data":"v","ttl":600}),
+        )
+        .await;
+        assert_eq!(st, 200, "a paused follower does not stop writes");
+    }
+    cluster.signal(follower, libc::SIGCONT);
+    wait_items(&c, &cluster.node(follower).url("/status"), 10).await;
+    // Pause the leader: the others elect a new one and go on.
+    cluster.signal(leader, libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut stored = false;
+    while Instant::now() < deadline {
+        let (st, _) = post(
+            &c,
+            &cluster.node(other).url("/store_data"),
+            json!({"namespace":"p","key":"after","data":"v","ttl":600}),
+        )
+        .await;
+        if st == 200 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "writes resumed without the paused leader");
+    cluster.signal(leader, libc::SIGCONT);
+    wait_items(&c, &cluster.node(leader).url("/status"), 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_for_long_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(3, "snapshot_logs: 10\nsnapshot_keep_logs: 2\n");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let down = (leader + 1) % 3;
+    cluster.kill9(down);
+    let up = (leader + 2) % 3;
+    for i in 0..120 {
+        let (st, _) = post(
+            &c,
+            &cluster.node(up).url("/store_data"),
+            json!({"namespace":"s","key":format!("k{i}"),"data":"v","ttl":600}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // let a snapshot and purge happen
+    cluster.restart(down);
+    wait_items(&c, &cluster.node(down).url("/status"), 120).await;
+    assert!(
+        cluster.node(down).log().contains("snapshot installed"),
+        "caught up by snapshot:\n{}",
+        cluster.node(down).log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_a_node_answers_503_within_two_seconds() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let survivor = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.kill9(i);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for path in ["/store_data", "/fetch_data"] {
+        let started = Instant::now();
+        let (st, e) = post(
+            &c,
+            &cluster.node(survivor).url(path),
+            json!({"namespace":"q","key":"k","data":"v","ttl":60}),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(st, 503, "{path}: {e}");
+        let code = e["error"]["code"].as_str().unwrap();
+        assert!(
+            code == "no_quorum" || code == "commit_timeout",
+            "{path}: {e}"
+        );
+        // Generous bound for a loaded test machine; the design target is 2 s.
+        assert!(took < Duration::from_secs(4), "{path} took {took:?}");
+    }
+    let r = c
+        .get(cluster.node(survivor).url("/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}
