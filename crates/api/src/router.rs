@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use statemanager_cache::Cache;
@@ -28,6 +28,8 @@ pub struct ApiState {
     pub run_ref: String,
     /// When the server started (for `uptime`).
     pub started: Instant,
+    /// Set once the node is stopping: new requests get 503 `unavailable`.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Whether a request this node cannot serve (not the leader) is forwarded to the leader.
     /// Off on the peer port's `/forward` routes, so nothing is forwarded twice.
     pub forwarding: bool,
@@ -61,6 +63,7 @@ impl ApiState {
             started,
             render_metrics: None,
             forwarding: true,
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             namespaces,
         }
     }
@@ -80,8 +83,27 @@ pub fn app(state: ApiState) -> Router {
         .route("/set_data", post(cache::set_data))
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_draining,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// While the node stops, new requests get 503 `unavailable` (in-flight ones finish).
+async fn refuse_while_draining(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return crate::error::ApiError::Node(statemanager_raft::NodeError::Unavailable(
+            "this node is stopping; send the request to another node".into(),
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The routes other nodes forward client requests to (served on the peer port).

@@ -29,16 +29,28 @@ use crate::types::{decode, encode, NodeId, TypeConfig};
 pub const RPC_VERSION_HEADER: &str = "x-statemanager-rpc";
 /// The peer RPC format version this build speaks.
 pub const RPC_VERSION: &str = "1";
+/// The header carrying the sender's cluster id.
+pub const CLUSTER_HEADER: &str = "x-statemanager-cluster";
+
+/// This node's cluster id, shared by the network (which sends it) and the peer server (which
+/// checks it). `None` only on a node that waits to join and has not heard from a leader.
+pub type ClusterId = std::sync::Arc<std::sync::RwLock<Option<String>>>;
+
+/// Reads a cluster id cell.
+pub fn cluster_id_of(cell: &ClusterId) -> Option<String> {
+    cell.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
 
 /// Creates one client per peer, all sharing a keep-alive connection pool.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     http: reqwest::Client,
+    cluster_id: ClusterId,
 }
 
 impl PeerNetwork {
     /// A network of keep-alive HTTP clients (500 ms connect timeout).
-    pub fn new() -> Self {
+    pub fn new(cluster_id: ClusterId) -> Self {
         // reqwest is built without a default TLS provider; ours is ring (as for the API).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -47,7 +59,7 @@ impl PeerNetwork {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        PeerNetwork { http }
+        PeerNetwork { http, cluster_id }
     }
 
     /// The shared HTTP client (also used for forwarding client requests to the leader).
@@ -56,16 +68,11 @@ impl PeerNetwork {
     }
 }
 
-impl Default for PeerNetwork {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The client for one peer.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    cluster_id: ClusterId,
     target: NodeId,
     base: String,
 }
@@ -76,6 +83,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerClient {
             http: self.http.clone(),
+            cluster_id: self.cluster_id.clone(),
             target,
             base: format!("http://{}", node.addr),
         }
@@ -95,10 +103,14 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}{path}", self.base))
-            .header(RPC_VERSION_HEADER, RPC_VERSION)
+            .header(RPC_VERSION_HEADER, RPC_VERSION);
+        if let Some(id) = cluster_id_of(&self.cluster_id) {
+            request = request.header(CLUSTER_HEADER, id);
+        }
+        let response = request
             .timeout(option.hard_ttl())
             .body(body)
             .send()

@@ -13,7 +13,23 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
-use crate::network::PeerNetwork;
+use crate::network::{cluster_id_of, ClusterId, PeerNetwork};
+
+const META_CLUSTER_ID: &str = "cluster-id";
+
+/// A cluster id from the members it was formed with (FNV-1a over `id=addr` pairs, sorted).
+fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
+    let mut sorted = members.to_vec();
+    sorted.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in sorted {
+        for byte in format!("{id}={addr};").bytes() {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{NodeId, TypeConfig};
@@ -144,6 +160,8 @@ pub struct NodeStatus {
 
 struct Inner {
     node_id: NodeId,
+    cluster_id: ClusterId,
+    engine: LogEngine,
     api_addr: String,
     network: PeerNetwork,
     raft: Raft<TypeConfig>,
@@ -175,6 +193,7 @@ impl Node {
                 .map_err(|e| StartError::Raft(e.to_string()))??
         };
         let log_store = LogStore::new(engine.clone());
+        let engine_for_inner = engine.clone();
         let snapshot_dir = data_dir.snapshot_dir();
         let state_machine = tokio::task::spawn_blocking(move || StateMachine::open(&snapshot_dir))
             .await
@@ -196,7 +215,8 @@ impl Node {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let network = PeerNetwork::new();
+        let cluster_id: ClusterId = Default::default();
+        let network = PeerNetwork::new(cluster_id.clone());
         let raft = Raft::new(
             options.node_id,
             config,
@@ -254,6 +274,44 @@ impl Node {
             );
         }
 
+        // The cluster id: stored at formation; derived from the members the cluster was formed
+        // with, so every node that forms it from the same `peers` agrees; a joining node
+        // takes it from the first leader that contacts it.
+        let stored = engine
+            .get_meta(META_CLUSTER_ID)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let id = match stored {
+            Some(id) => Some(id),
+            None if options.join && !initialized => None,
+            None => {
+                let members: Vec<(NodeId, String)> = if initialized {
+                    let m = raft.metrics().borrow().clone();
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, n)| (*id, n.addr.clone()))
+                        .collect()
+                } else if options.peers.is_empty() {
+                    vec![(
+                        options.node_id,
+                        options
+                            .peer_addr
+                            .clone()
+                            .unwrap_or_else(|| options.api_addr.clone()),
+                    )]
+                } else {
+                    options.peers.iter().map(|(i, a)| (*i, a.clone())).collect()
+                };
+                let id = derive_cluster_id(&members);
+                engine.put_meta(META_CLUSTER_ID, id.as_bytes())?;
+                Some(id)
+            }
+        };
+        if let Some(id) = &id {
+            tracing::info!(cluster_id = %id, "cluster");
+        }
+        *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = id;
+
         let (writes, write_rx) = mpsc::channel(16 * 1024);
         let (reads, read_rx) = mpsc::channel(16 * 1024);
         let tasks = vec![
@@ -292,6 +350,8 @@ impl Node {
         Ok(Node {
             inner: Arc::new(Inner {
                 node_id: options.node_id,
+                cluster_id,
+                engine: engine_for_inner,
                 api_addr: options.api_addr.clone(),
                 network,
                 raft,
@@ -305,6 +365,40 @@ impl Node {
                 _data_dir: data_dir,
             }),
         })
+    }
+
+    /// This node's cluster id (`None` while waiting to join).
+    pub fn cluster_id(&self) -> Option<String> {
+        cluster_id_of(&self.inner.cluster_id)
+    }
+
+    /// Checks a peer's cluster id. A node waiting to join adopts the first one it is sent
+    /// (and stores it); otherwise a different or missing id is refused.
+    pub fn admit_peer(&self, theirs: Option<&str>) -> Result<(), String> {
+        let mut cell = self
+            .inner
+            .cluster_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match (cell.as_deref(), theirs) {
+            (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
+            (Some(ours), Some(theirs)) => Err(format!(
+                "peer belongs to cluster {theirs}, this node to cluster {ours}"
+            )),
+            (Some(ours), None) => Err(format!(
+                "peer sent no cluster id; this node belongs to cluster {ours}"
+            )),
+            (None, Some(theirs)) => {
+                self.inner
+                    .engine
+                    .put_meta(META_CLUSTER_ID, theirs.as_bytes())
+                    .map_err(|e| format!("storing the cluster id: {e}"))?;
+                tracing::info!(cluster_id = %theirs, "joined cluster");
+                *cell = Some(theirs.to_string());
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
     }
 
     /// The Raft handle (for the peer server's RPC routes).
@@ -420,6 +514,40 @@ impl Node {
             .await
             .map_err(|e| format!("removing node {id}: {e}"))?;
         Ok(())
+    }
+
+    /// When this node leads a multi-voter cluster, asks the most up-to-date other voter to
+    /// start an election now, so that stopping this node does not leave the cluster
+    /// leaderless for an election timeout. Returns the node asked, if any.
+    pub async fn hand_over_leadership(&self) -> Option<NodeId> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let membership = m.membership_config.membership().clone();
+        let replication = m.replication.clone().unwrap_or_default();
+        let (target, _) = membership
+            .voter_ids()
+            .filter(|id| *id != self.inner.node_id)
+            .map(|id| (id, replication.get(&id).copied().flatten().map(|l| l.index)))
+            .max_by_key(|(_, matched)| *matched)?;
+        let addr = membership.get_node(&target)?.addr.clone();
+        let mut request = self
+            .peer_http()
+            .post(format!("http://{addr}/raft/elect"))
+            .header(
+                crate::network::RPC_VERSION_HEADER,
+                crate::network::RPC_VERSION,
+            )
+            .timeout(Duration::from_millis(500));
+        if let Some(id) = self.cluster_id() {
+            request = request.header(crate::network::CLUSTER_HEADER, id);
+        }
+        let asked = request.send().await;
+        match asked {
+            Ok(r) if r.status().is_success() => Some(target),
+            _ => None,
+        }
     }
 
     /// Waits (at most `limit`) until some leader is known; `true` if one is.

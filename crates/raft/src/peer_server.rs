@@ -18,7 +18,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::network::{RPC_VERSION, RPC_VERSION_HEADER};
+use crate::network::{CLUSTER_HEADER, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use crate::Node;
 
@@ -26,16 +26,31 @@ fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
-/// Checks the RPC version and decodes the body; `Err` is the message for a 400.
-fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, String> {
+/// Checks the RPC version and the sender's cluster id, and decodes the body; `Err` is the
+/// status and message to refuse with.
+fn parse<T: DeserializeOwned>(
+    node: &Node,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, (StatusCode, String)> {
     match headers
         .get(RPC_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
     {
         Some(RPC_VERSION) => {}
-        other => return Err(format!("peer RPC version {other:?} is not {RPC_VERSION}")),
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("peer RPC version {other:?} is not {RPC_VERSION}"),
+            ))
+        }
     }
-    decode(body).map_err(|e| format!("undecodable RPC: {e}"))
+    let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+    if let Err(reason) = node.admit_peer(theirs) {
+        tracing::warn!("refused a peer RPC: {reason}");
+        return Err((StatusCode::FORBIDDEN, reason));
+    }
+    decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")))
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -49,25 +64,25 @@ fn reply<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
-    let rpc: AppendEntriesRequest<TypeConfig> = match parse(&headers, &body) {
+    let rpc: AppendEntriesRequest<TypeConfig> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
-        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+        Err((code, m)) => return refuse(code, m),
     };
     reply(&node.raft().append_entries(rpc).await)
 }
 
 async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
-    let rpc: VoteRequest<NodeId> = match parse(&headers, &body) {
+    let rpc: VoteRequest<NodeId> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
-        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+        Err((code, m)) => return refuse(code, m),
     };
     reply(&node.raft().vote(rpc).await)
 }
 
 async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
-    let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&headers, &body) {
+    let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
-        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+        Err((code, m)) => return refuse(code, m),
     };
     reply(&node.raft().install_snapshot(rpc).await)
 }
@@ -79,11 +94,23 @@ async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
         "api": node.api_addr(),
         "role": s.role,
         "leader": s.leader,
+        "cluster_id": node.cluster_id(),
         "term": s.term,
         "applied_index": s.applied_index,
         "commit_index": node.commit_index().await,
         "quorum_fresh": node.leads_with_quorum(),
     }))
+}
+
+/// `POST /raft/elect`: a stopping leader asks this node to start an election now.
+async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
+    if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
+        return refuse(code, m);
+    }
+    match node.raft().trigger().elect().await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 /// `GET /admin/cluster`: this node's view of the cluster.
@@ -157,6 +184,7 @@ pub fn router(node: Node) -> Router {
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/elect", post(elect))
         .route("/peer/info", get(info))
         .route("/admin/cluster", get(cluster))
         .route("/admin/add", post(add))

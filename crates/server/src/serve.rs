@@ -232,6 +232,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     }
     let peer_routes = statemanager_raft::peer_server::router(node.clone())
         .merge(statemanager_api::forward_router(api_state.clone()));
+    let draining = api_state.draining.clone();
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -287,6 +288,12 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
             Err(anyhow::anyhow!("a listener stopped: {:?}", served))
         }
     };
+    // New requests now get 503; a leader hands over before it goes, so the cluster does not
+    // wait an election timeout for a new one.
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(to) = node.hand_over_leadership().await {
+        tracing::info!("asked node {to} to take over as leader");
+    }
     let _ = stop_tx.send(true);
     tls_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
     let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), async {

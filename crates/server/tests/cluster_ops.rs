@@ -202,3 +202,100 @@ async fn without_quorum_a_node_answers_503_within_two_seconds() {
         .unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_hands_over_and_exits_cleanly() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let other = (leader + 1) % 3;
+    let (st, _) = post(
+        &c,
+        &cluster.node(other).url("/store_data"),
+        json!({"namespace":"t","key":"before","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let stopped_at = Instant::now();
+    let mut node = cluster.nodes[leader].take().unwrap();
+    let status = node.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    assert!(
+        node.log().contains("to take over as leader"),
+        "{}",
+        node.log()
+    );
+    // A new leader without waiting for an election timeout to notice the old one is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, _) = post(
+            &c,
+            &cluster.node(other).url("/store_data"),
+            json!({"namespace":"t","key":"after","data":"v","ttl":600}),
+        )
+        .await;
+        if st == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no writes after the leader stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "writes resumed {:?} after SIGTERM to the leader",
+        stopped_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_another_cluster_is_refused() {
+    let cluster = Cluster::start(3, "");
+    cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let peer = cluster.peer_addr(0);
+    let info: serde_json::Value = c
+        .get(format!("http://{peer}/peer/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ours = info["cluster_id"].as_str().unwrap().to_string();
+    // Every node agrees on the id (derived from the members it was formed with).
+    for i in 1..3 {
+        let other: serde_json::Value = c
+            .get(format!("http://{}/peer/info", cluster.peer_addr(i)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(other["cluster_id"], json!(ours));
+    }
+    for header in [Some("0123456789abcdef"), None] {
+        let mut r = c
+            .post(format!("http://{peer}/raft/vote"))
+            .header("x-statemanager-rpc", "1")
+            .body(vec![0u8; 8]);
+        if let Some(h) = header {
+            r = r.header("x-statemanager-cluster", h);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "cluster header {header:?}");
+    }
+    // The cluster is unaffected.
+    let (st, _) = post(
+        &c,
+        &cluster.node(0).url("/store_data"),
+        json!({"namespace":"x","key":"k","data":"v","ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200);
+}

@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Cluster benchmark: a 3-node statemanager cluster vs a 3-member etcd 3.4 cluster, side by
+# side, plus statemanager's failover gap after kill -9 of the leader.
+#
+#   DURATION=15 bench/cluster.sh
+#
+# Steps:
+#   0. Wait (bounded) until no cargo/rustc runs: the machine has 2 cores.
+#   1. statemanager: 3 nodes on 127.0.0.1; wait until all are ready and agree on a leader;
+#      preload KEYS keys through the leader; wrk store and fetch against the leader, then
+#      against a follower (which forwards to the leader over the peer port).
+#   2. statemanager failover, FAILOVER_TRIALS times: a writer (bench/cluster.py write: 16
+#      keep-alive connections) stores continuously to the two nodes that will survive; the
+#      leader gets kill -9; from the writer's acknowledged-store times: the longest interval
+#      between consecutive acks (the failover gap) and the time from the kill to the first ack
+#      after it; acknowledged keys around the kill are read back from the new leader. The
+#      killed node is restarted and must rejoin before the next trial.
+#   3. etcd: 3 members on 127.0.0.1 (default fsync); the same preload and wrk runs (put and
+#      range through the JSON gateway) against the leader and a follower.
+#   4. A table (stdout + bench/results/cluster-<UTC time>.md) with statemanager/etcd ratios.
+#
+# Only one system runs at a time (each cluster is stopped before the next starts). Everything
+# listens on 127.0.0.1. Every process started here is stopped by PID on exit (and only if it
+# is still our child); temp dirs are removed. Every wait and loop is bounded.
+#
+# Knobs (environment):
+#   DURATION=15          seconds per wrk run
+#   THREADS=2 CONNS=64   wrk threads / connections (CONNS is also the preload concurrency)
+#   KEYS=10000           key space for the timed runs
+#   VALUE_SIZE=1024      value size, bytes (also for the failover writer)
+#   FAILOVER_TRIALS=3    kill -9 trials
+#   FAILOVER_WRITERS=16  failover writer connections
+#   FAILOVER_BEFORE=2 FAILOVER_AFTER=8  seconds of writing before / after the kill
+#   IDLE_WAIT=1200       longest wait, seconds, for cargo/rustc to finish (0: do not wait)
+#   SKIP_ETCD=1 SKIP_FAILOVER=1  leave a step out
+#   SM_BIN=target/release/statemanager   binary to test (copied first)
+#   BENCH_TMP=/tmp       where temp data dirs go
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+
+DURATION=${DURATION:-15}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+KEYS=${KEYS:-10000}
+VALUE_SIZE=${VALUE_SIZE:-1024}
+FAILOVER_TRIALS=${FAILOVER_TRIALS:-3}
+FAILOVER_WRITERS=${FAILOVER_WRITERS:-16}
+FAILOVER_BEFORE=${FAILOVER_BEFORE:-2}
+FAILOVER_AFTER=${FAILOVER_AFTER:-8}
+IDLE_WAIT=${IDLE_WAIT:-1200}
+SKIP_ETCD=${SKIP_ETCD:-0}
+SKIP_FAILOVER=${SKIP_FAILOVER:-0}
+SM_BIN=${SM_BIN:-$ROOT/target/release/statemanager}
+BENCH_TMP=${BENCH_TMP:-/tmp}
+
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+RESULTS_DIR=$HERE/results
+mkdir -p "$RESULTS_DIR"
+RESULTS_MD=$RESULTS_DIR/cluster-$STAMP.md
+RAW_LOG=$RESULTS_DIR/cluster-$STAMP-raw.txt
+
+WORK=$(mktemp -d "$BENCH_TMP/sm-cluster-bench.XXXXXX")
+ROWS=$WORK/rows.tsv          # system, target, operation, rps, p50, p99, non200, miss, errors
+TRIALS=$WORK/failover.jsonl  # one JSON object per failover trial
+PROBLEMS=$WORK/problems.txt
+: >"$ROWS"; : >"$TRIALS"; : >"$PROBLEMS"
+
+export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
+CPY=(python3 "$HERE/cluster.py")
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping. Every background process started here is recorded in OURS; once it has
+# been reaped (wait) it is removed, so a recycled PID is never signalled. cleanup also checks
+# that a PID is still a child of this shell before signalling it.
+
+declare -A OURS=()
+
+# alive PID: true while PID runs (a zombie awaiting `wait` counts as gone).
+alive() {
+    [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+our_child() { [[ $(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ') == "$$" ]]; }
+
+# reap PID: wait for an exited child and forget it.
+reap() { wait "$1" 2>/dev/null || true; unset "OURS[$1]"; }
+
+# stop_pid PID [SECONDS]: SIGTERM, up to SECONDS (default 30) for it to exit, then SIGKILL.
+stop_pid() {
+    local pid=$1 limit=${2:-30} i
+    if our_child "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < limit * 20; i++)); do
+            alive "$pid" || break
+            sleep 0.05
+        done
+        if alive "$pid"; then
+            echo "PID $pid still running ${limit}s after SIGTERM; sent SIGKILL" >>"$PROBLEMS"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    reap "$pid"
+}
+
+cleanup() {
+    local pid
+    for pid in "${!OURS[@]}"; do stop_pid "$pid" 20; done
+    # Keep the nodes' own logs (warning level and up) with the raw output.
+    if [[ -d $WORK ]]; then
+        for f in "$WORK"/sm*/server.log "$WORK"/etcd*/etcd.log; do
+            [[ -s $f ]] || continue
+            {
+                echo ""
+                echo "### last 40 lines of ${f#"$WORK"/}"
+                tail -n 40 "$f"
+            } >>"$RAW_LOG"
+        done
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "$*" | tee -a "$RAW_LOG"; }
+problem() { log "PROBLEM: $*"; echo "$*" >>"$PROBLEMS"; }
+
+# wait_for SECONDS DESCRIPTION CMD...: run CMD every 0.05 s until it succeeds, at most SECONDS.
+wait_for() {
+    local limit=$1 what=$2 i end=$((SECONDS + $1))
+    shift 2
+    for ((i = 0; i < limit * 20 && SECONDS <= end; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    problem "timed out after ${limit}s waiting for $what"
+    return 1
+}
+
+http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
+
+json_field() { python3 -c 'import json,sys; v=json.load(sys.stdin); exec("for k in sys.argv[1].split(\".\"): v=v[k]"); print(v)' "$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# wrk runs: run_wrk SYSTEM TARGET OPERATION LUA_SCRIPT URL (as in single_node.sh, plus TARGET).
+
+run_wrk() {
+    local system=$1 target=$2 op=$3 script=$4 url=$5 out line bad
+    log ""
+    log "### $system $target $op: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s lua/$script $url"
+    out=$(timeout $((DURATION + 120)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
+        --latency -s "$HERE/lua/$script" "$url" 2>&1) || problem "wrk exited with status $? ($system $target $op)"
+    log "$out"
+    line=$(grep '^BENCHRESULT' <<<"$out" || true)
+    if [[ -z $line ]]; then
+        problem "no BENCHRESULT from wrk ($system $target $op)"
+        return
+    fi
+    python3 - "$system" "$target" "$op" "$line" >>"$ROWS" <<'EOF'
+import sys
+system, target, op, line = sys.argv[1:5]
+kv = dict(f.split("=", 1) for f in line.split()[1:])
+other = sum(int(kv[k]) for k in ("connect_err", "read_err", "write_err", "timeout"))
+print("\t".join([system, target, op, kv["rps"], kv["p50_ms"], kv["p99_ms"], kv["non200"], kv["miss"], str(other)]))
+EOF
+    bad=$(tail -n1 "$ROWS" | awk -F'\t' '{print $7 + $8 + $9}')
+    if ((bad > 0)); then
+        problem "$system $target $op: $(tail -n1 "$ROWS" | awk -F'\t' '{printf "%s non-200, %s misses, %s socket errors/timeouts", $7, $8, $9}') (samples: $(grep '^BENCHSAMPLE' <<<"$out" | head -n2 | cut -c13-300 | tr '\n' ' '))"
+    fi
+}
+
+# preload SYSTEM KIND URL: store keys k0..k(KEYS-1) once each through URL.
+preload() {
+    local out
+    log "preload $1 via $3: $KEYS keys x $VALUE_SIZE bytes"
+    out=$(timeout 1300 python3 "$HERE/load.py" --kind "$2" --url "$3" --count "$KEYS" \
+        --value-size "$VALUE_SIZE" --concurrency "$CONNS" --timeout 1200) || problem "preload of $1 incomplete: $out"
+    log "  $out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 0. Wait for the machine to be free of compilers (bounded), then note the load.
+
+log "# cluster.sh $STAMP"
+log "load average at script start: $(cut -d' ' -f1-3 /proc/loadavg)"
+waited=0
+for ((i = 0; i <= IDLE_WAIT / 10; i++)); do
+    if ! pgrep -x cargo >/dev/null && ! pgrep -x rustc >/dev/null; then break; fi
+    if ((i == 0)); then log "cargo/rustc running; waiting (every 10 s, at most ${IDLE_WAIT}s)"; fi
+    if ((waited >= IDLE_WAIT)); then
+        problem "cargo/rustc still running after ${IDLE_WAIT}s; measuring anyway"
+        break
+    fi
+    sleep 10
+    waited=$((waited + 10))
+done
+log "waited ${waited}s for cargo/rustc"
+
+[[ -x $SM_BIN ]] || { echo "no statemanager binary at $SM_BIN (cargo build --release)" >&2; exit 1; }
+cp "$SM_BIN" "$WORK/statemanager"
+SM=$WORK/statemanager
+
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)"
+log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN"
+log "etcd: $(etcd --version 2>/dev/null | head -n1)"
+log "load average at start of measurements: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes"
+
+# Twelve distinct free ports: statemanager client 1-3, peer 1-3; etcd client 1-3, peer 1-3.
+read -r -a PORTS <<<"$("${CPY[@]}" free-ports 12)"
+SM_PORT=("${PORTS[@]:0:3}")
+SM_PEER=("${PORTS[@]:3:3}")
+ETCD_PORT=("${PORTS[@]:6:3}")
+ETCD_PEER=("${PORTS[@]:9:3}")
+
+# ---------------------------------------------------------------------------------------------
+# 1. statemanager cluster
+
+SM_URL=()
+SM_PID=()
+for n in 0 1 2; do SM_URL[n]=http://127.0.0.1:${SM_PORT[n]}; done
+SM_URLS=$(IFS=,; echo "${SM_URL[*]}")
+
+# start_sm N: start node index N (node_id N+1) on its fixed ports and data dir (new or
+# existing: a restart after kill -9 reuses both).
+start_sm() {
+    local n=$1 dir=$WORK/sm$1
+    mkdir -p "$dir"
+    {
+        echo "node_id: $((n + 1))"
+        echo "peer_listen: 127.0.0.1:${SM_PEER[n]}"
+        echo "peers:"
+        for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${SM_PEER[m]}"; done
+        echo "max_persistent_data_items: 200000"
+        echo "log_level: warning"
+    } >"$dir/node.yaml"
+    rm -f "$dir/addr.json"
+    "$SM" serve --config "$dir/node.yaml" --port "${SM_PORT[n]}" --data-dir "$dir/data" \
+        --log-stderr --addr-file "$dir/addr.json" >>"$dir/server.log" 2>&1 &
+    SM_PID[n]=$!
+    OURS[$!]=1
+}
+
+# sm_leader [URLS]: waits (bounded) until the nodes are all ready and agree; prints the
+# leader's index (0..2), or returns 1.
+sm_leader() {
+    local id
+    id=$("${CPY[@]}" sm-leader --urls "${1:-$SM_URLS}" --timeout 60 2>>"$RAW_LOG") || {
+        problem "statemanager nodes did not agree on a ready leader within 60 s"
+        return 1
+    }
+    echo $((id - 1))
+}
+
+sm_status_line() {
+    local n
+    for n in 0 1 2; do
+        alive "${SM_PID[n]}" || continue
+        curl -s --max-time 2 "${SM_URL[n]}/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("  node %s: role %s, term %s, applied %s, items %s" % (s["node_id"], s["role"], s["term"], s["applied_index"], s["items"]))' || true
+    done
+}
+
+log ""
+log "## statemanager, 3 nodes"
+t0=$(date +%s%N)
+for n in 0 1 2; do start_sm "$n"; done
+LEADER=$(sm_leader) || exit 1
+log "cluster formed in $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') s; leader: node $((LEADER + 1))"
+FOLLOWER=$(((LEADER + 1) % 3))
+preload statemanager statemanager "${SM_URL[LEADER]}"
+run_wrk statemanager leader store sm_store.lua "${SM_URL[LEADER]}"
+run_wrk statemanager leader fetch sm_fetch.lua "${SM_URL[LEADER]}"
+run_wrk statemanager follower store sm_store.lua "${SM_URL[FOLLOWER]}"
+run_wrk statemanager follower fetch sm_fetch.lua "${SM_URL[FOLLOWER]}"
+log "after the runs:"
+log "$(sm_status_line)"
+
+# ---------------------------------------------------------------------------------------------
+# 2. statemanager failover: kill -9 the leader under a write load.
+
+if [[ $SKIP_FAILOVER != 1 ]]; then
+    log ""
+    log "## statemanager failover: $FAILOVER_TRIALS trials, $FAILOVER_WRITERS writer connections, kill -9 of the leader after ${FAILOVER_BEFORE}s, writing ${FAILOVER_AFTER}s after"
+    for ((trial = 1; trial <= FAILOVER_TRIALS; trial++)); do
+        LEADER=$(sm_leader) || break
+        SURV=()
+        for n in 0 1 2; do ((n == LEADER)) || SURV+=("$n"); done
+        SURV_URLS="${SM_URL[SURV[0]]},${SM_URL[SURV[1]]}"
+        log ""
+        log "### trial $trial: leader node $((LEADER + 1)); writing to nodes $((SURV[0] + 1)) and $((SURV[1] + 1))"
+        rm -f "$WORK/ready.$trial"
+        timeout $((FAILOVER_BEFORE + FAILOVER_AFTER + 60)) "${CPY[@]}" write --urls "$SURV_URLS" \
+            --connections "$FAILOVER_WRITERS" --duration $((FAILOVER_BEFORE + FAILOVER_AFTER)) \
+            --value-size "$VALUE_SIZE" --prefix "fo$trial-" --out "$WORK/acks.$trial" \
+            --ready-file "$WORK/ready.$trial" >"$WORK/writer.$trial.json" 2>>"$RAW_LOG" &
+        WPID=$!
+        OURS[$WPID]=1
+        wait_for 30 "failover writer start" test -s "$WORK/ready.$trial" || break
+        sleep "$FAILOVER_BEFORE"
+        # The kill: note the wall clock, then SIGKILL the leader (our child) and reap it.
+        KILL_NS=$(date +%s%N)
+        kill -KILL "${SM_PID[LEADER]}"
+        reap "${SM_PID[LEADER]}"
+        # The writer stops by itself after its duration (bounded by `timeout` as well).
+        wait "$WPID" || problem "failover writer exited with status $? (trial $trial)"
+        unset "OURS[$WPID]"
+        log "writer: $(cat "$WORK/writer.$trial.json")"
+        NEW=$(sm_leader "$SURV_URLS") || break
+        log "new leader: node $((NEW + 1))"
+        RESULT=$("${CPY[@]}" analyze --acks "$WORK/acks.$trial" --kill-ns "$KILL_NS" \
+            --verify-url "${SM_URL[NEW]}" --verify-count 100) || problem "failover analysis failed (trial $trial): $RESULT"
+        log "result: $RESULT"
+        python3 - "$trial" "$((LEADER + 1))" "$((NEW + 1))" "$RESULT" "$(cat "$WORK/writer.$trial.json")" >>"$TRIALS" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[4])
+r.update(trial=int(sys.argv[1]), killed=int(sys.argv[2]), new_leader=int(sys.argv[3]), writer=json.loads(sys.argv[5]))
+print(json.dumps(r))
+EOF
+        if [[ $(json_field missing <<<"$RESULT" 2>/dev/null || echo 0) != 0 ]]; then
+            problem "trial $trial: acknowledged stores missing after failover: $RESULT"
+        fi
+        # Restart the killed node on the same ports and data dir; wait until it has rejoined.
+        t0=$(date +%s%N)
+        start_sm "$LEADER"
+        sm_leader >/dev/null || break
+        log "killed node $((LEADER + 1)) restarted and ready in $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') s"
+        log "$(sm_status_line)"
+    done
+fi
+
+for n in 0 1 2; do
+    if [[ -n ${OURS[${SM_PID[n]}]:-} ]]; then stop_pid "${SM_PID[n]}" 30; fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# 3. etcd cluster
+
+if [[ $SKIP_ETCD != 1 ]]; then
+    log ""
+    log "## etcd, 3 members"
+    ETCD_URL=()
+    CLUSTER=""
+    for n in 0 1 2; do
+        ETCD_URL[n]=http://127.0.0.1:${ETCD_PORT[n]}
+        CLUSTER+="${CLUSTER:+,}e$((n + 1))=http://127.0.0.1:${ETCD_PEER[n]}"
+    done
+    for n in 0 1 2; do
+        dir=$WORK/etcd$n
+        mkdir -p "$dir"
+        # Default settings (the WAL is fsynced before a put is answered); loopback only.
+        etcd --name "e$((n + 1))" --data-dir "$dir/data" \
+            --listen-client-urls "${ETCD_URL[n]}" --advertise-client-urls "${ETCD_URL[n]}" \
+            --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
+            --initial-cluster "$CLUSTER" --initial-cluster-state new \
+            --initial-cluster-token "bench-$STAMP" \
+            --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
+        ETCD_PID[n]=$!
+        OURS[$!]=1
+    done
+    for n in 0 1 2; do wait_for 60 "etcd member $((n + 1)) /health" http_200 "${ETCD_URL[n]}/health"; done
+    ETCD_URLS=$(IFS=,; echo "${ETCD_URL[*]}")
+    if ELEADER=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 60 2>>"$RAW_LOG"); then
+        EFOLLOWER=$(((ELEADER + 1) % 3))
+        log "etcd leader: e$((ELEADER + 1)); follower used: e$((EFOLLOWER + 1))"
+        preload etcd etcd "${ETCD_URL[ELEADER]}"
+        run_wrk etcd leader store etcd_put.lua "${ETCD_URL[ELEADER]}"
+        run_wrk etcd leader fetch etcd_range.lua "${ETCD_URL[ELEADER]}"
+        run_wrk etcd follower store etcd_put.lua "${ETCD_URL[EFOLLOWER]}"
+        run_wrk etcd follower fetch etcd_range.lua "${ETCD_URL[EFOLLOWER]}"
+        # The leader must not have changed during the runs, or leader/follower are mixed up.
+        ELEADER2=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 30 2>>"$RAW_LOG") || true
+        [[ $ELEADER2 == "$ELEADER" ]] || problem "etcd leader changed during the runs (e$((ELEADER + 1)) -> e$((ELEADER2 + 1)))"
+    else
+        problem "etcd members did not agree on a leader within 60 s"
+    fi
+    for n in 0 1 2; do stop_pid "${ETCD_PID[n]}" 30; done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Report
+
+TABLE=$(python3 - "$ROWS" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print("| system | target | operation | requests/s | p50 ms | p99 ms | non-200 | misses | socket errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+rps = {}
+for system, target, op, r, p50, p99, bad, miss, other in rows:
+    rps[(system, target, op)] = float(r)
+    print(f"| {system} | {target} | {op} | {float(r):,.0f} | {float(p50):.2f} | {float(p99):.2f} | {bad} | {miss} | {other} |")
+print()
+for target in ("leader", "follower"):
+    for op in ("store", "fetch"):
+        a, b = rps.get(("statemanager", target, op)), rps.get(("etcd", target, op))
+        if a and b:
+            verdict = "met" if a / b >= 3 else "NOT met"
+            print(f"- statemanager/etcd, {op} via the {target}: **{a / b:.2f}×** ({a:,.0f} / {b:,.0f} requests/s; target ≥ 3×: {verdict})")
+EOF
+)
+
+FAILOVER=$(python3 - "$TRIALS" <<'EOF'
+import json, statistics, sys
+trials = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+if not trials:
+    sys.exit(0)
+print("| trial | killed leader | new leader | failover gap ms | kill → first ack ms | kill → first ack of a store sent after the kill ms | acks before / after kill | writer errors | acked keys read back |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+for t in trials:
+    errs = ", ".join(f"{k}: {v}" for k, v in sorted(t["writer"]["errors"].items())) or "none"
+    back = f"{t['verified'] - t['missing']}/{t['verified']}" if "verified" in t else "-"
+    print(f"| {t['trial']} | {t['killed']} | {t['new_leader']} | {t.get('gap_ms', '-')} | {t.get('first_ack_ms', '-')} | "
+          f"{t.get('first_sent_ack_ms', '-')} | {t['acks_before_kill']:,} / {t['acks_after_kill']:,} | {errs} | {back} |")
+print()
+for field, name in (("gap_ms", "failover gap"), ("first_ack_ms", "kill → first acknowledged store")):
+    vals = [t[field] for t in trials if t.get(field) is not None]
+    if vals:
+        print(f"- {name}: median **{statistics.median(vals):.0f} ms**, max **{max(vals):.0f} ms** ({len(vals)} trials)")
+rates = [t["writer"]["rate"] for t in trials]
+print(f"- writer throughput over each whole trial: {', '.join(f'{r:,.0f}' for r in rates)} stores/s")
+EOF
+)
+
+{
+    echo "# Cluster benchmark, $STAMP"
+    echo
+    echo "Command: \`DURATION=$DURATION bench/cluster.sh\`"
+    echo
+    grep -E '^(machine|statemanager|etcd|wrk|load average at)' "$RAW_LOG" | sed 's/^/- /' | head -n7
+    echo
+    echo "## Throughput (3 nodes each)"
+    echo
+    echo "$TABLE"
+    if [[ -n $FAILOVER ]]; then
+        echo
+        echo "## statemanager failover (kill -9 of the leader, $FAILOVER_WRITERS writer connections to the two survivors)"
+        echo
+        echo "$FAILOVER"
+    fi
+    if [[ -s $PROBLEMS ]]; then
+        echo
+        echo "## Problems"
+        echo
+        sed 's/^/- /' "$PROBLEMS"
+    fi
+} >"$RESULTS_MD"
+
+log ""
+log "## results"
+log "$TABLE"
+[[ -n $FAILOVER ]] && log "" && log "$FAILOVER"
+if [[ -s $PROBLEMS ]]; then
+    log ""
+    log "PROBLEMS:"
+    log "$(sed 's/^/  /' "$PROBLEMS")"
+fi
+log ""
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "results: $RESULTS_MD"
+log "raw output: $RAW_LOG"
