@@ -22,6 +22,7 @@ pub mod network;
 pub mod node;
 pub mod peer_server;
 pub mod reader;
+pub mod recovery;
 pub mod state_machine;
 pub mod types;
 pub mod writer;

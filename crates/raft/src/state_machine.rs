@@ -134,6 +134,56 @@ fn load_snapshot(path: &Path) -> Result<(SnapshotHeader, Applied), StorageError>
     Ok((header, applied))
 }
 
+/// Writes a snapshot file: the header record, then one record per item; atomically.
+fn write_snapshot(
+    path: &Path,
+    header: &SnapshotHeader,
+    items: &[(ItemId, Item)],
+) -> Result<(), StorageError> {
+    let mut writer = SnapshotWriter::create(path)?;
+    let header_bytes = encode(header).map_err(|e| corrupt(path, e))?;
+    writer.write_record(&header_bytes)?;
+    for item in items {
+        let bytes = encode(item).map_err(|e| corrupt(path, e))?;
+        writer.write_record(&bytes)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// Replaces the current snapshot of `dir` with `applied` (offline tools only: the node must
+/// not be running).
+pub fn replace_snapshot(
+    dir: &Path,
+    applied: &Applied,
+    snapshot_id: String,
+) -> Result<(), StorageError> {
+    let items: Vec<(ItemId, Item)> = applied
+        .state
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let header = SnapshotHeader {
+        format: SNAPSHOT_FORMAT,
+        last_log_id: applied.last_applied,
+        membership: applied.membership.clone(),
+        snapshot_id,
+        high_water: applied.state.high_water(),
+        items: items.len() as u64,
+    };
+    write_snapshot(&dir.join(CURRENT), &header, &items)
+}
+
+/// Loads the current snapshot of `dir` (offline tools), or an empty state.
+pub fn load_current(dir: &Path) -> Result<Applied, StorageError> {
+    let current = dir.join(CURRENT);
+    if current.exists() {
+        Ok(load_snapshot(&current)?.1)
+    } else {
+        Ok(Applied::default())
+    }
+}
+
 fn meta_of(header: &SnapshotHeader) -> SnapshotMeta<NodeId, openraft::BasicNode> {
     SnapshotMeta {
         last_log_id: header.last_log_id,
@@ -238,20 +288,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let path = self.dir.join(CURRENT);
         let h = header.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
-            let mut writer = SnapshotWriter::create(&path)?;
-            let header_bytes = encode(&h).map_err(|e| corrupt(&path, e))?;
-            writer.write_record(&header_bytes)?;
-            for item in &items {
-                let bytes = encode(item).map_err(|e| corrupt(&path, e))?;
-                writer.write_record(&bytes)?;
-            }
-            writer.finish()?;
-            Ok(())
-        })
-        .await
-        .map_err(snap_err)?
-        .map_err(snap_err)?;
+        tokio::task::spawn_blocking(move || write_snapshot(&path, &h, &items))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
         tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot written");
         let file = tokio::fs::File::open(self.dir.join(CURRENT))
             .await

@@ -44,6 +44,23 @@ enum Command {
     ///   statemanager token --namespace 'PLUGIN#check_disk' --config /etc/statemanager.yaml
     ///   STATEMANAGER_NAMESPACE_KEYS=base64key statemanager token --namespace 'PLUGIN#x'
     Token(TokenArgs),
+    /// Recover from a lost quorum: turn this stopped node into a one-member cluster.
+    ///
+    /// Use only when a majority of the cluster is gone for good. The node must be stopped.
+    /// It keeps everything in its log and snapshot; start it again afterwards (it elects
+    /// itself) and re-add other nodes with `cluster add`, each with an empty data directory
+    /// and a new id.
+    ///
+    /// Example:
+    ///   statemanager recover --config /etc/statemanager.yaml
+    Recover {
+        /// YAML configuration file (for data_dir, node_id and peer_listen).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Override `data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Cluster membership, through a node's peer port.
     ///
     /// Examples:
@@ -104,6 +121,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Token(args) => mint_token(args),
+        Command::Recover { config, data_dir } => recover(config, data_dir),
         Command::Cluster {
             peer,
             json,
@@ -135,4 +153,34 @@ fn mint_token(args: TokenArgs) -> ExitCode {
         .unwrap_or(0);
     println!("{}", keys.mint(&args.namespace, now));
     ExitCode::SUCCESS
+}
+
+fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
+    let loaded = match config::load(config.as_deref(), &|var| std::env::var(var).ok()) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("statemanager: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = loaded.config;
+    let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+    let peer_addr = cfg.peer_listen.clone().unwrap_or_default();
+    match statemanager_raft::recovery::force_single_member(&dir, cfg.node_id, &peer_addr) {
+        Ok(summary) => {
+            println!(
+                "node {} in {} is now a one-member cluster: {} items, {} log entries replayed, up to {:?}",
+                cfg.node_id,
+                dir.display(),
+                summary.items,
+                summary.replayed,
+                summary.last_log_id.map(|l| l.index)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("statemanager: recovery failed, nothing was changed beyond this point: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

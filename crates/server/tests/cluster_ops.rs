@@ -299,3 +299,54 @@ async fn a_peer_of_another_cluster_is_refused() {
     .await;
     assert_eq!(st, 200);
 }
+
+/// A cluster that lost its quorum for good: a survivor is turned into a one-member cluster
+/// offline and keeps every acknowledged item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_quorum_recovery_keeps_the_survivors_data() {
+    let mut cluster = Cluster::start(3, "");
+    cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    for i in 0..30 {
+        let (st, _) = post(
+            &c,
+            &cluster.node(i % 3).url("/store_data"),
+            json!({"namespace":"r","key":format!("k{i}"),"data":"v","ttl":600}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    for i in 0..3 {
+        cluster.kill9(i);
+    }
+    // Nodes 2 and 3 are gone for good; recover node 1.
+    let dir = cluster.node_dir(0).join("data");
+    let config = cluster.node_dir(0).join("config.yaml");
+    let (ok, out) = cli(&[
+        "recover",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("30 items"), "{out}");
+    cluster.restart(0);
+    cluster.wait_leader().await;
+    for i in 0..30 {
+        let (st, _) = post(
+            &c,
+            &cluster.node(0).url("/fetch_data"),
+            json!({"namespace":"r","key":format!("k{i}")}),
+        )
+        .await;
+        assert_eq!(st, 200, "k{i}");
+    }
+    let (st, _) = post(
+        &c,
+        &cluster.node(0).url("/store_data"),
+        json!({"namespace":"r","key":"new","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "writes work on the one-member cluster");
+}

@@ -307,6 +307,11 @@ impl Cluster {
         format!("127.0.0.1:{port}")
     }
 
+    /// The working directory of node `i` (config, log, `data/`).
+    pub fn node_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dirs[i].path().to_path_buf()
+    }
+
     /// The peer address of node `i` (from its config).
     pub fn peer_addr(&self, i: usize) -> String {
         let line = self.configs[i]
