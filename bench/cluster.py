@@ -31,6 +31,7 @@ Subcommands:
         first_ack_ms: from the kill to the first store acknowledged after it;
         first_sent_ack_ms: from the kill to the first acknowledgement of a store *sent* after
                 it (excludes stores in flight at the kill that a survivor answered late);
+      without any ack after the kill: recovered false and gap_ms_at_least (to --end-ns);
       and, with --verify-url, fetches the K acknowledged keys nearest the kill on each side
       from that node and counts those missing (an acknowledged store must survive failover).
       Prints JSON.
@@ -219,7 +220,8 @@ def cmd_write(args):
         for sent, acked, key in acks:
             f.write(f"{sent} {acked} {key}\n")
     secs = time.monotonic() - started
-    print(json.dumps({"acks": len(acks), "rate": round(len(acks) / secs, 1), "errors": errors, "stuck_workers": stuck}))
+    print(json.dumps({"acks": len(acks), "rate": round(len(acks) / secs, 1), "errors": errors,
+                      "stuck_workers": stuck, "end_ns": time.time_ns()}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,10 +239,19 @@ def cmd_analyze(args):
     before = [a for a in acks if a[1] <= kill]
     after = [a for a in acks if a[1] > kill]
     out = {"acks_before_kill": len(before), "acks_after_kill": len(after)}
-    if not before or not after:
-        out["error"] = "no acknowledged store on one side of the kill"
+    if not before:
+        out["error"] = "no acknowledged store before the kill"
         print(json.dumps(out))
         sys.exit(1)
+    if not after:
+        # Writes never resumed while the writer ran: the gap is at least from the last ack
+        # before the kill to the writer's end.
+        out["recovered"] = False
+        if args.end_ns:
+            out["gap_ms_at_least"] = round((args.end_ns - before[-1][1]) / 1e6, 1)
+        print(json.dumps(out))
+        return
+    out["recovered"] = True
     # The longest interval between consecutive acks, from 1 s before the kill to the end.
     window = [a[1] for a in acks if a[1] >= kill - 1_000_000_000]
     gaps = [(window[i + 1] - window[i], window[i]) for i in range(len(window) - 1)]
@@ -293,6 +304,7 @@ def main():
     s = sub.add_parser("analyze")
     s.add_argument("--acks", required=True)
     s.add_argument("--kill-ns", type=int, required=True)
+    s.add_argument("--end-ns", type=int, help="when the writer stopped (its summary's end_ns)")
     s.add_argument("--verify-url")
     s.add_argument("--verify-count", type=int, default=100)
     s.set_defaults(func=cmd_analyze)
