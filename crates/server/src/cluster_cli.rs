@@ -129,7 +129,7 @@ fn print_human(command: &ClusterCommand, body: &Value) {
             for m in body["members"].as_array().into_iter().flatten() {
                 println!(
                     "{:>4}  {:<8}  {:<24}  {}",
-                    m["id"],
+                    m["id"].as_u64().unwrap_or(0),
                     m["state"].as_str().unwrap_or("?"),
                     m["peer_addr"].as_str().unwrap_or("?"),
                     m["matched_index"]
