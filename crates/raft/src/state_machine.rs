@@ -158,6 +158,13 @@ pub fn replace_snapshot(
     applied: &Applied,
     snapshot_id: String,
 ) -> Result<(), StorageError> {
+    let (header, items) = capture(applied, snapshot_id);
+    write_snapshot(&dir.join(CURRENT), &header, &items)
+}
+
+/// A consistent copy of `applied` for a snapshot: its header and items. Items share their
+/// strings through `Arc`, so this copies pointers, not data.
+fn capture(applied: &Applied, snapshot_id: String) -> (SnapshotHeader, Vec<(ItemId, Item)>) {
     let items: Vec<(ItemId, Item)> = applied
         .state
         .iter()
@@ -171,7 +178,7 @@ pub fn replace_snapshot(
         high_water: applied.state.high_water(),
         items: items.len() as u64,
     };
-    write_snapshot(&dir.join(CURRENT), &header, &items)
+    (header, items)
 }
 
 /// Loads the current snapshot of `dir` (offline tools), or an empty state.
@@ -271,20 +278,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 ),
                 None => format!("0-0-0-{n}"),
             };
-            let items: Vec<(ItemId, Item)> = applied
-                .state
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let header = SnapshotHeader {
-                format: SNAPSHOT_FORMAT,
-                last_log_id: applied.last_applied,
-                membership: applied.membership.clone(),
-                snapshot_id,
-                high_water: applied.state.high_water(),
-                items: items.len() as u64,
-            };
-            (header, items)
+            capture(&applied, snapshot_id)
         };
         let path = self.dir.join(CURRENT);
         let h = header.clone();
