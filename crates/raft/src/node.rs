@@ -17,6 +17,9 @@ use crate::network::{cluster_id_of, ClusterId, PeerNetwork};
 
 const META_CLUSTER_ID: &str = "cluster-id";
 
+/// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
+
 /// A cluster id from the members it was formed with (FNV-1a over `id=addr` pairs, sorted).
 fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
     let mut sorted = members.to_vec();
@@ -208,6 +211,9 @@ impl Node {
             // Our own policy (snapshot_loop) decides, by entries and by bytes.
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: options.snapshot_keep_logs,
+            // Entries per append RPC: each entry is a whole batch of stores (up to ~4 MiB),
+            // so openraft's default of 300 could make one request of a gigabyte.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         };
         let config = Arc::new(

@@ -178,6 +178,12 @@ async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Res
     admin_result(node.remove_member(req.id).await)
 }
 
+/// Largest peer request accepted. An append carries at most `MAX_PAYLOAD_ENTRIES` entries of
+/// at most ~4 MiB (the writer's batch bound, plus one item over it), and snapshot chunks are
+/// 3 MiB; axum's default of 2 MiB refused the first append after an election (which carries a
+/// backlog of entries), and the cluster could not elect a working leader.
+pub const MAX_PEER_BODY: usize = 512 * 1024 * 1024;
+
 /// The peer router (Raft RPCs, node info, membership admin), with `node` as state.
 pub fn router(node: Node) -> Router {
     Router::new()
@@ -189,5 +195,6 @@ pub fn router(node: Node) -> Router {
         .route("/admin/cluster", get(cluster))
         .route("/admin/add", post(add))
         .route("/admin/remove", post(remove))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_PEER_BODY))
         .with_state(node)
 }

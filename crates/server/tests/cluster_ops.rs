@@ -350,3 +350,40 @@ async fn lost_quorum_recovery_keeps_the_survivors_data() {
     .await;
     assert_eq!(st, 200, "writes work on the one-member cluster");
 }
+
+/// Big batches (1 KiB items, many per entry) and a follower that missed many of them: the
+/// append that catches it up is large, and must not be refused by the peer port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_appends_after_a_restart_are_accepted() {
+    let mut cluster = Cluster::start(3, "max_persistent_data_items: 100000\n");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let down = (leader + 1) % 3;
+    cluster.kill9(down);
+    let value = "x".repeat(8 * 1024);
+    let url = cluster.node(leader).url("/store_data");
+    let mut tasks = vec![];
+    for w in 0..16 {
+        let (c, url, value) = (c.clone(), url.clone(), value.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let (st, _) = post(
+                    &c,
+                    &url,
+                    json!({"namespace":"big","key":format!("w{w}-{i}"),"data":value,"ttl":600}),
+                )
+                .await;
+                assert_eq!(st, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    cluster.restart(down);
+    wait_items(&c, &cluster.node(down).url("/status"), 16 * 40).await;
+    assert!(
+        !cluster.node(down).log().contains("413"),
+        "no refused appends"
+    );
+}
