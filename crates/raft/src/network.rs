@@ -62,6 +62,26 @@ impl PeerNetwork {
         PeerNetwork { http, cluster_id }
     }
 
+    /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
+    /// quorum and answers the log index a linearizable read must have applied.
+    pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64, String> {
+        let mut request = self
+            .http
+            .post(format!("http://{addr}/raft/read_index"))
+            .header(RPC_VERSION_HEADER, RPC_VERSION)
+            .timeout(timeout);
+        if let Some(id) = cluster_id_of(&self.cluster_id) {
+            request = request.header(CLUSTER_HEADER, id);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("leader answered {}", response.status()));
+        }
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        let answer: Result<u64, String> = decode(&bytes).map_err(|e| e.to_string())?;
+        answer
+    }
+
     /// The shared HTTP client (also used for forwarding client requests to the leader).
     pub fn http(&self) -> reqwest::Client {
         self.http.clone()

@@ -334,7 +334,12 @@ impl Node {
                 },
                 write_rx,
             )),
-            tokio::spawn(reader::run(raft.clone(), options.read_timeout, read_rx)),
+            tokio::spawn(reader::run(
+                raft.clone(),
+                network.clone(),
+                options.read_timeout,
+                read_rx,
+            )),
             tokio::spawn(count_leader_changes(raft.clone())),
             tokio::spawn(snapshot_loop(
                 raft.clone(),

@@ -102,6 +102,24 @@ async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
     }))
 }
 
+/// `POST /raft/read_index`: a follower asks for a read index (see `reader`).
+async fn read_index(State(node): State<Node>, headers: HeaderMap) -> Response {
+    if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
+        return refuse(code, m);
+    }
+    let answer: Result<u64, String> = match tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        node.raft().ensure_linearizable(),
+    )
+    .await
+    {
+        Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("leadership could not be confirmed in time".into()),
+    };
+    reply(&answer)
+}
+
 /// `POST /raft/elect`: a stopping leader asks this node to start an election now.
 async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
     if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
@@ -191,6 +209,7 @@ pub fn router(node: Node) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/elect", post(elect))
+        .route("/raft/read_index", post(read_index))
         .route("/peer/info", get(info))
         .route("/admin/cluster", get(cluster))
         .route("/admin/add", post(add))

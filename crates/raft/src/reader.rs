@@ -13,6 +13,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::network::PeerNetwork;
 use crate::types::TypeConfig;
 use crate::NodeError;
 
@@ -20,13 +21,37 @@ use crate::NodeError;
 pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
 
 /// Confirms once that this node may serve linearizable reads now.
-pub async fn linearize(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<(), NodeError> {
+///
+/// On the leader: `ensure_linearizable`. On a follower: the leader's read index (one peer RPC
+/// for every read queued in this round), then a wait until this node has applied up to it;
+/// the reads are then served from local state. If the leader cannot be asked, the caller gets
+/// `NotLeader` and forwards the whole request instead.
+pub async fn linearize(
+    raft: &Raft<TypeConfig>,
+    network: &PeerNetwork,
+    timeout: Duration,
+) -> Result<(), NodeError> {
     match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-            Err(NodeError::NotLeader {
+            let not_leader = NodeError::NotLeader {
                 leader: f.leader_id,
-            })
+            };
+            let Some(node) = f.leader_node else {
+                return Err(not_leader);
+            };
+            let index = match network.read_index(&node.addr, timeout).await {
+                Ok(index) => index,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no read index from the leader; forwarding");
+                    return Err(not_leader);
+                }
+            };
+            raft.wait(Some(timeout))
+                .applied_index_at_least(Some(index), "follower read")
+                .await
+                .map(|_| ())
+                .map_err(|_| not_leader)
         }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(q.to_string()))
@@ -42,14 +67,19 @@ pub async fn linearize(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<(),
 }
 
 /// Runs the reader until every sender of `rx` is dropped.
-pub async fn run(raft: Raft<TypeConfig>, timeout: Duration, mut rx: mpsc::Receiver<ReadWaiter>) {
+pub async fn run(
+    raft: Raft<TypeConfig>,
+    network: PeerNetwork,
+    timeout: Duration,
+    mut rx: mpsc::Receiver<ReadWaiter>,
+) {
     let mut waiters = Vec::new();
     while let Some(first) = rx.recv().await {
         waiters.push(first);
         while let Ok(next) = rx.try_recv() {
             waiters.push(next);
         }
-        let result = linearize(&raft, timeout).await;
+        let result = linearize(&raft, &network, timeout).await;
         for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }
