@@ -3,7 +3,7 @@
 use statemanager_core::DomainError;
 
 /// Why a store or fetch did not succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum NodeError {
     /// The domain refused it (a client result, decided identically on every replica).
     #[error(transparent)]

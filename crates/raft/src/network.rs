@@ -82,6 +82,48 @@ impl PeerNetwork {
         answer
     }
 
+    /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.
+    /// `Err(NoQuorum)` when it was not sent (nothing happened); `Err(CommitTimeout)` when it
+    /// was sent but no answer came in time (the outcome is unknown).
+    pub async fn propose(
+        &self,
+        addr: &str,
+        ops: &[statemanager_core::Op],
+        timeout: Duration,
+    ) -> Result<Vec<Result<statemanager_core::Stored, crate::NodeError>>, crate::NodeError> {
+        use crate::NodeError;
+        let body = encode(&ops).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        let mut request = self
+            .http
+            .post(format!("http://{addr}/raft/propose"))
+            .header(RPC_VERSION_HEADER, RPC_VERSION)
+            .timeout(timeout)
+            .body(body);
+        if let Some(id) = cluster_id_of(&self.cluster_id) {
+            request = request.header(CLUSTER_HEADER, id);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                NodeError::NoQuorum(format!("cannot reach the leader: {e}"))
+            } else {
+                NodeError::CommitTimeout(timeout.as_millis() as u64)
+            }
+        })?;
+        if !response.status().is_success() {
+            return Err(NodeError::Unavailable(format!(
+                "the leader refused the batch: {}",
+                response.status()
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| NodeError::CommitTimeout(timeout.as_millis() as u64))?;
+        let answer: Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError> =
+            decode(&bytes).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        answer
+    }
+
     /// The shared HTTP client (also used for forwarding client requests to the leader).
     pub fn http(&self) -> reqwest::Client {
         self.http.clone()

@@ -174,6 +174,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     limits: Limits,
     election_max: Duration,
+    commit_timeout: Duration,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -323,6 +324,7 @@ impl Node {
         let tasks = vec![
             tokio::spawn(writer::run(
                 raft.clone(),
+                network.clone(),
                 options.clock.clone(),
                 options.limits,
                 WriterOptions {
@@ -372,6 +374,7 @@ impl Node {
                 clock: options.clock,
                 limits: options.limits,
                 election_max: options.election_timeout.1,
+                commit_timeout: options.commit_timeout,
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
@@ -598,6 +601,26 @@ impl Node {
         answer
             .await
             .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+    }
+
+    /// Proposes a batch handed over by a follower, as one entry (see `writer`).
+    pub async fn propose_forwarded(
+        &self,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Result<Stored, NodeError>>, NodeError> {
+        if let Some(reason) = writer::quorum_lost(&self.inner.raft, self.inner.election_max) {
+            return Err(NodeError::NoQuorum(reason));
+        }
+        let batch = Batch {
+            now: self.inner.clock.now(),
+            limits: self.inner.limits,
+            ops,
+        };
+        let outcomes = writer::propose(&self.inner.raft, batch, self.inner.commit_timeout).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.map_err(NodeError::from))
+            .collect())
     }
 
     /// Reads an item linearizably: the answer reflects every store acknowledged before the

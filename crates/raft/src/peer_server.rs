@@ -120,6 +120,16 @@ async fn read_index(State(node): State<Node>, headers: HeaderMap) -> Response {
     reply(&answer)
 }
 
+/// `POST /raft/propose`: a follower hands over a batch of client operations (already
+/// validated there). Proposed here as one entry; never forwarded again.
+async fn propose(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+    let ops: Vec<statemanager_core::Op> = match parse(&node, &headers, &body) {
+        Ok(ops) => ops,
+        Err((code, m)) => return refuse(code, m),
+    };
+    reply(&node.propose_forwarded(ops).await)
+}
+
 /// `POST /raft/elect`: a stopping leader asks this node to start an election now.
 async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
     if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
@@ -210,6 +220,7 @@ pub fn router(node: Node) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/elect", post(elect))
         .route("/raft/read_index", post(read_index))
+        .route("/raft/propose", post(propose))
         .route("/peer/info", get(info))
         .route("/admin/cluster", get(cluster))
         .route("/admin/add", post(add))

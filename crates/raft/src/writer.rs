@@ -15,6 +15,7 @@ use openraft::Raft;
 use statemanager_core::{Batch, Clock, Limits, Op, Stored};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::network::PeerNetwork;
 use crate::types::TypeConfig;
 use crate::NodeError;
 
@@ -40,6 +41,19 @@ pub struct WriterOptions {
     pub pipeline: usize,
     /// A leader that has not heard from a quorum for this long refuses new writes.
     pub quorum_timeout: Duration,
+}
+
+/// The peer address of the leader, when a leader other than this node is known.
+fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<String> {
+    let m = raft.metrics().borrow().clone();
+    let leader = m.current_leader?;
+    if leader == m.id {
+        return None;
+    }
+    m.membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
 }
 
 /// `Some(reason)` when this node leads a multi-voter cluster but has not heard from a quorum
@@ -137,6 +151,7 @@ fn deliver(
 /// are stamped in the order they are formed, and `apply` never lets time go backwards.
 pub async fn run(
     raft: Raft<TypeConfig>,
+    network: PeerNetwork,
     clock: Arc<dyn Clock>,
     limits: Limits,
     options: WriterOptions,
@@ -159,6 +174,31 @@ pub async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        // On a follower that knows its leader, the whole batch goes to the leader in one peer
+        // RPC (instead of one forwarded HTTP request per store).
+        if let Some(addr) = remote_leader_addr(&raft) {
+            let network = network.clone();
+            let timeout = options.commit_timeout + Duration::from_millis(300);
+            tokio::spawn(async move {
+                let result = network.propose(&addr, &ops, timeout).await;
+                match result {
+                    Ok(outcomes) if outcomes.len() == replies.len() => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(outcome);
+                        }
+                    }
+                    Ok(_) => deliver(
+                        replies,
+                        Err(NodeError::Unavailable(
+                            "internal error: batch result size mismatch".into(),
+                        )),
+                    ),
+                    Err(e) => deliver(replies, Err(e)),
+                }
+                drop(permit);
+            });
+            continue;
         }
         // A leader that has not heard from a quorum within an election timeout refuses
         // before proposing: the client learns at once that nothing happened (no_quorum),
