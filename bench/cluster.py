@@ -24,16 +24,18 @@ Subcommands:
       re-opened and the worker pauses 10 ms so that a down cluster is not hammered. Prints a
       JSON summary.
 
-  analyze --acks FILE --kill-ns N [--verify-url URL] [--verify-count K]
+  analyze --acks FILE --kill-ns N [--end-ns N] [--verify-url URL] [--verify-count K]
       Failover figures from a writer's ack file and the time of the kill -9:
+        recovered: whether any store *sent* after the kill was acknowledged;
         gap_ms: the longest interval between consecutive acknowledged stores from 1 s before
                 the kill to the end of the run (the "failover gap");
-        first_ack_ms: from the kill to the first store acknowledged after it;
-        first_sent_ack_ms: from the kill to the first acknowledgement of a store *sent* after
-                it (excludes stores in flight at the kill that a survivor answered late);
-      without any ack after the kill: recovered false and gap_ms_at_least (to --end-ns);
-      and, with --verify-url, fetches the K acknowledged keys nearest the kill on each side
-      from that node and counts those missing (an acknowledged store must survive failover).
+        first_ack_ms: from the kill to the first store acknowledged after it (may be a
+                "straggler": a store in flight at the kill that a survivor answered late);
+        first_sent_ack_ms: from the kill to the first acknowledgement of a store sent after
+                it (the time until the cluster accepted writes again);
+      not recovered: gap_ms_at_least, from the last ack to --end-ns (the writer's end).
+      With --verify-url, fetches the K acknowledged keys nearest the kill on each side from
+      that node and counts those missing (an acknowledged store must survive failover).
       Prints JSON.
 """
 
@@ -238,30 +240,39 @@ def cmd_analyze(args):
     kill = args.kill_ns
     before = [a for a in acks if a[1] <= kill]
     after = [a for a in acks if a[1] > kill]
-    out = {"acks_before_kill": len(before), "acks_after_kill": len(after)}
+    # Stores sent before the kill but answered after it (a survivor relaying the old leader's
+    # answer, within a millisecond or so) do not show that the cluster recovered; a store
+    # *sent* after the kill and acknowledged does.
+    sent_after = [a for a in after if a[0] > kill]
+    out = {
+        "acks_before_kill": len(before),
+        "acks_after_kill": len(after),
+        "stragglers": len(after) - len(sent_after),
+        "recovered": bool(sent_after),
+    }
     if not before:
         out["error"] = "no acknowledged store before the kill"
         print(json.dumps(out))
         sys.exit(1)
-    if not after:
+    if after:
+        out["first_ack_ms"] = round((after[0][1] - kill) / 1e6, 1)
+    if not sent_after:
         # Writes never resumed while the writer ran: the gap is at least from the last ack
-        # before the kill to the writer's end.
-        out["recovered"] = False
+        # to the writer's end.
         if args.end_ns:
-            out["gap_ms_at_least"] = round((args.end_ns - before[-1][1]) / 1e6, 1)
+            out["gap_ms_at_least"] = round((args.end_ns - acks[-1][1]) / 1e6, 1)
         print(json.dumps(out))
         return
-    out["recovered"] = True
-    # The longest interval between consecutive acks, from 1 s before the kill to the end.
+    out["first_sent_ack_ms"] = round((sent_after[0][1] - kill) / 1e6, 1)
+    # The longest interval between consecutive acks, from 1 s before the kill to the end
+    # (including the interval from the last ack to the writer's end, if --end-ns is given).
     window = [a[1] for a in acks if a[1] >= kill - 1_000_000_000]
+    if args.end_ns:
+        window.append(args.end_ns)
     gaps = [(window[i + 1] - window[i], window[i]) for i in range(len(window) - 1)]
     gap, gap_start = max(gaps)
     out["gap_ms"] = round(gap / 1e6, 1)
     out["gap_starts_ms_after_kill"] = round((gap_start - kill) / 1e6, 1)
-    out["first_ack_ms"] = round((after[0][1] - kill) / 1e6, 1)
-    sent_after = [a for a in after if a[0] > kill]
-    out["first_sent_ack_ms"] = round((min(a[1] for a in sent_after) - kill) / 1e6, 1) if sent_after else None
-    out["stragglers"] = len(after) - len(sent_after)  # sent before the kill, acked after it
     if args.verify_url:
         sample = before[-args.verify_count:] + after[: args.verify_count]
         missing = []

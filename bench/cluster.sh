@@ -14,7 +14,8 @@
 #      leader gets kill -9; from the writer's acknowledged-store times: the longest interval
 #      between consecutive acks (the failover gap) and the time from the kill to the first ack
 #      after it; acknowledged keys around the kill are read back from the new leader. The
-#      killed node is restarted and must rejoin before the next trial.
+#      killed node is restarted and must rejoin (all three ready, one leader) within 60 s;
+#      if it does not, the next trial runs on a fresh, preloaded cluster (new data dirs).
 #   3. etcd: 3 members on 127.0.0.1 (default fsync); the same preload and wrk runs (put and
 #      range through the JSON gateway) against the leader and a follower.
 #   4. A table (stdout + bench/results/cluster-<UTC time>.md) with statemanager/etcd ratios.
@@ -33,7 +34,8 @@
 #   FAILOVER_WRITERS=16  failover writer connections
 #   FAILOVER_BEFORE=2 FAILOVER_AFTER=8  seconds of writing before / after the kill
 #   IDLE_WAIT=1200       longest wait, seconds, for cargo/rustc to finish (0: do not wait)
-#   SKIP_ETCD=1 SKIP_FAILOVER=1  leave a step out
+#   SKIP_ETCD=1 SKIP_FAILOVER=1 SKIP_SM_THROUGHPUT=1  leave a step out (the last: no
+#                        statemanager wrk runs, only the preload before the failover trials)
 #   SM_BIN=target/release/statemanager   binary to test (copied first)
 #   BENCH_TMP=/tmp       where temp data dirs go
 
@@ -41,6 +43,14 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
+
+# The knobs given in the environment, for the report's "Command:" line.
+CMDLINE=""
+for v in DURATION THREADS CONNS KEYS VALUE_SIZE FAILOVER_VALUE_SIZE FAILOVER_TRIALS FAILOVER_WRITERS \
+    FAILOVER_BEFORE FAILOVER_AFTER IDLE_WAIT SKIP_ETCD SKIP_FAILOVER SKIP_SM_THROUGHPUT SM_BIN BENCH_TMP; do
+    if [[ -n ${!v+x} ]]; then CMDLINE+="$v=${!v} "; fi
+done
+CMDLINE+="bench/cluster.sh"
 
 DURATION=${DURATION:-15}
 THREADS=${THREADS:-2}
@@ -55,6 +65,7 @@ FAILOVER_AFTER=${FAILOVER_AFTER:-8}
 IDLE_WAIT=${IDLE_WAIT:-1200}
 SKIP_ETCD=${SKIP_ETCD:-0}
 SKIP_FAILOVER=${SKIP_FAILOVER:-0}
+SKIP_SM_THROUGHPUT=${SKIP_SM_THROUGHPUT:-0}
 SM_BIN=${SM_BIN:-$ROOT/target/release/statemanager}
 BENCH_TMP=${BENCH_TMP:-/tmp}
 
@@ -141,6 +152,9 @@ wait_for() {
     return 1
 }
 
+# secs_since NANOS: seconds since a `date +%s%N` value, 2 decimals.
+secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+
 http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
 
 json_field() { python3 -c 'import json,sys; v=json.load(sys.stdin); exec("for k in sys.argv[1].split(\".\"): v=v[k]"); print(v)' "$1"; }
@@ -205,7 +219,7 @@ cp "$SM_BIN" "$WORK/statemanager"
 SM=$WORK/statemanager
 
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)"
-log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN"
+log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN (built $(date -u -r "$SM_BIN" '+%Y-%m-%d %H:%M UTC'))"
 log "etcd: $(etcd --version 2>/dev/null | head -n1)"
 log "load average at start of measurements: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes"
@@ -250,10 +264,22 @@ start_sm() {
 sm_leader() {
     local id urls=${1:-$SM_URLS} limit=${2:-60}
     id=$("${CPY[@]}" sm-leader --urls "$urls" --timeout "$limit" 2>>"$RAW_LOG") || {
-        problem "statemanager nodes $urls did not agree on a ready leader within $limit s" >&2
+        log "statemanager nodes $urls did not agree on a ready leader within $limit s" >&2
         return 1
     }
     echo $((id - 1))
+}
+
+# record_trial TRIAL KILLED NEW_LEADER RESULT_JSON WRITER_JSON_FILE REJOIN: one JSON line in
+# $TRIALS.
+record_trial() {
+    python3 - "$1" "$2" "$3" "$4" "$(cat "$5" 2>/dev/null)" "$6" >>"$TRIALS" <<'EOF' || problem "trial $1: could not record the result"
+import json, sys
+r = json.loads(sys.argv[4] or "{}")
+r.update(trial=int(sys.argv[1]), killed=int(sys.argv[2]), new_leader=int(sys.argv[3]) or None,
+         writer=json.loads(sys.argv[5] or '{"rate": 0, "errors": {}}'), rejoin=sys.argv[6])
+print(json.dumps(r))
+EOF
 }
 
 sm_status_line() {
@@ -268,14 +294,16 @@ log ""
 log "## statemanager, 3 nodes"
 t0=$(date +%s%N)
 for n in 0 1 2; do start_sm "$n"; done
-LEADER=$(sm_leader) || exit 1
-log "cluster formed in $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') s; leader: node $((LEADER + 1))"
+LEADER=$(sm_leader) || { problem "the statemanager cluster did not form within 60 s"; exit 1; }
+log "cluster formed in $(secs_since "$t0") s; leader: node $((LEADER + 1))"
 FOLLOWER=$(((LEADER + 1) % 3))
 preload statemanager statemanager "${SM_URL[LEADER]}"
-run_wrk statemanager leader store sm_store.lua "${SM_URL[LEADER]}"
-run_wrk statemanager leader fetch sm_fetch.lua "${SM_URL[LEADER]}"
-run_wrk statemanager follower store sm_store.lua "${SM_URL[FOLLOWER]}"
-run_wrk statemanager follower fetch sm_fetch.lua "${SM_URL[FOLLOWER]}"
+if [[ $SKIP_SM_THROUGHPUT != 1 ]]; then
+    run_wrk statemanager leader store sm_store.lua "${SM_URL[LEADER]}"
+    run_wrk statemanager leader fetch sm_fetch.lua "${SM_URL[LEADER]}"
+    run_wrk statemanager follower store sm_store.lua "${SM_URL[FOLLOWER]}"
+    run_wrk statemanager follower fetch sm_fetch.lua "${SM_URL[FOLLOWER]}"
+fi
 log "after the runs:"
 log "$(sm_status_line)"
 
@@ -286,7 +314,7 @@ if [[ $SKIP_FAILOVER != 1 ]]; then
     log ""
     log "## statemanager failover: $FAILOVER_TRIALS trials, $FAILOVER_WRITERS writer connections, kill -9 of the leader after ${FAILOVER_BEFORE}s, writing ${FAILOVER_AFTER}s after, values of $FAILOVER_VALUE_SIZE bytes"
     for ((trial = 1; trial <= FAILOVER_TRIALS; trial++)); do
-        LEADER=$(sm_leader) || break
+        LEADER=$(sm_leader) || { problem "trial $trial: no agreed leader before the trial; no further trials"; break; }
         SURV=()
         for n in 0 1 2; do ((n == LEADER)) || SURV+=("$n"); done
         SURV_URLS="${SM_URL[SURV[0]]},${SM_URL[SURV[1]]}"
@@ -324,30 +352,40 @@ if [[ $SKIP_FAILOVER != 1 ]]; then
         RESULT=$("${CPY[@]}" analyze --acks "$WORK/acks.$trial" --kill-ns "$KILL_NS" --end-ns "$WEND" \
             "${VERIFY[@]}") || problem "failover analysis failed (trial $trial): $RESULT"
         log "result: $RESULT"
-        python3 - "$trial" "$((LEADER + 1))" "$NEW_ID" "$RESULT" "$(cat "$WORK/writer.$trial.json")" >>"$TRIALS" <<'EOF' || problem "trial $trial: could not record the result"
-import json, sys
-r = json.loads(sys.argv[4] or "{}")
-r.update(trial=int(sys.argv[1]), killed=int(sys.argv[2]), new_leader=int(sys.argv[3]) or None,
-         writer=json.loads(sys.argv[5]))
-print(json.dumps(r))
-EOF
         if [[ $(json_field recovered <<<"$RESULT" 2>/dev/null) != True ]]; then
-            problem "trial $trial: no store acknowledged in the ${FAILOVER_AFTER} s after kill -9 of leader node $((LEADER + 1)) (leader among the survivors afterwards: ${NEW_ID/#0/none})"
+            problem "trial $trial: no store sent after kill -9 was acknowledged within ${FAILOVER_AFTER} s of kill -9 of leader node $((LEADER + 1)) (leader among the survivors afterwards: ${NEW_ID/#0/none})"
         fi
         if [[ $(json_field missing <<<"$RESULT" 2>/dev/null || echo 0) != 0 ]]; then
             problem "trial $trial: acknowledged stores missing after failover: $RESULT"
         fi
         # Restart the killed node on the same ports and data dir; wait until it has rejoined
-        # (all three ready, one leader). If the cluster cannot get there, stop the trials.
+        # (all three ready, one leader).
         t0=$(date +%s%N)
         start_sm "$LEADER"
-        if ! sm_leader "$SM_URLS" 60 >/dev/null; then
+        FRESH=0
+        if sm_leader "$SM_URLS" 60 >/dev/null; then
+            REJOIN="$(secs_since "$t0") s"
+            log "killed node $((LEADER + 1)) restarted; all three ready with one leader after $REJOIN"
             log "$(sm_status_line)"
-            problem "trial $trial: the cluster did not recover within 60 s of restarting node $((LEADER + 1)); no further trials"
-            break
+        else
+            REJOIN="no (60 s)"
+            log "$(sm_status_line)"
+            problem "trial $trial: node $((LEADER + 1)), restarted after the kill, did not rejoin within 60 s (not all three ready with one leader)"
+            FRESH=1
         fi
-        log "killed node $((LEADER + 1)) restarted; all three ready with one leader after $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') s"
-        log "$(sm_status_line)"
+        record_trial "$trial" "$((LEADER + 1))" "$NEW_ID" "$RESULT" "$WORK/writer.$trial.json" "$REJOIN"
+        if ((FRESH && trial < FAILOVER_TRIALS)); then
+            # So that the next trial still measures something: a brand-new cluster (stop all
+            # three, new data dirs, same ports), preloaded like the first.
+            log "starting a fresh cluster (new data dirs) for the next trial"
+            for n in 0 1 2; do
+                if [[ -n ${OURS[${SM_PID[n]}]:-} ]]; then stop_pid "${SM_PID[n]}" 30; fi
+                rm -rf "$WORK/sm$n/data"
+            done
+            for n in 0 1 2; do start_sm "$n"; done
+            LEADER=$(sm_leader) || { problem "the fresh cluster did not form; no further trials"; break; }
+            preload statemanager statemanager "${SM_URL[LEADER]}"
+        fi
     done
 fi
 
@@ -422,36 +460,37 @@ for target in ("leader", "follower"):
 EOF
 )
 
-FAILOVER=$(python3 - "$TRIALS" "$FAILOVER_AFTER" <<'EOF'
+FAILOVER=$(python3 - "$TRIALS" "$FAILOVER_AFTER" "$FAILOVER_BEFORE" <<'EOF'
 import json, math, statistics, sys
 trials = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 after = sys.argv[2]
 if not trials:
     sys.exit(0)
-print("| trial | killed leader | new leader | failover gap ms | kill → first ack ms | kill → first ack of a store sent after the kill ms | acks before / after kill | writer errors | acked keys read back |")
-print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+print("| trial | killed leader | new leader | failover gap ms | kill → first ack of a store sent after the kill, ms | kill → first ack (any), ms | acks before / after kill | writer errors | acked keys read back | killed node rejoined after restart |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
 gaps, firsts = [], []
 for t in trials:
     errs = ", ".join(f"{k}: {v}" for k, v in sorted(t["writer"]["errors"].items())) or "none"
     back = f"{t['verified'] - t['missing']}/{t['verified']}" if "verified" in t else "-"
     if t.get("recovered"):
-        gap, first, sent = t["gap_ms"], t["first_ack_ms"], t["first_sent_ack_ms"]
+        gap, first = t["gap_ms"], t["first_sent_ack_ms"]
         gaps.append(gap)
         firsts.append(first)
     else:
-        gap = f"> {t['gap_ms_at_least']} (no ack within {after} s)" if "gap_ms_at_least" in t else "?"
-        first = sent = f"> {after} s"
+        gap = f"> {t['gap_ms_at_least']}" if "gap_ms_at_least" in t else "?"
+        first = f"none within {after} s"
         gaps.append(math.inf)
         firsts.append(math.inf)
-    print(f"| {t['trial']} | {t['killed']} | {t.get('new_leader') or 'none'} | {gap} | {first} | {sent} | "
-          f"{t.get('acks_before_kill', 0):,} / {t.get('acks_after_kill', 0):,} | {errs} | {back} |")
+    print(f"| {t['trial']} | {t['killed']} | {t.get('new_leader') or 'none'} | {gap} | {first} | {t.get('first_ack_ms', '-')} | "
+          f"{t.get('acks_before_kill', 0):,} / {t.get('acks_after_kill', 0):,} | {errs} | {back} | {t.get('rejoin', '-')} |")
 print()
 def fmt(v):
     return f"{v:.0f} ms" if v != math.inf else f"not recovered (> {after} s)"
-for vals, name in ((gaps, "failover gap"), (firsts, "kill → first acknowledged store")):
+for vals, name in ((gaps, "failover gap"), (firsts, "kill → first acknowledged store sent after the kill")):
     print(f"- {name}: median **{fmt(statistics.median(vals))}**, max **{fmt(max(vals))}** ({len(vals)} trials)")
-rates = [t["writer"]["rate"] for t in trials]
-print(f"- writer throughput over each whole trial: {', '.join(f'{r:,.0f}' for r in rates)} stores/s")
+whole = ", ".join(f"{t['writer']['rate']:,.0f}" for t in trials)
+pre = ", ".join(f"{t.get('acks_before_kill', 0) / float(sys.argv[3]):,.0f}" for t in trials)
+print(f"- writer throughput: {pre} stores/s before the kill (acks / FAILOVER_BEFORE s); {whole} stores/s over each whole trial")
 EOF
 )
 
@@ -466,9 +505,9 @@ done
 {
     echo "# Cluster benchmark, $STAMP"
     echo
-    echo "Command: \`DURATION=$DURATION bench/cluster.sh\`"
+    echo "Command: \`$CMDLINE\`"
     echo
-    grep -E '^(machine|statemanager|etcd|wrk|load average at)' "$RAW_LOG" | sed 's/^/- /' | head -n7
+    grep -E '^(machine|statemanager|etcd|wrk|load average at [a-z ]*):' "$RAW_LOG" | sed 's/^/- /' | head -n7
     echo
     echo "## Throughput (3 nodes each)"
     echo
