@@ -89,6 +89,7 @@ impl ApiError {
                     DomainError::InvalidRequest(m) => {
                         (StatusCode::BAD_REQUEST, "invalid_request", m.clone())
                     }
+                    DomainError::NotFound => (StatusCode::NOT_FOUND, "not_found", d.to_string()),
                     DomainError::Conflict { .. } => {
                         (StatusCode::CONFLICT, "conflict", d.to_string())
                     }

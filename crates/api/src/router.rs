@@ -11,7 +11,7 @@ use axum::Router;
 use statemanager_cache::Cache;
 use statemanager_raft::Node;
 
-use crate::handlers::{cache, fallback, fetch, probes, store};
+use crate::handlers::{cache, delete, fallback, fetch, probes, store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -79,6 +79,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/metrics", get(probes::metrics))
         .route("/store_data", post(store::store_data))
         .route("/fetch_data", post(fetch::fetch_data))
+        .route("/delete_data", post(delete::delete_data))
         .route("/get_data", post(cache::get_data))
         .route("/set_data", post(cache::set_data))
         .fallback(fallback::unknown_endpoint)
@@ -115,6 +116,7 @@ pub fn forward_router(state: ApiState) -> Router {
     Router::new()
         .route("/forward/store_data", post(store::store_data))
         .route("/forward/fetch_data", post(fetch::fetch_data))
+        .route("/forward/delete_data", post(delete::delete_data))
         .with_state(state)
 }
 
@@ -129,6 +131,7 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
         "/metrics",
         "/store_data",
         "/fetch_data",
+        "/delete_data",
         "/get_data",
         "/set_data",
     ];

@@ -24,6 +24,8 @@ pub struct Batch {
 pub enum Op {
     /// Store an item (`/store_data`).
     Store(StoreOp),
+    /// Delete an item (`/delete_data`): absent afterwards, whatever its timestamp.
+    Delete(ItemId),
 }
 
 /// A validated store request.

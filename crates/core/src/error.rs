@@ -25,6 +25,9 @@ pub enum DomainError {
         /// The configured limit.
         limit: u64,
     },
+    /// A delete of an item that is not there (never stored, expired, or already deleted).
+    #[error("no item with this namespace and key (never stored, expired, or deleted)")]
+    NotFound,
     /// A new key while the store (or the namespace) already holds its maximum number of items.
     #[error("the {scope} is full ({limit} items); existing keys can still be updated")]
     StoreFull {

@@ -100,6 +100,13 @@ impl State {
                 self.purge_expired(now);
                 match op {
                     Op::Store(store) => self.store(store, now, &batch.limits),
+                    Op::Delete(id) => match self.remove(id) {
+                        Some(item) => Ok(Stored {
+                            timestamp: item.timestamp,
+                            expires_at: item.expires_at,
+                        }),
+                        None => Err(DomainError::NotFound),
+                    },
                 }
             })
             .collect()

@@ -589,13 +589,19 @@ impl Node {
 
     /// Stores an item; returns once the entry holding it is fsync'd, committed and applied.
     pub async fn store(&self, op: StoreOp) -> Result<Stored, NodeError> {
+        self.write(Op::Store(op)).await
+    }
+
+    /// Deletes an item through the log; `Err(Domain(NotFound))` when it was not there.
+    pub async fn delete(&self, id: ItemId) -> Result<Stored, NodeError> {
+        self.write(Op::Delete(id)).await
+    }
+
+    async fn write(&self, op: Op) -> Result<Stored, NodeError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .writes
-            .send(WriteRequest {
-                op: Op::Store(op),
-                reply,
-            })
+            .send(WriteRequest { op, reply })
             .await
             .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
         answer

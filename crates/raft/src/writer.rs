@@ -77,6 +77,7 @@ pub fn quorum_lost(raft: &Raft<TypeConfig>, limit: Duration) -> Option<String> {
 fn op_bytes(op: &Op) -> usize {
     match op {
         Op::Store(s) => s.data.len() + s.id.namespace.as_str().len() + s.id.key.as_str().len(),
+        Op::Delete(id) => id.namespace.as_str().len() + id.key.as_str().len(),
     }
 }
 

@@ -419,3 +419,46 @@ async fn concurrent_stores_without_timestamp_never_conflict() {
         assert!(t.await.unwrap().iter().all(|s| *s == 200));
     }
 }
+
+#[tokio::test]
+async fn delete_data_is_durable_and_idempotent() {
+    let mut s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    let item = json!({"namespace":"n","key":"k"});
+    post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"v","ttl":60}),
+    )
+    .await;
+    post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"keep","data":"v","ttl":60}),
+    )
+    .await;
+    let (st, body) = post(&c, &s.url("/delete_data"), item.clone()).await;
+    assert_eq!((st, body), (200, json!({"deleted": true})));
+    let (st, e) = post(&c, &s.url("/delete_data"), item.clone()).await;
+    assert_eq!(st, 404, "a second delete finds nothing");
+    assert_eq!(e["error"]["code"], "not_found");
+    assert_eq!(post(&c, &s.url("/fetch_data"), item.clone()).await.0, 404);
+    let (st, _) = post(&c, &s.url("/delete_data"), json!({"namespace":"n"})).await;
+    assert_eq!(st, 400);
+    // Durable: still deleted after kill -9, the other item still there.
+    s.kill9();
+    s.restart();
+    s.wait_ready().await;
+    assert_eq!(post(&c, &s.url("/fetch_data"), item).await.0, 404);
+    assert_eq!(
+        post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"n","key":"keep"})
+        )
+        .await
+        .0,
+        200
+    );
+}

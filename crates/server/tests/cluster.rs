@@ -180,3 +180,33 @@ async fn whole_cluster_killed_and_restarted_loses_nothing() {
         assert_eq!(st, 200, "{key} lost");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_on_one_node_is_seen_on_all() {
+    let cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let follower = (leader + 1) % 3;
+    post(
+        &c,
+        &cluster.node(leader).url("/store_data"),
+        json!({"namespace":"d","key":"k","data":"v","ttl":60}),
+    )
+    .await;
+    let (st, _) = post(
+        &c,
+        &cluster.node(follower).url("/delete_data"),
+        json!({"namespace":"d","key":"k"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    for i in 0..3 {
+        let (st, _) = post(
+            &c,
+            &cluster.node(i).url("/fetch_data"),
+            json!({"namespace":"d","key":"k"}),
+        )
+        .await;
+        assert_eq!(st, 404, "node {i}");
+    }
+}

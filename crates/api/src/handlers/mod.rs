@@ -1,6 +1,7 @@
 //! Request handlers, one file per endpoint group.
 
 pub mod cache;
+pub mod delete;
 pub mod fallback;
 pub mod fetch;
 pub mod probes;

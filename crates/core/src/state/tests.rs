@@ -175,6 +175,21 @@ fn already_expired_newer_store_removes_older_item() {
 }
 
 #[test]
+fn delete_removes_and_reports_absence() {
+    let mut s = State::new();
+    apply_one(&mut s, ts(1), store("n", "k", "v", 60, None)).unwrap();
+    let gone = apply_one(&mut s, ts(2), Op::Delete(id("n", "k"))).unwrap();
+    assert_eq!(gone.timestamp, ts(1));
+    assert!(s.get(&id("n", "k"), ts(2)).is_none());
+    assert_eq!(s.stats().items, 0);
+    assert_eq!(
+        apply_one(&mut s, ts(3), Op::Delete(id("n", "k"))),
+        Err(DomainError::NotFound),
+        "idempotent: a second delete finds nothing"
+    );
+}
+
+#[test]
 fn oversized_item_is_refused() {
     let mut s = State::new();
     let limits = Limits {
@@ -327,6 +342,14 @@ impl Model {
             };
             self.high_water = now;
             self.items.retain(|_, i| i.expires_at > now);
+            if op.delete {
+                let k = (op.ns.clone(), op.key.clone());
+                out.push(match self.items.remove(&k) {
+                    Some(old) => Ok((old.timestamp, old.expires_at)),
+                    None => Err("not_found"),
+                });
+                continue;
+            }
             if op.data.len() as u64 > limits.max_item_bytes {
                 out.push(Err("too_large"));
                 continue;
@@ -375,6 +398,7 @@ impl Model {
 
 #[derive(Debug, Clone)]
 struct ModelOp {
+    delete: bool,
     ns: String,
     key: String,
     data: String,
@@ -389,8 +413,10 @@ fn model_op() -> impl Strategy<Value = ModelOp> {
         prop::sample::select(vec!["x", "y", "zzzzzz"]),
         1u64..40,
         prop::option::of(0u64..120),
+        prop::bool::weighted(0.15),
     )
-        .prop_map(|(ns, key, data, ttl, t)| ModelOp {
+        .prop_map(|(ns, key, data, ttl, t, delete)| ModelOp {
+            delete,
             ns: ns.into(),
             key: key.into(),
             data: data.into(),
@@ -400,6 +426,9 @@ fn model_op() -> impl Strategy<Value = ModelOp> {
 }
 
 fn to_op(m: &ModelOp) -> Op {
+    if m.delete {
+        return Op::Delete(id(&m.ns, &m.key));
+    }
     store(
         &m.ns,
         &m.key,
@@ -416,6 +445,7 @@ fn outcome_kind(o: &OpOutcome) -> Result<(u64, u64), &'static str> {
         Err(DomainError::ItemTooLarge { .. }) => Err("too_large"),
         Err(DomainError::StoreFull { .. }) => Err("full"),
         Err(DomainError::InvalidRequest(_)) => Err("invalid"),
+        Err(DomainError::NotFound) => Err("not_found"),
     }
 }
 
