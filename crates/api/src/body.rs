@@ -7,9 +7,14 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use statemanager_core::{ItemId, Key};
 
 use crate::error::ApiError;
+use crate::namespaces::Namespaces;
 
 /// Reads `body` (at most `limit` bytes) and parses it as a JSON object.
 pub async fn json_object(
@@ -113,5 +118,33 @@ pub fn optional_number(obj: &Map<String, Value>, field: &str) -> Result<Option<f
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => number(obj, field).map(Some),
+    }
+}
+
+/// A well-formed `{"namespace", "key"}` body, parsed without building a JSON tree.
+#[derive(Deserialize)]
+struct ItemBody<'a> {
+    #[serde(borrow)]
+    namespace: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+}
+
+/// The item a `{"namespace", "key"}` body addresses (namespace resolved: plain or token). The
+/// fast path parses borrowed strings; anything it refuses is parsed again field by field so
+/// the error names the field and the rule.
+pub fn item_id(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError> {
+    match serde_json::from_slice::<ItemBody>(bytes) {
+        Ok(b) => Ok(ItemId {
+            namespace: namespaces.resolve(&b.namespace)?,
+            key: Key::new(&b.key)?,
+        }),
+        Err(_) => {
+            let obj = parse_object(bytes)?;
+            Ok(ItemId {
+                namespace: namespaces.resolve(string(&obj, "namespace")?)?,
+                key: Key::new(string(&obj, "key")?)?,
+            })
+        }
     }
 }
