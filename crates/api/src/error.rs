@@ -3,6 +3,7 @@
 //! | code | status | meaning |
 //! |---|---|---|
 //! | `invalid_request` | 400 | malformed JSON, wrong type, missing field, value out of range |
+//! | `unauthorized` | 401 | an admin endpoint without the cluster secret |
 //! | `forbidden` | 403 | a namespace token failed (wrong, expired, foreign key), or one is required |
 //! | `not_found` | 404 | item missing or expired |
 //! | `unknown_endpoint` | 404 | no such path |
@@ -28,6 +29,8 @@ use statemanager_raft::NodeError;
 pub enum ApiError {
     /// 400 `invalid_request`.
     InvalidRequest(String),
+    /// 401 `unauthorized`: an admin endpoint without the required credential.
+    Unauthorized(String),
     /// 403 `forbidden`: a namespace token failed, or one is required.
     Forbidden(String),
     /// 404 `not_found`.
@@ -60,6 +63,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,

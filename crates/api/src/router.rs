@@ -11,6 +11,7 @@ use axum::Router;
 use statemanager_cache::Cache;
 use statemanager_raft::Node;
 
+use crate::handlers::admin::{self, AdminAccess};
 use crate::handlers::{cache, delete, fallback, fetch, probes, store};
 
 /// What every handler can reach.
@@ -38,6 +39,8 @@ pub struct ApiState {
     /// Renders the Prometheus text exposition (set by the server once its recorder is
     /// installed; `/metrics` answers 404 without it).
     pub render_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Who may call `/admin/*` on this port.
+    pub admin: AdminAccess,
 }
 
 impl ApiState {
@@ -62,6 +65,7 @@ impl ApiState {
             run_ref,
             started,
             render_metrics: None,
+            admin: AdminAccess::Open,
             forwarding: true,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             namespaces,
@@ -71,6 +75,13 @@ impl ApiState {
 
 /// The whole HTTP API.
 pub fn app(state: ApiState) -> Router {
+    let admin_routes = Router::new()
+        .route("/admin/list", post(admin::list))
+        .route("/admin/backup", get(admin::backup))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .route("/", get(probes::banner).post(probes::banner))
         .route("/health", get(probes::health))
@@ -82,6 +93,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/delete_data", post(delete::delete_data))
         .route("/get_data", post(cache::get_data))
         .route("/set_data", post(cache::set_data))
+        .merge(admin_routes)
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -134,6 +146,8 @@ fn endpoint_label(matched: Option<&str>) -> &'static str {
         "/delete_data",
         "/get_data",
         "/set_data",
+        "/admin/list",
+        "/admin/backup",
     ];
     matched
         .and_then(|m| ROUTES.iter().find(|r| **r == m).copied())

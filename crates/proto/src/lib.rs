@@ -53,6 +53,30 @@ pub struct FetchDataResponse {
     pub expires_at: f64,
 }
 
+/// `POST /admin/list` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// The namespace as it was asked for.
+    pub namespace: String,
+    /// Its live keys, sorted.
+    pub keys: Vec<ListedKey>,
+    /// Whether more keys exist than were returned (raise `limit`).
+    pub truncated: bool,
+}
+
+/// One key in a [`ListResponse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedKey {
+    /// The key.
+    pub key: String,
+    /// The item's timestamp.
+    pub timestamp: f64,
+    /// When it expires.
+    pub expires_at: f64,
+    /// Size of its data in bytes.
+    pub bytes: u64,
+}
+
 /// `GET /ready` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadyResponse {

@@ -16,6 +16,8 @@
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod backup;
 pub mod error;
 pub mod log_store;
 pub mod network;

@@ -7,21 +7,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
-use statemanager_core::{Batch, Clock, Item, ItemId, Limits, Op, StoreOp, Stored, Timestamp};
+use statemanager_core::{
+    Batch, Clock, Item, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
+};
 use statemanager_storage::{DataDir, LogEngine, StorageError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::backup::{BackupCapture, BackupHeader, BACKUP_FORMAT, BACKUP_KIND};
 use crate::log_store::LogStore;
 use crate::network::{cluster_id_of, ClusterId, PeerNetwork};
 
-const META_CLUSTER_ID: &str = "cluster-id";
+pub(crate) const META_CLUSTER_ID: &str = "cluster-id";
 
 /// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
 
 /// A cluster id from the members it was formed with (FNV-1a over `id=addr` pairs, sorted).
-fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
+pub(crate) fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
     let mut sorted = members.to_vec();
     sorted.sort();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -632,6 +635,15 @@ impl Node {
     /// Reads an item linearizably: the answer reflects every store acknowledged before the
     /// call. Expired items are absent.
     pub async fn fetch(&self, id: &ItemId) -> Result<Option<Item>, NodeError> {
+        self.linearize().await?;
+        let applied = self.inner.shared.read();
+        let now = self.inner.clock.now().max(applied.state.high_water());
+        Ok(applied.state.get(id, now).cloned())
+    }
+
+    /// Waits until this node may answer linearizably (one shared read-index round, see
+    /// `reader`).
+    async fn linearize(&self) -> Result<(), NodeError> {
         let (waiter, ready) = oneshot::channel();
         self.inner
             .reads
@@ -640,10 +652,79 @@ impl Node {
             .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
         ready
             .await
-            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))??;
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+    }
+
+    /// The live items of `namespace`, sorted by key, at most `limit` of them (linearizable,
+    /// like a fetch); the flag says whether more were left out. For debugging: it scans
+    /// every item.
+    pub async fn list(
+        &self,
+        namespace: &Namespace,
+        limit: usize,
+    ) -> Result<(Vec<(Key, Item)>, bool), NodeError> {
+        self.linearize().await?;
         let applied = self.inner.shared.read();
         let now = self.inner.clock.now().max(applied.state.high_water());
-        Ok(applied.state.get(id, now).cloned())
+        let mut items: Vec<(Key, Item)> = applied
+            .state
+            .iter()
+            .filter(|(id, item)| &id.namespace == namespace && item.expires_at > now)
+            .map(|(id, item)| (id.key.clone(), item.clone()))
+            .collect();
+        drop(applied);
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let truncated = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, truncated))
+    }
+
+    /// A consistent copy of every item for a backup: it holds every store acknowledged before
+    /// the call (a linearizable read), and is taken under one read lock, so it is the state at
+    /// one applied index. Items share their strings with the live state: this copies pointers.
+    pub async fn backup_capture(&self) -> Result<BackupCapture, NodeError> {
+        self.linearize().await?;
+        let applied = self.inner.shared.read();
+        let items: Vec<(ItemId, Item)> = applied
+            .state
+            .iter()
+            .map(|(id, item)| (id.clone(), item.clone()))
+            .collect();
+        let header = BackupHeader {
+            kind: BACKUP_KIND.into(),
+            format: BACKUP_FORMAT,
+            created_at: self.inner.clock.now(),
+            source_node: self.inner.node_id,
+            cluster_id: self.cluster_id(),
+            applied_index: applied.last_applied.map_or(0, |l| l.index),
+            high_water: applied.state.high_water(),
+            items: items.len() as u64,
+        };
+        Ok(BackupCapture { header, items })
+    }
+
+    /// Writes a backup (see [`Node::backup_capture`]) to an unlinked file in the data
+    /// directory (so it needs no cleanup and inherits the directory's permissions) and
+    /// returns it, rewound, with its header.
+    pub async fn backup_file(&self) -> Result<(std::fs::File, BackupHeader), NodeError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let capture = self.backup_capture().await?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .inner
+            ._data_dir
+            .root()
+            .join(format!("backup-{}-{n}.smbackup", std::process::id()));
+        let written = tokio::task::spawn_blocking(move || {
+            crate::backup::write_backup(&path, &capture)?;
+            let file = std::fs::File::open(&path)
+                .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+            let _ = std::fs::remove_file(&path);
+            Ok::<_, StorageError>((file, capture.header))
+        })
+        .await
+        .map_err(|e| NodeError::Unavailable(format!("backup task failed: {e}")))?;
+        written.map_err(|e| NodeError::Unavailable(format!("writing the backup failed: {e}")))
     }
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.

@@ -1,5 +1,6 @@
 //! The `statemanager` binary: `serve`, plus CLI commands.
 
+mod client_cli;
 mod cluster_cli;
 mod config;
 mod logging;
@@ -8,7 +9,8 @@ mod size;
 mod telemetry;
 mod tls;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +79,31 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cli::ClusterCommand,
     },
+    /// Restore a backup into an empty data directory (the node must not be running).
+    ///
+    /// The whole file is verified first; a damaged file or a used directory changes nothing.
+    /// The restored node's membership comes from the configuration: its `peers` (restore the
+    /// same file into every member's data directory before starting any of them), or this
+    /// node alone (then add others with `cluster add`). See docs/operations.md.
+    ///
+    /// Examples:
+    ///   statemanager restore backup.smbackup --data-dir /var/lib/statemanager
+    ///   statemanager restore backup.smbackup --config /etc/statemanager/statemanager.yaml
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// YAML configuration file (for data_dir, node_id, peers, peer_listen).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Override `data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(flatten)]
+    Client(client_cli::ClientCommand),
 }
 
 /// Flags of `token`.
@@ -127,6 +154,13 @@ fn main() -> ExitCode {
             json,
             command,
         } => cluster_cli::run(&peer, command, json),
+        Command::Restore {
+            file,
+            config,
+            data_dir,
+            json,
+        } => restore(&file, config, data_dir, json),
+        Command::Client(command) => client_cli::run(command),
     }
 }
 
@@ -182,5 +216,71 @@ fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
             eprintln!("statemanager: recovery failed, nothing was changed beyond this point: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn restore(
+    file: &Path,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let loaded = match config::load(config.as_deref(), &|var| std::env::var(var).ok()) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("statemanager: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = loaded.config;
+    let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+    let members: BTreeMap<u64, String> = if cfg.peers.is_empty() {
+        let addr = cfg
+            .peer_listen
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", cfg.host, cfg.port));
+        BTreeMap::from([(cfg.node_id, addr)])
+    } else {
+        cfg.peers.clone()
+    };
+    match statemanager_raft::backup::restore(file, &dir, &members) {
+        Ok(summary) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "items": summary.items,
+                        "data_dir": dir.display().to_string(),
+                        "members": members.keys().collect::<Vec<_>>(),
+                        "cluster_id": summary.cluster_id,
+                        "backup_applied_index": summary.header.applied_index,
+                        "backup_source_node": summary.header.source_node,
+                    })
+                );
+            } else {
+                println!(
+                    "restored {} item(s) into {} (members {:?}, cluster id {}); start the node(s) now",
+                    summary.items,
+                    dir.display(),
+                    members.keys().collect::<Vec<_>>(),
+                    summary.cluster_id
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("statemanager: restore failed, nothing was changed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

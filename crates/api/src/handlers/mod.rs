@@ -1,5 +1,6 @@
 //! Request handlers, one file per endpoint group.
 
+pub mod admin;
 pub mod cache;
 pub mod delete;
 pub mod fallback;
