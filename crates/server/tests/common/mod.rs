@@ -217,6 +217,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes that form one cluster from their `peers` lists.
     pub fn start(n: usize, extra: &str) -> Cluster {
+        Cluster::start_prepared(n, extra, &|_, _| {})
+    }
+
+    /// Like [`Cluster::start`], but calls `prepare(dir, config_path)` for each node after its
+    /// configuration is written and before it starts (e.g. to restore a backup into it).
+    pub fn start_prepared(n: usize, extra: &str, prepare: &dyn Fn(&Path, &Path)) -> Cluster {
         let ports = free_ports(n);
         let peers: String = ports
             .iter()
@@ -234,6 +240,8 @@ impl Cluster {
                 i + 1
             );
             let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("config.yaml"), &config).expect("write config");
+            prepare(dir.path(), &dir.path().join("config.yaml"));
             cluster
                 .nodes
                 .push(Some(Server::start_in(dir.path(), &config, &[])));
