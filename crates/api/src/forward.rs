@@ -37,12 +37,7 @@ pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Resp
         .into());
     };
     let answer = node
-        .peer_http()
-        .post(format!("http://{addr}/forward{path}"))
-        .header(
-            statemanager_raft::network::RPC_VERSION_HEADER,
-            statemanager_raft::network::RPC_VERSION,
-        )
+        .peer_request(reqwest::Method::POST, &addr, &format!("/forward{path}"))
         .timeout(FORWARD_TIMEOUT)
         .body(body)
         .send()

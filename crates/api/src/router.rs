@@ -123,12 +123,16 @@ async fn refuse_while_draining(
 pub fn forward_router(state: ApiState) -> Router {
     let state = ApiState {
         forwarding: false,
+        admin: AdminAccess::Open,
         ..state
     };
     Router::new()
         .route("/forward/store_data", post(store::store_data))
         .route("/forward/fetch_data", post(fetch::fetch_data))
         .route("/forward/delete_data", post(delete::delete_data))
+        // The peer port's own authentication (cluster secret, peer TLS) guards these.
+        .route("/admin/list", post(admin::list))
+        .route("/admin/backup", get(admin::backup))
         .with_state(state)
 }
 

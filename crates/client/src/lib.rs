@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 pub use statemanager_proto::{
@@ -272,6 +273,24 @@ impl Client {
             body["limit"] = json!(limit);
         }
         self.post("/admin/list", &body).await
+    }
+
+    /// Any request: the status and the JSON answer (`Null` when the body is not JSON),
+    /// whatever the status. For admin tools that interpret statuses themselves.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Error> {
+        let mut builder = self.request(method, path).timeout(self.timeout);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| self.transport(e))?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// `GET /status`.

@@ -6,9 +6,11 @@
 //! version instead of misreading it. Connections are kept alive and reused (one pool per
 //! node); openraft batches entries into each append. A one-member cluster never sends one.
 //!
-//! The transport is plain HTTP today; it is one `reqwest::Client` and one axum router, so
-//! mutual TLS goes on both ends without touching the Raft code.
+//! Every request is built by [`PeerNetwork::request`]: HTTPS with this node's client
+//! certificate when `peer_tls` is configured, and `Authorization: Bearer <cluster_secret>`
+//! when a secret is; the peer server checks both (see `peer_server`).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openraft::error::{
@@ -23,6 +25,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::ClusterSecret;
 use crate::types::{decode, encode, NodeId, TypeConfig};
 
 /// The header naming the peer RPC format version.
@@ -41,38 +44,111 @@ pub fn cluster_id_of(cell: &ClusterId) -> Option<String> {
     cell.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Mutual TLS on the peer port: this node's certificate and key, and the cluster's CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    /// This node's certificate chain (PEM), signed by `ca_cert`; presented as server and as
+    /// client.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// The cluster's CA (PEM): peers must present certificates it signed.
+    pub ca_cert: PathBuf,
+}
+
+/// How a node proves itself to its peers (and checks them): a shared secret, mutual TLS,
+/// both, or neither (a trusted network only; see `docs/security.md`).
+#[derive(Debug, Clone, Default)]
+pub struct PeerCredentials {
+    /// Sent as `Authorization: Bearer` with every peer request, required on every one.
+    pub secret: Option<ClusterSecret>,
+    /// HTTPS with client certificates on the peer port.
+    pub tls: Option<PeerTls>,
+}
+
+impl PeerCredentials {
+    /// `https` with peer TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read peer_tls.{what} {}: {e}", path.display()))
+}
+
 /// Creates one client per peer, all sharing a keep-alive connection pool.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     http: reqwest::Client,
     cluster_id: ClusterId,
+    credentials: PeerCredentials,
 }
 
 impl PeerNetwork {
-    /// A network of keep-alive HTTP clients (500 ms connect timeout).
-    pub fn new(cluster_id: ClusterId) -> Self {
+    /// A network of keep-alive HTTP(S) clients (500 ms connect timeout) presenting
+    /// `credentials`; fails when the TLS files are unusable.
+    pub fn new(cluster_id: ClusterId, credentials: PeerCredentials) -> Result<Self, String> {
         // reqwest is built without a default TLS provider; ours is ring (as for the API).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(tls) = &credentials.tls {
+            let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)
+                .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+            let mut pem = read_pem(&tls.cert_file, "cert_file")?;
+            pem.push(b'\n');
+            pem.extend(read_pem(&tls.key_file, "key_file")?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+            builder = builder.tls_certs_only(ca).identity(identity);
+        }
+        let http = builder
             .build()
-            .unwrap_or_default();
-        PeerNetwork { http, cluster_id }
+            .map_err(|e| format!("cannot build the peer HTTP client: {e}"))?;
+        Ok(PeerNetwork {
+            http,
+            cluster_id,
+            credentials,
+        })
+    }
+
+    /// A request to `path` on the peer at `addr`, carrying the RPC version, this node's
+    /// cluster id and its credentials. Every node-to-node request is built here.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(
+                method,
+                format!("{}://{addr}{path}", self.credentials.scheme()),
+            )
+            .header(RPC_VERSION_HEADER, RPC_VERSION);
+        if let Some(id) = cluster_id_of(&self.cluster_id) {
+            request = request.header(CLUSTER_HEADER, id);
+        }
+        if let Some(secret) = &self.credentials.secret {
+            request = request.header(reqwest::header::AUTHORIZATION, secret.header_value());
+        }
+        request
     }
 
     /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
     /// quorum and answers the log index a linearizable read must have applied.
     pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64, String> {
-        let mut request = self
-            .http
-            .post(format!("http://{addr}/raft/read_index"))
-            .header(RPC_VERSION_HEADER, RPC_VERSION)
+        let request = self
+            .request(reqwest::Method::POST, addr, "/raft/read_index")
             .timeout(timeout);
-        if let Some(id) = cluster_id_of(&self.cluster_id) {
-            request = request.header(CLUSTER_HEADER, id);
-        }
         let response = request.send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("leader answered {}", response.status()));
@@ -93,15 +169,10 @@ impl PeerNetwork {
     ) -> Result<Vec<Result<statemanager_core::Stored, crate::NodeError>>, crate::NodeError> {
         use crate::NodeError;
         let body = encode(&ops).map_err(|e| NodeError::Unavailable(e.to_string()))?;
-        let mut request = self
-            .http
-            .post(format!("http://{addr}/raft/propose"))
-            .header(RPC_VERSION_HEADER, RPC_VERSION)
+        let request = self
+            .request(reqwest::Method::POST, addr, "/raft/propose")
             .timeout(timeout)
             .body(body);
-        if let Some(id) = cluster_id_of(&self.cluster_id) {
-            request = request.header(CLUSTER_HEADER, id);
-        }
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 NodeError::NoQuorum(format!("cannot reach the leader: {e}"))
@@ -123,20 +194,14 @@ impl PeerNetwork {
             decode(&bytes).map_err(|e| NodeError::Unavailable(e.to_string()))?;
         answer
     }
-
-    /// The shared HTTP client (also used for forwarding client requests to the leader).
-    pub fn http(&self) -> reqwest::Client {
-        self.http.clone()
-    }
 }
 
 /// The client for one peer.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
-    cluster_id: ClusterId,
+    network: PeerNetwork,
     target: NodeId,
-    base: String,
+    addr: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -144,10 +209,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerClient {
-            http: self.http.clone(),
-            cluster_id: self.cluster_id.clone(),
+            network: self.clone(),
             target,
-            base: format!("http://{}", node.addr),
+            addr: node.addr.clone(),
         }
     }
 }
@@ -165,14 +229,9 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(RPC_VERSION_HEADER, RPC_VERSION);
-        if let Some(id) = cluster_id_of(&self.cluster_id) {
-            request = request.header(CLUSTER_HEADER, id);
-        }
-        let response = request
+        let response = self
+            .network
+            .request(reqwest::Method::POST, &self.addr, path)
             .timeout(option.hard_ttl())
             .body(body)
             .send()

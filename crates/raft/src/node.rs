@@ -20,6 +20,9 @@ use crate::network::{cluster_id_of, ClusterId, PeerNetwork};
 
 pub(crate) const META_CLUSTER_ID: &str = "cluster-id";
 
+/// How long a node being added may take to catch up before the add is abandoned.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
+
 /// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
 
@@ -58,6 +61,8 @@ pub struct NodeOptions {
     pub peers: BTreeMap<NodeId, String>,
     /// Start empty and wait to be added to an existing cluster.
     pub join: bool,
+    /// How this node authenticates to peers and checks them.
+    pub peer_credentials: crate::network::PeerCredentials,
     /// Item limits, stamped into every batch this node proposes as leader.
     pub limits: Limits,
     /// The clock the leader stamps batches with.
@@ -98,6 +103,7 @@ impl NodeOptions {
             peer_addr: None,
             peers: BTreeMap::new(),
             join: false,
+            peer_credentials: Default::default(),
             limits: Limits::default(),
             clock,
             heartbeat: Duration::from_millis(100),
@@ -167,6 +173,7 @@ pub struct NodeStatus {
 struct Inner {
     node_id: NodeId,
     cluster_id: ClusterId,
+    peer_secret: Option<crate::auth::ClusterSecret>,
     engine: LogEngine,
     api_addr: String,
     network: PeerNetwork,
@@ -226,7 +233,8 @@ impl Node {
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
         let cluster_id: ClusterId = Default::default();
-        let network = PeerNetwork::new(cluster_id.clone());
+        let network = PeerNetwork::new(cluster_id.clone(), options.peer_credentials.clone())
+            .map_err(StartError::Raft)?;
         let raft = Raft::new(
             options.node_id,
             config,
@@ -367,6 +375,7 @@ impl Node {
             inner: Arc::new(Inner {
                 node_id: options.node_id,
                 cluster_id,
+                peer_secret: options.peer_credentials.secret.clone(),
                 engine: engine_for_inner,
                 api_addr: options.api_addr.clone(),
                 network,
@@ -428,9 +437,20 @@ impl Node {
         &self.inner.api_addr
     }
 
-    /// The HTTP client shared with the peer network (keep-alive connections to peers).
-    pub fn peer_http(&self) -> reqwest::Client {
-        self.inner.network.http()
+    /// The cluster secret peers and administrators must present, if one is configured.
+    pub fn peer_secret(&self) -> Option<&crate::auth::ClusterSecret> {
+        self.inner.peer_secret.as_ref()
+    }
+
+    /// A request to `path` on the peer at `addr` with this node's credentials (keep-alive
+    /// connections shared with the Raft network; see `PeerNetwork::request`).
+    pub fn peer_request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.inner.network.request(method, addr, path)
     }
 
     /// The current leader's id and peer address, if a leader is known and it is not us.
@@ -497,6 +517,37 @@ impl Node {
         raft.add_learner(id, BasicNode::new(peer_addr), true)
             .await
             .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+        // openraft's blocking add returns even when the learner never answered (unreachable,
+        // or refusing our credentials). Promoting such a node would only cost availability:
+        // check that it holds the log, else take it out again.
+        let target = raft.metrics().borrow().last_log_index;
+        let caught_up = raft
+            .wait(Some(LEARNER_CATCH_UP))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten())
+                        .map(|l| l.index)
+                        >= target
+                },
+                "learner caught up",
+            )
+            .await
+            .is_ok();
+        if !caught_up {
+            let _ = raft
+                .change_membership(
+                    openraft::ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id])),
+                    false,
+                )
+                .await;
+            return Err(format!(
+                "node {id} at {peer_addr} did not catch up within {} s (unreachable, or it \
+                 refuses this cluster's credentials); it was not added",
+                LEARNER_CATCH_UP.as_secs()
+            ));
+        }
         let mut voters: std::collections::BTreeSet<NodeId> = raft
             .metrics()
             .borrow()
@@ -549,18 +600,11 @@ impl Node {
             .map(|id| (id, replication.get(&id).copied().flatten().map(|l| l.index)))
             .max_by_key(|(_, matched)| *matched)?;
         let addr = membership.get_node(&target)?.addr.clone();
-        let mut request = self
-            .peer_http()
-            .post(format!("http://{addr}/raft/elect"))
-            .header(
-                crate::network::RPC_VERSION_HEADER,
-                crate::network::RPC_VERSION,
-            )
-            .timeout(Duration::from_millis(500));
-        if let Some(id) = self.cluster_id() {
-            request = request.header(crate::network::CLUSTER_HEADER, id);
-        }
-        let asked = request.send().await;
+        let asked = self
+            .peer_request(reqwest::Method::POST, &addr, "/raft/elect")
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await;
         match asked {
             Ok(r) if r.status().is_success() => Some(target),
             _ => None,

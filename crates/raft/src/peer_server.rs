@@ -212,6 +212,45 @@ async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Res
 /// backlog of entries), and the cluster could not elect a working leader.
 pub const MAX_PEER_BODY: usize = 512 * 1024 * 1024;
 
+/// Wraps the whole peer router (Raft RPCs, admin, forwarding): with a cluster secret
+/// configured, every request must carry it (401 `unauthorized` otherwise, logged at most once
+/// a minute). Peer TLS, when configured, is enforced by the listener itself (client
+/// certificates signed by the cluster's CA), before any request is read.
+pub fn protect(router: Router, node: Node) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(node, check_secret))
+}
+
+async fn check_secret(
+    State(node): State<Node>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    static LAST_WARNING: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let Some(secret) = node.peer_secret() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if secret.admits(presented) {
+        return next.run(request).await;
+    }
+    let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            path = %request.uri().path(),
+            "refused a peer-port request without the cluster secret (logged once a minute)"
+        );
+    }
+    let body = serde_json::json!({"error": {
+        "code": "unauthorized",
+        "message": "the peer port needs 'Authorization: Bearer <cluster_secret>'",
+    }});
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
 /// The peer router (Raft RPCs, node info, membership admin), with `node` as state.
 pub fn router(node: Node) -> Router {
     Router::new()

@@ -2,11 +2,13 @@
 //! port's admin endpoints. Membership changes go to the leader; if `--peer` names another
 //! node, the command follows its answer to the leader.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::{json, Value};
+use statemanager_client::{Client, ClientOptions, Method};
 
 /// What to do.
 #[derive(Debug, Subcommand)]
@@ -27,32 +29,66 @@ pub enum ClusterCommand {
     },
 }
 
-async fn call(
-    http: &reqwest::Client,
-    peer: &str,
-    command: &ClusterCommand,
-) -> Result<Value, String> {
+/// Credentials for the peer port (flags of `statemanager cluster`).
+#[derive(Debug, clap::Args)]
+pub struct PeerAuthArgs {
+    /// The cluster secret, when one is configured.
+    #[arg(
+        long,
+        env = "STATEMANAGER_CLUSTER_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    secret: Option<String>,
+    /// The cluster's CA (PEM), when peer_tls is configured: the peer port is then HTTPS.
+    #[arg(long, value_name = "FILE", global = true)]
+    cacert: Option<PathBuf>,
+    /// A client certificate signed by the cluster's CA (PEM), for peer_tls.
+    #[arg(long, value_name = "FILE", requires = "client_key", global = true)]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long = "key",
+        id = "client_key",
+        value_name = "FILE",
+        requires = "cert",
+        global = true
+    )]
+    client_key: Option<PathBuf>,
+}
+
+fn client_for(target: &str, auth: &PeerAuthArgs) -> Result<Client, String> {
+    let scheme = if auth.cacert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut options = ClientOptions::new(&format!("{scheme}://{target}"));
+    options.timeout = Duration::from_secs(120);
+    options.secret = auth.secret.clone();
+    options.ca_cert = auth.cacert.clone();
+    options.client_cert = auth.cert.clone();
+    options.client_key = auth.client_key.clone();
+    Client::new(options).map_err(|e| e.to_string())
+}
+
+async fn call(peer: &str, auth: &PeerAuthArgs, command: &ClusterCommand) -> Result<Value, String> {
     let mut target = peer.to_string();
     for _ in 0..3 {
-        let request = match command {
-            ClusterCommand::Status => http.get(format!("http://{target}/admin/cluster")),
-            ClusterCommand::Add { id, peer_addr } => http
-                .post(format!("http://{target}/admin/add"))
-                .json(&json!({"id": id, "peer_addr": peer_addr})),
-            ClusterCommand::Remove { id } => http
-                .post(format!("http://{target}/admin/remove"))
-                .json(&json!({"id": id})),
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {target}: {e}"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("{target} answered {status} without JSON: {e}"))?;
-        if status.as_u16() == 421 {
+        let client = client_for(&target, auth)?;
+        let (status, body) = match command {
+            ClusterCommand::Status => client.raw(Method::GET, "/admin/cluster", None).await,
+            ClusterCommand::Add { id, peer_addr } => {
+                let body = json!({"id": id, "peer_addr": peer_addr});
+                client.raw(Method::POST, "/admin/add", Some(&body)).await
+            }
+            ClusterCommand::Remove { id } => {
+                let body = json!({"id": id});
+                client.raw(Method::POST, "/admin/remove", Some(&body)).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        if status == 421 {
             match body["leader_peer"].as_str() {
                 Some(leader) => {
                     target = leader.to_string();
@@ -61,11 +97,13 @@ async fn call(
                 None => return Err("no leader is known; try again shortly".into()),
             }
         }
-        if !status.is_success() {
-            return Err(body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed")
-                .to_string());
+        if !(200..300).contains(&status) {
+            return Err(format!(
+                "{} ({status})",
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed")
+            ));
         }
         return Ok(body);
     }
@@ -73,7 +111,7 @@ async fn call(
 }
 
 /// Runs a cluster command against `peer`; `json` prints machine-readable output.
-pub fn run(peer: &str, command: ClusterCommand, as_json: bool) -> ExitCode {
+pub fn run(peer: &str, auth: &PeerAuthArgs, command: ClusterCommand, as_json: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,18 +122,7 @@ pub fn run(peer: &str, command: ClusterCommand, as_json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    crate::tls::install_crypto_provider();
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-    {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("statemanager: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(call(&http, peer, &command)) {
+    match runtime.block_on(call(peer, auth, &command)) {
         Ok(body) => {
             if as_json {
                 println!("{body}");

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
+use statemanager_raft::auth::ClusterSecret;
+use statemanager_raft::network::{PeerCredentials, PeerTls};
 use statemanager_token::{Keyring, TimeRule};
 
 use crate::tls::TlsSettings;
@@ -107,6 +109,25 @@ pub struct Config {
     pub peers: BTreeMap<u64, String>,
     /// `join`: start empty and wait to be added to an existing cluster.
     pub join: bool,
+    /// `cluster_secret`: the shared credential of peers and administrators.
+    pub cluster_secret: Option<String>,
+    /// `cluster_secret_file`: a file holding it (must be mode 0600).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// `peer_tls`: mutual TLS on the peer port.
+    pub peer_tls: Option<PeerTls>,
+    /// `max_connections`: concurrent client connections per listener.
+    pub max_connections: u64,
+    /// `max_header_bytes`: largest request head (request line and headers).
+    pub max_header_bytes: u64,
+    /// `header_timeout_ms`: time allowed to receive a request head.
+    pub header_timeout_ms: u64,
+    /// `body_timeout_ms`: time allowed to receive a request body.
+    pub body_timeout_ms: u64,
+    /// `client_rate_limit`: requests per second per client address (0: no limit).
+    pub client_rate_limit: u64,
+    /// `disk_reserve`: free bytes the data directory's file system must keep for writes to be
+    /// accepted.
+    pub disk_reserve: u64,
 }
 
 impl Default for Config {
@@ -146,8 +167,40 @@ impl Default for Config {
             peer_listen: None,
             peers: BTreeMap::new(),
             join: false,
+            cluster_secret: None,
+            cluster_secret_file: None,
+            peer_tls: None,
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            client_rate_limit: 0,
+            disk_reserve: 64 << 20,
         }
     }
+}
+
+/// Reads a file that holds secrets, refusing one that group or others can read.
+fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e: std::io::Error| {
+        format!(
+            "invalid value for '{key}': cannot read {}: {e}",
+            path.display()
+        )
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(cannot)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "invalid value for '{key}': {} has mode {mode:04o}; it holds secrets, so it must be 0600 (chmod 600)",
+            path.display()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(cannot)
 }
 
 /// Every key the configuration knows, in the order the docs list them.
@@ -186,6 +239,15 @@ pub const KEYS: &[&str] = &[
     "peer_listen",
     "peers",
     "join",
+    "cluster_secret",
+    "cluster_secret_file",
+    "peer_tls",
+    "max_connections",
+    "max_header_bytes",
+    "header_timeout_ms",
+    "body_timeout_ms",
+    "client_rate_limit",
+    "disk_reserve",
 ];
 
 /// Cache Manager settings found in Opsview's `cachemanager.yaml` that this version accepts
@@ -413,6 +475,63 @@ impl Config {
                 }
                 self.tls = tls;
             }
+            "cluster_secret" => {
+                self.cluster_secret = match v {
+                    Value::Null => None,
+                    other => {
+                        let text = as_string(other)?;
+                        ClusterSecret::new(&text)?;
+                        Some(text)
+                    }
+                }
+            }
+            "cluster_secret_file" => {
+                self.cluster_secret_file = match v {
+                    Value::Null => None,
+                    other => Some(PathBuf::from(as_string(other)?)),
+                }
+            }
+            "peer_tls" => {
+                self.peer_tls = match v {
+                    Value::Null => None,
+                    Value::Mapping(map) => {
+                        let mut files: [Option<PathBuf>; 3] = Default::default();
+                        for (k, val) in map {
+                            let slot = match k.as_str() {
+                                Some("cert_file") => 0,
+                                Some("key_file") => 1,
+                                Some("ca_cert") => 2,
+                                other => {
+                                    return Err(format!(
+                                        "unknown peer_tls setting {other:?} (cert_file, key_file, ca_cert)"
+                                    ))
+                                }
+                            };
+                            files[slot] = Some(PathBuf::from(as_string(val)?));
+                        }
+                        let [Some(cert_file), Some(key_file), Some(ca_cert)] = files else {
+                            return Err("peer_tls needs cert_file, key_file and ca_cert".into());
+                        };
+                        Some(PeerTls {
+                            cert_file,
+                            key_file,
+                            ca_cert,
+                        })
+                    }
+                    other => {
+                        return Err(format!(
+                            "expected a mapping of peer_tls settings, got {}",
+                            describe(other)
+                        ))
+                    }
+                }
+            }
+            "max_connections" => self.max_connections = in_range(as_u64(v)?, 1, 1_000_000)?,
+            "max_header_bytes" => self.max_header_bytes = in_range(as_size(v)?, 1024, 1024 * 1024)?,
+            "header_timeout_ms" => self.header_timeout_ms = in_range(as_u64(v)?, 100, 600_000)?,
+            "body_timeout_ms" => self.body_timeout_ms = in_range(as_u64(v)?, 100, 3_600_000)?,
+            "client_rate_limit" => self.client_rate_limit = in_range(as_u64(v)?, 0, 10_000_000)?,
+            "disk_reserve" => self.disk_reserve = in_range(as_size(v)?, 0, 1 << 50)?,
             "housekeeping_interval" => {
                 self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
             }
@@ -437,26 +556,7 @@ impl Config {
     pub fn keyring(&self) -> Result<Option<Keyring>, String> {
         let mut keys = self.namespace_keys.clone();
         if let Some(path) = &self.namespace_keys_file {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path).map_err(|e| {
-                format!(
-                    "invalid value for 'namespace_keys_file': cannot read {}: {e}",
-                    path.display()
-                )
-            })?;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "invalid value for 'namespace_keys_file': {} has mode {mode:04o}; it holds secrets, so it must be 0600 (chmod 600)",
-                    path.display()
-                ));
-            }
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "invalid value for 'namespace_keys_file': cannot read {}: {e}",
-                    path.display()
-                )
-            })?;
+            let text = read_secret_file(path, "namespace_keys_file")?;
             keys.extend(
                 text.split([',', '\n'])
                     .map(|k| k.trim().to_string())
@@ -476,6 +576,29 @@ impl Config {
             .map_err(|e| format!("invalid namespace keys: {e}"))
     }
 
+    /// The cluster secret: `cluster_secret`, or the content of `cluster_secret_file`.
+    pub fn cluster_secret(&self) -> Result<Option<ClusterSecret>, String> {
+        let text = match (&self.cluster_secret, &self.cluster_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err("set cluster_secret or cluster_secret_file, not both".into())
+            }
+            (Some(text), None) => text.clone(),
+            (None, Some(path)) => read_secret_file(path, "cluster_secret_file")?,
+            (None, None) => return Ok(None),
+        };
+        ClusterSecret::new(&text)
+            .map(Some)
+            .map_err(|e| format!("invalid cluster secret: {e}"))
+    }
+
+    /// How this node authenticates to its peers.
+    pub fn peer_credentials(&self) -> Result<PeerCredentials, String> {
+        Ok(PeerCredentials {
+            secret: self.cluster_secret()?,
+            tls: self.peer_tls.clone(),
+        })
+    }
+
     /// The token time rule.
     pub fn token_rule(&self) -> TimeRule {
         TimeRule {
@@ -487,6 +610,7 @@ impl Config {
     /// Checks relations between keys.
     fn check(&self) -> Result<(), String> {
         self.keyring()?;
+        self.cluster_secret()?;
         if !self.peers.is_empty() && self.peer_listen.is_none() {
             return Err(
                 "peers is set but peer_listen is not: other nodes could not reach this one".into(),

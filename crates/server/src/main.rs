@@ -71,11 +71,18 @@ enum Command {
     ///   statemanager cluster --peer 10.0.0.1:8186 remove 2
     Cluster {
         /// A node's peer address (its `peer_listen`).
-        #[arg(long, env = "STATEMANAGER_PEER", default_value = "127.0.0.1:8186")]
+        #[arg(
+            long,
+            env = "STATEMANAGER_PEER",
+            default_value = "127.0.0.1:8186",
+            global = true
+        )]
         peer: String,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
+        #[command(flatten)]
+        auth: cluster_cli::PeerAuthArgs,
         #[command(subcommand)]
         command: cluster_cli::ClusterCommand,
     },
@@ -152,8 +159,9 @@ fn main() -> ExitCode {
         Command::Cluster {
             peer,
             json,
+            auth,
             command,
-        } => cluster_cli::run(&peer, command, json),
+        } => cluster_cli::run(&peer, &auth, command, json),
         Command::Restore {
             file,
             config,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use statemanager_api::{app, ApiState, Namespaces};
+use statemanager_api::{app, AdminAccess, ApiState, Namespaces};
 use statemanager_cache::{Cache, CacheLimits};
 use statemanager_core::{Clock, Limits, Timestamp};
 use statemanager_raft::{Node, NodeOptions};
@@ -136,19 +136,34 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         }
         false => None,
     };
+    let peer_credentials = config.peer_credentials().map_err(anyhow::Error::msg)?;
+    let peer_tls_settings = config.peer_tls.as_ref().map(|t| tls::TlsSettings {
+        cert_file: Some(t.cert_file.clone()),
+        key_file: Some(t.key_file.clone()),
+        ca_cert: Some(t.ca_cert.clone()),
+        check_client_cert: true,
+    });
     let peer = match &config.peer_listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr.as_str())
-                .await
+            let listener = std::net::TcpListener::bind(addr.as_str())
                 .with_context(|| format!("cannot listen on peer_listen {addr}"))?;
+            listener
+                .set_nonblocking(true)
+                .context("configuring the peer listener")?;
             let bound = listener
                 .local_addr()
                 .context("reading the bound peer address")?;
-            Some((listener, bound))
+            let tls = match &peer_tls_settings {
+                Some(settings) => Some(RustlsConfig::from_config(
+                    tls::server_config(settings).map_err(|e| anyhow::anyhow!("peer_tls: {e}"))?,
+                )),
+                None => None,
+            };
+            Some((listener, bound, tls))
         }
         None => None,
     };
-    let peer_addr = peer.as_ref().map(|(_, a)| *a);
+    let peer_addr = peer.as_ref().map(|(_, a, _)| *a);
     let http_addr = http.as_ref().map(|(_, a)| *a);
     let https_addr = https.as_ref().map(|(_, a, _)| *a);
     let local = http_addr.or(https_addr).context("no listener")?;
@@ -159,6 +174,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     options.peer_addr = peer_addr.map(|a| a.to_string());
     options.peers = config.peers.clone();
     options.join = config.join;
+    options.peer_credentials = peer_credentials.clone();
     options.limits = Limits {
         max_item_bytes: config.max_item_size,
         max_items: config.max_items,
@@ -219,6 +235,14 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         None => Namespaces::plain(Arc::new(SystemClock)),
     };
     let mut api_state = ApiState::new(node.clone(), cache, namespaces);
+    api_state.admin = match (&peer_credentials.secret, &peer_credentials.tls) {
+        (Some(secret), _) => AdminAccess::Secret(secret.clone()),
+        (None, Some(_)) => AdminAccess::Closed(
+            "admin endpoints on the client port need cluster_secret; with peer_tls alone, use \
+             the peer port with a client certificate",
+        ),
+        (None, None) => AdminAccess::Open,
+    };
     if let Some(handle) = metrics_handle {
         let upkeep = handle.clone();
         tokio::spawn(async move {
@@ -230,8 +254,11 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         });
         api_state.render_metrics = Some(Arc::new(move || handle.render()));
     }
-    let peer_routes = statemanager_raft::peer_server::router(node.clone())
-        .merge(statemanager_api::forward_router(api_state.clone()));
+    let peer_routes = statemanager_raft::peer_server::protect(
+        statemanager_raft::peer_server::router(node.clone())
+            .merge(statemanager_api::forward_router(api_state.clone())),
+        node.clone(),
+    );
     let draining = api_state.draining.clone();
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -248,19 +275,37 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
                 .map_err(|e| format!("HTTP: {e}"))
         });
     }
-    if let Some((listener, _)) = peer {
-        let mut stop_rx = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(listener, peer_routes)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(|e| format!("peer port: {e}"))
-        });
-    }
     let tls_handle = axum_server::Handle::new();
-    let mut reload = None;
+    let mut reload = Vec::new();
+    match peer {
+        Some((listener, _, None)) => {
+            let listener = TcpListener::from_std(listener).context("peer listener")?;
+            let mut stop_rx = stop_rx.clone();
+            servers.spawn(async move {
+                axum::serve(listener, peer_routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                    .map_err(|e| format!("peer port: {e}"))
+            });
+        }
+        Some((listener, _, Some(rustls_config))) => {
+            let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
+                .context("starting the peer TLS listener")?
+                .handle(tls_handle.clone());
+            servers.spawn(async move {
+                server
+                    .serve(peer_routes.into_make_service())
+                    .await
+                    .map_err(|e| format!("peer port (TLS): {e}"))
+            });
+            if let Some(settings) = peer_tls_settings.clone() {
+                reload.push(tokio::spawn(reload_on_sighup(settings, rustls_config)));
+            }
+        }
+        None => {}
+    }
     if let Some((listener, _, rustls_config)) = https {
         let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
             .context("starting the HTTPS listener")?
@@ -272,7 +317,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });
-        reload = Some(tokio::spawn(reload_on_sighup(
+        reload.push(tokio::spawn(reload_on_sighup(
             config.tls.clone(),
             rustls_config,
         )));
@@ -304,7 +349,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         servers.abort_all();
     }
-    if let Some(task) = reload {
+    for task in reload {
         task.abort();
     }
     housekeeping.abort();

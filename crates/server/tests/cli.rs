@@ -28,8 +28,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
 fn code(o: &Output) -> i32 {
@@ -45,7 +44,10 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
         let ns = "PLUGIN#check_cli";
         let put = cli(&base, &["put", ns, "k1", "hello", "--ttl", "60"]);
         assert_eq!(code(&put), 0, "{put:?}");
-        assert!(stdout(&put).starts_with("stored PLUGIN#check_cli k1: timestamp 20"), "{put:?}");
+        assert!(
+            stdout(&put).starts_with("stored PLUGIN#check_cli k1: timestamp 20"),
+            "{put:?}"
+        );
 
         let put = cli(&base, &["put", ns, "k2", "world", "--json"]);
         assert_eq!(code(&put), 0);
@@ -68,7 +70,10 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
         let list = cli(&base, &["list", ns]);
         assert_eq!(code(&list), 0);
         let text = stdout(&list);
-        assert!(text.contains("k1") && text.contains("k2") && text.contains("2 key(s)"), "{text}");
+        assert!(
+            text.contains("k1") && text.contains("k2") && text.contains("2 key(s)"),
+            "{text}"
+        );
         let list = cli(&base, &["list", ns, "--json", "--limit", "1"]);
         let v = json_of(&list);
         assert_eq!(v["keys"].as_array().unwrap().len(), 1);
@@ -85,13 +90,20 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
         assert_eq!(code(&bad), 3, "{bad:?}");
 
         let del = cli(&base, &["delete", ns, "k1"]);
-        assert_eq!((code(&del), stdout(&del).as_str()), (0, "deleted PLUGIN#check_cli k1\n"));
+        assert_eq!(
+            (code(&del), stdout(&del).as_str()),
+            (0, "deleted PLUGIN#check_cli k1\n")
+        );
         let del = cli(&base, &["delete", ns, "k1", "--json"]);
         assert_eq!(code(&del), 1, "deleting what is gone is exit 1");
 
         let status = cli(&base, &["status"]);
         assert_eq!(code(&status), 0);
-        assert!(stdout(&status).contains("role: leader"), "{}", stdout(&status));
+        assert!(
+            stdout(&status).contains("role: leader"),
+            "{}",
+            stdout(&status)
+        );
         let status = cli(&base, &["status", "--json"]);
         assert_eq!(json_of(&status)["items"], 1);
 
@@ -99,7 +111,11 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
         let usage = cli(&base, &["put", ns]);
         assert_eq!(code(&usage), 2);
         let bad_url = cli("localhost:1", &["status"]);
-        assert_eq!(code(&bad_url), 2, "a server without a scheme is a usage error");
+        assert_eq!(
+            code(&bad_url),
+            2,
+            "a server without a scheme is a usage error"
+        );
         let port = common::free_ports(1)[0];
         let down = cli(&format!("http://127.0.0.1:{port}"), &["get", ns, "k2"]);
         assert_eq!(code(&down), 4, "{down:?}");
@@ -110,14 +126,20 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for command in ["put", "get", "delete", "list", "status", "backup", "restore", "token", "cluster", "serve", "recover"] {
+    for command in [
+        "put", "get", "delete", "list", "status", "backup", "restore", "token", "cluster", "serve",
+        "recover",
+    ] {
         let out = Command::new(binary())
             .args([command, "--help"])
             .output()
             .expect("run");
         assert_eq!(code(&out), 0, "{command}");
         let text = stdout(&out);
-        assert!(text.contains("Example"), "{command} --help has no example:\n{text}");
+        assert!(
+            text.contains("Example"),
+            "{command} --help has no example:\n{text}"
+        );
     }
 }
 
@@ -134,7 +156,12 @@ fn put_reads_standard_input_for_dash() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"line1\nline2").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line1\nline2")
+        .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     let get = cli(&s.base, &["get", "PLUGIN#x", "k", "--json"]);
     assert_eq!(json_of(&get)["data"], "line1\nline2");
@@ -189,7 +216,10 @@ async fn backup_during_writes_restores_every_item_acknowledged_before_it() {
     let out = {
         let (server, file) = (cluster.node(follower).base.clone(), file.clone());
         tokio::task::spawn_blocking(move || {
-            cli(&server, &["backup", "--out", file.to_str().unwrap(), "--json"])
+            cli(
+                &server,
+                &["backup", "--out", file.to_str().unwrap(), "--json"],
+            )
         })
         .await
         .unwrap()
@@ -203,8 +233,15 @@ async fn backup_during_writes_restores_every_item_acknowledged_before_it() {
     }
     let acked = acked.lock().unwrap().clone();
     let before: Vec<_> = acked.iter().filter(|(_, _, t)| *t < started).collect();
-    assert!(before.len() > 50, "only {} stores before the backup", before.len());
-    assert!(acked.len() > before.len(), "writes continued during the backup");
+    assert!(
+        before.len() > 50,
+        "only {} stores before the backup",
+        before.len()
+    );
+    assert!(
+        acked.len() > before.len(),
+        "writes continued during the backup"
+    );
     assert!(summary["items"].as_u64().unwrap() >= before.len() as u64);
     drop(cluster);
 
@@ -222,7 +259,10 @@ async fn backup_during_writes_restores_every_item_acknowledged_before_it() {
             serde_json::json!({"namespace": "PLUGIN#backup", "key": key}),
         )
         .await;
-        assert_eq!(status, 200, "{key} acknowledged before the backup is missing: {v}");
+        assert_eq!(
+            status, 200,
+            "{key} acknowledged before the backup is missing: {v}"
+        );
         assert_eq!(v["data"], data.as_str());
     }
     // The restored cluster takes writes.
@@ -241,14 +281,21 @@ fn a_damaged_backup_or_a_used_directory_changes_nothing() {
     let s = Server::start("");
     rt.block_on(s.wait_ready());
     for i in 0..20 {
-        let o = cli(&s.base, &["put", "PLUGIN#x", &format!("k{i}"), "v", "--ttl", "600"]);
+        let o = cli(
+            &s.base,
+            &["put", "PLUGIN#x", &format!("k{i}"), "v", "--ttl", "600"],
+        );
         assert!(o.status.success());
     }
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("b.smbackup");
     let out = cli(&s.base, &["backup", "--out", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains("backup of 20 item(s)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("backup of 20 item(s)"),
+        "{}",
+        stdout(&out)
+    );
     // Never overwrites.
     let again = cli(&s.base, &["backup", "--out", file.to_str().unwrap()]);
     assert_eq!(code(&again), 2);

@@ -30,8 +30,7 @@ async fn follower_readiness(state: &ApiState) -> Result<(), String> {
     };
     let info: serde_json::Value = state
         .node
-        .peer_http()
-        .get(format!("http://{addr}/peer/info"))
+        .peer_request(reqwest::Method::GET, &addr, "/peer/info")
         .timeout(std::time::Duration::from_millis(500))
         .send()
         .await
@@ -85,14 +84,14 @@ pub async fn status(State(state): State<ApiState>) -> impl IntoResponse {
     let cache = state.cache.stats();
     let members = state.node.members();
     // Each member's client address, asked over the peer port (bounded; absent if it is down).
-    let http = state.node.peer_http();
     let mut peers = Vec::new();
     for m in &members {
         let api = if m.id == s.node_id {
             Some(state.node.api_addr().to_string())
         } else {
-            match http
-                .get(format!("http://{}/peer/info", m.peer_addr))
+            match state
+                .node
+                .peer_request(reqwest::Method::GET, &m.peer_addr, "/peer/info")
                 .timeout(std::time::Duration::from_millis(300))
                 .send()
                 .await

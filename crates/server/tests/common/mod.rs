@@ -3,6 +3,8 @@
 //! temporary directory and printed when a test fails while the server is alive.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
