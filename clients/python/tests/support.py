@@ -3,7 +3,8 @@
 The suite runs against REAL statemanager servers named by environment variables (the Rust
 test ``crates/server/tests/python_client.rs`` starts them and sets these):
 
-- ``OPSVIEW_STATE_MANAGER_HOST``, ``_PORT``, ``_NAMESPACE``: a plain-HTTP server (required);
+- ``OPSVIEW_STATE_MANAGER_HOST``, ``_PORT`` (and optionally ``_NAMESPACE``): a plain-HTTP
+  server;
 - ``STATEMANAGER_TEST_HTTPS_PORT``, ``STATEMANAGER_TEST_CA_FILE``,
   ``STATEMANAGER_TEST_CERT_FILE``, ``STATEMANAGER_TEST_KEY_FILE``: an HTTPS server on the same
   host that requires a client certificate signed by that CA;
@@ -23,11 +24,14 @@ import unittest
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from statemanager import StateManagerClient, StateManagerUtils
+# A namespace for the tests (and the plugins they start) when none is given.
+os.environ.setdefault("OPSVIEW_STATE_MANAGER_NAMESPACE", "PLUGIN#python_client_tests")
+
+from statemanager import StateManagerClient, StateManagerUtils  # noqa: E402
 
 HOST = os.environ.get("OPSVIEW_STATE_MANAGER_HOST")
 PORT = os.environ.get("OPSVIEW_STATE_MANAGER_PORT")
-NAMESPACE = os.environ.get("OPSVIEW_STATE_MANAGER_NAMESPACE", "PLUGIN#python_client_tests")
+NAMESPACE = os.environ["OPSVIEW_STATE_MANAGER_NAMESPACE"]
 
 HTTPS_PORT = os.environ.get("STATEMANAGER_TEST_HTTPS_PORT")
 CA_FILE = os.environ.get("STATEMANAGER_TEST_CA_FILE")
