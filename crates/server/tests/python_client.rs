@@ -94,9 +94,7 @@ async fn python_client_suite_against_real_servers() {
         ca_file.display()
     ));
     // Protected namespaces; a long token age so a slow machine cannot expire the token.
-    let tokens = Server::start(&format!(
-        "namespace_keys: {KEYS}\ntoken_max_age: 3600\n"
-    ));
+    let tokens = Server::start(&format!("namespace_keys: {KEYS}\ntoken_max_age: 3600\n"));
 
     plain.wait_ready().await;
     tokens.wait_ready().await;
@@ -121,8 +119,14 @@ async fn python_client_suite_against_real_servers() {
         ),
         ("STATEMANAGER_TEST_HTTPS_PORT", port_of(&https_url)),
         ("STATEMANAGER_TEST_CA_FILE", ca_file.display().to_string()),
-        ("STATEMANAGER_TEST_CERT_FILE", client_cert.display().to_string()),
-        ("STATEMANAGER_TEST_KEY_FILE", client_key.display().to_string()),
+        (
+            "STATEMANAGER_TEST_CERT_FILE",
+            client_cert.display().to_string(),
+        ),
+        (
+            "STATEMANAGER_TEST_KEY_FILE",
+            client_key.display().to_string(),
+        ),
         ("STATEMANAGER_TEST_TOKEN_PORT", port_of(&tokens.base)),
         ("STATEMANAGER_TEST_TOKEN", token),
         ("STATEMANAGER_TEST_TOKEN_NAMESPACE", TOKEN_NAMESPACE.into()),
@@ -138,9 +142,10 @@ async fn python_client_suite_against_real_servers() {
             .arg(root.join("clients/python/tests"))
             .current_dir(&root);
         // Settings of the caller's own State Manager must not leak into the suite.
-        for (var, _) in std::env::vars() {
-            if var.starts_with("OPSVIEW_STATE_MANAGER_") || var.starts_with("STATEMANAGER_") {
-                cmd.env_remove(var);
+        for (var, _) in std::env::vars_os() {
+            let name = var.to_string_lossy();
+            if name.starts_with("OPSVIEW_STATE_MANAGER_") || name.starts_with("STATEMANAGER_") {
+                cmd.env_remove(&var);
             }
         }
         cmd.envs(envs)
