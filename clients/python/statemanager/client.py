@@ -46,6 +46,7 @@ class _HTTPConnection(http.client.HTTPConnection):
         self._read_timeout = read_timeout
 
     def connect(self) -> None:
+        """Connects within the connect timeout, then waits for answers up to the read one."""
         super().connect()
         self.sock.settimeout(self._read_timeout)
 
@@ -65,6 +66,7 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self._read_timeout = read_timeout
 
     def connect(self) -> None:
+        """Connects and shakes hands within the connect timeout, then reads with the other."""
         super().connect()
         self.sock.settimeout(self._read_timeout)
 
@@ -295,9 +297,11 @@ class StateManagerClient:
             ) from ex
 
     def __enter__(self) -> "StateManagerClient":
+        """``with StateManagerClient(...) as client:`` closes the connection at the end."""
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        """Closes the connection."""
         self.close()
 
     # -- the wire --------------------------------------------------------------------------
@@ -311,6 +315,7 @@ class StateManagerClient:
         return min(pause, 2.0)
 
     def _connection(self) -> http.client.HTTPConnection:
+        """The open connection, or a new one (connected on first use)."""
         if self._conn is None:
             if self._ssl_context is not None:
                 self._conn = _HTTPSConnection(
@@ -328,6 +333,7 @@ class StateManagerClient:
         return self._conn
 
     def _drop_connection(self) -> None:
+        """Closes and forgets the connection (call with the lock held)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -364,6 +370,7 @@ class StateManagerClient:
 
 
 def _number(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a JSON number, else ``None``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
