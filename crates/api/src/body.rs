@@ -8,6 +8,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -21,16 +22,18 @@ pub async fn json_object(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Map<String, Value>, ApiError> {
-    let bytes = read(headers, body, limit).await?;
+    let bytes = read(headers, body, limit, timeout).await?;
     parse_object(&bytes)
 }
 
-/// Reads `body`, at most `limit` bytes.
+/// Reads `body`, at most `limit` bytes, all of it within `timeout` (slow senders get 408).
 pub async fn read(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<axum::body::Bytes, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -41,7 +44,14 @@ pub async fn read(
             return Err(ApiError::BodyTooLarge(limit));
         }
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} ms",
+            timeout.as_millis()
+        )));
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) => {
             let too_large = std::error::Error::source(&e)

@@ -8,9 +8,14 @@
 //! | `not_found` | 404 | item missing or expired |
 //! | `unknown_endpoint` | 404 | no such path |
 //! | `method_not_allowed` | 405 | path exists, method does not |
+//! | `request_timeout` | 408 | the request head or body arrived too slowly |
 //! | `conflict` | 409 | a newer (or equally old, different) item is stored |
 //! | `item_too_large` | 413 | data over `max_persistent_data_item_size` |
 //! | `body_too_large` | 413 | request body over the body limit |
+//! | `header_too_large` | 431 | request line and headers over `max_header_bytes` |
+//! | `rate_limited` | 429 | over `client_rate_limit` requests per second from this address |
+//! | `too_many_connections` | 429 | `max_connections` reached (written by the listener) |
+//! | `disk_full` | 507 | the data directory's free space is below `disk_reserve` |
 //! | `store_full` | 507 | item limit (store or namespace) reached for a new key |
 //! | `no_quorum` | 503 | refused before proposing: nothing happened |
 //! | `commit_timeout` | 503 | proposed, not committed in time: outcome unknown |
@@ -39,6 +44,12 @@ pub enum ApiError {
     UnknownEndpoint(String),
     /// 405 `method_not_allowed`.
     MethodNotAllowed(String),
+    /// 408 `request_timeout`.
+    RequestTimeout(String),
+    /// 429 `rate_limited`.
+    RateLimited(String),
+    /// 431 `header_too_large`.
+    HeaderTooLarge(String),
     /// 413 `body_too_large`.
     BodyTooLarge(usize),
     /// 413 `item_too_large` from the ephemeral cache.
@@ -63,6 +74,15 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            ApiError::RequestTimeout(m) => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", m.clone())
+            }
+            ApiError::RateLimited(m) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", m.clone()),
+            ApiError::HeaderTooLarge(m) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+                m.clone(),
+            ),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             ApiError::NotFound => (

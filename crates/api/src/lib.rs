@@ -9,9 +9,11 @@ mod body;
 pub mod error;
 mod forward;
 mod handlers;
+pub mod limits;
 pub mod namespaces;
 mod router;
 
 pub use handlers::admin::AdminAccess;
+pub use limits::{RateLimiter, RequestLimits};
 pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState};

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub render_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// Who may call `/admin/*` on this port.
     pub admin: AdminAccess,
+    /// Head size, body time and request-rate limits.
+    pub limits: crate::RequestLimits,
 }
 
 impl ApiState {
@@ -66,6 +68,7 @@ impl ApiState {
             started,
             render_metrics: None,
             admin: AdminAccess::Open,
+            limits: crate::RequestLimits::default(),
             forwarding: true,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             namespaces,
@@ -82,7 +85,7 @@ pub fn app(state: ApiState) -> Router {
             state.clone(),
             admin::require_admin,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/", get(probes::banner).post(probes::banner))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
@@ -100,6 +103,19 @@ pub fn app(state: ApiState) -> Router {
             state.clone(),
             refuse_while_draining,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::limit_head,
+        ));
+    // The rate limiter costs a lock per request: only when it is configured.
+    let router = match state.limits.rate {
+        Some(_) => router.layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::limit_rate,
+        )),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 mod client_cli;
 mod cluster_cli;
 mod config;
+mod listener;
 mod logging;
 mod serve;
 mod size;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use statemanager_api::{app, AdminAccess, ApiState, Namespaces};
+use statemanager_api::{app, AdminAccess, ApiState, Namespaces, RateLimiter, RequestLimits};
 use statemanager_cache::{Cache, CacheLimits};
 use statemanager_core::{Clock, Limits, Timestamp};
 use statemanager_raft::{Node, NodeOptions};
@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{self, Config, LogLevel};
 use crate::logging::{self, Sink};
-use crate::{tls, ServeArgs};
+use crate::{listener, tls, ServeArgs};
 use axum_server::tls_rustls::RustlsConfig;
 
 /// The system clock.
@@ -235,6 +235,12 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         None => Namespaces::plain(Arc::new(SystemClock)),
     };
     let mut api_state = ApiState::new(node.clone(), cache, namespaces);
+    api_state.limits = RequestLimits {
+        max_header_bytes: config.max_header_bytes as usize,
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
+        rate: (config.client_rate_limit > 0)
+            .then(|| Arc::new(RateLimiter::new(config.client_rate_limit))),
+    };
     api_state.admin = match (&peer_credentials.secret, &peer_credentials.tls) {
         (Some(secret), _) => AdminAccess::Secret(secret.clone()),
         (None, Some(_)) => AdminAccess::Closed(
@@ -263,14 +269,16 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
+    let listener_limits = listener::ListenerLimits {
+        max_connections: config.max_connections as usize,
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        max_header_bytes: config.max_header_bytes as usize,
+    };
     if let Some((listener, _)) = http {
         let api = api.clone();
-        let mut stop_rx = stop_rx.clone();
+        let stop_rx = stop_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, api)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                })
+            listener::serve(listener, api, listener_limits, stop_rx)
                 .await
                 .map_err(|e| format!("HTTP: {e}"))
         });
@@ -307,13 +315,19 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         None => {}
     }
     if let Some((listener, _, rustls_config)) = https {
-        let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
+        let mut server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
             .context("starting the HTTPS listener")?
             .handle(tls_handle.clone());
+        server
+            .http_builder()
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(listener_limits.header_timeout)
+            .max_buf_size(listener_limits.head_buffer());
         let api = api.clone();
         servers.spawn(async move {
             server
-                .serve(api.into_make_service())
+                .serve(api.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });

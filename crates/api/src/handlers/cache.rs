@@ -67,7 +67,7 @@ pub async fn get_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let obj = body::json_object(&headers, request, state.body_limit).await?;
+    let obj = body::json_object(&headers, request, state.body_limit, state.limits.body_timeout).await?;
     let (namespace, key) = names(&state, &obj)?;
     let wait = match obj.get("max_wait_time") {
         None => 0,
@@ -90,7 +90,7 @@ pub async fn set_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<&'static str>, ApiError> {
-    let obj = body::json_object(&headers, request, state.cache_body_limit).await?;
+    let obj = body::json_object(&headers, request, state.cache_body_limit, state.limits.body_timeout).await?;
     for field in ["namespace", "key", "data", "ttl"] {
         if !obj.contains_key(field) {
             return Err(ApiError::InvalidRequest(format!("missing field '{field}'")));

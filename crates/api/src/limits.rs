@@ -1,0 +1,157 @@
+//! Per-request limits against hostile clients: the size of the request head, and the request
+//! rate of one client address. (The listener bounds connections and slow heads; `body`
+//! bounds body size and time.)
+//!
+//! Refusals are logged at most once per client address per minute, so a flood cannot flood
+//! the log too.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// How often a refusal of one client is logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Client entries idle this long are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(120);
+
+/// The request limits of a listener's router.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Time allowed for a request body to arrive.
+    pub body_timeout: Duration,
+    /// Requests per second per client address; `None`: no limit.
+    pub rate: Option<std::sync::Arc<RateLimiter>>,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_header_bytes: 16 * 1024,
+            body_timeout: Duration::from_secs(30),
+            rate: None,
+        }
+    }
+}
+
+/// Middleware: 431 `header_too_large` for a head over the limit.
+pub async fn limit_head(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let head = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > state.limits.max_header_bytes {
+        return ApiError::HeaderTooLarge(format!(
+            "the request line and headers are {head} bytes; the limit is {} (max_header_bytes)",
+            state.limits.max_header_bytes
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware: 429 `rate_limited` for a client over `client_rate_limit`.
+pub async fn limit_rate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if let (Some(limiter), Some(ConnectInfo(addr))) = (
+        &state.limits.rate,
+        request.extensions().get::<ConnectInfo<SocketAddr>>(),
+    ) {
+        if !limiter.admit(addr.ip(), Instant::now()) {
+            let mut response = ApiError::RateLimited(format!(
+                "more than {} requests per second from {} (client_rate_limit)",
+                limiter.per_second,
+                addr.ip()
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, 1.into());
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// A token bucket per client address: `per_second` tokens a second, bursts of one second's
+/// worth.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: u64,
+    clients: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+    last_logged: Option<Instant>,
+}
+
+impl RateLimiter {
+    /// A limiter admitting `per_second` requests a second per address (at least 1).
+    pub fn new(per_second: u64) -> Self {
+        RateLimiter {
+            per_second: per_second.max(1),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a request from `ip` at `now` is admitted (and takes a token if so).
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.per_second as f64;
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients.len() > 10_000 {
+            clients.retain(|_, b| now.duration_since(b.updated) < FORGET_AFTER);
+        }
+        let bucket = clients.entry(ip).or_insert(Bucket {
+            tokens: rate,
+            updated: now,
+            last_logged: None,
+        });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return true;
+        }
+        if bucket
+            .last_logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
+        {
+            bucket.last_logged = Some(now);
+            tracing::warn!(client = %ip, limit = self.per_second, "client over its request rate; refusing with 429 (logged once a minute per client)");
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_admits_the_rate_and_refills() {
+        let limiter = RateLimiter::new(10);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!((0..20).filter(|_| limiter.admit(a, t0)).count(), 10);
+        assert!(limiter.admit(b, t0), "other clients are not affected");
+        assert!(!limiter.admit(a, t0 + Duration::from_millis(50)));
+        assert!(limiter.admit(a, t0 + Duration::from_millis(150)));
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!((0..20).filter(|_| limiter.admit(a, later)).count(), 10, "burst capped");
+    }
+}

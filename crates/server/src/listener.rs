@@ -1,0 +1,238 @@
+//! The plain-HTTP client listener: an accept loop with the hostile-input limits that
+//! `axum::serve` does not offer.
+//!
+//! - **Connections**: at most `max_connections` at once; one more is answered
+//!   429 `too_many_connections` and closed, so the process never runs out of descriptors.
+//! - **Slow senders**: a request head must arrive within `header_timeout` (hyper's
+//!   `header_read_timeout`). A connection that had started a request then gets
+//!   408 `request_timeout` with a JSON body and is closed; an idle keep-alive connection is
+//!   closed silently (an answer nobody asked for could be read as the answer to the client's
+//!   next request).
+//! - **Head size**: hyper's read buffer is bounded (`head_buffer`), beyond which it answers
+//!   431 itself; the router's `limit_head` middleware refuses heads over `max_header_bytes`
+//!   with a JSON 431 first.
+//!
+//! Each connection also gets its client address as `ConnectInfo`, for per-client limits.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tower::Service;
+
+/// The listener's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Time allowed for a request head to arrive.
+    pub header_timeout: Duration,
+    /// Largest head the router accepts (hyper's own buffer is twice that, at least 8 KiB).
+    pub max_header_bytes: usize,
+}
+
+impl ListenerLimits {
+    /// hyper's read-buffer bound: room for a head of `max_header_bytes` plus the start of a
+    /// body, so our JSON 431 answers first; hyper's bodiless 431 only beyond it.
+    pub fn head_buffer(&self) -> usize {
+        (self.max_header_bytes * 2).max(8192)
+    }
+}
+
+/// A canned answer written straight to a socket (no request was parsed, or none completed).
+fn canned(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Writes `bytes` without waiting (the socket's buffer is empty on a connection we refuse or
+/// that went quiet, so a small answer fits), then closes.
+fn answer_and_close(socket: std::net::TcpStream, bytes: &[u8]) {
+    use std::io::Write;
+    let mut socket = socket;
+    let _ = socket.write(bytes);
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+}
+
+/// A stream that notes whether a request has started and not yet been answered: bytes read
+/// since the last bytes written.
+struct Watched {
+    inner: TcpStream,
+    request_started: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.request_started.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.request_started.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.request_started.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Whether a connection error is hyper's header-read timeout.
+fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_timeout()) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets open connections finish
+/// their requests (the caller bounds how long it waits).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ListenerLimits,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.head_buffer());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut refused_logged: Option<std::time::Instant> = None;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if refused_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                refused_logged = Some(std::time::Instant::now());
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    client = %peer,
+                    "connection limit reached; refusing new connections (logged once a minute)"
+                );
+            }
+            if let Ok(socket) = stream.into_std() {
+                answer_and_close(
+                    socket,
+                    &canned(
+                        "429 Too Many Requests",
+                        "too_many_connections",
+                        "the server has reached max_connections; retry shortly",
+                    ),
+                );
+            }
+            continue;
+        };
+        // A second handle on the socket, to answer 408 after hyper gave the stream up.
+        let spare = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpStream::from)
+            .ok();
+        let request_started = Arc::new(AtomicBool::new(false));
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            request_started: request_started.clone(),
+        });
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let mut app = app.clone();
+            async move { app.call(request.map(axum::body::Body::new)).await }
+        });
+        let builder = builder.clone();
+        let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                if is_header_timeout(&*e) && request_started.load(Ordering::Relaxed) {
+                    if let Some(socket) = spare {
+                        answer_and_close(
+                            socket,
+                            &canned(
+                                "408 Request Timeout",
+                                "request_timeout",
+                                "the request head did not arrive within header_timeout_ms",
+                            ),
+                        );
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Hostile input changes nothing: slow senders, oversized heads, too many connections, floods
+//! and deep JSON are refused with a 4xx (JSON body where HTTP allows one) while a normal client
+//! keeps being served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{post, Server};
+use serde_json::json;
+
+const LIMITS: &str = "header_timeout_ms: 500\nbody_timeout_ms: 500\nmax_connections: 40\nmax_header_bytes: 8KB\n";
+
+fn addr(s: &Server) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads what the server sends until it closes (bounded by a 10 s read timeout).
+fn read_all(stream: &mut TcpStream) -> String {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn normal_client_works(s: &Server, key: &str) {
+    let client = reqwest::Client::new();
+    let (status, _) = post(
+        &client,
+        &s.url("/store_data"),
+        json!({"namespace": "PLUGIN#ok", "key": key, "data": "v", "ttl": 60}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, v) = post(&client, &s.url("/fetch_data"), json!({"namespace": "PLUGIN#ok", "key": key})).await;
+    assert_eq!((status, v["data"].as_str()), (200, Some("v")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_senders_get_408_and_others_are_served() {
+    let s = Server::start(LIMITS);
+    s.wait_ready().await;
+    let a = addr(&s);
+    // Twenty slowloris connections: half a head each, then nothing.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            c.write_all(b"POST /store_data HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            c
+        })
+        .collect();
+    // A slow body: the head is complete, the body never finishes.
+    let mut slow_body = TcpStream::connect(&a).unwrap();
+    slow_body
+        .write_all(b"POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"namespace\"")
+        .unwrap();
+    // An idle keep-alive connection that never starts a request.
+    let mut idle = TcpStream::connect(&a).unwrap();
+
+    normal_client_works(&s, "during").await;
+
+    let answers = tokio::task::spawn_blocking(move || {
+        let heads: Vec<String> = slow.iter_mut().map(read_all).collect();
+        (heads, read_all(&mut slow_body), read_all(&mut idle))
+    })
+    .await
+    .unwrap();
+    for head in &answers.0 {
+        assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+        assert!(head.contains(r#""code":"request_timeout""#), "{head}");
+    }
+    assert!(answers.1.starts_with("HTTP/1.1 408"), "{}", answers.1);
+    assert!(answers.1.contains("request_timeout"), "{}", answers.1);
+    assert_eq!(answers.2, "", "an idle connection is closed without an answer");
+    normal_client_works(&s, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_get_431() {
+    let s = Server::start(LIMITS);
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(s.url("/fetch_data"))
+        .header("x-big", "a".repeat(10 * 1024))
+        .body(json!({"namespace": "PLUGIN#ok", "key": "k"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "header_too_large");
+    // Far beyond the limit hyper refuses before routing (431 without a body).
+    let a = addr(&s);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(&a).unwrap();
+        let head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n", "b".repeat(64 * 1024));
+        let _ = c.write_all(head.as_bytes());
+        read_all(&mut c)
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    normal_client_works(&s, "k").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_get_429_then_service_resumes() {
+    let s = Server::start("max_connections: 8\n");
+    s.wait_ready().await;
+    let a = addr(&s);
+    // Let the readiness probe's connection close, then hold eight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&a).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a2 = a.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(&a2).unwrap();
+        let _ = c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        read_all(&mut c)
+    })
+    .await
+    .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}\n{}", s.log());
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = reqwest::get(s.url("/health")).await.map(|r| r.status() == 200).unwrap_or(false);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_gets_429_with_retry_after() {
+    let s = Server::start("client_rate_limit: 20\n");
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..60 {
+        let r = client.get(s.url("/health")).send().await.unwrap();
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").cloned();
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "rate_limited");
+            statuses.push(429);
+        } else {
+            statuses.push(r.status().as_u16());
+        }
+    }
+    // About one second's worth (20) is admitted, plus what refills while the loop runs; the
+    // bounds are generous (behaviour, not speed).
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(ok >= 5 && refused >= 10 && ok + refused == 60, "{ok} admitted, {refused} refused");
+    assert_eq!(retry_after.unwrap(), "1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(client.get(s.url("/health")).send().await.unwrap().status(), 200);
+    assert!(s.log().matches("client over its request rate").count() == 1, "logged once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_never_cut_a_get_data_wait() {
+    let s = Server::start(LIMITS);
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let first = json!({"namespace": "PLUGIN#c", "key": "k", "max_wait_time": 3});
+    let (status, v) = post(&client, &s.url("/get_data"), first).await;
+    assert_eq!((status, v["lock"].as_bool()), (200, Some(true)));
+    // The second caller waits until the abandoned lock expires (3 s, six header/body
+    // timeouts) and then gets it.
+    let started = Instant::now();
+    let second = json!({"namespace": "PLUGIN#c", "key": "k", "max_wait_time": 10});
+    let (status, v) = post(&client, &s.url("/get_data"), second).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["lock"], true, "{v}");
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_400() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    for body in ["[".repeat(100_000), format!("{{\"namespace\":{}1{}}}", "[".repeat(5000), "]".repeat(5000))] {
+        for path in ["/store_data", "/fetch_data", "/get_data", "/set_data", "/delete_data"] {
+            let (status, v) = common::post_raw(&client, &s.url(path), body.clone()).await;
+            assert_eq!(status, 400, "{path}: {v}");
+            assert_eq!(v["error"]["code"], "invalid_request");
+        }
+    }
+    normal_client_works(&s, "k").await;
+}
