@@ -13,4 +13,5 @@ pub mod namespaces;
 mod router;
 
 pub use namespaces::Namespaces;
-pub use router::{app, forward_router, ApiState};
+pub use handlers::openapi::OPENAPI_JSON;
+pub use router::{app, forward_router, ApiState, ROUTES};
