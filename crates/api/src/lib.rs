@@ -12,6 +12,6 @@ mod handlers;
 pub mod namespaces;
 mod router;
 
-pub use namespaces::Namespaces;
 pub use handlers::openapi::OPENAPI_JSON;
+pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState, ROUTES};

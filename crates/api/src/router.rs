@@ -230,8 +230,9 @@ mod tests {
                     .into_iter()
                     .filter(|m| {
                         line.match_indices(&format!("{m}(")).any(|(i, _)| {
-                            i == 0 || !line.as_bytes()[i - 1].is_ascii_alphanumeric()
-                                && line.as_bytes()[i - 1] != b'_'
+                            i == 0
+                                || !line.as_bytes()[i - 1].is_ascii_alphanumeric()
+                                    && line.as_bytes()[i - 1] != b'_'
                         })
                     })
                     .collect();
@@ -254,7 +255,12 @@ mod tests {
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
         let paths = doc["paths"].as_object().expect("paths");
         let declared = declared_routes();
-        assert_eq!(paths.len(), declared.len(), "documented: {:?}", paths.keys());
+        assert_eq!(
+            paths.len(),
+            declared.len(),
+            "documented: {:?}",
+            paths.keys()
+        );
         for (path, methods) in declared {
             let ops = paths[&path].as_object().expect("path item");
             let mut documented: Vec<&str> = ops.keys().map(String::as_str).collect();

@@ -25,11 +25,18 @@ async fn served_document_is_the_repo_file_and_lists_every_route() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let served = r.bytes().await.unwrap();
-    assert!(served == repo_document(), "served document differs from the file");
+    assert!(
+        served == repo_document(),
+        "served document differs from the file"
+    );
     assert_eq!(&served[..], statemanager_api::OPENAPI_JSON.as_bytes());
 
     let doc: Value = serde_json::from_slice(&served).expect("the document is JSON");
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
     let paths = doc["paths"].as_object().expect("paths");
     for route in statemanager_api::ROUTES {
         assert!(paths.contains_key(*route), "{route} is not documented");
@@ -51,7 +58,10 @@ async fn served_document_is_the_repo_file_and_lists_every_route() {
                 op["responses"].get(&status).is_some(),
                 "{method} {path} answered {status}, which is not documented"
             );
-            assert!(status != "404" && status != "405", "{method} {path}: {status}");
+            assert!(
+                status != "404" && status != "405",
+                "{method} {path}: {status}"
+            );
         }
     }
 
@@ -152,7 +162,10 @@ async fn run_schemathesis(s: &Server, max_examples: u32) {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        (status, std::fs::read_to_string(&out_path).unwrap_or_default())
+        (
+            status,
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+        )
     })
     .await
     .unwrap();
@@ -176,9 +189,8 @@ async fn answered(s: &Server, endpoint: &str, status: u16) -> bool {
         .text()
         .await
         .unwrap();
-    let series = format!(
-        "statemanager_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} "
-    );
+    let series =
+        format!("statemanager_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} ");
     metrics.lines().any(|l| l.starts_with(&series))
 }
 
@@ -201,7 +213,10 @@ async fn schemathesis_finds_the_server_conforming() {
         ("/set_data", 200),
         ("/set_data", 400),
     ] {
-        assert!(answered(&s, endpoint, status).await, "no {status} on {endpoint}");
+        assert!(
+            answered(&s, endpoint, status).await,
+            "no {status} on {endpoint}"
+        );
     }
 }
 
@@ -209,12 +224,17 @@ async fn schemathesis_finds_the_server_conforming() {
 /// answered 403 `forbidden`, in the documented shape.
 #[tokio::test]
 async fn schemathesis_with_namespace_tokens_required() {
-    let s = Server::start(
-        "namespace_keys: MDEyMzQ1Njc4OWFiY2RlZg==\nrequire_namespace_token: true\n",
-    );
+    let s =
+        Server::start("namespace_keys: MDEyMzQ1Njc4OWFiY2RlZg==\nrequire_namespace_token: true\n");
     s.wait_ready().await;
     run_schemathesis(&s, 20).await;
-    for endpoint in ["/store_data", "/fetch_data", "/delete_data", "/get_data", "/set_data"] {
+    for endpoint in [
+        "/store_data",
+        "/fetch_data",
+        "/delete_data",
+        "/get_data",
+        "/set_data",
+    ] {
         assert!(answered(&s, endpoint, 403).await, "no 403 on {endpoint}");
     }
 }
