@@ -1,6 +1,6 @@
 //! The OpenAPI document (`crates/api/openapi.json`): served by the real binary byte for byte,
 //! it lists every route, and the server conforms to it under schemathesis (a property-based
-//! API tester from PyPI, run as a subprocess: `python3 -m pip install schemathesis`).
+//! API tester from PyPI, run as a subprocess: `python3 -m pip install 'schemathesis>=4,<5'`).
 
 mod common;
 
@@ -96,7 +96,7 @@ fn require_schemathesis() {
     assert!(
         found,
         "schemathesis is not installed for python3: install it with \
-         `python3 -m pip install schemathesis` (.ci/run does this)"
+         `python3 -m pip install 'schemathesis>=4,<5'` (.ci/run does this)"
     );
 }
 
