@@ -14,6 +14,7 @@ pub mod namespaces;
 mod router;
 
 pub use handlers::admin::AdminAccess;
+pub use handlers::openapi::OPENAPI_JSON;
 pub use limits::{RateLimiter, RequestLimits};
 pub use namespaces::Namespaces;
-pub use router::{app, forward_router, ApiState};
+pub use router::{app, forward_router, ApiState, ROUTES};

@@ -152,6 +152,10 @@ mod tests {
         assert!(!limiter.admit(a, t0 + Duration::from_millis(50)));
         assert!(limiter.admit(a, t0 + Duration::from_millis(150)));
         let later = t0 + Duration::from_secs(5);
-        assert_eq!((0..20).filter(|_| limiter.admit(a, later)).count(), 10, "burst capped");
+        assert_eq!(
+            (0..20).filter(|_| limiter.admit(a, later)).count(),
+            10,
+            "burst capped"
+        );
     }
 }

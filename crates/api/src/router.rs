@@ -12,7 +12,7 @@ use statemanager_cache::Cache;
 use statemanager_raft::Node;
 
 use crate::handlers::admin::{self, AdminAccess};
-use crate::handlers::{cache, delete, fallback, fetch, probes, store};
+use crate::handlers::{cache, delete, fallback, fetch, openapi, probes, store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -91,6 +91,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/ready", get(probes::ready))
         .route("/status", get(probes::status))
         .route("/metrics", get(probes::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/store_data", post(store::store_data))
         .route("/fetch_data", post(fetch::fetch_data))
         .route("/delete_data", post(delete::delete_data))
@@ -152,23 +153,28 @@ pub fn forward_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Every path the client router ([`app`]) serves, in the order it declares them. The OpenAPI
+/// document lists each of them (checked by the tests), and they are the only values of the
+/// `endpoint` metric label besides `unknown`.
+pub const ROUTES: &[&str] = &[
+    "/",
+    "/health",
+    "/ready",
+    "/status",
+    "/metrics",
+    "/openapi.json",
+    "/store_data",
+    "/fetch_data",
+    "/delete_data",
+    "/get_data",
+    "/set_data",
+    "/admin/list",
+    "/admin/backup",
+];
+
 /// The metric label of a route: one of a fixed set, so clients cannot grow the label set and
 /// the handles can be cached.
 fn endpoint_label(matched: Option<&str>) -> &'static str {
-    const ROUTES: &[&str] = &[
-        "/",
-        "/health",
-        "/ready",
-        "/status",
-        "/metrics",
-        "/store_data",
-        "/fetch_data",
-        "/delete_data",
-        "/get_data",
-        "/set_data",
-        "/admin/list",
-        "/admin/backup",
-    ];
     matched
         .and_then(|m| ROUTES.iter().find(|r| **r == m).copied())
         .unwrap_or("unknown")
@@ -233,4 +239,72 @@ async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+    use crate::OPENAPI_JSON;
+
+    /// The paths [`super::app`] declares, each with its methods, read from this file's
+    /// source: the router has no API that lists its routes, and this keeps [`ROUTES`] and the
+    /// OpenAPI document from drifting from it.
+    fn declared_routes() -> Vec<(String, Vec<&'static str>)> {
+        let source = include_str!("router.rs");
+        let start = source.find("pub fn app(").expect("app() in router.rs");
+        let body = &source[start..];
+        let end = body.find("\n}\n").expect("end of app()");
+        body[..end]
+            .split(".route(\"")
+            .skip(1)
+            .map(|rest| {
+                let path = rest[..rest.find('"').expect("closing quote")].to_string();
+                let line = rest.lines().next().unwrap_or_default();
+                let methods = ["get", "post", "put", "patch", "delete"]
+                    .into_iter()
+                    .filter(|m| {
+                        line.match_indices(&format!("{m}(")).any(|(i, _)| {
+                            i == 0
+                                || !line.as_bytes()[i - 1].is_ascii_alphanumeric()
+                                    && line.as_bytes()[i - 1] != b'_'
+                        })
+                    })
+                    .collect();
+                (path, methods)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn routes_list_every_route_of_the_router() {
+        let mut declared: Vec<String> = declared_routes().into_iter().map(|(p, _)| p).collect();
+        let mut listed: Vec<&str> = ROUTES.to_vec();
+        declared.sort();
+        listed.sort();
+        assert_eq!(declared, listed);
+    }
+
+    #[test]
+    fn openapi_document_lists_exactly_the_routes_and_methods() {
+        let doc: serde_json::Value =
+            serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().expect("openapi").starts_with("3."));
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let paths = doc["paths"].as_object().expect("paths");
+        let declared = declared_routes();
+        assert_eq!(
+            paths.len(),
+            declared.len(),
+            "documented: {:?}",
+            paths.keys()
+        );
+        for (path, methods) in declared {
+            let ops = paths[&path].as_object().expect("path item");
+            let mut documented: Vec<&str> = ops.keys().map(String::as_str).collect();
+            documented.sort_unstable();
+            let mut methods = methods;
+            methods.sort_unstable();
+            assert_eq!(documented, methods, "{path}");
+        }
+    }
 }

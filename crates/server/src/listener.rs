@@ -133,7 +133,9 @@ impl AsyncWrite for Watched {
 fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_timeout()) {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_timeout())
+        {
             return true;
         }
         current = e.source();
@@ -206,13 +208,19 @@ pub async fn serve(
             request_started: request_started.clone(),
         });
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let mut app = app.clone();
-            async move { app.call(request.map(axum::body::Body::new)).await }
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                let mut app = app.clone();
+                async move { app.call(request.map(axum::body::Body::new)).await }
+            },
+        );
         let builder = builder.clone();
-        let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let connection = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _permit = permit;

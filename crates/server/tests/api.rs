@@ -462,3 +462,52 @@ async fn delete_data_is_durable_and_idempotent() {
         200
     );
 }
+
+/// Found by schemathesis (positive data refused): `max_wait_time` and the cache's `ttl` are
+/// read as Python's `int()` reads them, which has no bound, so a string of more digits than
+/// an i64 holds is a large number (a wait shortened to 3600 s; a TTL out of range), not a
+/// malformed one.
+#[tokio::test]
+async fn cache_reads_long_digit_strings_as_large_numbers() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    let digits = "99999999999999999999";
+    // No data and no lock: the caller gets the lock at once.
+    let (st, got) = post(
+        &c,
+        &s.url("/get_data"),
+        json!({"namespace":"n","key":"big","max_wait_time": digits}),
+    )
+    .await;
+    assert_eq!(
+        (st, got),
+        (200, json!({"data": null, "lock": true, "expiry": 0}))
+    );
+    // A large negative one is negative: never a lock.
+    let (st, got) = post(
+        &c,
+        &s.url("/get_data"),
+        json!({"namespace":"n","key":"neg","max_wait_time": format!("-{digits}")}),
+    )
+    .await;
+    assert_eq!(
+        (st, got),
+        (200, json!({"data": null, "lock": false, "expiry": 0}))
+    );
+    // A TTL that large is out of range, and says so.
+    let (st, e) = post(
+        &c,
+        &s.url("/set_data"),
+        json!({"namespace":"n","key":"big","data":"v","ttl": digits}),
+    )
+    .await;
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 315360000"),
+        "{e}"
+    );
+}

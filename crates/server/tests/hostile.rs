@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::{post, Server};
 use serde_json::json;
 
-const LIMITS: &str = "header_timeout_ms: 500\nbody_timeout_ms: 500\nmax_connections: 40\nmax_header_bytes: 8KB\n";
+const LIMITS: &str =
+    "header_timeout_ms: 500\nbody_timeout_ms: 500\nmax_connections: 40\nmax_header_bytes: 8KB\n";
 
 fn addr(s: &Server) -> String {
     s.base.trim_start_matches("http://").to_string()
@@ -19,7 +20,9 @@ fn addr(s: &Server) -> String {
 
 /// Reads what the server sends until it closes (bounded by a 10 s read timeout).
 fn read_all(stream: &mut TcpStream) -> String {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -34,7 +37,12 @@ async fn normal_client_works(s: &Server, key: &str) {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, v) = post(&client, &s.url("/fetch_data"), json!({"namespace": "PLUGIN#ok", "key": key})).await;
+    let (status, v) = post(
+        &client,
+        &s.url("/fetch_data"),
+        json!({"namespace": "PLUGIN#ok", "key": key}),
+    )
+    .await;
     assert_eq!((status, v["data"].as_str()), (200, Some("v")));
 }
 
@@ -47,14 +55,17 @@ async fn slow_senders_get_408_and_others_are_served() {
     let mut slow: Vec<TcpStream> = (0..20)
         .map(|_| {
             let mut c = TcpStream::connect(&a).unwrap();
-            c.write_all(b"POST /store_data HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            c.write_all(b"POST /store_data HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
             c
         })
         .collect();
     // A slow body: the head is complete, the body never finishes.
     let mut slow_body = TcpStream::connect(&a).unwrap();
     slow_body
-        .write_all(b"POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"namespace\"")
+        .write_all(
+            b"POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"namespace\"",
+        )
         .unwrap();
     // An idle keep-alive connection that never starts a request.
     let mut idle = TcpStream::connect(&a).unwrap();
@@ -73,7 +84,10 @@ async fn slow_senders_get_408_and_others_are_served() {
     }
     assert!(answers.1.starts_with("HTTP/1.1 408"), "{}", answers.1);
     assert!(answers.1.contains("request_timeout"), "{}", answers.1);
-    assert_eq!(answers.2, "", "an idle connection is closed without an answer");
+    assert_eq!(
+        answers.2, "",
+        "an idle connection is closed without an answer"
+    );
     normal_client_works(&s, "after").await;
 }
 
@@ -96,7 +110,10 @@ async fn oversized_heads_get_431() {
     let a = addr(&s);
     let answer = tokio::task::spawn_blocking(move || {
         let mut c = TcpStream::connect(&a).unwrap();
-        let head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n", "b".repeat(64 * 1024));
+        let head = format!(
+            "GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n",
+            "b".repeat(64 * 1024)
+        );
         let _ = c.write_all(head.as_bytes());
         read_all(&mut c)
     })
@@ -123,12 +140,19 @@ async fn connections_beyond_the_limit_get_429_then_service_resumes() {
     })
     .await
     .unwrap();
-    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}\n{}", s.log());
+    assert!(
+        refused.starts_with("HTTP/1.1 429"),
+        "{refused}\n{}",
+        s.log()
+    );
     assert!(refused.contains("too_many_connections"), "{refused}");
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = reqwest::get(s.url("/health")).await.map(|r| r.status() == 200).unwrap_or(false);
+        let ok = reqwest::get(s.url("/health"))
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false);
         if ok {
             break;
         }
@@ -159,11 +183,20 @@ async fn a_flooding_client_gets_429_with_retry_after() {
     // bounds are generous (behaviour, not speed).
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
-    assert!(ok >= 5 && refused >= 10 && ok + refused == 60, "{ok} admitted, {refused} refused");
+    assert!(
+        ok >= 5 && refused >= 10 && ok + refused == 60,
+        "{ok} admitted, {refused} refused"
+    );
     assert_eq!(retry_after.unwrap(), "1");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(client.get(s.url("/health")).send().await.unwrap().status(), 200);
-    assert!(s.log().matches("client over its request rate").count() == 1, "logged once");
+    assert_eq!(
+        client.get(s.url("/health")).send().await.unwrap().status(),
+        200
+    );
+    assert!(
+        s.log().matches("client over its request rate").count() == 1,
+        "logged once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,8 +222,21 @@ async fn deeply_nested_json_is_a_400() {
     let s = Server::start("");
     s.wait_ready().await;
     let client = reqwest::Client::new();
-    for body in ["[".repeat(100_000), format!("{{\"namespace\":{}1{}}}", "[".repeat(5000), "]".repeat(5000))] {
-        for path in ["/store_data", "/fetch_data", "/get_data", "/set_data", "/delete_data"] {
+    for body in [
+        "[".repeat(100_000),
+        format!(
+            "{{\"namespace\":{}1{}}}",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        ),
+    ] {
+        for path in [
+            "/store_data",
+            "/fetch_data",
+            "/get_data",
+            "/set_data",
+            "/delete_data",
+        ] {
             let (status, v) = common::post_raw(&client, &s.url(path), body.clone()).await;
             assert_eq!(status, 400, "{path}: {v}");
             assert_eq!(v["error"]["code"], "invalid_request");

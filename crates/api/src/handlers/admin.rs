@@ -70,7 +70,13 @@ pub async fn list(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(&headers, request, state.body_limit, state.limits.body_timeout).await?;
+    let bytes = body::read(
+        &headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     let obj = body::parse_object(&bytes)?;
     let namespace_text = body::string(&obj, "namespace")?;
     let namespace = state.namespaces.resolve(namespace_text)?;

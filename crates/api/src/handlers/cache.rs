@@ -4,6 +4,8 @@
 //! `ttl`: `2.9` → 2, `"5"` → 5; `"abc"`, `null`, lists → 400), and checked in its order:
 //! fields → namespace → `|` in namespace or key → `ttl ≥ 1` → size.
 
+use std::num::IntErrorKind;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -41,11 +43,13 @@ fn python_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiE
                 ))
             }
         }
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| bad(&format!("'{s}'"))),
+        Some(Value::String(s)) => match s.trim().parse::<i64>() {
+            Ok(i) => Ok(Some(i)),
+            // Python's int() has no bound: a longer run of digits is just a large number.
+            Err(e) if *e.kind() == IntErrorKind::PosOverflow => Ok(Some(i64::MAX)),
+            Err(e) if *e.kind() == IntErrorKind::NegOverflow => Ok(Some(i64::MIN)),
+            Err(_) => Err(bad(&format!("'{s}'"))),
+        },
         Some(other) => Err(bad(body::kind(other))),
     }
 }
@@ -67,7 +71,13 @@ pub async fn get_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let obj = body::json_object(&headers, request, state.body_limit, state.limits.body_timeout).await?;
+    let obj = body::json_object(
+        &headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     let (namespace, key) = names(&state, &obj)?;
     let wait = match obj.get("max_wait_time") {
         None => 0,
@@ -90,7 +100,13 @@ pub async fn set_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<&'static str>, ApiError> {
-    let obj = body::json_object(&headers, request, state.cache_body_limit, state.limits.body_timeout).await?;
+    let obj = body::json_object(
+        &headers,
+        request,
+        state.cache_body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     for field in ["namespace", "key", "data", "ttl"] {
         if !obj.contains_key(field) {
             return Err(ApiError::InvalidRequest(format!("missing field '{field}'")));

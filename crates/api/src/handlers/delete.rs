@@ -19,7 +19,13 @@ pub async fn delete_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(&headers, request, state.body_limit, state.limits.body_timeout).await?;
+    let bytes = body::read(
+        &headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     let id = body::item_id(&bytes, &state.namespaces)?;
     match state.node.delete(id).await {
         Ok(_) => Ok(Json(json!({"deleted": true})).into_response()),

@@ -18,7 +18,13 @@ pub async fn fetch_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(&headers, request, state.body_limit, state.limits.body_timeout).await?;
+    let bytes = body::read(
+        &headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     let id = body::item_id(&bytes, &state.namespaces)?;
     let item = match state.node.fetch(&id).await {
         Ok(item) => item.ok_or(ApiError::NotFound)?,

@@ -5,5 +5,6 @@ pub mod cache;
 pub mod delete;
 pub mod fallback;
 pub mod fetch;
+pub mod openapi;
 pub mod probes;
 pub mod store;

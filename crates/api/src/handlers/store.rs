@@ -37,7 +37,13 @@ pub async fn store_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(&headers, request, state.body_limit, state.limits.body_timeout).await?;
+    let bytes = body::read(
+        &headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
     let limits = state.node.limits();
     let mut op = match serde_json::from_slice::<StoreBody>(&bytes) {
         Ok(b) => StoreOp::new(&b.namespace, &b.key, &b.data, b.ttl, b.timestamp, &limits)?,
