@@ -141,6 +141,9 @@ impl ApiError {
                     "commit_timeout",
                     e.to_string(),
                 ),
+                NodeError::DiskFull { .. } => {
+                    (StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
+                }
                 NodeError::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

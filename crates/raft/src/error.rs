@@ -23,4 +23,13 @@ pub enum NodeError {
     /// The node is stopping or not ready.
     #[error("{0}")]
     Unavailable(String),
+    /// The data directory's file system has less free space than the reserve; nothing was
+    /// proposed.
+    #[error("the disk is full: {free} bytes free, {reserve} reserved (disk_reserve); writes resume once space is freed")]
+    DiskFull {
+        /// Bytes free.
+        free: u64,
+        /// The configured reserve.
+        reserve: u64,
+    },
 }

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod disk;
 pub mod error;
 pub mod log_store;
 pub mod network;

@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub join: bool,
     /// How this node authenticates to peers and checks them.
     pub peer_credentials: crate::network::PeerCredentials,
+    /// Free bytes the data directory's file system must keep for writes to be proposed
+    /// (0: no check).
+    pub disk_reserve: u64,
     /// Item limits, stamped into every batch this node proposes as leader.
     pub limits: Limits,
     /// The clock the leader stamps batches with.
@@ -104,6 +107,7 @@ impl NodeOptions {
             peers: BTreeMap::new(),
             join: false,
             peer_credentials: Default::default(),
+            disk_reserve: 0,
             limits: Limits::default(),
             clock,
             heartbeat: Duration::from_millis(100),
@@ -174,6 +178,7 @@ struct Inner {
     node_id: NodeId,
     cluster_id: ClusterId,
     peer_secret: Option<crate::auth::ClusterSecret>,
+    disk: crate::disk::DiskSpace,
     engine: LogEngine,
     api_addr: String,
     network: PeerNetwork,
@@ -376,6 +381,7 @@ impl Node {
                 node_id: options.node_id,
                 cluster_id,
                 peer_secret: options.peer_credentials.secret.clone(),
+                disk: crate::disk::DiskSpace::new(&options.data_dir, options.disk_reserve),
                 engine: engine_for_inner,
                 api_addr: options.api_addr.clone(),
                 network,
@@ -645,6 +651,10 @@ impl Node {
     }
 
     async fn write(&self, op: Op) -> Result<Stored, NodeError> {
+        // Deletions are accepted on a full disk: they are what lets space be reclaimed.
+        if matches!(op, Op::Store(_)) {
+            self.check_disk()?;
+        }
         let (reply, answer) = oneshot::channel();
         self.inner
             .writes
@@ -664,6 +674,9 @@ impl Node {
         if let Some(reason) = writer::quorum_lost(&self.inner.raft, self.inner.election_max) {
             return Err(NodeError::NoQuorum(reason));
         }
+        if ops.iter().any(|op| matches!(op, Op::Store(_))) {
+            self.check_disk()?;
+        }
         let batch = Batch {
             now: self.inner.clock.now(),
             limits: self.inner.limits,
@@ -674,6 +687,27 @@ impl Node {
             .into_iter()
             .map(|o| o.map_err(NodeError::from))
             .collect())
+    }
+
+    /// `Err(DiskFull)` while this node's data directory is short of its reserve.
+    fn check_disk(&self) -> Result<(), NodeError> {
+        self.inner.disk.check().map_err(|free| {
+            static LAST_WARNING: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+            let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                *last = Some(std::time::Instant::now());
+                tracing::error!(
+                    free,
+                    reserve = self.inner.disk.reserve(),
+                    dir = %self.inner.disk.dir().display(),
+                    "disk full: refusing writes until space is freed (logged once a minute)"
+                );
+            }
+            NodeError::DiskFull {
+                free,
+                reserve: self.inner.disk.reserve(),
+            }
+        })
     }
 
     /// Reads an item linearizably: the answer reflects every store acknowledged before the

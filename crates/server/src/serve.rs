@@ -175,6 +175,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     options.peers = config.peers.clone();
     options.join = config.join;
     options.peer_credentials = peer_credentials.clone();
+    options.disk_reserve = config.disk_reserve;
     options.limits = Limits {
         max_item_bytes: config.max_item_size,
         max_items: config.max_items,
