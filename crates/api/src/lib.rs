@@ -12,5 +12,6 @@ mod handlers;
 pub mod namespaces;
 mod router;
 
+pub use handlers::probes::readiness;
 pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState};
