@@ -3,6 +3,7 @@
 mod cluster_cli;
 mod config;
 mod logging;
+mod notify;
 mod serve;
 mod size;
 mod telemetry;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{self, Config, LogLevel};
 use crate::logging::{self, Sink};
+use crate::notify::Notifier;
 use crate::{tls, ServeArgs};
 use axum_server::tls_rustls::RustlsConfig;
 
@@ -64,6 +65,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         Sink::Syslog
     };
     logging::init(config.log_level, sink);
+    let notifier = Notifier::from_env();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -78,7 +80,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.addr_file.as_deref())) {
+    match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -108,7 +110,7 @@ impl LogLevel {
     }
 }
 
-async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
+async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> anyhow::Result<()> {
     // Before anything records a metric: handles taken earlier would record nowhere.
     let metrics_handle = crate::telemetry::install();
     // Listeners and certificates first: a port in use or a bad certificate is reported
@@ -233,6 +235,19 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     let peer_routes = statemanager_raft::peer_server::router(node.clone())
         .merge(statemanager_api::forward_router(api_state.clone()));
     let draining = api_state.draining.clone();
+    let serving = format!(
+        "serving: http {}, https {}, peer {}",
+        http_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        https_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        peer_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+    );
+    let announce = tokio::spawn(announce_ready(api_state.clone(), notifier.clone(), serving));
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -290,6 +305,11 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     };
     // New requests now get 503; a leader hands over before it goes, so the cluster does not
     // wait an election timeout for a new one.
+    announce.abort();
+    notifier.stopping(match &outcome {
+        Ok(()) => "draining",
+        Err(_) => "stopping after an error",
+    });
     draining.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(to) = node.hand_over_leadership().await {
         tracing::info!("asked node {to} to take over as leader");
@@ -311,6 +331,32 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     node.shutdown().await;
     tracing::info!("State Manager stopped");
     outcome
+}
+
+/// Tells the service manager `READY=1` the first time the node is ready (the verdict of
+/// `GET /ready`), and until then, in `STATUS=`, why not. Does nothing without a service
+/// manager.
+async fn announce_ready(state: ApiState, notifier: Notifier, serving: String) {
+    if !notifier.enabled() {
+        return;
+    }
+    let mut last_reason: Option<String> = None;
+    loop {
+        match statemanager_api::readiness(&state).await {
+            Ok(()) => {
+                notifier.ready(&serving);
+                tracing::debug!("told the service manager READY=1");
+                return;
+            }
+            Err(reason) => {
+                if last_reason.as_deref() != Some(reason.as_str()) {
+                    notifier.status(&format!("starting: {reason}"));
+                    last_reason = Some(reason);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn shutdown_signal() -> &'static str {
