@@ -275,7 +275,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         });
     }
     let tls_handle = axum_server::Handle::new();
-    let mut reload = None;
+    let mut tls_reload = None;
     if let Some((listener, _, rustls_config)) = https {
         let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
             .context("starting the HTTPS listener")?
@@ -287,11 +287,11 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });
-        reload = Some(tokio::spawn(reload_on_sighup(
-            config.tls.clone(),
-            rustls_config,
-        )));
+        tls_reload = Some((config.tls.clone(), rustls_config));
     }
+    // Always handled: SIGHUP's default action would end the process (`systemctl reload`
+    // without TLS stopped the server).
+    let reload = tokio::spawn(reload_on_sighup(tls_reload));
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
@@ -324,9 +324,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         servers.abort_all();
     }
-    if let Some(task) = reload {
-        task.abort();
-    }
+    reload.abort();
     housekeeping.abort();
     node.shutdown().await;
     tracing::info!("State Manager stopped");
@@ -377,14 +375,19 @@ async fn shutdown_signal() -> &'static str {
 
 /// Re-reads the certificates on every SIGHUP. New connections use the new ones; open
 /// connections keep theirs. A bad file keeps the current certificates (and says why).
-async fn reload_on_sighup(settings: tls::TlsSettings, config: RustlsConfig) {
+/// Without TLS there is nothing to reload: SIGHUP is logged and otherwise ignored.
+async fn reload_on_sighup(tls: Option<(tls::TlsSettings, RustlsConfig)>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; certificates will not be reloaded");
         return;
     };
     while hup.recv().await.is_some() {
-        match tls::server_config(&settings) {
+        let Some((settings, config)) = &tls else {
+            tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+            continue;
+        };
+        match tls::server_config(settings) {
             Ok(new) => {
                 config.reload_from_config(new);
                 tracing::info!("SIGHUP: TLS certificates reloaded");

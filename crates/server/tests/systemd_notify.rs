@@ -94,3 +94,30 @@ async fn a_missing_notify_socket_is_harmless() {
     let status = server.signal_and_wait(libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
+
+/// `systemctl reload` sends SIGHUP. Without TLS there is nothing to reload, and the server
+/// must go on serving (SIGHUP's default action would end it, and systemd counts that as a
+/// clean exit: no restart).
+#[tokio::test]
+async fn sighup_without_tls_keeps_serving() {
+    let mut server = Server::start("");
+    server.wait_ready().await;
+    // SAFETY: kill(2) on the PID of our own child process.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let (status, _) = common::post(
+        &client,
+        &server.url("/store_data"),
+        serde_json::json!({"namespace": "n", "key": "k", "data": "v", "ttl": 60}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", server.log());
+    assert!(
+        server.log().contains("SIGHUP: nothing to reload"),
+        "{}",
+        server.log()
+    );
+    let status = server.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+}
