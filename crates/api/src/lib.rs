@@ -16,5 +16,6 @@ mod router;
 pub use handlers::admin::AdminAccess;
 pub use handlers::openapi::OPENAPI_JSON;
 pub use limits::{RateLimiter, RequestLimits};
+pub use handlers::probes::readiness;
 pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState, ROUTES};

@@ -860,6 +860,27 @@ mod tests {
     }
 
     #[test]
+    fn debian_packaged_config_is_the_defaults_with_debian_paths() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/debian/statemanager.yaml");
+        let loaded = load(Some(&path), &no_env).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let expected = Config {
+            data_dir: PathBuf::from("/var/lib/statemanager"),
+            log_stderr: true,
+            ..Config::default()
+        };
+        assert_eq!(loaded.config, expected);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in KEYS {
+            assert!(
+                text.contains(&format!("{key}:")),
+                "packaged config lacks {key}"
+            );
+        }
+    }
+
+    #[test]
     fn namespace_keys_as_string_list_and_file() {
         const K: &str = "MDEyMzQ1Njc4OWFiY2RlZg==";
         let c = load_text(&format!("namespace_keys: {K},{K}\n"), &no_env)

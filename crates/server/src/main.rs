@@ -5,6 +5,7 @@ mod cluster_cli;
 mod config;
 mod listener;
 mod logging;
+mod notify;
 mod serve;
 mod size;
 mod telemetry;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{self, Config, LogLevel};
 use crate::logging::{self, Sink};
+use crate::notify::Notifier;
 use crate::{listener, tls, ServeArgs};
 use axum_server::tls_rustls::RustlsConfig;
 
@@ -64,6 +65,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         Sink::Syslog
     };
     logging::init(config.log_level, sink);
+    let notifier = Notifier::from_env();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -78,7 +80,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.addr_file.as_deref())) {
+    match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -108,7 +110,7 @@ impl LogLevel {
     }
 }
 
-async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
+async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> anyhow::Result<()> {
     // Before anything records a metric: handles taken earlier would record nowhere.
     let metrics_handle = crate::telemetry::install();
     // Listeners and certificates first: a port in use or a bad certificate is reported
@@ -267,6 +269,19 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         node.clone(),
     );
     let draining = api_state.draining.clone();
+    let serving = format!(
+        "serving: http {}, https {}, peer {}",
+        http_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        https_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        peer_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+    );
+    let announce = tokio::spawn(announce_ready(api_state.clone(), notifier.clone(), serving));
     let api = app(api_state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -285,7 +300,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         });
     }
     let tls_handle = axum_server::Handle::new();
-    let mut reload = Vec::new();
+    let mut tls_reload = Vec::new();
     match peer {
         Some((listener, _, None)) => {
             let listener = TcpListener::from_std(listener).context("peer listener")?;
@@ -310,7 +325,7 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
                     .map_err(|e| format!("peer port (TLS): {e}"))
             });
             if let Some(settings) = peer_tls_settings.clone() {
-                reload.push(tokio::spawn(reload_on_sighup(settings, rustls_config)));
+                tls_reload.push((settings, rustls_config));
             }
         }
         None => {}
@@ -332,11 +347,11 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });
-        reload.push(tokio::spawn(reload_on_sighup(
-            config.tls.clone(),
-            rustls_config,
-        )));
+        tls_reload.push((config.tls.clone(), rustls_config));
     }
+    // Always handled: SIGHUP's default action would end the process (`systemctl reload`
+    // without TLS stopped the server).
+    let reload = tokio::spawn(reload_on_sighup(tls_reload));
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
@@ -350,6 +365,11 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
     };
     // New requests now get 503; a leader hands over before it goes, so the cluster does not
     // wait an election timeout for a new one.
+    announce.abort();
+    notifier.stopping(match &outcome {
+        Ok(()) => "draining",
+        Err(_) => "stopping after an error",
+    });
     draining.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(to) = node.hand_over_leadership().await {
         tracing::info!("asked node {to} to take over as leader");
@@ -364,13 +384,37 @@ async fn run(config: Config, addr_file: Option<&Path>) -> anyhow::Result<()> {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         servers.abort_all();
     }
-    for task in reload {
-        task.abort();
-    }
+    reload.abort();
     housekeeping.abort();
     node.shutdown().await;
     tracing::info!("State Manager stopped");
     outcome
+}
+
+/// Tells the service manager `READY=1` the first time the node is ready (the verdict of
+/// `GET /ready`), and until then, in `STATUS=`, why not. Does nothing without a service
+/// manager.
+async fn announce_ready(state: ApiState, notifier: Notifier, serving: String) {
+    if !notifier.enabled() {
+        return;
+    }
+    let mut last_reason: Option<String> = None;
+    loop {
+        match statemanager_api::readiness(&state).await {
+            Ok(()) => {
+                notifier.ready(&serving);
+                tracing::debug!("told the service manager READY=1");
+                return;
+            }
+            Err(reason) => {
+                if last_reason.as_deref() != Some(reason.as_str()) {
+                    notifier.status(&format!("starting: {reason}"));
+                    last_reason = Some(reason);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -391,22 +435,28 @@ async fn shutdown_signal() -> &'static str {
 
 /// Re-reads the certificates on every SIGHUP. New connections use the new ones; open
 /// connections keep theirs. A bad file keeps the current certificates (and says why).
-async fn reload_on_sighup(settings: tls::TlsSettings, config: RustlsConfig) {
+/// Without TLS there is nothing to reload: SIGHUP is logged and otherwise ignored.
+async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; certificates will not be reloaded");
         return;
     };
     while hup.recv().await.is_some() {
-        match tls::server_config(&settings) {
-            Ok(new) => {
-                config.reload_from_config(new);
-                tracing::info!("SIGHUP: TLS certificates reloaded");
-            }
-            Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
+        if tls.is_empty() {
+            tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+            continue;
         }
-    }
-}
+        for (settings, config) in &tls {
+            match tls::server_config(settings) {
+                Ok(new) => {
+                    config.reload_from_config(new);
+                    tracing::info!("SIGHUP: TLS certificates reloaded");
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
+            }
+        }
+    }}
 
 /// Writes `{"http": "host:port", "https": "host:port", "pid": N}` atomically (tests poll for
 /// it); a listener that is off is `null`.

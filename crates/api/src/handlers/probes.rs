@@ -53,13 +53,16 @@ async fn follower_readiness(state: &ApiState) -> Result<(), String> {
     Ok(())
 }
 
+/// `Ok` when this node can serve linearizable reads and writes now, else the reason: the
+/// verdict of `GET /ready` (also used for systemd's `READY=1`).
+pub async fn readiness(state: &ApiState) -> Result<(), String> {
+    state.node.readiness()?;
+    follower_readiness(state).await
+}
+
 /// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
-    let verdict = match state.node.readiness() {
-        Ok(()) => follower_readiness(&state).await,
-        Err(e) => Err(e),
-    };
-    match verdict {
+    match readiness(&state).await {
         Ok(()) => (
             StatusCode::OK,
             Json(ReadyResponse {
@@ -159,6 +162,9 @@ pub async fn metrics(State(state): State<ApiState>) -> axum::response::Response 
     metrics::gauge!("statemanager_raft_term").set(s.term as f64);
     metrics::gauge!("statemanager_raft_last_log_index").set(s.last_log_index as f64);
     metrics::gauge!("statemanager_raft_applied_index").set(s.applied_index as f64);
+    if let Some(commit) = state.node.commit_index().await {
+        metrics::gauge!("statemanager_raft_commit_index").set(commit as f64);
+    }
     metrics::gauge!("statemanager_raft_is_leader").set(if s.role == "leader" { 1.0 } else { 0.0 });
     metrics::gauge!("statemanager_ready").set(if state.node.readiness().is_ok() {
         1.0

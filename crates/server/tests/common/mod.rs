@@ -40,6 +40,18 @@ impl Server {
 
     /// Starts a server in `dir` (re-using its data, for restarts).
     pub fn start_in(dir: &Path, config: &str, flags: &[&str]) -> Server {
+        Server::start_with_env(dir, config, flags, &[])
+    }
+
+    /// Starts a server in `dir` with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    /// `NOTIFY_SOCKET` is removed from the inherited environment unless given here, so a
+    /// test run under systemd does not notify it.
+    pub fn start_with_env(
+        dir: &Path,
+        config: &str,
+        flags: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         // reqwest is built without a default crypto provider (we use ring, as the server);
         // every test starts a server before it makes a client, so install it here.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,6 +75,8 @@ impl Server {
             .arg(&addr_file)
             .arg("--log-stderr")
             .args(flags)
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
