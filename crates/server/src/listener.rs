@@ -1,4 +1,4 @@
-//! The plain-HTTP client listener: an accept loop with the hostile-input limits that
+//! The client listeners (HTTP and HTTPS): an accept loop with the hostile-input limits that
 //! `axum::serve` does not offer.
 //!
 //! - **Connections**: at most `max_connections` at once; one more is answered
@@ -12,6 +12,9 @@
 //!   431 itself; the router's `limit_head` middleware refuses heads over `max_header_bytes`
 //!   with a JSON 431 first.
 //!
+//! The same loop serves HTTPS (`tls`): the TLS handshake must finish within the header
+//! timeout, and refusals over TLS close the connection without an HTTP answer.
+//!
 //! Each connection also gets its client address as `ConnectInfo`, for per-client limits.
 
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -143,12 +147,14 @@ fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then lets open connections finish
-/// their requests (the caller bounds how long it waits).
+/// Serves `app` on `listener` (HTTPS when `tls` is given; its certificates can be reloaded
+/// while serving) until `stop` turns true, then lets open connections finish their requests
+/// (the caller bounds how long it waits).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenerLimits,
+    tls: Option<RustlsConfig>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -184,15 +190,18 @@ pub async fn serve(
                     "connection limit reached; refusing new connections (logged once a minute)"
                 );
             }
-            if let Ok(socket) = stream.into_std() {
-                answer_and_close(
-                    socket,
-                    &canned(
-                        "429 Too Many Requests",
-                        "too_many_connections",
-                        "the server has reached max_connections; retry shortly",
-                    ),
-                );
+            // Over TLS no answer can be written before a handshake: the connection is closed.
+            if tls.is_none() {
+                if let Ok(socket) = stream.into_std() {
+                    answer_and_close(
+                        socket,
+                        &canned(
+                            "429 Too Many Requests",
+                            "too_many_connections",
+                            "the server has reached max_connections; retry shortly",
+                        ),
+                    );
+                }
             }
             continue;
         };
@@ -203,10 +212,10 @@ pub async fn serve(
             .map(std::net::TcpStream::from)
             .ok();
         let request_started = Arc::new(AtomicBool::new(false));
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             inner: stream,
             request_started: request_started.clone(),
-        });
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -218,13 +227,37 @@ pub async fn serve(
             },
         );
         let builder = builder.clone();
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let acceptor = tls
+            .as_ref()
+            .map(|config| tokio_rustls::TlsAcceptor::from(config.get_inner()));
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection.await {
+            let outcome = match acceptor {
+                None => {
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    // A handshake is held to the same bound as a request head.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(header_timeout, acceptor.accept(watched)).await
+                    else {
+                        return;
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    // Over TLS a slow request is closed without a 408 (the answer would
+                    // have to be written through the TLS session hyper gave up).
+                    let _ = watcher.watch(connection).await;
+                    return;
+                }
+            };
+            if let Err(e) = outcome {
                 if is_header_timeout(&*e) && request_started.load(Ordering::Relaxed) {
                     if let Some(socket) = spare {
                         answer_and_close(

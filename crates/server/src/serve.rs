@@ -294,7 +294,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         let api = api.clone();
         let stop_rx = stop_rx.clone();
         servers.spawn(async move {
-            listener::serve(listener, api, listener_limits, stop_rx)
+            listener::serve(listener, api, listener_limits, None, stop_rx)
                 .await
                 .map_err(|e| format!("HTTP: {e}"))
         });
@@ -331,19 +331,12 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         None => {}
     }
     if let Some((listener, _, rustls_config)) = https {
-        let mut server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
-            .context("starting the HTTPS listener")?
-            .handle(tls_handle.clone());
-        server
-            .http_builder()
-            .http1()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(listener_limits.header_timeout)
-            .max_buf_size(listener_limits.head_buffer());
+        let listener = TcpListener::from_std(listener).context("HTTPS listener")?;
         let api = api.clone();
+        let stop_rx = stop_rx.clone();
+        let tls = rustls_config.clone();
         servers.spawn(async move {
-            server
-                .serve(api.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            listener::serve(listener, api, listener_limits, Some(tls), stop_rx)
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });
@@ -456,7 +449,8 @@ async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>) {
                 Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
             }
         }
-    }}
+    }
+}
 
 /// Writes `{"http": "host:port", "https": "host:port", "pid": N}` atomically (tests poll for
 /// it); a listener that is off is `null`.

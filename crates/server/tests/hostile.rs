@@ -244,3 +244,60 @@ async fn deeply_nested_json_is_a_400() {
     }
     normal_client_works(&s, "k").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_listener_has_the_same_limits() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = common::certs::Ca::new("hostile ca");
+    let (cert, key) = ca.leaf(certs.path(), "server", &["127.0.0.1"]);
+    let config = format!(
+        "http_enabled: false\ntls_enabled: true\ntls_port: 0\ntls:\n  cert_file: {}\n  key_file: {}\nmax_connections: 4\nheader_timeout_ms: 1500\n",
+        cert.display(),
+        key.display()
+    );
+    let s = Server::start(&config);
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca.cert()])
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    s.wait_ready_with(&client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = s.base.trim_start_matches("https://").to_string();
+    // Four connections that never start a handshake hold every slot ...
+    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&a).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ... so a fifth is closed at once.
+    assert!(
+        client.get(s.url("/health")).send().await.is_err(),
+        "over max_connections"
+    );
+    // A connection that never handshakes is closed after the header timeout.
+    let closed = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let texts: Vec<String> = held.into_iter().map(|mut c| read_all(&mut c)).collect();
+        (started.elapsed(), texts)
+    })
+    .await
+    .unwrap();
+    assert!(closed.1.iter().all(|t| t.is_empty()));
+    assert!(
+        closed.0 < Duration::from_secs(9),
+        "slow handshakes were not cut: {:?}",
+        closed.0
+    );
+    // Slots free again: served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "HTTPS did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
