@@ -15,7 +15,7 @@ mod router;
 
 pub use handlers::admin::AdminAccess;
 pub use handlers::openapi::OPENAPI_JSON;
-pub use limits::{RateLimiter, RequestLimits};
 pub use handlers::probes::readiness;
+pub use limits::{RateLimiter, RequestLimits};
 pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState, ROUTES};
