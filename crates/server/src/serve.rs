@@ -299,36 +299,24 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
                 .map_err(|e| format!("HTTP: {e}"))
         });
     }
-    let tls_handle = axum_server::Handle::new();
     let mut tls_reload = Vec::new();
-    match peer {
-        Some((listener, _, None)) => {
-            let listener = TcpListener::from_std(listener).context("peer listener")?;
-            let mut stop_rx = stop_rx.clone();
-            servers.spawn(async move {
-                axum::serve(listener, peer_routes)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop_rx.wait_for(|stop| *stop).await;
-                    })
-                    .await
-                    .map_err(|e| format!("peer port: {e}"))
-            });
+    if let Some((listener, _, peer_tls)) = peer {
+        // The peer port gets the client listeners' limits too (slow or too many connections
+        // from a host that is not a member cost nothing); its body limit is its own.
+        let listener = TcpListener::from_std(listener).context("peer listener")?;
+        let stop_rx = stop_rx.clone();
+        if let (Some(settings), Some(config)) = (peer_tls_settings.clone(), peer_tls.clone()) {
+            tls_reload.push((settings, config));
         }
-        Some((listener, _, Some(rustls_config))) => {
-            let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
-                .context("starting the peer TLS listener")?
-                .handle(tls_handle.clone());
-            servers.spawn(async move {
-                server
-                    .serve(peer_routes.into_make_service())
-                    .await
-                    .map_err(|e| format!("peer port (TLS): {e}"))
-            });
-            if let Some(settings) = peer_tls_settings.clone() {
-                tls_reload.push((settings, rustls_config));
-            }
-        }
-        None => {}
+        let peer_limits = listener::ListenerLimits {
+            max_header_bytes: listener_limits.max_header_bytes.max(16 * 1024),
+            ..listener_limits
+        };
+        servers.spawn(async move {
+            listener::serve(listener, peer_routes, peer_limits, peer_tls, stop_rx)
+                .await
+                .map_err(|e| format!("peer port: {e}"))
+        });
     }
     if let Some((listener, _, rustls_config)) = https {
         let listener = TcpListener::from_std(listener).context("HTTPS listener")?;
@@ -368,7 +356,6 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         tracing::info!("asked node {to} to take over as leader");
     }
     let _ = stop_tx.send(true);
-    tls_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
     let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), async {
         while servers.join_next().await.is_some() {}
     })

@@ -383,7 +383,7 @@ async fn large_appends_after_a_restart_are_accepted() {
     cluster.restart(down);
     wait_items(&c, &cluster.node(down).url("/status"), 16 * 40).await;
     assert!(
-        !cluster.node(down).log().contains("413"),
+        !cluster.node(down).log().contains("413 Payload Too Large"),
         "no refused appends"
     );
 }
