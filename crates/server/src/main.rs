@@ -199,15 +199,21 @@ fn mint_token(args: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
-    let loaded = match config::load(config.as_deref(), &|var| std::env::var(var).ok()) {
-        Ok(loaded) => loaded,
-        Err(message) => {
+/// The configuration for an offline command, or exit code 2 after saying why.
+fn load_config(path: Option<&Path>) -> Result<config::Config, ExitCode> {
+    config::load(path, &|var| std::env::var(var).ok())
+        .map(|loaded| loaded.config)
+        .map_err(|message| {
             eprintln!("statemanager: {message}");
-            return ExitCode::from(2);
-        }
+            ExitCode::from(2)
+        })
+}
+
+fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
-    let cfg = loaded.config;
     let dir = data_dir.unwrap_or(cfg.data_dir.clone());
     let peer_addr = cfg.peer_listen.clone().unwrap_or_default();
     match statemanager_raft::recovery::force_single_member(&dir, cfg.node_id, &peer_addr) {
@@ -235,14 +241,10 @@ fn restore(
     data_dir: Option<PathBuf>,
     json: bool,
 ) -> ExitCode {
-    let loaded = match config::load(config.as_deref(), &|var| std::env::var(var).ok()) {
-        Ok(loaded) => loaded,
-        Err(message) => {
-            eprintln!("statemanager: {message}");
-            return ExitCode::from(2);
-        }
+    let cfg = match load_config(config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
-    let cfg = loaded.config;
     let dir = data_dir.unwrap_or(cfg.data_dir.clone());
     let members: BTreeMap<u64, String> = if cfg.peers.is_empty() {
         let addr = cfg

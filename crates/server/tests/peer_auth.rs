@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::certs::Ca;
-use common::{binary, post, Cluster};
+use common::{binary, get_json, post, Cluster};
 use serde_json::json;
 
 const SECRET: &str = "test-cluster-secret-0123456789";
@@ -156,17 +156,9 @@ async fn with_a_cluster_secret_outsiders_are_refused_everywhere() {
 
     // A node started with the wrong secret cannot take part: its RPCs are refused, and the
     // cluster keeps its leader and membership.
-    let term_before = {
-        let v: serde_json::Value = rogue
-            .get(&status_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["term"].as_u64().unwrap()
-    };
+    let term_before = get_json(&rogue, &status_url).await["term"]
+        .as_u64()
+        .unwrap();
     let rogue_peer = cluster.start_joiner(4, "cluster_secret: not-the-cluster-secret-00\n");
     let rogue_add = tokio::task::spawn_blocking({
         let peer = peer.clone();
@@ -184,14 +176,7 @@ async fn with_a_cluster_secret_outsiders_are_refused_everywhere() {
         "a node with another secret was added: {rogue_add:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let v: serde_json::Value = rogue
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&rogue, &status_url).await;
     assert_eq!(
         v["term"].as_u64().unwrap(),
         term_before,

@@ -5,50 +5,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::certs::Ca;
 use common::{binary, Server};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const KEYS: &str = "MDEyMzQ1Njc4OWFiY2RlZg==";
 const TOKEN_NAMESPACE: &str = "PLUGIN#python_client";
 /// Fewer tests than this means discovery went wrong.
 const MIN_TESTS: usize = 60;
-
-/// A CA that signs the server's and the client's certificates.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// Writes `<name>.pem` and `<name>.key`; returns their paths.
-    fn leaf(&self, dir: &Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
 
 /// The port of `http://127.0.0.1:PORT` or `https://...`.
 fn port_of(url: &str) -> String {
@@ -86,7 +53,7 @@ async fn python_client_suite_against_real_servers() {
     let (server_cert, server_key) = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
     let (client_cert, client_key) = ca.leaf(dir.path(), "client", &["plugin"]);
     let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.issuer.pem()).unwrap();
+    ca.write(&ca_file);
     let https = Server::start(&format!(
         "tls_enabled: true\ntls_port: 0\nhttp_enabled: false\ntls:\n  cert_file: {}\n  key_file: {}\n  ca_cert: {}\n  check_client_cert: true\n",
         server_cert.display(),
@@ -101,7 +68,7 @@ async fn python_client_suite_against_real_servers() {
     let mut identity = std::fs::read(&client_cert).unwrap();
     identity.extend(std::fs::read(&client_key).unwrap());
     let tls_client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap()])
+        .tls_certs_only([ca.cert()])
         .identity(reqwest::Identity::from_pem(&identity).unwrap())
         .timeout(Duration::from_secs(10))
         .build()

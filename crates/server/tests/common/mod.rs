@@ -366,6 +366,18 @@ impl Cluster {
     }
 }
 
+/// GETs `url` and parses its JSON answer (panics when it is not JSON).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
 /// POSTs a JSON value; returns status and parsed body (`Null` when not JSON).
 pub async fn post(
     client: &reqwest::Client,
