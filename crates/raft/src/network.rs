@@ -44,6 +44,10 @@ pub fn cluster_id_of(cell: &ClusterId) -> Option<String> {
     cell.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// How long an idle pooled connection to a peer is kept (peer ports close idle connections
+/// only after twice this).
+pub const PEER_POOL_IDLE: Duration = Duration::from_secs(15);
+
 /// Mutual TLS on the peer port: this node's certificate and key, and the cluster's CA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerTls {
@@ -97,7 +101,7 @@ impl PeerNetwork {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(PEER_POOL_IDLE)
             .tcp_nodelay(true);
         if let Some(tls) = &credentials.tls {
             let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)

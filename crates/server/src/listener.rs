@@ -20,10 +20,10 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -73,11 +73,48 @@ fn answer_and_close(socket: std::net::TcpStream, bytes: &[u8]) {
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
-/// A stream that notes whether a request has started and not yet been answered: bytes read
-/// since the last bytes written.
+/// What a connection has been doing: whether a request has started and not yet been
+/// answered (bytes read since the last bytes written), and since when it has been quiet.
+#[derive(Debug, Default)]
+struct Activity {
+    request_started: AtomicBool,
+    quiet_since_ms: AtomicU64,
+}
+
+/// Milliseconds on a process-wide monotonic clock.
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Activity {
+    fn new() -> Self {
+        let a = Activity::default();
+        a.quiet_since_ms.store(now_ms(), Ordering::Relaxed);
+        a
+    }
+
+    fn read(&self) {
+        self.request_started.store(true, Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.request_started.store(false, Ordering::Relaxed);
+        self.quiet_since_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Quiet (no request under way) for at least `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        !self.request_started.load(Ordering::Relaxed)
+            && now_ms().saturating_sub(self.quiet_since_ms.load(Ordering::Relaxed))
+                >= limit.as_millis() as u64
+    }
+}
+
+/// A stream that reports its reads and writes to an [`Activity`].
 struct Watched {
     inner: TcpStream,
-    request_started: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
 impl AsyncRead for Watched {
@@ -89,7 +126,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.request_started.store(true, Ordering::Relaxed);
+            self.activity.read();
         }
         polled
     }
@@ -103,7 +140,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.request_started.store(false, Ordering::Relaxed);
+            self.activity.wrote();
         }
         polled
     }
@@ -115,7 +152,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.request_started.store(false, Ordering::Relaxed);
+            self.activity.wrote();
         }
         polled
     }
@@ -130,6 +167,36 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Drives `connection` to its end, closing the socket (through `spare`) once the connection
+/// has been quiet, with no request under way, for `idle`: hyper bounds a request head once
+/// it has started, but not the wait for the first bytes (while it tells HTTP/1 from HTTP/2)
+/// nor, over HTTP/2, an idle connection; such silent connections would otherwise hold a
+/// `max_connections` slot for ever. A request being served (a `get_data` wait included) is
+/// never idle.
+async fn close_when_idle<F: std::future::Future>(
+    connection: F,
+    activity: &Activity,
+    spare: &Option<std::net::TcpStream>,
+    idle: Duration,
+) -> F::Output {
+    tokio::pin!(connection);
+    let tick = (idle / 2).max(Duration::from_millis(50));
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            outcome = &mut connection => return outcome,
+            _ = tokio::time::sleep(tick), if !closed => {
+                if activity.idle_for(idle) {
+                    if let Some(socket) = spare {
+                        let _ = socket.shutdown(std::net::Shutdown::Both);
+                    }
+                    closed = true;
+                }
+            }
+        }
     }
 }
 
@@ -211,10 +278,10 @@ pub async fn serve(
             .try_clone_to_owned()
             .map(std::net::TcpStream::from)
             .ok();
-        let request_started = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(Activity::new());
         let watched = Watched {
             inner: stream,
-            request_started: request_started.clone(),
+            activity: activity.clone(),
         };
         let app = app.clone();
         let service = hyper::service::service_fn(
@@ -239,7 +306,8 @@ pub async fn serve(
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(watched), service)
                         .into_owned();
-                    watcher.watch(connection).await
+                    close_when_idle(watcher.watch(connection), &activity, &spare, header_timeout)
+                        .await
                 }
                 Some(acceptor) => {
                     // A handshake is held to the same bound as a request head.
@@ -253,12 +321,19 @@ pub async fn serve(
                         .into_owned();
                     // Over TLS a slow request is closed without a 408 (the answer would
                     // have to be written through the TLS session hyper gave up).
-                    let _ = watcher.watch(connection).await;
+                    let _ = close_when_idle(
+                        watcher.watch(connection),
+                        &activity,
+                        &spare,
+                        header_timeout,
+                    )
+                    .await;
                     return;
                 }
             };
             if let Err(e) = outcome {
-                if is_header_timeout(&*e) && request_started.load(Ordering::Relaxed) {
+                let started = activity.request_started.load(Ordering::Relaxed);
+                if is_header_timeout(&*e) && started {
                     if let Some(socket) = spare {
                         answer_and_close(
                             socket,

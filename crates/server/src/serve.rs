@@ -308,8 +308,13 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         if let (Some(settings), Some(config)) = (peer_tls_settings.clone(), peer_tls.clone()) {
             tls_reload.push((settings, config));
         }
+        // Peers keep pooled connections idle for up to `PEER_POOL_IDLE`; the peer port closes
+        // idle ones only after longer, so a pooled connection is never closed under a request.
         let peer_limits = listener::ListenerLimits {
             max_header_bytes: listener_limits.max_header_bytes.max(16 * 1024),
+            header_timeout: listener_limits
+                .header_timeout
+                .max(statemanager_raft::network::PEER_POOL_IDLE * 2),
             ..listener_limits
         };
         servers.spawn(async move {

@@ -67,14 +67,20 @@ async fn slow_senders_get_408_and_others_are_served() {
             b"POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"namespace\"",
         )
         .unwrap();
-    // An idle keep-alive connection that never starts a request.
+    // A connection that never sends a byte.
     let mut idle = TcpStream::connect(&a).unwrap();
+    let idle_since = Instant::now();
 
     normal_client_works(&s, "during").await;
 
     let answers = tokio::task::spawn_blocking(move || {
         let heads: Vec<String> = slow.iter_mut().map(read_all).collect();
-        (heads, read_all(&mut slow_body), read_all(&mut idle))
+        let idle_answer = read_all(&mut idle);
+        (
+            heads,
+            read_all(&mut slow_body),
+            (idle_answer, idle_since.elapsed()),
+        )
     })
     .await
     .unwrap();
@@ -85,8 +91,13 @@ async fn slow_senders_get_408_and_others_are_served() {
     assert!(answers.1.starts_with("HTTP/1.1 408"), "{}", answers.1);
     assert!(answers.1.contains("request_timeout"), "{}", answers.1);
     assert_eq!(
-        answers.2, "",
+        answers.2 .0, "",
         "an idle connection is closed without an answer"
+    );
+    assert!(
+        answers.2 .1 < Duration::from_secs(8),
+        "a silent connection was not closed: {:?}",
+        answers.2 .1
     );
     normal_client_works(&s, "after").await;
 }
@@ -250,6 +261,7 @@ async fn the_https_listener_has_the_same_limits() {
     let certs = tempfile::tempdir().unwrap();
     let ca = common::certs::Ca::new("hostile ca");
     let (cert, key) = ca.leaf(certs.path(), "server", &["127.0.0.1"]);
+    let ca_pem = std::fs::read_to_string(ca.write(&certs.path().join("ca.pem"))).unwrap();
     let config = format!(
         "http_enabled: false\ntls_enabled: true\ntls_port: 0\ntls:\n  cert_file: {}\n  key_file: {}\nmax_connections: 4\nheader_timeout_ms: 1500\n",
         cert.display(),
@@ -285,6 +297,37 @@ async fn the_https_listener_has_the_same_limits() {
         closed.0 < Duration::from_secs(9),
         "slow handshakes were not cut: {:?}",
         closed.0
+    );
+    // A client that completes the handshake and then says nothing is closed too.
+    let connector = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(<rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let a3 = a.clone();
+    let silent = tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(&a3).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = rustls::ClientConnection::new(connector, name).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        let started = Instant::now();
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        let mut buf = [0u8; 16];
+        let _ = stream.read(&mut buf);
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        silent < Duration::from_secs(8),
+        "a silent TLS connection was kept: {silent:?}"
     );
     // Slots free again: served.
     let deadline = Instant::now() + Duration::from_secs(10);
