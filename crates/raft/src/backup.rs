@@ -191,7 +191,20 @@ pub fn restore(
     let committed = encode(&Some(last)).map_err(|e| corrupt(data_dir, e.to_string()))?;
     engine.purge_through(last.index, ("purged", &purged))?;
     engine.put_meta("committed", &committed)?;
-    let pairs: Vec<(NodeId, String)> = members.iter().map(|(i, a)| (*i, a.clone())).collect();
+    // The cluster id names the backup as well as the members: nodes restored from this file
+    // with these members agree, while nodes that formed a fresh cluster from the same `peers`
+    // have another id and are refused (their history is not this one; mixing them would
+    // break Raft's invariants).
+    let mut pairs: Vec<(NodeId, String)> = members.iter().map(|(i, a)| (*i, a.clone())).collect();
+    pairs.push((
+        0,
+        format!(
+            "restored:{}:{}:{}",
+            capture.header.applied_index,
+            capture.header.created_at.as_micros(),
+            capture.header.source_node
+        ),
+    ));
     let cluster_id = derive_cluster_id(&pairs);
     engine.put_meta(META_CLUSTER_ID, cluster_id.as_bytes())?;
     Ok(RestoreSummary {

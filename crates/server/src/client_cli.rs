@@ -61,6 +61,7 @@ pub enum ClientCommand {
     /// Examples:
     ///   statemanager put 'PLUGIN#check_disk' last '{"used":42}' --ttl 3600
     ///   echo hello | statemanager put 'PLUGIN#x' greeting - --ttl 60 --json
+    #[command(verbatim_doc_comment)]
     Put {
         #[command(flatten)]
         server: ServerArgs,
@@ -82,6 +83,7 @@ pub enum ClientCommand {
     /// Examples:
     ///   statemanager get 'PLUGIN#check_disk' last
     ///   statemanager get 'PLUGIN#check_disk' last --json
+    #[command(verbatim_doc_comment)]
     Get {
         #[command(flatten)]
         server: ServerArgs,
@@ -94,6 +96,7 @@ pub enum ClientCommand {
     ///
     /// Example:
     ///   statemanager delete 'PLUGIN#check_disk' last
+    #[command(verbatim_doc_comment)]
     Delete {
         #[command(flatten)]
         server: ServerArgs,
@@ -107,6 +110,7 @@ pub enum ClientCommand {
     /// Examples:
     ///   statemanager list 'PLUGIN#check_disk'
     ///   statemanager list 'PLUGIN#check_disk' --limit 10 --json
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         server: ServerArgs,
@@ -120,6 +124,7 @@ pub enum ClientCommand {
     ///
     /// Example:
     ///   statemanager status --server http://10.0.0.2:8184
+    #[command(verbatim_doc_comment)]
     Status {
         #[command(flatten)]
         server: ServerArgs,
@@ -131,6 +136,7 @@ pub enum ClientCommand {
     ///
     /// Example:
     ///   statemanager backup --out /var/backups/statemanager-$(date +%F).smbackup
+    #[command(verbatim_doc_comment)]
     Backup {
         #[command(flatten)]
         server: ServerArgs,

@@ -37,6 +37,7 @@ enum Command {
     ///   statemanager serve
     ///   statemanager serve --config /opt/opsview/cachemanager/etc/cachemanager.yaml
     ///   statemanager serve -d --port 0 --addr-file /tmp/sm.addr
+    #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Mint a protected-namespace token with the first configured key.
     ///
@@ -47,6 +48,7 @@ enum Command {
     /// Examples:
     ///   statemanager token --namespace 'PLUGIN#check_disk' --config /etc/statemanager.yaml
     ///   STATEMANAGER_NAMESPACE_KEYS=base64key statemanager token --namespace 'PLUGIN#x'
+    #[command(verbatim_doc_comment)]
     Token(TokenArgs),
     /// Recover from a lost quorum: turn this stopped node into a one-member cluster.
     ///
@@ -57,6 +59,7 @@ enum Command {
     ///
     /// Example:
     ///   statemanager recover --config /etc/statemanager.yaml
+    #[command(verbatim_doc_comment)]
     Recover {
         /// YAML configuration file (for data_dir, node_id and peer_listen).
         #[arg(long, short = 'c', value_name = "FILE")]
@@ -71,6 +74,7 @@ enum Command {
     ///   statemanager cluster --peer 10.0.0.1:8186 status
     ///   statemanager cluster --peer 10.0.0.1:8186 add 4 10.0.0.4:8186
     ///   statemanager cluster --peer 10.0.0.1:8186 remove 2
+    #[command(verbatim_doc_comment)]
     Cluster {
         /// A node's peer address (its `peer_listen`).
         #[arg(
@@ -98,6 +102,7 @@ enum Command {
     /// Examples:
     ///   statemanager restore backup.smbackup --data-dir /var/lib/statemanager
     ///   statemanager restore backup.smbackup --config /etc/statemanager/statemanager.yaml
+    #[command(verbatim_doc_comment)]
     Restore {
         /// The backup file.
         file: PathBuf,

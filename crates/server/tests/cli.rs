@@ -341,3 +341,35 @@ fn a_damaged_backup_or_a_used_directory_changes_nothing() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout(&out).contains("restored 20 item(s)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_node_refuses_fresh_members_instead_of_crashing() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let put = cli(&s.base, &["put", "PLUGIN#r", "k", "v", "--ttl", "600"]);
+    assert!(put.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("b.smbackup");
+    assert!(cli(&s.base, &["backup", "--out", file.to_str().unwrap()])
+        .status
+        .success());
+    drop(s);
+    // Only node 1 is restored; nodes 2 and 3 start empty and form a cluster from `peers`.
+    let cluster = Cluster::start_prepared(3, "", &|dir, config| {
+        let text = std::fs::read_to_string(config).unwrap();
+        if text.starts_with("node_id: 1\n") {
+            assert!(restore_into(&file, dir, config).status.success());
+        }
+    });
+    let client = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Node 1 is alive and refuses the fresh members (another cluster id) ...
+    let status = common::get_json(&client, &cluster.node(0).url("/status")).await;
+    assert_eq!(status["node_id"], 1);
+    assert!(
+        cluster.node(0).log().contains("belongs to cluster"),
+        "{}",
+        cluster.node(0).log()
+    );
+    assert!(!cluster.node(0).log().contains("panicked"));
+}
