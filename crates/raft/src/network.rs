@@ -11,6 +11,7 @@
 //! when a secret is; the peer server checks both (see `peer_server`).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
@@ -88,39 +89,53 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 /// Creates one client per peer, all sharing a keep-alive connection pool.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
+}
+
+fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String> {
+    // reqwest is built without a default TLS provider; ours is ring (as for the API).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(PEER_POOL_IDLE)
+        .tcp_nodelay(true);
+    if let Some(tls) = &credentials.tls {
+        let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)
+            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+        let mut pem = read_pem(&tls.cert_file, "cert_file")?;
+        pem.push(b'\n');
+        pem.extend(read_pem(&tls.key_file, "key_file")?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+        builder = builder.tls_certs_only(ca).identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the peer HTTP client: {e}"))
 }
 
 impl PeerNetwork {
     /// A network of keep-alive HTTP(S) clients (500 ms connect timeout) presenting
     /// `credentials`; fails when the TLS files are unusable.
     pub fn new(cluster_id: ClusterId, credentials: PeerCredentials) -> Result<Self, String> {
-        // reqwest is built without a default TLS provider; ours is ring (as for the API).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .pool_idle_timeout(PEER_POOL_IDLE)
-            .tcp_nodelay(true);
-        if let Some(tls) = &credentials.tls {
-            let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)
-                .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
-            let mut pem = read_pem(&tls.cert_file, "cert_file")?;
-            pem.push(b'\n');
-            pem.extend(read_pem(&tls.key_file, "key_file")?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
-            builder = builder.tls_certs_only(ca).identity(identity);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot build the peer HTTP client: {e}"))?;
         Ok(PeerNetwork {
-            http,
+            http: Arc::new(RwLock::new(build_client(&credentials)?)),
             cluster_id,
             credentials,
         })
+    }
+
+    /// Reads the peer TLS files again (SIGHUP): new connections to peers present the new
+    /// certificate; on error the current one stays.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        if self.credentials.tls.is_none() {
+            return Ok(());
+        }
+        let client = build_client(&self.credentials)?;
+        *self.http.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
     }
 
     /// A request to `path` on the peer at `addr`, carrying the RPC version, this node's
@@ -131,8 +146,8 @@ impl PeerNetwork {
         addr: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http
+        let http = self.http.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut request = http
             .request(
                 method,
                 format!("{}://{addr}{path}", self.credentials.scheme()),

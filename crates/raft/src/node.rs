@@ -443,6 +443,11 @@ impl Node {
         &self.inner.api_addr
     }
 
+    /// Reads the peer TLS files again (SIGHUP) for the connections this node opens to peers.
+    pub fn reload_peer_tls(&self) -> Result<(), String> {
+        self.inner.network.reload_tls()
+    }
+
     /// The cluster secret peers and administrators must present, if one is configured.
     pub fn peer_secret(&self) -> Option<&crate::auth::ClusterSecret> {
         self.inner.peer_secret.as_ref()

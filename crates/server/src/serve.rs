@@ -337,7 +337,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     }
     // Always handled: SIGHUP's default action would end the process (`systemctl reload`
     // without TLS stopped the server).
-    let reload = tokio::spawn(reload_on_sighup(tls_reload));
+    let reload = tokio::spawn(reload_on_sighup(tls_reload, node.clone()));
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
@@ -421,7 +421,7 @@ async fn shutdown_signal() -> &'static str {
 /// Re-reads the certificates on every SIGHUP. New connections use the new ones; open
 /// connections keep theirs. A bad file keeps the current certificates (and says why).
 /// Without TLS there is nothing to reload: SIGHUP is logged and otherwise ignored.
-async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>) {
+async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>, node: Node) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; certificates will not be reloaded");
@@ -440,6 +440,10 @@ async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>) {
                 }
                 Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
             }
+        }
+        // The certificate this node presents to its peers, as a client.
+        if let Err(e) = node.reload_peer_tls() {
+            tracing::error!("SIGHUP: keeping the current peer client certificate: {e}");
         }
     }
 }

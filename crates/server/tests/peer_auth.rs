@@ -281,6 +281,18 @@ async fn with_peer_tls_only_certified_peers_connect() {
             .await
             .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // New node certificates (same CA) and SIGHUP: the peer listeners and the peer clients
+    // take them, and the cluster keeps replicating.
+    ca.leaf(certs.path(), "node", &["127.0.0.1", "localhost"]);
+    for i in 0..3 {
+        cluster.signal(i, libc::SIGHUP);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store_and_read_everywhere(&cluster, "k-tls-after-reload").await;
+    for i in 0..3 {
+        assert!(cluster.node(i).log().contains("TLS certificates reloaded"));
+        assert!(!cluster.node(i).log().contains("keeping the current"));
+    }
     // On the client port, admin endpoints are closed without a cluster secret.
     let (status, _) = post(
         &plain,
