@@ -2,8 +2,8 @@
 //! rate of one client address. (The listener bounds connections and slow heads; `body`
 //! bounds body size and time.)
 //!
-//! Refusals are logged at most once per client address per minute, so a flood cannot flood
-//! the log too.
+//! Refusals (408, 413, 429, 431) are logged at most once per client address and status per
+//! minute ([`log_refusal`]), so a flood cannot flood the log too.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +21,25 @@ use crate::ApiState;
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Client entries idle this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(120);
+
+/// Logs a refusal of `client` with `status` at WARN, at most once per client and status per
+/// [`LOG_INTERVAL`], so a hostile client cannot flood the log.
+pub fn log_refusal(client: IpAddr, status: u16, what: &str) {
+    static LAST: Mutex<Option<HashMap<(IpAddr, u16), Instant>>> = Mutex::new(None);
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = last.get_or_insert_with(HashMap::new);
+    if seen.len() > 10_000 {
+        seen.retain(|_, t| now.duration_since(*t) < LOG_INTERVAL);
+    }
+    match seen.get(&(client, status)) {
+        Some(t) if now.duration_since(*t) < LOG_INTERVAL => {}
+        _ => {
+            seen.insert((client, status), now);
+            tracing::warn!(%client, status, "refused: {what} (logged once a minute per client)");
+        }
+    }
+}
 
 /// The request limits of a listener's router.
 #[derive(Debug, Clone)]
@@ -95,7 +114,6 @@ pub struct RateLimiter {
 struct Bucket {
     tokens: f64,
     updated: Instant,
-    last_logged: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -117,7 +135,6 @@ impl RateLimiter {
         let bucket = clients.entry(ip).or_insert(Bucket {
             tokens: rate,
             updated: now,
-            last_logged: None,
         });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
@@ -125,13 +142,6 @@ impl RateLimiter {
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             return true;
-        }
-        if bucket
-            .last_logged
-            .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
-        {
-            bucket.last_logged = Some(now);
-            tracing::warn!(client = %ip, limit = self.per_second, "client over its request rate; refusing with 429 (logged once a minute per client)");
         }
         false
     }

@@ -227,10 +227,21 @@ async fn log_request(request: Request, next: Next) -> Response {
             .get::<MatchedPath>()
             .map(|m| m.as_str()),
     );
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     record_request(endpoint, status, elapsed.as_secs_f64());
+    if let (Some(client), 408 | 413 | 429 | 431) = (client, status) {
+        crate::limits::log_refusal(
+            client,
+            status,
+            &format!("{method} {path} answered {status}"),
+        );
+    }
     tracing::debug!(
         %method,
         path,

@@ -233,7 +233,6 @@ pub async fn serve(
         .max_buf_size(limits.head_buffer());
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut refused_logged: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -249,14 +248,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if refused_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                refused_logged = Some(std::time::Instant::now());
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    client = %peer,
-                    "connection limit reached; refusing new connections (logged once a minute)"
-                );
-            }
+            statemanager_api::limits::log_refusal(
+                peer.ip(),
+                429,
+                "too many connections (max_connections)",
+            );
             // Over TLS no answer can be written before a handshake: the connection is closed.
             if tls.is_none() {
                 if let Ok(socket) = stream.into_std() {
@@ -334,6 +330,11 @@ pub async fn serve(
             if let Err(e) = outcome {
                 let started = activity.request_started.load(Ordering::Relaxed);
                 if is_header_timeout(&*e) && started {
+                    statemanager_api::limits::log_refusal(
+                        peer.ip(),
+                        408,
+                        "the request head arrived too slowly (header_timeout_ms)",
+                    );
                     if let Some(socket) = spare {
                         answer_and_close(
                             socket,
