@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
-const MAGIC: &[u8; 8] = b"SMWAL001";
+pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
 const HEADER: usize = 16; // len, crc, index
 /// A segment is closed and a new one started once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
