@@ -16,16 +16,6 @@ use statemanager_core::{ItemId, Key};
 use crate::error::ApiError;
 use crate::namespaces::Namespaces;
 
-/// Reads `body` (at most `limit` bytes) and parses it as a JSON object.
-pub async fn json_object(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Map<String, Value>, ApiError> {
-    let bytes = read(headers, body, limit).await?;
-    parse_object(&bytes)
-}
-
 /// Reads `body`, at most `limit` bytes.
 pub async fn read(
     headers: &HeaderMap,
@@ -134,17 +124,28 @@ struct ItemBody<'a> {
 /// fast path parses borrowed strings; anything it refuses is parsed again field by field so
 /// the error names the field and the rule.
 pub fn item_id(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError> {
-    match serde_json::from_slice::<ItemBody>(bytes) {
-        Ok(b) => Ok(ItemId {
+    match item_id_fast(bytes, namespaces) {
+        Some(id) => id,
+        None => item_id_slow(bytes, namespaces),
+    }
+}
+
+/// The fast path of [`item_id`]: `None` when the body is not a well-formed [`ItemBody`].
+pub fn item_id_fast(bytes: &[u8], namespaces: &Namespaces) -> Option<Result<ItemId, ApiError>> {
+    let b = serde_json::from_slice::<ItemBody>(bytes).ok()?;
+    Some((|| -> Result<ItemId, ApiError> {
+        Ok(ItemId {
             namespace: namespaces.resolve(&b.namespace)?,
             key: Key::new(&b.key)?,
-        }),
-        Err(_) => {
-            let obj = parse_object(bytes)?;
-            Ok(ItemId {
-                namespace: namespaces.resolve(string(&obj, "namespace")?)?,
-                key: Key::new(string(&obj, "key")?)?,
-            })
-        }
-    }
+        })
+    })())
+}
+
+/// The slow path of [`item_id`]: a JSON tree, read field by field.
+pub fn item_id_slow(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError> {
+    let obj = parse_object(bytes)?;
+    Ok(ItemId {
+        namespace: namespaces.resolve(string(&obj, "namespace")?)?,
+        key: Key::new(string(&obj, "key")?)?,
+    })
 }
