@@ -154,7 +154,7 @@ pub fn wal_recovery(data: &[u8]) {
     // Continue the log as Raft would: after its last record, or after the purge marker.
     let next = match first.last() {
         Some((last, _)) => last.checked_add(1),
-        None => Some(purged.map_or(Some(1), |p| p.checked_add(1)).unwrap_or(1)),
+        None => purged.map_or(Some(1), |p| p.checked_add(1)),
     };
     let Some(next) = next else { return };
     let appended = (next, b"appended after recovery".to_vec());

@@ -409,7 +409,8 @@ impl Wal {
         }
         let n = ((through - self.first + 1) as usize).min(self.locs.len());
         self.locs.drain(..n);
-        self.first = through + 1;
+        // Saturating: a purge marker at the largest index purges everything.
+        self.first = through.saturating_add(1);
         // A segment can go when the next one starts at or below the new first index (all its
         // records are purged). The newest segment stays: appends go there.
         let firsts: Vec<u64> = self.segments.keys().copied().collect();

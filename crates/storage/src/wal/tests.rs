@@ -166,3 +166,15 @@ fn bytes_after_counts_record_bytes() {
     let wal = Wal::open(tmp.path(), None).unwrap();
     assert_eq!(wal.bytes_after(1), 3 * one, "recomputed on open");
 }
+
+#[test]
+fn purge_marker_at_the_largest_index_purges_everything() {
+    // Found by the wal_recovery fuzz target: `through + 1` overflowed.
+    let tmp = tempfile::tempdir().unwrap();
+    ten(tmp.path());
+    let mut wal = Wal::open(tmp.path(), Some(u64::MAX)).unwrap();
+    assert_eq!(wal.last_index(), None);
+    assert_eq!(all(&wal), vec![]);
+    wal.append(&[rec(1)]).unwrap();
+    assert_eq!(all(&wal), vec![rec(1)]);
+}
