@@ -156,7 +156,10 @@ pub fn wal_recovery(data: &[u8]) {
         Some((last, _)) => last.checked_add(1),
         None => purged.map_or(Some(1), |p| p.checked_add(1)),
     };
-    let Some(next) = next else { return };
+    // (`u64::MAX` is not a record index: the log refuses it.)
+    let Some(next) = next.filter(|n| *n < u64::MAX) else {
+        return;
+    };
     let appended = (next, b"appended after recovery".to_vec());
     if let Err(e) = again.append(std::slice::from_ref(&appended)) {
         assert!(!strict, "append after recovery failed: {e}");
