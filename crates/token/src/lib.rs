@@ -80,7 +80,8 @@ pub struct TimeRule {
 
 impl TimeRule {
     fn check(&self, minted: i64, now: i64) -> Result<(), TokenError> {
-        let age = now - minted;
+        // Saturating: a timestamp near i64::MIN must read as very old, not wrap to the future.
+        let age = now.saturating_sub(minted);
         let future_ok = self.margin_secs == 0 || age >= -self.margin_secs;
         let past_ok = match self.max_age_secs {
             Some(max) => age <= max,
