@@ -130,9 +130,22 @@ pub fn item_id(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError
     }
 }
 
+/// The text a fast path may parse straight into a struct: a valid UTF-8 body whose JSON value
+/// is an object. Anything else goes to the slow path, which refuses it with a message.
+///
+/// Both conditions matter: serde skips the fields a struct ignores without checking that
+/// their strings are UTF-8, and a derived struct also accepts a JSON array of its fields in
+/// order; the slow path refuses both, and the fast path must not accept what it refuses.
+pub fn fast_path_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+        .then_some(text)
+}
+
 /// The fast path of [`item_id`]: `None` when the body is not a well-formed [`ItemBody`].
 pub fn item_id_fast(bytes: &[u8], namespaces: &Namespaces) -> Option<Result<ItemId, ApiError>> {
-    let b = serde_json::from_slice::<ItemBody>(bytes).ok()?;
+    let b = serde_json::from_str::<ItemBody>(fast_path_text(bytes)?).ok()?;
     Some((|| -> Result<ItemId, ApiError> {
         Ok(ItemId {
             namespace: namespaces.resolve(&b.namespace)?,
@@ -148,4 +161,28 @@ pub fn item_id_slow(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, Api
         namespace: namespaces.resolve(string(&obj, "namespace")?)?,
         key: Key::new(string(&obj, "key")?)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::fuzz_namespaces;
+
+    /// Found by the request_decode fuzz target: the fast path accepted bodies the slow path
+    /// (and the API's contract) refuses.
+    #[test]
+    fn fast_path_accepts_nothing_the_slow_path_refuses() {
+        let namespaces = fuzz_namespaces();
+        let limits = statemanager_core::Limits::default();
+        // Invalid UTF-8 inside a field the struct ignores.
+        let mut bad_utf8 = br#"{"namespace":"n","key":"k","data":"v","ttl":60,"x":"a"#.to_vec();
+        bad_utf8.extend_from_slice(&[0x96, b'"', b'}']);
+        // A JSON array of the fields, in order.
+        let arrays: [&[u8]; 2] = [br#"["n","k"]"#, br#" ["n","k","v",60]"#];
+        for body in [&bad_utf8[..], arrays[0], arrays[1]] {
+            assert!(item_id(body, &namespaces).is_err());
+            assert!(crate::handlers::store::decode(body, &limits, &namespaces).is_err());
+        }
+        assert!(item_id(br#" {"namespace":"n","key":"k"}"#, &namespaces).is_ok());
+    }
 }

@@ -32,9 +32,10 @@ struct StoreBody<'a> {
 }
 
 /// The fast path: `Some` when the body is a well-formed JSON object for [`StoreBody`] (the
-/// validated op or the domain's refusal), `None` when it must be read field by field.
+/// validated op or the domain's refusal), `None` when it must be read field by field (see
+/// [`body::fast_path_text`]).
 pub(crate) fn decode_fast(bytes: &[u8], limits: &Limits) -> Option<Result<StoreOp, ApiError>> {
-    let b = serde_json::from_slice::<StoreBody>(bytes).ok()?;
+    let b = serde_json::from_str::<StoreBody>(body::fast_path_text(bytes)?).ok()?;
     Some(
         StoreOp::new(&b.namespace, &b.key, &b.data, b.ttl, b.timestamp, limits)
             .map_err(ApiError::from),
