@@ -111,8 +111,11 @@ pub fn optional_number(obj: &Map<String, Value>, field: &str) -> Result<Option<f
     }
 }
 
-/// A well-formed `{"namespace", "key"}` body, parsed without building a JSON tree.
+/// A well-formed `{"namespace", "key"}` body, parsed without building a JSON tree. Unknown
+/// fields send the body to the slow path (serde would skip them without fully validating
+/// them: an out-of-range number, say, that the slow path refuses).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ItemBody<'a> {
     #[serde(borrow)]
     namespace: Cow<'a, str>,
@@ -133,9 +136,10 @@ pub fn item_id(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError
 /// The text a fast path may parse straight into a struct: a valid UTF-8 body whose JSON value
 /// is an object. Anything else goes to the slow path, which refuses it with a message.
 ///
-/// Both conditions matter: serde skips the fields a struct ignores without checking that
-/// their strings are UTF-8, and a derived struct also accepts a JSON array of its fields in
-/// order; the slow path refuses both, and the fast path must not accept what it refuses.
+/// Both conditions matter: serde skips an ignored field's string without checking that it is
+/// UTF-8, and a derived struct also accepts a JSON array of its fields in order; the slow
+/// path refuses both, and the fast path must not accept what it refuses. (The fast-path
+/// structs also deny unknown fields, for the same reason.)
 pub fn fast_path_text(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
     text.trim_start_matches([' ', '\t', '\n', '\r'])
@@ -179,7 +183,9 @@ mod tests {
         bad_utf8.extend_from_slice(&[0x96, b'"', b'}']);
         // A JSON array of the fields, in order.
         let arrays: [&[u8]; 2] = [br#"["n","k"]"#, br#" ["n","k","v",60]"#];
-        for body in [&bad_utf8[..], arrays[0], arrays[1]] {
+        // A number out of range in a field the struct ignores.
+        let big: &[u8] = br#"{"namespace":"n","key":"k","data":"v","ttl":60,"x":1e400}"#;
+        for body in [&bad_utf8[..], arrays[0], arrays[1], big] {
             assert!(item_id(body, &namespaces).is_err());
             assert!(crate::handlers::store::decode(body, &limits, &namespaces).is_err());
         }

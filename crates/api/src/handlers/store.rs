@@ -18,7 +18,9 @@ use crate::{ApiState, Namespaces};
 
 /// The well-formed request, parsed without building a JSON tree (the fast path). Anything it
 /// refuses is parsed again field by field, so the error names the field and the rule.
+/// Unknown fields go to the slow path too (see `body::ItemBody`); plugnpy sends none.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoreBody<'a> {
     #[serde(borrow)]
     namespace: Cow<'a, str>,
