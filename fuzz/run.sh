@@ -9,7 +9,9 @@
 # the crate, add the input to the corpus and a regression test, then rerun.
 #
 # Works on the stable toolchain (RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags cargo-fuzz
-# passes). One fuzzer process at a time, at low priority: the machine is shared.
+# passes). One fuzzer process at a time, at low priority: the machine is shared. (No -jobs or
+# -fork: libFuzzer then runs in this one process; -jobs=1 would add a supervising process and
+# move the output to fuzz-0.log.)
 set -euo pipefail
 cd "$(dirname "$0")"
 
