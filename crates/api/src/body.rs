@@ -17,17 +17,6 @@ use statemanager_core::{ItemId, Key};
 use crate::error::ApiError;
 use crate::namespaces::Namespaces;
 
-/// Reads `body` (at most `limit` bytes) and parses it as a JSON object.
-pub async fn json_object(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Map<String, Value>, ApiError> {
-    let bytes = read(headers, body, limit, timeout).await?;
-    parse_object(&bytes)
-}
-
 /// Reads `body`, at most `limit` bytes, all of it within `timeout` (slow senders get 408).
 pub async fn read(
     headers: &HeaderMap,
@@ -131,8 +120,11 @@ pub fn optional_number(obj: &Map<String, Value>, field: &str) -> Result<Option<f
     }
 }
 
-/// A well-formed `{"namespace", "key"}` body, parsed without building a JSON tree.
+/// A well-formed `{"namespace", "key"}` body, parsed without building a JSON tree. Unknown
+/// fields send the body to the slow path (serde would skip them without fully validating
+/// them: an out-of-range number, say, that the slow path refuses).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ItemBody<'a> {
     #[serde(borrow)]
     namespace: Cow<'a, str>,
@@ -144,17 +136,68 @@ struct ItemBody<'a> {
 /// fast path parses borrowed strings; anything it refuses is parsed again field by field so
 /// the error names the field and the rule.
 pub fn item_id(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError> {
-    match serde_json::from_slice::<ItemBody>(bytes) {
-        Ok(b) => Ok(ItemId {
+    match item_id_fast(bytes, namespaces) {
+        Some(id) => id,
+        None => item_id_slow(bytes, namespaces),
+    }
+}
+
+/// The text a fast path may parse straight into a struct: a valid UTF-8 body whose JSON value
+/// is an object. Anything else goes to the slow path, which refuses it with a message.
+///
+/// Both conditions matter: serde skips an ignored field's string without checking that it is
+/// UTF-8, and a derived struct also accepts a JSON array of its fields in order; the slow
+/// path refuses both, and the fast path must not accept what it refuses. (The fast-path
+/// structs also deny unknown fields, for the same reason.)
+pub fn fast_path_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+        .then_some(text)
+}
+
+/// The fast path of [`item_id`]: `None` when the body is not a well-formed [`ItemBody`].
+pub fn item_id_fast(bytes: &[u8], namespaces: &Namespaces) -> Option<Result<ItemId, ApiError>> {
+    let b = serde_json::from_str::<ItemBody>(fast_path_text(bytes)?).ok()?;
+    Some((|| -> Result<ItemId, ApiError> {
+        Ok(ItemId {
             namespace: namespaces.resolve(&b.namespace)?,
             key: Key::new(&b.key)?,
-        }),
-        Err(_) => {
-            let obj = parse_object(bytes)?;
-            Ok(ItemId {
-                namespace: namespaces.resolve(string(&obj, "namespace")?)?,
-                key: Key::new(string(&obj, "key")?)?,
-            })
+        })
+    })())
+}
+
+/// The slow path of [`item_id`]: a JSON tree, read field by field.
+pub fn item_id_slow(bytes: &[u8], namespaces: &Namespaces) -> Result<ItemId, ApiError> {
+    let obj = parse_object(bytes)?;
+    Ok(ItemId {
+        namespace: namespaces.resolve(string(&obj, "namespace")?)?,
+        key: Key::new(string(&obj, "key")?)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::fuzz_namespaces;
+
+    /// Found by the request_decode fuzz target: the fast path accepted bodies the slow path
+    /// (and the API's contract) refuses.
+    #[test]
+    fn fast_path_accepts_nothing_the_slow_path_refuses() {
+        let namespaces = fuzz_namespaces();
+        let limits = statemanager_core::Limits::default();
+        // Invalid UTF-8 inside a field the struct ignores.
+        let mut bad_utf8 = br#"{"namespace":"n","key":"k","data":"v","ttl":60,"x":"a"#.to_vec();
+        bad_utf8.extend_from_slice(&[0x96, b'"', b'}']);
+        // A JSON array of the fields, in order.
+        let arrays: [&[u8]; 2] = [br#"["n","k"]"#, br#" ["n","k","v",60]"#];
+        // A number out of range in a field the struct ignores.
+        let big: &[u8] = br#"{"namespace":"n","key":"k","data":"v","ttl":60,"x":1e400}"#;
+        for body in [&bad_utf8[..], arrays[0], arrays[1], big] {
+            assert!(item_id(body, &namespaces).is_err());
+            assert!(crate::handlers::store::decode(body, &limits, &namespaces).is_err());
         }
+        assert!(item_id(br#" {"namespace":"n","key":"k"}"#, &namespaces).is_ok());
     }
 }

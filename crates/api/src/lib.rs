@@ -8,6 +8,7 @@
 mod body;
 pub mod error;
 mod forward;
+pub mod fuzzing;
 mod handlers;
 pub mod limits;
 pub mod namespaces;

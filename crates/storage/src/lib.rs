@@ -12,6 +12,7 @@
 mod data_dir;
 mod error;
 mod frame;
+pub mod fuzzing;
 mod log_engine;
 mod snapshot;
 mod wal;

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
-const MAGIC: &[u8; 8] = b"SMSNAP01";
-const TERMINATOR: u32 = u32::MAX;
+pub(crate) const MAGIC: &[u8; 8] = b"SMSNAP01";
+pub(crate) const TERMINATOR: u32 = u32::MAX;
 /// Largest record accepted when reading (a bound against corrupt lengths).
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
@@ -88,10 +88,13 @@ impl SnapshotWriter {
 }
 
 /// Reads a snapshot file record by record, verifying as it goes.
+///
+/// The server reads files ([`SnapshotReader::open`]); [`SnapshotReader::from_reader`] runs
+/// the same decoder over any byte source (the fuzz target and its replay test feed it bytes).
 #[derive(Debug)]
-pub struct SnapshotReader {
-    input: BufReader<File>,
-    path: PathBuf,
+pub struct SnapshotReader<R = BufReader<File>> {
+    input: R,
+    what: String,
     count: u64,
     done: bool,
 }
@@ -101,23 +104,34 @@ impl SnapshotReader {
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let file = File::open(path)
             .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-        let mut input = BufReader::with_capacity(256 * 1024, file);
+        SnapshotReader::from_reader(
+            BufReader::with_capacity(256 * 1024, file),
+            path.display().to_string(),
+        )
+    }
+}
+
+impl<R: Read> SnapshotReader<R> {
+    /// Starts decoding a snapshot from `input` and checks its magic; `what` names the source
+    /// in errors. This is exactly the decoder [`SnapshotReader::open`] uses on a file.
+    pub fn from_reader(mut input: R, what: impl Into<String>) -> Result<Self, StorageError> {
+        let what = what.into();
         let mut magic = [0u8; 8];
         input
             .read_exact(&mut magic)
             .map_err(|_| StorageError::Corrupt {
-                what: path.display().to_string(),
+                what: what.clone(),
                 detail: "too short to be a snapshot".into(),
             })?;
         if &magic != MAGIC {
             return Err(StorageError::Corrupt {
-                what: path.display().to_string(),
+                what,
                 detail: "not a statemanager snapshot (bad magic or version)".into(),
             });
         }
         Ok(SnapshotReader {
             input,
-            path: path.to_path_buf(),
+            what,
             count: 0,
             done: false,
         })
@@ -125,7 +139,7 @@ impl SnapshotReader {
 
     fn corrupt(&self, detail: impl Into<String>) -> StorageError {
         StorageError::Corrupt {
-            what: self.path.display().to_string(),
+            what: self.what.clone(),
             detail: detail.into(),
         }
     }
@@ -135,7 +149,7 @@ impl SnapshotReader {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 self.corrupt("truncated")
             } else {
-                StorageError::io(format!("reading {}", self.path.display()), e)
+                StorageError::io(format!("reading {}", self.what), e)
             }
         })
     }

@@ -6,7 +6,8 @@
 //!   { len: u32 LE, crc32: u32 LE, index: u64 LE, payload[len - 8] }*
 //! ```
 //!
-//! `crc32` covers `index ‖ payload`. Appends write their records and `fdatasync` before they
+//! `crc32` covers `index ‖ payload`. Indexes are below `u64::MAX` (so the end of a range,
+//! `last + 1`, always exists); a record claiming `u64::MAX` is damaged. Appends write their records and `fdatasync` before they
 //! return. A new segment starts once the current one passes [`SEGMENT_BYTES`].
 //!
 //! Recovery tells a torn tail from corruption. A crash can only tear the last append (every
@@ -27,12 +28,14 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
-const MAGIC: &[u8; 8] = b"SMWAL001";
+pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
 const HEADER: usize = 16; // len, crc, index
 /// A segment is closed and a new one started once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest record accepted (a bound against corrupt lengths).
 const MAX_RECORD: usize = 256 * 1024 * 1024;
+/// Largest record index accepted (one below `u64::MAX`, so `last + 1` never overflows).
+const MAX_INDEX: u64 = u64::MAX - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -79,7 +82,7 @@ fn record_at(buf: &[u8], pos: usize) -> Option<(u64, std::ops::Range<usize>, usi
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     let stored_crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
     let index = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    if !(8..=MAX_RECORD).contains(&len) {
+    if !(8..=MAX_RECORD).contains(&len) || index > MAX_INDEX {
         return None;
     }
     let end = pos.checked_add(8 + len)?;
@@ -253,6 +256,12 @@ impl Wal {
         let Some((first_new, _)) = records.first() else {
             return Ok(());
         };
+        if let Some((index, _)) = records.iter().find(|(index, _)| *index > MAX_INDEX) {
+            return Err(StorageError::Corrupt {
+                what: self.dir.display().to_string(),
+                detail: format!("record index {index} is out of range"),
+            });
+        }
         match self.last_index() {
             Some(last) if *first_new != last + 1 => {
                 return Err(StorageError::Corrupt {
@@ -409,7 +418,8 @@ impl Wal {
         }
         let n = ((through - self.first + 1) as usize).min(self.locs.len());
         self.locs.drain(..n);
-        self.first = through + 1;
+        // Saturating: a purge marker at the largest index purges everything.
+        self.first = through.saturating_add(1);
         // A segment can go when the next one starts at or below the new first index (all its
         // records are purged). The newest segment stays: appends go there.
         let firsts: Vec<u64> = self.segments.keys().copied().collect();

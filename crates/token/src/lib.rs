@@ -80,7 +80,8 @@ pub struct TimeRule {
 
 impl TimeRule {
     fn check(&self, minted: i64, now: i64) -> Result<(), TokenError> {
-        let age = now - minted;
+        // Saturating: a timestamp near i64::MIN must read as very old, not wrap to the future.
+        let age = now.saturating_sub(minted);
         let future_ok = self.margin_secs == 0 || age >= -self.margin_secs;
         let past_ok = match self.max_age_secs {
             Some(max) => age <= max,
@@ -145,17 +146,8 @@ impl Keyring {
     }
 
     fn mint_with_iv(&self, namespace: &str, now: i64, iv: [u8; IV]) -> String {
-        let key = &self.keys[0].0;
         let plaintext = format!("namespace={namespace}&timestamp={now}");
-        let ciphertext = encrypt(key, &iv, plaintext.as_bytes());
-        let mut out = Vec::with_capacity(IV + ciphertext.len() + TAG);
-        out.extend_from_slice(&iv);
-        out.extend_from_slice(&ciphertext);
-        let mut mac =
-            <HmacSha256 as Mac>::new_from_slice(key).expect("invariant: HMAC takes any key length");
-        mac.update(&out);
-        out.extend_from_slice(&mac.finalize().into_bytes());
-        STANDARD.encode(out)
+        seal(&self.keys[0].0, &iv, plaintext.as_bytes())
     }
 
     /// Verifies a token and returns the namespace it carries.
@@ -215,6 +207,19 @@ pub fn looks_like_token(text: &str) -> bool {
     text.len() >= MIN_TOKEN_CHARS && text.len().is_multiple_of(4) && STANDARD.decode(text).is_ok()
 }
 
+/// `base64(IV ‖ AES-CBC(key, IV, PKCS7(plaintext)) ‖ HMAC-SHA256(key, IV ‖ ciphertext))`.
+fn seal(key: &[u8], iv: &[u8; IV], plaintext: &[u8]) -> String {
+    let ciphertext = encrypt(key, iv, plaintext);
+    let mut out = Vec::with_capacity(IV + ciphertext.len() + TAG);
+    out.extend_from_slice(iv);
+    out.extend_from_slice(&ciphertext);
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).expect("invariant: HMAC takes any key length");
+    mac.update(&out);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    STANDARD.encode(out)
+}
+
 fn encrypt(key: &[u8], iv: &[u8; IV], plaintext: &[u8]) -> Vec<u8> {
     match key.len() {
         16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv)
@@ -245,6 +250,8 @@ fn decrypt(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
             .ok(),
     }
 }
+
+pub mod fuzzing;
 
 #[cfg(test)]
 mod tests;

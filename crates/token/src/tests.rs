@@ -122,3 +122,29 @@ fn bad_keys_are_refused() {
         TokenError::BadKey { index: 2 }
     );
 }
+
+#[test]
+fn absurd_timestamps_are_expired_not_wrapped() {
+    // Found by the token_verify fuzz target: `now - minted` overflowed for a timestamp near
+    // i64::MIN (in release it wrapped, and with margin 0 + token_max_age the token passed).
+    let ring = Keyring::from_comma_list(K16).unwrap();
+    let key = ring.keys[0].0.clone();
+    let token = seal(&key, &[1; 16], b"namespace=ns&timestamp=-1e19");
+    let max_age_only = TimeRule {
+        margin_secs: 0,
+        max_age_secs: Some(3600),
+    };
+    assert_eq!(
+        ring.verify(&token, NOW, max_age_only),
+        Err(TokenError::Expired { age: i64::MAX })
+    );
+    assert_eq!(
+        ring.verify(&token, NOW, RULE),
+        Err(TokenError::Expired { age: i64::MAX })
+    );
+    let future = seal(&key, &[1; 16], b"namespace=ns&timestamp=1e19");
+    assert!(matches!(
+        ring.verify(&future, NOW, RULE),
+        Err(TokenError::Expired { .. })
+    ));
+}

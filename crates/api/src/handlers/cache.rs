@@ -15,7 +15,7 @@ use statemanager_core::{Key, Namespace, MAX_TTL_SECS};
 
 use crate::body;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::{ApiState, Namespaces};
 
 /// Longest `max_wait_time` honoured, in seconds; longer waits are shortened to it.
 pub const MAX_WAIT_SECS: i64 = 3600;
@@ -56,13 +56,82 @@ fn python_int(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiE
 
 /// The namespace (resolved: plain, or decoded from a verified token) and the key.
 fn names<'a>(
-    state: &ApiState,
+    namespaces: &Namespaces,
     obj: &'a Map<String, Value>,
 ) -> Result<(Namespace, &'a str), ApiError> {
     let namespace = body::string(obj, "namespace")?;
     let key = body::string(obj, "key")?;
     Key::new(key)?;
-    Ok((state.namespaces.resolve(namespace)?, key))
+    Ok((namespaces.resolve(namespace)?, key))
+}
+
+/// A validated `/get_data` request.
+#[derive(Debug)]
+pub(crate) struct GetRequest {
+    /// The namespace (resolved).
+    pub namespace: Namespace,
+    /// The key.
+    pub key: String,
+    /// How long to wait for another caller's lock, in seconds (at most [`MAX_WAIT_SECS`]).
+    pub wait_secs: i64,
+}
+
+/// A `/get_data` body, validated. Every refusal is a client error.
+pub(crate) fn decode_get(bytes: &[u8], namespaces: &Namespaces) -> Result<GetRequest, ApiError> {
+    let obj = body::parse_object(bytes)?;
+    let (namespace, key) = names(namespaces, &obj)?;
+    let wait = match obj.get("max_wait_time") {
+        None => 0,
+        Some(_) => python_int(&obj, "max_wait_time")?.unwrap_or(0),
+    };
+    Ok(GetRequest {
+        namespace,
+        key: key.to_string(),
+        wait_secs: wait.min(MAX_WAIT_SECS),
+    })
+}
+
+/// A validated `/set_data` request.
+#[derive(Debug)]
+pub(crate) struct SetRequest {
+    /// The namespace (resolved).
+    pub namespace: Namespace,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub data: String,
+    /// Time to live, 1 … [`MAX_TTL_SECS`] seconds.
+    pub ttl_secs: u64,
+}
+
+/// A `/set_data` body, validated in the original's order (fields → namespace → `|` → ttl).
+/// Every refusal is a client error; the size check is the cache's.
+pub(crate) fn decode_set(bytes: &[u8], namespaces: &Namespaces) -> Result<SetRequest, ApiError> {
+    let obj = body::parse_object(bytes)?;
+    for field in ["namespace", "key", "data", "ttl"] {
+        if !obj.contains_key(field) {
+            return Err(ApiError::InvalidRequest(format!("missing field '{field}'")));
+        }
+    }
+    let (namespace, key) = names(namespaces, &obj)?;
+    let data = body::string(&obj, "data")?;
+    if namespace.as_str().contains('|') || key.contains('|') {
+        return Err(ApiError::InvalidRequest(
+            "the cache does not accept '|' in a namespace or key".into(),
+        ));
+    }
+    let ttl = python_int(&obj, "ttl")?.unwrap_or(0);
+    if ttl < 1 || ttl as u64 > MAX_TTL_SECS {
+        return Err(ApiError::InvalidRequest(format!(
+            "'ttl' must be between 1 and {MAX_TTL_SECS} seconds"
+        )));
+    }
+    Ok(SetRequest {
+        namespace,
+        key: key.to_string(),
+        data: data.to_string(),
+        ttl_secs: ttl as u64,
+    })
 }
 
 /// Looks up a cached value, taking or waiting for the compute lock (see the crate docs).
@@ -71,21 +140,17 @@ pub async fn get_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let obj = body::json_object(
+    let bytes = body::read(
         &headers,
         request,
         state.body_limit,
         state.limits.body_timeout,
     )
     .await?;
-    let (namespace, key) = names(&state, &obj)?;
-    let wait = match obj.get("max_wait_time") {
-        None => 0,
-        Some(_) => python_int(&obj, "max_wait_time")?.unwrap_or(0),
-    };
+    let req = decode_get(&bytes, &state.namespaces)?;
     let got = state
         .cache
-        .get(namespace.as_str(), key, wait.min(MAX_WAIT_SECS))
+        .get(req.namespace.as_str(), &req.key, req.wait_secs)
         .await;
     Ok(Json(json!({
         "data": got.data.as_deref(),
@@ -100,34 +165,17 @@ pub async fn set_data(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<&'static str>, ApiError> {
-    let obj = body::json_object(
+    let bytes = body::read(
         &headers,
         request,
         state.cache_body_limit,
         state.limits.body_timeout,
     )
     .await?;
-    for field in ["namespace", "key", "data", "ttl"] {
-        if !obj.contains_key(field) {
-            return Err(ApiError::InvalidRequest(format!("missing field '{field}'")));
-        }
-    }
-    let (namespace, key) = names(&state, &obj)?;
-    let data = body::string(&obj, "data")?;
-    if namespace.as_str().contains('|') || key.contains('|') {
-        return Err(ApiError::InvalidRequest(
-            "the cache does not accept '|' in a namespace or key".into(),
-        ));
-    }
-    let ttl = python_int(&obj, "ttl")?.unwrap_or(0);
-    if ttl < 1 || ttl as u64 > MAX_TTL_SECS {
-        return Err(ApiError::InvalidRequest(format!(
-            "'ttl' must be between 1 and {MAX_TTL_SECS} seconds"
-        )));
-    }
+    let req = decode_set(&bytes, &state.namespaces)?;
     state
         .cache
-        .set(namespace.as_str(), key, data, ttl as u64)
+        .set(req.namespace.as_str(), &req.key, &req.data, req.ttl_secs)
         .map_err(|e| ApiError::CacheItemTooLarge(e.to_string()))?;
     Ok(Json("ok"))
 }

@@ -166,3 +166,39 @@ fn bytes_after_counts_record_bytes() {
     let wal = Wal::open(tmp.path(), None).unwrap();
     assert_eq!(wal.bytes_after(1), 3 * one, "recomputed on open");
 }
+
+#[test]
+fn purge_marker_at_the_largest_index_purges_everything() {
+    // Found by the wal_recovery fuzz target: `through + 1` overflowed.
+    let tmp = tempfile::tempdir().unwrap();
+    ten(tmp.path());
+    let mut wal = Wal::open(tmp.path(), Some(u64::MAX)).unwrap();
+    assert_eq!(wal.last_index(), None);
+    assert_eq!(all(&wal), vec![]);
+    wal.append(&[rec(1)]).unwrap();
+    assert_eq!(all(&wal), vec![rec(1)]);
+}
+
+#[test]
+fn index_u64_max_is_refused_and_read_as_damage() {
+    // Found by the wal_recovery fuzz target: a record at u64::MAX made `last_index` overflow.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert!(wal.append(&[(u64::MAX, b"x".to_vec())]).is_err());
+    wal.append(&[(u64::MAX - 1, b"last".to_vec())]).unwrap();
+    assert_eq!(wal.last_index(), Some(u64::MAX - 1));
+    assert!(wal.append(&[(u64::MAX, b"x".to_vec())]).is_err());
+    drop(wal);
+    // A record claiming u64::MAX (valid checksum) at the end is a torn tail, cut on open.
+    let path = segment_files(tmp.path()).pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let payload = b"forged";
+    bytes.extend_from_slice(&((8 + payload.len()) as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc(u64::MAX, payload).to_le_bytes());
+    bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+    bytes.extend_from_slice(payload);
+    fs::write(&path, bytes).unwrap();
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(wal.last_index(), Some(u64::MAX - 1));
+    assert_eq!(all(&wal), vec![(u64::MAX - 1, b"last".to_vec())]);
+}
