@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::SharedState;
 
 /// How often a refusal of one client is logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -63,7 +63,11 @@ impl Default for RequestLimits {
 }
 
 /// Middleware: 431 `header_too_large` for a head over the limit.
-pub async fn limit_head(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+pub async fn limit_head(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let head = request.uri().to_string().len()
         + request
             .headers()
@@ -81,7 +85,11 @@ pub async fn limit_head(State(state): State<ApiState>, request: Request, next: N
 }
 
 /// Middleware: 429 `rate_limited` for a client over `client_rate_limit`.
-pub async fn limit_rate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+pub async fn limit_rate(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let (Some(limiter), Some(ConnectInfo(addr))) = (
         &state.limits.rate,
         request.extensions().get::<ConnectInfo<SocketAddr>>(),

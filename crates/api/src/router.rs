@@ -76,8 +76,24 @@ impl ApiState {
     }
 }
 
+/// The router's state: one shared [`ApiState`], so the per-request clones that axum and
+/// every middleware layer make cost one reference count (cloning the whole state showed up at
+/// 4 % of a node's CPU under load).
+#[derive(Clone)]
+pub struct SharedState(Arc<ApiState>);
+
+impl std::ops::Deref for SharedState {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.0
+    }
+}
+
 /// The whole HTTP API.
 pub fn app(state: ApiState) -> Router {
+    let rate_limited = state.limits.rate.is_some();
+    let state = SharedState(Arc::new(state));
     let admin_routes = Router::new()
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
@@ -109,12 +125,12 @@ pub fn app(state: ApiState) -> Router {
             crate::limits::limit_head,
         ));
     // The rate limiter costs a lock per request: only when it is configured.
-    let router = match state.limits.rate {
-        Some(_) => router.layer(middleware::from_fn_with_state(
+    let router = match rate_limited {
+        true => router.layer(middleware::from_fn_with_state(
             state.clone(),
             crate::limits::limit_rate,
         )),
-        None => router,
+        false => router,
     };
     router
         .layer(middleware::from_fn(log_request))
@@ -123,7 +139,7 @@ pub fn app(state: ApiState) -> Router {
 
 /// While the node stops, new requests get 503 `unavailable` (in-flight ones finish).
 async fn refuse_while_draining(
-    axum::extract::State(state): axum::extract::State<ApiState>,
+    axum::extract::State(state): axum::extract::State<SharedState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -138,11 +154,11 @@ async fn refuse_while_draining(
 
 /// The routes other nodes forward client requests to (served on the peer port).
 pub fn forward_router(state: ApiState) -> Router {
-    let state = ApiState {
+    let state = SharedState(Arc::new(ApiState {
         forwarding: false,
         admin: AdminAccess::Open,
         ..state
-    };
+    }));
     Router::new()
         .route("/forward/store_data", post(store::store_data))
         .route("/forward/fetch_data", post(fetch::fetch_data))

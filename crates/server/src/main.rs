@@ -157,6 +157,12 @@ pub struct ServeArgs {
     port: Option<u16>,
 }
 
+/// mimalloc instead of glibc's allocator: a server that allocates small buffers per request on
+/// several threads spent about 15 % of its CPU in glibc's malloc and free (see
+/// `docs/design.md` for the measurement).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -19,7 +19,7 @@ use statemanager_raft::auth::ClusterSecret;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::SharedState;
 
 /// Most keys `/admin/list` returns at once.
 pub const MAX_LIST_LIMIT: usize = 100_000;
@@ -39,7 +39,7 @@ pub enum AdminAccess {
 
 /// Middleware: refuses admin requests without the configured credential.
 pub async fn require_admin(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -66,7 +66,7 @@ pub async fn require_admin(
 /// `POST /admin/list {"namespace", "limit"?}`: the live keys of a namespace (a token
 /// addresses its protected namespace), sorted, with their times and sizes.
 pub async fn list(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
@@ -111,7 +111,7 @@ pub async fn list(
 
 /// `GET /admin/backup`: a backup file (see `statemanager_raft::backup`), streamed. It holds
 /// every item acknowledged before the request arrived.
-pub async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn backup(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let (file, header) = state.node.backup_file().await?;
     tracing::info!(
         items = header.items,

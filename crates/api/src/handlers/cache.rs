@@ -15,7 +15,7 @@ use statemanager_core::{Key, Namespace, MAX_TTL_SECS};
 
 use crate::body;
 use crate::error::ApiError;
-use crate::{ApiState, Namespaces};
+use crate::{Namespaces, SharedState};
 
 /// Longest `max_wait_time` honoured, in seconds; longer waits are shortened to it.
 pub const MAX_WAIT_SECS: i64 = 3600;
@@ -136,7 +136,7 @@ pub(crate) fn decode_set(bytes: &[u8], namespaces: &Namespaces) -> Result<SetReq
 
 /// Looks up a cached value, taking or waiting for the compute lock (see the crate docs).
 pub async fn get_data(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -161,7 +161,7 @@ pub async fn get_data(
 
 /// Stores a value for `ttl` seconds, releasing the key's lock and waking every waiter.
 pub async fn set_data(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<&'static str>, ApiError> {

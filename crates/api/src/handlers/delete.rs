@@ -10,12 +10,12 @@ use statemanager_raft::NodeError;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::SharedState;
 
 /// Deletes an item through the log: 200 once the deletion is durable, 404 when there was
 /// nothing to delete (so a retried delete answers 404 and changes nothing).
 pub async fn delete_data(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {

@@ -10,11 +10,11 @@ use statemanager_raft::NodeError;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::SharedState;
 
 /// Reads an item linearizably; 404 when missing or expired.
 pub async fn fetch_data(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {

@@ -14,7 +14,7 @@ use statemanager_raft::NodeError;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::{ApiState, Namespaces};
+use crate::{Namespaces, SharedState};
 
 /// The well-formed request, parsed without building a JSON tree (the fast path). Anything it
 /// refuses is parsed again field by field, so the error names the field and the rule.
@@ -73,7 +73,7 @@ pub(crate) fn decode(
 
 /// Stores an item; answers once it is durable.
 pub async fn store_data(
-    State(state): State<ApiState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
