@@ -299,3 +299,84 @@ async fn a_write_that_fails_stops_the_node_and_a_restart_recovers_everything() {
     assert_all_present(&client, &s, &acked).await;
     assert_eq!(store(&client, &s, 5000).await.0, 200, "{}", s.log());
 }
+
+/// A failed fsync (injected: the `failpoints` feature of the storage crate, compiled into the
+/// test build only) stops the node: the write it would have acknowledged gets 503
+/// `unavailable`, the node logs why and exits, and a restart recovers every acknowledged item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_is_fatal_and_a_restart_recovers_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = common::Server::start_with_env(
+        tmp.path(),
+        "",
+        &[],
+        &[(
+            "STATEMANAGER_FAILPOINT_FSYNC_AFTER",
+            std::ffi::OsStr::new("40"),
+        )],
+    );
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    let mut failed = None;
+    for i in 0..200 {
+        let body = json!({"namespace": "PLUGIN#fsync", "key": format!("k{i}"), "data": format!("v{i}"), "ttl": 600});
+        match client
+            .post(s.url("/store_data"))
+            .body(body.to_string())
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => acked.push(i),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                failed = Some((
+                    status,
+                    r.json::<serde_json::Value>().await.unwrap_or_default(),
+                ));
+                break;
+            }
+            Err(e) => panic!("store {i}: {e}"),
+        }
+    }
+    let (status, v) = failed.expect("the injected fsync failure never happened");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{v}"
+    );
+    assert!(
+        acked.len() >= 10,
+        "{} stores before the failure",
+        acked.len()
+    );
+    let exit = tokio::task::block_in_place(|| s.wait_exit(Duration::from_secs(30)))
+        .expect("the node did not exit after a failed fsync");
+    assert!(!exit.success(), "{exit:?}");
+    assert!(s.log().contains("storage failure"), "{}", s.log());
+    assert!(s.log().contains("os error 5"), "the injected EIO: {}", s.log());
+
+    // Restarted without the failpoint: everything acknowledged is there, writes work.
+    s.restart();
+    s.wait_ready().await;
+    for i in &acked {
+        let (status, v) = post(
+            &client,
+            &s.url("/fetch_data"),
+            json!({"namespace": "PLUGIN#fsync", "key": format!("k{i}")}),
+        )
+        .await;
+        assert_eq!(
+            (status, v["data"].as_str()),
+            (200, Some(format!("v{i}").as_str())),
+            "k{i}"
+        );
+    }
+    let (status, _) = post(
+        &client,
+        &s.url("/store_data"),
+        json!({"namespace": "PLUGIN#fsync", "key": "after", "data": "x", "ttl": 60}),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -11,6 +11,7 @@
 
 mod data_dir;
 mod error;
+pub mod failpoints;
 mod frame;
 pub mod fuzzing;
 mod log_engine;

@@ -319,6 +319,7 @@ impl Wal {
         segment
             .file
             .write_all_at(&buf, segment.size)
+            .and_then(|_| crate::failpoints::log_fsync())
             .and_then(|_| segment.file.sync_data())
             .map_err(|e| StorageError::io(format!("appending to {}", segment.path.display()), e))?;
         segment.size += buf.len() as u64;

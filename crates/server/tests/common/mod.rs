@@ -182,6 +182,21 @@ impl Server {
         }
     }
 
+    /// Waits (at most `limit`) for the process to exit on its own; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Same directory and config, started again.
     pub fn restart(&mut self) {
         self.kill9();
