@@ -46,6 +46,27 @@ while [ $run -lt "$RUNS" ]; do
 done
 "#;
 
+/// How to get a mount namespace of our own: as an unprivileged user in a user namespace, or,
+/// where user namespaces are off, as root.
+fn unshare_flags() -> &'static [&'static str] {
+    const USER: &[&str] = &["--user", "--map-root-user", "--mount"];
+    const ROOT: &[&str] = &["--mount"];
+    let works = |flags: &[&str]| {
+        Command::new("unshare")
+            .args(flags)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works(USER) {
+        USER
+    } else if works(ROOT) {
+        ROOT
+    } else {
+        panic!("cannot create a mount namespace with unshare (util-linux): this test needs user namespaces or root")
+    }
+}
+
 impl TmpfsServer {
     fn start(config: &str, size_mb: u32, fill_mb: u32, runs: u32) -> TmpfsServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -55,7 +76,8 @@ impl TmpfsServer {
         std::fs::write(ctl.path().join("config.yaml"), config).unwrap();
         let port = free_ports(1)[0];
         let shell = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--mount", "sh", "-c", SCRIPT])
+            .args(unshare_flags())
+            .args(["sh", "-c", SCRIPT])
             .env("SIZE_MB", size_mb.to_string())
             .env("FILL_MB", fill_mb.to_string())
             .env("RUNS", runs.to_string())
