@@ -376,7 +376,11 @@ async fn a_failed_fsync_is_fatal_and_a_restart_recovers_everything() {
         .expect("the node did not exit after a failed fsync");
     assert!(!exit.success(), "{exit:?}");
     assert!(s.log().contains("storage failure"), "{}", s.log());
-    assert!(s.log().contains("os error 5"), "the injected EIO: {}", s.log());
+    assert!(
+        s.log().contains("os error 5"),
+        "the injected EIO: {}",
+        s.log()
+    );
 
     // Restarted without the failpoint: everything acknowledged is there, writes work.
     s.restart();

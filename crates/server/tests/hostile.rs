@@ -353,3 +353,37 @@ async fn the_https_listener_has_the_same_limits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_while_others_are_served() {
+    let s = Server::start("");
+    s.wait_ready().await;
+    let a = addr(&s);
+    // Eight clients stream chunked bodies far beyond the limit (at most 4 MiB each).
+    let floods: Vec<_> = (0..8)
+        .map(|_| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&a).unwrap();
+                c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = c.write_all(
+                    b"POST /store_data HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                for _ in 0..256 {
+                    if c.write_all(chunk.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+                read_all(&mut c)
+            })
+        })
+        .collect();
+    normal_client_works(&s, "during-flood").await;
+    for f in floods {
+        let answer = tokio::task::block_in_place(|| f.join().unwrap());
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("body_too_large"), "{answer}");
+    }
+    normal_client_works(&s, "after-flood").await;
+}
