@@ -37,6 +37,7 @@
 #   SKIP_ETCD=1 SKIP_FAILOVER=1 SKIP_SM_THROUGHPUT=1  leave a step out (the last: no
 #                        statemanager wrk runs, only the preload before the failover trials)
 #   SM_BIN=target/release/statemanager   binary to test (copied first)
+#   SM_LOG_LEVEL=warning  the nodes' log level; KEEP_LOGS=DIR copies their whole logs there
 #   BENCH_TMP=/tmp       where temp data dirs go
 
 set -euo pipefail
@@ -47,7 +48,7 @@ ROOT=$(dirname "$HERE")
 # The knobs given in the environment, for the report's "Command:" line.
 CMDLINE=""
 for v in DURATION THREADS CONNS KEYS VALUE_SIZE FAILOVER_VALUE_SIZE FAILOVER_TRIALS FAILOVER_WRITERS \
-    FAILOVER_BEFORE FAILOVER_AFTER IDLE_WAIT SKIP_ETCD SKIP_FAILOVER SKIP_SM_THROUGHPUT SM_BIN BENCH_TMP; do
+    FAILOVER_BEFORE FAILOVER_AFTER IDLE_WAIT SKIP_ETCD SKIP_FAILOVER SKIP_SM_THROUGHPUT SM_BIN BENCH_TMP SM_LOG_LEVEL KEEP_LOGS; do
     if [[ -n ${!v+x} ]]; then CMDLINE+="$v=${!v} "; fi
 done
 CMDLINE+="bench/cluster.sh"
@@ -130,6 +131,12 @@ cleanup() {
                 echo "### last 40 lines of ${f#"$WORK"/}"
                 tail -n 40 "$f"
             } >>"$RAW_LOG"
+        done
+    fi
+    if [[ -n ${KEEP_LOGS:-} && -d $WORK ]]; then
+        mkdir -p "$KEEP_LOGS"
+        for f in "$WORK"/sm*/server.log; do
+            [[ -s $f ]] && cp "$f" "$KEEP_LOGS/$(basename "$(dirname "$f")").log"
         done
     fi
     rm -rf "$WORK"
@@ -250,7 +257,7 @@ start_sm() {
         echo "peers:"
         for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${SM_PEER[m]}"; done
         echo "max_persistent_data_items: 200000"
-        echo "log_level: warning"
+        echo "log_level: ${SM_LOG_LEVEL:-warning}"
     } >"$dir/node.yaml"
     rm -f "$dir/addr.json"
     "$SM" serve --config "$dir/node.yaml" --port "${SM_PORT[n]}" --data-dir "$dir/data" \

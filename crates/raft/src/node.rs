@@ -898,12 +898,28 @@ async fn count_leader_changes(raft: Raft<TypeConfig>) {
     let changes = metrics::counter!("statemanager_raft_leader_changes_total");
     changes.increment(0); // present from the start, even before any change
     let mut watch = raft.metrics();
-    let mut leader = watch.borrow().current_leader;
+    let (mut leader, mut state) = {
+        let m = watch.borrow();
+        (m.current_leader, m.state)
+    };
     while watch.changed().await.is_ok() {
-        let now = watch.borrow().current_leader;
+        let (now, now_state, term) = {
+            let m = watch.borrow();
+            (m.current_leader, m.state, m.current_term)
+        };
         if now != leader {
             changes.increment(1);
+            match now {
+                Some(id) => tracing::info!(leader = id, term, "leader known"),
+                None => tracing::info!(term, "no leader known"),
+            }
             leader = now;
+        }
+        if now_state != state {
+            if now_state == ServerState::Candidate {
+                tracing::info!(term, "election: this node is a candidate");
+            }
+            state = now_state;
         }
     }
 }
