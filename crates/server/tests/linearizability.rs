@@ -182,5 +182,16 @@ async fn histories_with_a_leader_kill_are_linearizable() {
         history.len()
     );
     assert!(conflicts > 0, "the 409 rule was exercised");
-    assert_eq!(check(&history, 2_000_000), Verdict::Linearizable);
+    // A search that runs out of budget concludes nothing (many unknown outcomes around the
+    // kill widen it): look again with ten times the budget. Only a definite answer counts.
+    let verdict = match check(&history, 2_000_000) {
+        Verdict::Inconclusive { .. } => check(&history, 20_000_000),
+        verdict => verdict,
+    };
+    assert_eq!(
+        verdict,
+        Verdict::Linearizable,
+        "history of {} operations",
+        history.len()
+    );
 }
