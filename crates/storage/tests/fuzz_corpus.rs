@@ -1,58 +1,27 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the same harnesses
 //! the cargo-fuzz targets run, so every input the fuzzer kept (and every crash it found) is
-//! checked by a plain `cargo test`.
+//! checked by a plain `cargo test`; and checks the seeds the code makes.
 
-use std::path::PathBuf;
+#[path = "../../../fuzz/corpus_replay.rs"]
+mod corpus_replay;
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} is empty", dir.display());
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-fn replay(target: &str, harness: fn(&[u8])) {
-    for (path, bytes) in corpus(target) {
-        let outcome = std::panic::catch_unwind(|| harness(&bytes));
-        assert!(outcome.is_ok(), "{target}: {} fails", path.display());
-    }
-}
+use statemanager_storage::fuzzing::{snapshot_reader, wal_recovery};
+use statemanager_storage::{LogEngine, SnapshotWriter};
 
 #[test]
 fn wal_recovery_corpus() {
-    replay("wal_recovery", statemanager_storage::fuzzing::wal_recovery);
+    corpus_replay::replay("wal_recovery", wal_recovery);
 }
 
 #[test]
 fn snapshot_reader_corpus() {
-    replay(
-        "snapshot_reader",
-        statemanager_storage::fuzzing::snapshot_reader,
-    );
+    corpus_replay::replay("snapshot_reader", snapshot_reader);
 }
 
-/// Writes the seed inputs (a real segment and a real snapshot, made by the code) into the
-/// corpus directories. Run by hand: `cargo test -p statemanager-storage --test fuzz_corpus
-/// -- --ignored write_seeds`.
+/// Seeds: real segments (one, purged through 2, a torn tail, two segments) made by the log
+/// engine; the first byte is the harness's purge-marker switch.
 #[test]
-#[ignore]
-fn write_seeds() {
-    use statemanager_storage::{LogEngine, SnapshotWriter};
-
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+fn wal_recovery_seeds() {
     let tmp = tempfile::tempdir().unwrap();
     let segment = |first: u64, last: u64| -> Vec<u8> {
         let dir = tmp.path().join(format!("log-{first}-{last}"));
@@ -70,27 +39,29 @@ fn write_seeds() {
         log.append(&rest).unwrap();
         std::fs::read(dir.join(format!("{first:020}.wal"))).unwrap()
     };
-    let wal = corpus.join("wal_recovery");
-    std::fs::create_dir_all(&wal).unwrap();
     let one = segment(1, 5);
-    std::fs::write(wal.join("seed-one-segment"), [&[0u8][..], &one].concat()).unwrap();
     let mut purged = vec![1u8];
     purged.extend_from_slice(&2u64.to_le_bytes());
     purged.extend_from_slice(&one);
-    std::fs::write(wal.join("seed-purged-through-2"), purged).unwrap();
-    std::fs::write(
-        wal.join("seed-torn-tail"),
-        [&[0u8][..], &one[..one.len() - 7]].concat(),
-    )
-    .unwrap();
-    std::fs::write(
-        wal.join("seed-two-segments"),
-        [&[0u8][..], &segment(1, 3), &segment(4, 6)].concat(),
-    )
-    .unwrap();
+    let seeds = vec![
+        ("one-segment".to_string(), [&[0u8][..], &one].concat()),
+        ("purged-through-2".to_string(), purged),
+        (
+            "torn-tail".to_string(),
+            [&[0u8][..], &one[..one.len() - 7]].concat(),
+        ),
+        (
+            "two-segments".to_string(),
+            [&[0u8][..], &segment(1, 3), &segment(4, 6)].concat(),
+        ),
+    ];
+    corpus_replay::check_seeds("wal_recovery", seeds, wal_recovery);
+}
 
-    let snap = corpus.join("snapshot_reader");
-    std::fs::create_dir_all(&snap).unwrap();
+/// Seeds: a snapshot of three records and an empty one, written by the snapshot writer.
+#[test]
+fn snapshot_reader_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("current.snap");
     let mut w = SnapshotWriter::create(&path).unwrap();
     w.write_record(b"header: format 1, last log id, membership, high water, 2 items")
@@ -99,8 +70,11 @@ fn write_seeds() {
         .unwrap();
     w.write_record(b"").unwrap();
     w.finish().unwrap();
-    std::fs::copy(&path, snap.join("seed-three-records")).unwrap();
     let empty = tmp.path().join("empty.snap");
     SnapshotWriter::create(&empty).unwrap().finish().unwrap();
-    std::fs::copy(&empty, snap.join("seed-empty")).unwrap();
+    let seeds = vec![
+        ("three-records".to_string(), std::fs::read(&path).unwrap()),
+        ("empty".to_string(), std::fs::read(&empty).unwrap()),
+    ];
+    corpus_replay::check_seeds("snapshot_reader", seeds, snapshot_reader);
 }
