@@ -136,7 +136,7 @@ impl ApiError {
                 NodeError::NoQuorum(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "no_quorum", e.to_string())
                 }
-                NodeError::CommitTimeout(_) => (
+                NodeError::CommitTimeout(_) | NodeError::OutcomeUnknown(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "commit_timeout",
                     e.to_string(),

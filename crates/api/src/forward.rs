@@ -54,8 +54,9 @@ pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Resp
             }
         })?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    // The leader handled the request: a truncated answer leaves the outcome open.
     let bytes = answer.bytes().await.map_err(|e| {
-        ApiError::Node(NodeError::NoQuorum(format!(
+        ApiError::Node(NodeError::OutcomeUnknown(format!(
             "the leader (node {leader}) did not finish its answer: {e}"
         )))
     })?;

@@ -76,25 +76,20 @@ impl State {
     /// Applies one batch and returns one outcome per operation, in order.
     ///
     /// Each operation gets its own stamp, `max(batch.now, previous stamp + 1 µs)`: time in the
-    /// state machine never goes backwards (even when a new leader's clock is behind), and two
-    /// stores of one batch never share a stamp, so "now" always means "after everything
-    /// before". Everything that expired by the batch's time is purged first, so expired items
-    /// count as absent for conflicts and limits.
+    /// state machine never goes backwards (even when a new leader's clock is behind, or when
+    /// batches stamped concurrently on the leader are applied out of stamping order), and no
+    /// two operations ever share a stamp, so "now" always means "after everything before" and
+    /// a store without a timestamp of its own is always newer than the item it replaces.
+    /// Everything that expired by the batch's time is purged first, so expired items count as
+    /// absent for conflicts and limits.
     pub fn apply(&mut self, batch: &Batch) -> Vec<OpOutcome> {
         let start = batch.now.max(self.high_water);
-        self.high_water = start;
         self.purge_expired(start);
-        let mut first = true;
-        batch
+        let outcomes = batch
             .ops
             .iter()
             .map(|op| {
-                let now = if first {
-                    start
-                } else {
-                    batch.now.max(self.high_water.next())
-                };
-                first = false;
+                let now = batch.now.max(self.high_water.next());
                 self.high_water = now;
                 // Items expiring within the batch's own microseconds are absent too.
                 self.purge_expired(now);
@@ -109,7 +104,10 @@ impl State {
                     },
                 }
             })
-            .collect()
+            .collect();
+        // An empty batch still moves time on (its purge happened at `start`).
+        self.high_water = self.high_water.max(start);
+        outcomes
     }
 
     fn store(&mut self, op: &StoreOp, now: Timestamp, limits: &Limits) -> OpOutcome {

@@ -20,7 +20,11 @@ pub enum NodeError {
     /// The write was proposed but not committed in time: it may still commit.
     #[error("the write was proposed but not committed within {0} ms; it may still be applied")]
     CommitTimeout(u64),
-    /// The node is stopping or not ready.
+    /// The write was proposed, then the node stopped or the answer was lost before its
+    /// outcome was known: it may still commit (answered like a commit timeout).
+    #[error("the write was proposed but its outcome is unknown ({0}); it may still be applied")]
+    OutcomeUnknown(String),
+    /// The node is stopping or not ready; nothing was proposed.
     #[error("{0}")]
     Unavailable(String),
     /// The data directory's file system has less free space than the reserve; nothing was

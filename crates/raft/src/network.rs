@@ -209,8 +209,11 @@ impl PeerNetwork {
             .bytes()
             .await
             .map_err(|_| NodeError::CommitTimeout(timeout.as_millis() as u64))?;
+        // The leader handled the batch: an answer that cannot be read leaves the outcome open.
         let answer: Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError> =
-            decode(&bytes).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+            decode(&bytes).map_err(|e| {
+                NodeError::OutcomeUnknown(format!("the leader's answer is unreadable: {e}"))
+            })?;
         answer
     }
 }

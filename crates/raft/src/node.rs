@@ -668,7 +668,7 @@ impl Node {
             .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
         answer
             .await
-            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+            .map_err(|_| NodeError::OutcomeUnknown("the node stopped before answering".into()))?
     }
 
     /// Proposes a batch handed over by a follower, as one entry (see `writer`).

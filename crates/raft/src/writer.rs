@@ -97,8 +97,9 @@ pub async fn propose(
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
             Err(NodeError::Unavailable(e.to_string()))
         }
-        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(format!(
-            "the node is stopping ({f})"
+        // The entry may have been appended before the core stopped.
+        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::OutcomeUnknown(format!(
+            "the node is stopping: {f}"
         ))),
         Err(_) => Err(NodeError::CommitTimeout(commit_timeout.as_millis() as u64)),
     }
@@ -232,7 +233,10 @@ pub async fn run(
                         Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => {
                             Err(NodeError::Unavailable(e.to_string()))
                         }
-                        Ok(Err(_)) => Err(NodeError::Unavailable("the node is stopping".into())),
+                        // The entry is in the log; only its answer is gone.
+                        Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
+                            "the node stopped before the entry committed".into(),
+                        )),
                         Err(_) => Err(NodeError::CommitTimeout(timeout.as_millis() as u64)),
                     };
                     deliver(replies, result);

@@ -72,10 +72,29 @@ fn past_timestamp_is_kept_and_expiry_is_absolute() {
 fn clock_never_goes_backwards() {
     let mut s = State::new();
     apply_one(&mut s, ts(100), store("n", "a", "v", 60, None)).unwrap();
-    // A new leader with a clock 50 s behind: the stamp stays at 100.
+    // A new leader with a clock 50 s behind: the stamp moves on from 100 by 1 µs.
     let out = apply_one(&mut s, ts(50), store("n", "b", "v", 60, None)).unwrap();
-    assert_eq!(out.timestamp, ts(100));
-    assert_eq!(s.high_water(), ts(100));
+    assert_eq!(out.timestamp.as_micros(), ts(100).as_micros() + 1);
+    assert_eq!(s.high_water(), out.timestamp);
+}
+
+/// Regression (found by the cluster linearizability test): the leader stamps its own batches
+/// and the batches followers hand over concurrently, so a batch can be applied after one
+/// stamped later. Its first store used to get the previous batch's last stamp and, on the
+/// same key, a 409 although it carried no timestamp of its own.
+#[test]
+fn a_batch_stamped_earlier_but_applied_later_never_conflicts() {
+    let mut s = State::new();
+    let first = apply_one(&mut s, ts(100), store("n", "k", "one", 60, None)).unwrap();
+    for now in [ts(100), ts(99), ts(1)] {
+        let out = apply_one(&mut s, now, store("n", "k", "two", 60, None))
+            .expect("a store without a timestamp is always the newest");
+        assert!(out.timestamp > first.timestamp);
+    }
+    // An empty batch moves time on; the next stamp is after it.
+    s.apply(&batch(ts(200), Limits::default(), vec![]));
+    let out = apply_one(&mut s, ts(200), store("n", "k", "three", 60, None)).unwrap();
+    assert!(out.timestamp > ts(200));
 }
 
 #[test]
@@ -281,11 +300,11 @@ fn namespace_limit_applies_per_namespace() {
 fn empty_batch_purges_expired_items() {
     let mut s = State::new();
     apply_one(&mut s, ts(1), store("n", "a", "v", 5, None)).unwrap();
-    apply_one(&mut s, ts(1), store("n", "b", "v", 50, None)).unwrap();
+    apply_one(&mut s, ts(2), store("n", "b", "v", 50, None)).unwrap();
     assert_eq!(s.next_expiry(), Some(ts(6)));
     s.apply(&batch(ts(10), Limits::default(), vec![]));
     assert_eq!(s.stats().items, 1);
-    assert_eq!(s.next_expiry(), Some(ts(51)));
+    assert_eq!(s.next_expiry(), Some(ts(52)));
 }
 
 #[test]
@@ -329,17 +348,12 @@ impl Model {
         ops: &[ModelOp],
     ) -> Vec<Result<(u64, u64), &'static str>> {
         let start = now.max(self.high_water);
-        self.high_water = start;
         self.items.retain(|_, i| i.expires_at > start);
         let batch_now = now;
         let mut out = vec![];
-        for (i, op) in ops.iter().enumerate() {
-            // Each op gets its own stamp, strictly after the previous one.
-            let now = if i == 0 {
-                start
-            } else {
-                batch_now.max(self.high_water + 1)
-            };
+        for op in ops {
+            // Each op gets its own stamp, strictly after every stamp given before.
+            let now = batch_now.max(self.high_water + 1);
             self.high_water = now;
             self.items.retain(|_, i| i.expires_at > now);
             if op.delete {
@@ -392,6 +406,7 @@ impl Model {
             }
             out.push(Ok((t, exp)));
         }
+        self.high_water = self.high_water.max(start);
         out
     }
 }
@@ -476,6 +491,13 @@ proptest! {
             let want = model.apply(now, limits, ops);
             prop_assert_eq!(&got, &want);
             prop_assert_eq!(&got, &again);
+            // Batch times arrive in any order: a store without its own timestamp still never
+            // conflicts (it is stamped after everything applied before it).
+            for (op, outcome) in ops.iter().zip(&got) {
+                if !op.delete && op.timestamp.is_none() {
+                    prop_assert_ne!(outcome, &Err("conflict"));
+                }
+            }
             prop_assert_eq!(&state, &replica);
 
             // Reads at several times agree with the model, and never show expired items.
