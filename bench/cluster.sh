@@ -256,7 +256,9 @@ start_sm() {
         echo "peer_listen: 127.0.0.1:${SM_PEER[n]}"
         echo "peers:"
         for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${SM_PEER[m]}"; done
-        echo "max_persistent_data_items: 200000"
+        # Room for the throughput runs and the failover trials (~45,000 stores each, with a
+        # 60 s TTL so that long series of trials do not fill the store).
+        echo "max_persistent_data_items: 500000"
         echo "log_level: ${SM_LOG_LEVEL:-warning}"
     } >"$dir/node.yaml"
     rm -f "$dir/addr.json"
@@ -330,7 +332,7 @@ if [[ $SKIP_FAILOVER != 1 ]]; then
         rm -f "$WORK/ready.$trial"
         timeout $((FAILOVER_BEFORE + FAILOVER_AFTER + 60)) "${CPY[@]}" write --urls "$SURV_URLS" \
             --connections "$FAILOVER_WRITERS" --duration $((FAILOVER_BEFORE + FAILOVER_AFTER)) \
-            --value-size "$FAILOVER_VALUE_SIZE" --prefix "fo$trial-" --out "$WORK/acks.$trial" \
+            --value-size "$FAILOVER_VALUE_SIZE" --ttl 60 --prefix "fo$trial-" --out "$WORK/acks.$trial" \
             --ready-file "$WORK/ready.$trial" >"$WORK/writer.$trial.json" 2>>"$RAW_LOG" &
         WPID=$!
         OURS[$WPID]=1

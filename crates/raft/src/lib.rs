@@ -27,6 +27,7 @@ pub mod peer_server;
 pub mod reader;
 pub mod recovery;
 pub mod state_machine;
+pub mod takeover;
 pub mod types;
 pub mod writer;
 

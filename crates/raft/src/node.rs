@@ -190,6 +190,7 @@ struct Inner {
     limits: Limits,
     election_max: Duration,
     commit_timeout: Duration,
+    takeover: crate::takeover::Takeover,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -393,6 +394,7 @@ impl Node {
                 limits: options.limits,
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
+                takeover: crate::takeover::Takeover::new(options.election_timeout.1),
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
@@ -436,6 +438,11 @@ impl Node {
     /// The Raft handle (for the peer server's RPC routes).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.inner.raft
+    }
+
+    /// Leader-contact tracking for prompt failover (see [`crate::takeover`]).
+    pub fn takeover(&self) -> &crate::takeover::Takeover {
+        &self.inner.takeover
     }
 
     /// This node's client address.

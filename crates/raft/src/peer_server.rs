@@ -68,7 +68,11 @@ async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Re
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
     };
-    reply(&node.raft().append_entries(rpc).await)
+    let answer = node.raft().append_entries(rpc).await;
+    if let Ok(response) = &answer {
+        node.takeover().note_append(response);
+    }
+    reply(&answer)
 }
 
 async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
@@ -76,7 +80,13 @@ async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Resp
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
     };
-    reply(&node.raft().vote(rpc).await)
+    let candidate = rpc.vote.leader_id.node_id;
+    let answer = node.raft().vote(rpc.clone()).await;
+    if let Ok(response) = &answer {
+        let rounds = node.takeover().rounds_after_vote(&rpc, response);
+        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate);
+    }
+    reply(&answer)
 }
 
 async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
