@@ -135,6 +135,62 @@ async fn paused_nodes_do_not_stop_the_rest() {
     wait_items(&c, &cluster.node(leader).url("/status"), 11).await;
 }
 
+/// The survivor with the shorter log campaigns first (it was paused while the others
+/// committed more, then resumed after the leader died); the up-to-date survivor refuses it
+/// and, its leader being silent for longer than the lease, campaigns at once above the
+/// candidate's term instead of waiting out its own timeout (see `raft::takeover`). Long
+/// election timeouts here make the order certain: the paused node's timer has long expired
+/// when it resumes, the other's fires seconds later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first() {
+    let mut cluster = Cluster::start(
+        3,
+        "election_timeout_min_ms: 2000\nelection_timeout_max_ms: 3000\n",
+    );
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let behind = (leader + 1) % 3;
+    let ahead = (leader + 2) % 3;
+    cluster.signal(behind, libc::SIGSTOP);
+    for i in 0..5 {
+        let (st, body) = post(
+            &c,
+            &cluster.node(leader).url("/store_data"),
+            json!({"namespace":"t","key":format!("k{i}"),"data":"v","ttl":600}),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    cluster.kill9(leader);
+    // Past the lease (3 s) on `ahead`, before its own timer (lease + 2–3 s).
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    cluster.signal(behind, libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = post(
+            &c,
+            &cluster.node(ahead).url("/store_data"),
+            json!({"namespace":"t","key":"after","data":"v","ttl":600}),
+        )
+        .await;
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.node(ahead).log();
+    assert!(
+        log.contains("refused a candidate with a shorter log while the leader is silent"),
+        "the up-to-date survivor took over:\n{log}"
+    );
+    wait_items(&c, &cluster.node(behind).url("/status"), 6).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_for_long_catches_up_by_snapshot() {
     let mut cluster = Cluster::start(3, "snapshot_logs: 10\nsnapshot_keep_logs: 2\n");
