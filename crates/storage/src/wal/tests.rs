@@ -202,3 +202,47 @@ fn index_u64_max_is_refused_and_read_as_damage() {
     assert_eq!(wal.last_index(), Some(u64::MAX - 1));
     assert_eq!(all(&wal), vec![(u64::MAX - 1, b"last".to_vec())]);
 }
+
+#[test]
+fn rotation_uses_a_zeroed_spare_and_recovery_reads_past_its_zeros() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    wal.set_segment_bytes(4096);
+    let mut i = 0;
+    // Past half of the first segment: a zeroed spare is prepared in the background.
+    while wal.segments.values().next_back().map_or(0, |s| s.size) < 2048 {
+        i += 1;
+        wal.append(&[rec(i)]).unwrap();
+    }
+    let mut waited = 0;
+    while !wal.spares.is_ready() {
+        assert!(waited < 1000, "no spare prepared within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    while segment_files(tmp.path()).len() < 2 {
+        i += 1;
+        wal.append(&[rec(i)]).unwrap();
+    }
+    let second = segment_files(tmp.path()).pop().unwrap();
+    assert_eq!(
+        fs::metadata(&second).unwrap().len(),
+        4096,
+        "the new segment is the zeroed spare"
+    );
+    drop(wal);
+    // The zeros after the last record are the segment's unused end: nothing is cut.
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=i).map(rec).collect::<Vec<_>>());
+    assert_eq!(fs::metadata(&second).unwrap().len(), 4096);
+    wal.append(&[rec(i + 1)]).unwrap();
+    drop(wal);
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=i + 1).map(rec).collect::<Vec<_>>());
+    // No spare file is left behind by a reopen.
+    assert!(fs::read_dir(tmp.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
+}
