@@ -28,9 +28,6 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
-mod spare;
-use spare::Spares;
-
 pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
 const HEADER: usize = 16; // len, crc, index
 /// A segment is closed and a new one started once it passes this size.
@@ -65,8 +62,6 @@ pub struct Wal {
     first: u64,
     locs: VecDeque<Loc>,
     segment_bytes: u64,
-    /// The zeroed file that becomes the next segment (see `spare`).
-    spares: Spares,
 }
 
 fn segment_name(first: u64) -> String {
@@ -130,9 +125,7 @@ impl Wal {
             first: 0,
             locs: VecDeque::new(),
             segment_bytes: SEGMENT_BYTES,
-            spares: Spares::default(),
         };
-        Spares::clean(dir);
         let count = firsts.len();
         let mut last_index: Option<u64> = None;
         for (i, first) in firsts.into_iter().enumerate() {
@@ -193,11 +186,6 @@ impl Wal {
                         last_index = Some(index);
                         pos = next;
                     }
-                    None if is_last && buf[pos..].iter().all(|b| *b == 0) => {
-                        // The zeroed, unused end of a prepared segment (or an append whose
-                        // bytes never reached the disk at all): the log ends here.
-                        break;
-                    }
                     None => {
                         if is_last && !valid_record_after(&buf, pos + 1, last_index) {
                             tracing::warn!(
@@ -218,8 +206,7 @@ impl Wal {
                     }
                 }
             }
-            // Appends continue after the last record (over any zeroed space after it).
-            let size = pos as u64;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(pos as u64);
             wal.segments.insert(first, Segment { path, file, size });
         }
         if let Some(purged) = purged {
@@ -241,32 +228,6 @@ impl Wal {
 
     fn new_segment(&mut self, first: u64) -> Result<(), StorageError> {
         let path = self.dir.join(segment_name(first));
-        if let Some(spare) = self.spares.take() {
-            // A zeroed file: write the header over its first bytes, then give it its name.
-            let renamed = spare
-                .file
-                .write_all_at(MAGIC, 0)
-                .and_then(|_| spare.file.sync_data())
-                .and_then(|_| fs::rename(&spare.path, &path));
-            match renamed {
-                Ok(()) => {
-                    sync_dir(&self.dir)?;
-                    self.segments.insert(
-                        first,
-                        Segment {
-                            path,
-                            file: spare.file,
-                            size: MAGIC.len() as u64,
-                        },
-                    );
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not use the zeroed log segment; creating one");
-                    let _ = fs::remove_file(&spare.path);
-                }
-            }
-        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -362,11 +323,7 @@ impl Wal {
             .and_then(|_| segment.file.sync_data())
             .map_err(|e| StorageError::io(format!("appending to {}", segment.path.display()), e))?;
         segment.size += buf.len() as u64;
-        let half_full = segment.size >= self.segment_bytes / 2;
         self.locs.extend(locs);
-        if half_full {
-            self.spares.prepare(&self.dir, self.segment_bytes);
-        }
         Ok(())
     }
 
