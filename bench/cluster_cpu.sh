@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# CPU cost of a store in a 3-node statemanager cluster, for A/B comparisons of builds.
+#
+#   bench/cluster_cpu.sh BINARY [BINARY ...]
+#
+# For each round (ROUNDS, default 3) and each binary in turn (so that the machine's drift hits
+# every binary alike): start a fresh 3-node cluster on free 127.0.0.1 ports, preload KEYS keys,
+# run `wrk -t2 -c64` stores for DURATION s against TARGET (leader or follower), and read the
+# CPU ticks (/proc/PID/stat utime+stime) of the three nodes and of wrk over the run. Prints one
+# line per run and, at the end, the median per binary of: stores/s, p99, and CPU µs per store
+# (all three nodes together, and wrk). No etcd, no failover: use cluster.sh for the report.
+#
+# Knobs: ROUNDS=3 DURATION=10 TARGET=follower (or leader) KEYS=10000 VALUE_SIZE=1024
+#        CONNS=64 THREADS=2 BENCH_TMP=/tmp PERF=1 (perf record -g the nodes during the run:
+#        perf-<binary index>-<round>.data in the current directory)
+# Every process started here is stopped by PID; every wait is bounded.
+
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+TARGET=${TARGET:-follower}
+KEYS=${KEYS:-10000}
+VALUE_SIZE=${VALUE_SIZE:-1024}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+BENCH_TMP=${BENCH_TMP:-/tmp}
+(($# >= 1)) || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
+export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
+TICK=$(getconf CLK_TCK)
+WORK=$(mktemp -d "$BENCH_TMP/sm-cpu.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if [[ $(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ') == "$$" ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((b = 1; b <= $#; b++)); do
+        bin=${!b}
+        read -r -a P <<<"$(python3 "$HERE/cluster.py" free-ports 6)"
+        nodes=()
+        for n in 0 1 2; do
+            dir=$WORK/r$round-b$b-n$n
+            mkdir -p "$dir"
+            {
+                echo "node_id: $((n + 1))"
+                echo "peer_listen: 127.0.0.1:${P[3 + n]}"
+                echo "peers:"
+                for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${P[3 + m]}"; done
+                echo "max_persistent_data_items: 500000"
+                echo "log_level: warning"
+            } >"$dir/node.yaml"
+            "$bin" serve --config "$dir/node.yaml" --port "${P[n]}" --data-dir "$dir/data" \
+                --log-stderr >"$dir/server.log" 2>&1 &
+            nodes+=("$!")
+            PIDS+=("$!")
+        done
+        urls="http://127.0.0.1:${P[0]},http://127.0.0.1:${P[1]},http://127.0.0.1:${P[2]}"
+        leader=$(python3 "$HERE/cluster.py" sm-leader --urls "$urls" --timeout 60)
+        l=$((leader - 1))
+        if [[ $TARGET == leader ]]; then t=$l; else t=$(((l + 1) % 3)); fi
+        url=http://127.0.0.1:${P[t]}
+        python3 "$HERE/load.py" --kind statemanager --url "http://127.0.0.1:${P[l]}" --count "$KEYS" \
+            --value-size "$VALUE_SIZE" --concurrency "$CONNS" --timeout 300 >/dev/null
+        before=()
+        for pid in "${nodes[@]}"; do before+=("$(ticks "$pid")"); done
+        perf_pid=
+        if [[ ${PERF:-0} == 1 ]]; then
+            perf record -g -o "perf-$b-$round.data" -p "$(IFS=,; echo "${nodes[*]}")" \
+                -- sleep "$DURATION" >/dev/null 2>&1 &
+            perf_pid=$!
+        fi
+        wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
+            -s "$HERE/lua/sm_store.lua" "$url" >"$WORK/wrk.out" 2>&1 &
+        wpid=$!
+        PIDS+=("$wpid")
+        wticks=0
+        while kill -0 "$wpid" 2>/dev/null; do
+            w=$(ticks "$wpid")
+            ((w > wticks)) && wticks=$w
+            sleep 0.2
+        done
+        wait "$wpid" || true
+        [[ -n $perf_pid ]] && { wait "$perf_pid" || true; }
+        node_ticks=0
+        for i in 0 1 2; do
+            node_ticks=$((node_ticks + $(ticks "${nodes[i]}") - before[i]))
+        done
+        line=$(grep '^BENCHRESULT' "$WORK/wrk.out" || echo "BENCHRESULT requests=0 rps=0 p99_ms=0")
+        python3 - "$b" "$round" "$line" "$node_ticks" "$wticks" "$TICK" >>"$RESULTS" <<'EOF'
+import sys
+b, rnd, line, nt, wt, tick = sys.argv[1:7]
+kv = dict(f.split("=", 1) for f in line.split()[1:])
+req = int(kv["requests"]) or 1
+us = lambda t: int(t) * 1e6 / int(tick) / req
+print(f"{b}\t{rnd}\t{kv['rps']}\t{kv['p99_ms']}\t{us(nt):.1f}\t{us(wt):.1f}\t{kv.get('non200', '?')}")
+EOF
+        IFS=$'\t' read -r _ _ rps p99 cpu wcpu bad < <(tail -n1 "$RESULTS")
+        echo "round $round binary $b ($bin): $rps stores/s, p99 $p99 ms, node CPU $cpu µs/store, wrk $wcpu µs/store, non-200 $bad"
+        for pid in "${nodes[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        for pid in "${nodes[@]}"; do wait "$pid" 2>/dev/null || true; done
+        rm -rf "$WORK"/r$round-b$b-n*
+    done
+done
+
+echo ""
+echo "medians over $ROUNDS rounds (target: $TARGET, ${DURATION}s, -c$CONNS, ${VALUE_SIZE}-byte values):"
+python3 - "$RESULTS" "$@" <<'EOF'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+for b, name in enumerate(sys.argv[2:], 1):
+    mine = [r for r in rows if int(r[0]) == b]
+    med = lambda i: statistics.median(float(r[i]) for r in mine)
+    print(f"  {b}: {name}: {med(2):,.0f} stores/s, p99 {med(3):.1f} ms, nodes {med(4):.1f} µs/store, wrk {med(5):.1f} µs/store")
+EOF
