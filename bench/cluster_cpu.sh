@@ -11,8 +11,11 @@
 # (all three nodes together, and wrk). No etcd, no failover: use cluster.sh for the report.
 #
 # Knobs: ROUNDS=3 DURATION=10 TARGET=follower (or leader) KEYS=10000 VALUE_SIZE=1024
-#        CONNS=64 THREADS=2 BENCH_TMP=/tmp PERF=1 (perf record -g the nodes during the run:
-#        perf-<binary index>-<round>.data in the current directory)
+#        CONNS=64 THREADS=2 BENCH_TMP=/tmp PERF=1 (perf record $PERF_ARGS, default -g, of the nodes:
+#        perf-<binary index>-<round>.data in the current directory) or PERF=stat (context switches
+#        and system calls of each node per store), METRICS=1 (print the nodes' /metrics lines
+#        matching METRICS_GREP after each run), EXTRA_CONFIG='key: value\nkey2: value' (added to
+#        every node's configuration; a binary may also be a wrapper script that sets variables)
 # Every process started here is stopped by PID; every wait is bounded.
 
 set -euo pipefail
@@ -63,6 +66,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${P[3 + m]}"; done
                 echo "max_persistent_data_items: 500000"
                 echo "log_level: warning"
+                if [[ -n ${EXTRA_CONFIG:-} ]]; then printf '%b\n' "$EXTRA_CONFIG"; fi
             } >"$dir/node.yaml"
             "$bin" serve --config "$dir/node.yaml" --port "${P[n]}" --data-dir "$dir/data" \
                 --log-stderr >"$dir/server.log" 2>&1 &
@@ -79,8 +83,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
         before=()
         for pid in "${nodes[@]}"; do before+=("$(ticks "$pid")"); done
         perf_pid=
-        if [[ ${PERF:-0} == 1 ]]; then
-            perf record -g -o "perf-$b-$round.data" -p "$(IFS=,; echo "${nodes[*]}")" \
+        if [[ ${PERF:-0} == stat ]]; then
+            for i in 0 1 2; do
+                perf stat -e context-switches,raw_syscalls:sys_enter -p "${nodes[i]}" \
+                    -o "$WORK/perf-stat.$i.txt" -- sleep "$DURATION" >/dev/null 2>&1 &
+                perf_pid+=" $!"
+            done
+        elif [[ ${PERF:-0} == 1 ]]; then
+            perf record ${PERF_ARGS:--g} -o "perf-$b-$round.data" -p "$(IFS=,; echo "${nodes[*]}")" \
                 -- sleep "$DURATION" >/dev/null 2>&1 &
             perf_pid=$!
         fi
@@ -95,10 +105,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
             sleep 0.2
         done
         wait "$wpid" || true
-        [[ -n $perf_pid ]] && { wait "$perf_pid" || true; }
+        for p in $perf_pid; do wait "$p" || true; done
         node_ticks=0
+        roles=""
         for i in 0 1 2; do
-            node_ticks=$((node_ticks + $(ticks "${nodes[i]}") - before[i]))
+            d=$(($(ticks "${nodes[i]}") - before[i]))
+            node_ticks=$((node_ticks + d))
+            if ((i == l)); then r=leader; elif ((i == t)); then r=target; else r=follower; fi
+            roles+=" $r $d"
         done
         line=$(grep '^BENCHRESULT' "$WORK/wrk.out" || echo "BENCHRESULT requests=0 rps=0 p99_ms=0")
         python3 - "$b" "$round" "$line" "$node_ticks" "$wticks" "$TICK" >>"$RESULTS" <<'EOF'
@@ -111,6 +125,22 @@ print(f"{b}\t{rnd}\t{kv['rps']}\t{kv['p99_ms']}\t{us(nt):.1f}\t{us(wt):.1f}\t{kv
 EOF
         IFS=$'\t' read -r _ _ rps p99 cpu wcpu bad < <(tail -n1 "$RESULTS")
         echo "round $round binary $b ($bin): $rps stores/s, p99 $p99 ms, node CPU $cpu µs/store, wrk $wcpu µs/store, non-200 $bad"
+        req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+        awk -v req="$req" -v tick="$TICK" '{ printf "  CPU µs/store by node:"; for (i = 1; i < NF; i += 2) printf " %s %.1f", $i, $(i + 1) * 1e6 / tick / (req ? req : 1); print "" }' <<<"$roles"
+        for i in 0 1 2; do
+            [[ -s $WORK/perf-stat.$i.txt ]] || continue
+            if ((i == l)); then r=leader; elif ((i == t)); then r=target; else r=follower; fi
+            awk -v n="$req" -v r="$r" \
+                '/context-switches|sys_enter/ { gsub(",", "", $1); printf "  %s %s: %.2f per store\n", r, $2, $1 / n }' \
+                "$WORK/perf-stat.$i.txt"
+            rm -f "$WORK/perf-stat.$i.txt"
+        done
+        if [[ ${METRICS:-0} == 1 ]]; then
+            for i in 0 1 2; do
+                echo "  /metrics of node $((i + 1)) (${METRICS_GREP:-batch|append|raft_}):"
+                curl -s --max-time 5 "http://127.0.0.1:${P[i]}/metrics" | grep -E "${METRICS_GREP:-batch|append|raft_}" | grep -v '^#' | sed 's/^/    /'
+            done
+        fi
         for pid in "${nodes[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
         for pid in "${nodes[@]}"; do wait "$pid" 2>/dev/null || true; done
         rm -rf "$WORK"/r$round-b$b-n*

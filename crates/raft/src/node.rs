@@ -348,7 +348,7 @@ impl Node {
                     max_ops: options.max_batch_ops,
                     max_bytes: options.max_batch_bytes,
                     commit_timeout: options.commit_timeout,
-                    pipeline: options.write_pipeline,
+                    pipeline: std::env::var("SM_EXP_PIPELINE").ok().and_then(|v| v.parse().ok()).unwrap_or(options.write_pipeline),
                     quorum_timeout: options.election_timeout.1,
                 },
                 write_rx,
@@ -875,15 +875,23 @@ impl Node {
     }
 
     /// Resolves when Raft has stopped on its own (a storage failure), with the reason.
+    ///
+    /// It waits for the core's server-metrics channel to close (the core task has ended)
+    /// rather than watching every metrics change: the full metrics change many times per
+    /// batch, and each change would wake this task.
     pub async fn fatal(&self) -> String {
-        let mut metrics = self.inner.raft.metrics();
+        let mut server = self.inner.raft.server_metrics();
         loop {
-            if let Err(e) = &metrics.borrow().running_state {
+            if let Err(e) = &self.inner.raft.metrics().borrow().running_state {
                 return e.to_string();
             }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".into();
+            if server.changed().await.is_err() {
+                break;
             }
+        }
+        match &self.inner.raft.metrics().borrow().running_state {
+            Err(e) => e.to_string(),
+            Ok(()) => "raft stopped".into(),
         }
     }
 
@@ -904,7 +912,9 @@ impl Node {
 async fn count_leader_changes(raft: Raft<TypeConfig>) {
     let changes = metrics::counter!("statemanager_raft_leader_changes_total");
     changes.increment(0); // present from the start, even before any change
-    let mut watch = raft.metrics();
+    // Server metrics (vote, role, leader, membership) change only when those do, not with
+    // every log append as the full metrics do.
+    let mut watch = raft.server_metrics();
     let (mut leader, mut state) = {
         let m = watch.borrow();
         (m.current_leader, m.state)
@@ -912,7 +922,7 @@ async fn count_leader_changes(raft: Raft<TypeConfig>) {
     while watch.changed().await.is_ok() {
         let (now, now_state, term) = {
             let m = watch.borrow();
-            (m.current_leader, m.state, m.current_term)
+            (m.current_leader, m.state, m.vote.leader_id().term)
         };
         if now != leader {
             changes.increment(1);
