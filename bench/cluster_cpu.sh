@@ -123,6 +123,7 @@ req = int(kv["requests"]) or 1
 us = lambda t: int(t) * 1e6 / int(tick) / req
 print(f"{b}\t{rnd}\t{kv['rps']}\t{kv['p99_ms']}\t{us(nt):.1f}\t{us(wt):.1f}\t{kv.get('non200', '?')}")
 EOF
+        [[ -n ${KEEP_WRK:-} ]] && cp "$WORK/wrk.out" "$KEEP_WRK/wrk-$b-$round.txt"
         IFS=$'\t' read -r _ _ rps p99 cpu wcpu bad < <(tail -n1 "$RESULTS")
         echo "round $round binary $b ($bin): $rps stores/s, p99 $p99 ms, node CPU $cpu µs/store, wrk $wcpu µs/store, non-200 $bad"
         req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")

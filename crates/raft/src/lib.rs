@@ -4,7 +4,8 @@
 //! ([`statemanager_storage`]) to openraft 0.9, and adds what openraft leaves to the
 //! application:
 //! - [`log_store`]: the Raft log on the log engine; an append is acknowledged to openraft
-//!   only after its fsync;
+//!   only after its fsync; [`entry_cache`] keeps the newest entries in memory for the reads
+//!   that follow each append;
 //! - [`state_machine`]: the in-memory [`statemanager_core::State`], persisted by streamed
 //!   snapshot files;
 //! - [`writer`]: group commit. openraft 0.9 appends and flushes each `client_write` on its
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod backup;
 pub mod disk;
+pub mod entry_cache;
 pub mod error;
 pub mod log_store;
 pub mod network;

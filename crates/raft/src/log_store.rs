@@ -5,24 +5,29 @@
 //! acknowledged before it is durable. The vote is durable before `save_vote` returns. The
 //! committed index is written without its own fsync: it is only a hint for re-applying on
 //! restart, and the next append's fsync (one journal for everything) makes it durable anyway.
+//! The newest entries are also kept in an [`EntryCache`], which answers the reads openraft
+//! makes right after an append (apply, replication) without touching the WAL.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError, Vote};
 use statemanager_storage::{LogEngine, StorageError};
 
+use crate::entry_cache::{CacheLimits, EntryCache};
 use crate::types::{decode, encode, Entry, LogId, NodeId, RaftStorageError, TypeConfig};
 
 const META_VOTE: &str = "vote";
 const META_COMMITTED: &str = "committed";
 const META_PURGED: &str = "purged";
 
-/// The log store handle (cheap to clone; all clones share the engine).
+/// The log store handle (cheap to clone; all clones share the engine and the cache).
 #[derive(Debug, Clone)]
 pub struct LogStore {
     engine: LogEngine,
+    cache: Arc<Mutex<EntryCache>>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> RaftStorageError {
@@ -41,9 +46,22 @@ fn corrupt(what: String, e: postcard::Error) -> StorageError {
 }
 
 impl LogStore {
-    /// A log store on `engine`.
+    /// A log store on `engine`, with a cache of the default size.
     pub fn new(engine: LogEngine) -> Self {
-        LogStore { engine }
+        Self::with_cache(engine, CacheLimits::default())
+    }
+
+    /// A log store on `engine` whose entry cache has `limits`.
+    pub fn with_cache(engine: LogEngine, limits: CacheLimits) -> Self {
+        LogStore {
+            engine,
+            cache: Arc::new(Mutex::new(EntryCache::new(limits))),
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, EntryCache> {
+        // Every change to the cache is a single call that leaves it consistent.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -95,6 +113,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
         let (start, end) = bounds(&range);
+        if let Some(hit) = self.cache().get(start, end) {
+            return Ok(hit);
+        }
         self.entries(start, end).map_err(read_err)
     }
 }
@@ -161,8 +182,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut records = Vec::new();
+        let mut appended = Vec::new();
         for entry in entries {
-            records.push((entry.get_log_id().index, encode(&entry).map_err(write_err)?));
+            let record = encode(&entry).map_err(write_err)?;
+            appended.push((entry, record.len()));
+            records.push((appended[appended.len() - 1].0.get_log_id().index, record));
         }
         let engine = self.engine.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -173,13 +197,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             result
         })
         .await
-        .map_err(write_err)?;
+        .map_err(write_err);
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.cache().clear();
+                return Err(e);
+            }
+        };
         match result {
             Ok(()) => {
+                // Durable now: readers may be served from memory.
+                let mut cache = self.cache();
+                for (entry, bytes) in appended {
+                    cache.push(entry, bytes);
+                }
+                drop(cache);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
+                self.cache().clear();
                 // A failed fsync is fatal: we never retry it (the kernel may have dropped the
                 // dirty pages, so a retry could "succeed" without the data).
                 tracing::error!(error = %e, "appending to the raft log failed; stopping");
@@ -190,6 +228,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        // Cut the cache first: no reader may be served an entry the log no longer has.
+        self.cache().truncate_from(log_id.index);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.truncate_from(log_id.index))
             .await
@@ -205,6 +245,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(write_err)?
-        .map_err(write_err)
+        .map_err(write_err)?;
+        self.cache().purge_through(log_id.index);
+        Ok(())
     }
 }

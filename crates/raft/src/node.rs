@@ -348,7 +348,7 @@ impl Node {
                     max_ops: options.max_batch_ops,
                     max_bytes: options.max_batch_bytes,
                     commit_timeout: options.commit_timeout,
-                    pipeline: std::env::var("SM_EXP_PIPELINE").ok().and_then(|v| v.parse().ok()).unwrap_or(options.write_pipeline),
+                    pipeline: options.write_pipeline,
                     quorum_timeout: options.election_timeout.1,
                 },
                 write_rx,
@@ -912,8 +912,8 @@ impl Node {
 async fn count_leader_changes(raft: Raft<TypeConfig>) {
     let changes = metrics::counter!("statemanager_raft_leader_changes_total");
     changes.increment(0); // present from the start, even before any change
-    // Server metrics (vote, role, leader, membership) change only when those do, not with
-    // every log append as the full metrics do.
+                          // Server metrics (vote, role, leader, membership) change only when those do, not with
+                          // every log append as the full metrics do.
     let mut watch = raft.server_metrics();
     let (mut leader, mut state) = {
         let m = watch.borrow();

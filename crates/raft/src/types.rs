@@ -12,10 +12,49 @@ pub type NodeId = u64;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchResult(pub Vec<OpOutcome>);
 
+/// A batch as openraft carries it: shared, so that an entry costs a pointer copy each time
+/// openraft clones it or the log store's cache hands it out (for replication and apply),
+/// instead of a deep copy or a decode. Encoded exactly as the [`Batch`] it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedBatch(pub std::sync::Arc<Batch>);
+
+impl SharedBatch {
+    /// Shares `batch`.
+    pub fn new(batch: Batch) -> Self {
+        SharedBatch(std::sync::Arc::new(batch))
+    }
+}
+
+impl From<Batch> for SharedBatch {
+    fn from(batch: Batch) -> Self {
+        SharedBatch::new(batch)
+    }
+}
+
+impl std::ops::Deref for SharedBatch {
+    type Target = Batch;
+
+    fn deref(&self) -> &Batch {
+        &self.0
+    }
+}
+
+impl Serialize for SharedBatch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Batch::deserialize(deserializer).map(SharedBatch::new)
+    }
+}
+
 openraft::declare_raft_types!(
     /// The State Manager's openraft types.
     pub TypeConfig:
-        D = Batch,
+        D = SharedBatch,
         R = BatchResult,
         NodeId = NodeId,
         Node = BasicNode,

@@ -87,7 +87,7 @@ pub async fn propose(
     batch: Batch,
     commit_timeout: Duration,
 ) -> Result<Vec<statemanager_core::OpOutcome>, NodeError> {
-    match tokio::time::timeout(commit_timeout, raft.client_write(batch)).await {
+    match tokio::time::timeout(commit_timeout, raft.client_write(batch.into())).await {
         Ok(Ok(response)) => Ok(response.data.0),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
             Err(NodeError::NotLeader {
@@ -219,7 +219,7 @@ pub async fn run(
         let raft = raft.clone();
         // Submit in formation order (the send into Raft's queue happens here, before the next
         // batch is formed); wait for the outcome in a task of its own.
-        match raft.client_write_ff(batch).await {
+        match raft.client_write_ff(batch.into()).await {
             Ok(receiver) => {
                 let timeout = options.commit_timeout;
                 tokio::spawn(async move {

@@ -380,7 +380,12 @@ async fn a_failed_fsync_is_fatal_and_a_restart_recovers_everything() {
     );
     // Until it exits, the node refuses everything else before proposing: 503 unavailable.
     let later = json!({"namespace": "PLUGIN#fsync", "key": "later", "data": "x", "ttl": 60});
-    if let Ok(r) = client.post(s.url("/store_data")).body(later.to_string()).send().await {
+    if let Ok(r) = client
+        .post(s.url("/store_data"))
+        .body(later.to_string())
+        .send()
+        .await
+    {
         let status = r.status().as_u16();
         let v = r.json::<serde_json::Value>().await.unwrap_or_default();
         assert_eq!(
