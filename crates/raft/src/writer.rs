@@ -87,7 +87,11 @@ pub async fn propose(
     batch: Batch,
     commit_timeout: Duration,
 ) -> Result<Vec<statemanager_core::OpOutcome>, NodeError> {
-    match tokio::time::timeout(commit_timeout, raft.client_write(batch.into())).await {
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(commit_timeout, raft.client_write(batch.into())).await;
+    metrics::histogram!("statemanager_batch_commit_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match answer {
         Ok(Ok(response)) => Ok(response.data.0),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
             Err(NodeError::NotLeader {
@@ -182,8 +186,12 @@ pub async fn run(
         if let Some(addr) = remote_leader_addr(&raft) {
             let network = network.clone();
             let timeout = options.commit_timeout + Duration::from_millis(300);
+            metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
             tokio::spawn(async move {
+                let started = std::time::Instant::now();
                 let result = network.propose(&addr, &ops, timeout).await;
+                metrics::histogram!("statemanager_batch_forward_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 match result {
                     Ok(outcomes) if outcomes.len() == replies.len() => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -222,8 +230,12 @@ pub async fn run(
         match raft.client_write_ff(batch.into()).await {
             Ok(receiver) => {
                 let timeout = options.commit_timeout;
+                let started = std::time::Instant::now();
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(timeout, receiver).await {
+                    let answer = tokio::time::timeout(timeout, receiver).await;
+                    metrics::histogram!("statemanager_batch_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let result = match answer {
                         Ok(Ok(Ok(response))) => Ok(response.data.0),
                         Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
                             Err(NodeError::NotLeader {
