@@ -10,8 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -62,52 +61,48 @@ impl Default for RequestLimits {
     }
 }
 
-/// Middleware: 431 `header_too_large` for a head over the limit.
-pub async fn limit_head(
-    State(state): State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let head = request.uri().to_string().len()
+/// 431 `header_too_large` when the request's head is over the limit (`None`: within it).
+pub fn head_refusal(state: &SharedState, request: &Request) -> Option<Response> {
+    let uri = request.uri();
+    let uri_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let head = uri_len
         + request
             .headers()
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum::<usize>();
-    if head > state.limits.max_header_bytes {
-        return ApiError::HeaderTooLarge(format!(
+    if head <= state.limits.max_header_bytes {
+        return None;
+    }
+    Some(
+        ApiError::HeaderTooLarge(format!(
             "the request line and headers are {head} bytes; the limit is {} (max_header_bytes)",
             state.limits.max_header_bytes
         ))
-        .into_response();
-    }
-    next.run(request).await
+        .into_response(),
+    )
 }
 
-/// Middleware: 429 `rate_limited` for a client over `client_rate_limit`.
-pub async fn limit_rate(
-    State(state): State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let (Some(limiter), Some(ConnectInfo(addr))) = (
-        &state.limits.rate,
-        request.extensions().get::<ConnectInfo<SocketAddr>>(),
-    ) {
-        if !limiter.admit(addr.ip(), Instant::now()) {
-            let mut response = ApiError::RateLimited(format!(
-                "more than {} requests per second from {} (client_rate_limit)",
-                limiter.per_second,
-                addr.ip()
-            ))
-            .into_response();
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, 1.into());
-            return response;
-        }
+/// 429 `rate_limited` (with `Retry-After`) when the client is over `client_rate_limit`
+/// (`None`: admitted, or no limit configured).
+pub fn rate_refusal(state: &SharedState, request: &Request) -> Option<Response> {
+    let limiter = state.limits.rate.as_ref()?;
+    let ConnectInfo(addr) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    if limiter.admit(addr.ip(), Instant::now()) {
+        return None;
     }
-    next.run(request).await
+    let mut response = ApiError::RateLimited(format!(
+        "more than {} requests per second from {} (client_rate_limit)",
+        limiter.per_second,
+        addr.ip()
+    ))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, 1.into());
+    Some(response)
 }
 
 /// A token bucket per client address: `per_second` tokens a second, bursts of one second's

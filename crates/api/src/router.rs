@@ -92,7 +92,6 @@ impl std::ops::Deref for SharedState {
 
 /// The whole HTTP API.
 pub fn app(state: ApiState) -> Router {
-    let rate_limited = state.limits.rate.is_some();
     let state = SharedState(Arc::new(state));
     let admin_routes = Router::new()
         .route("/admin/list", post(admin::list))
@@ -115,41 +114,31 @@ pub fn app(state: ApiState) -> Router {
         .route("/set_data", post(cache::set_data))
         .merge(admin_routes)
         .fallback(fallback::unknown_endpoint)
-        .method_not_allowed_fallback(fallback::method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            refuse_while_draining,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::limit_head,
-        ));
-    // The rate limiter costs a lock per request: only when it is configured.
-    let router = match rate_limited {
-        true => router.layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::limit_rate,
-        )),
-        false => router,
-    };
+        .method_not_allowed_fallback(fallback::method_not_allowed);
+    // One middleware for everything every request goes through (each `from_fn` layer costs a
+    // boxed future and a service clone per request).
     router
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
-/// While the node stops, new requests get 503 `unavailable` (in-flight ones finish).
-async fn refuse_while_draining(
-    axum::extract::State(state): axum::extract::State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return crate::error::ApiError::Node(statemanager_raft::NodeError::Unavailable(
-            "this node is stopping; send the request to another node".into(),
-        ))
-        .into_response();
-    }
-    next.run(request).await
+/// Why a request is refused before its handler runs, checked in this order: the client's
+/// request rate (429, only when `client_rate_limit` is set), the head size (431), and the
+/// node stopping (503 `unavailable`; in-flight requests finish).
+fn refusal(state: &SharedState, request: &Request) -> Option<Response> {
+    crate::limits::rate_refusal(state, request)
+        .or_else(|| crate::limits::head_refusal(state, request))
+        .or_else(|| {
+            state
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| {
+                    crate::error::ApiError::Node(statemanager_raft::NodeError::Unavailable(
+                        "this node is stopping; send the request to another node".into(),
+                    ))
+                    .into_response()
+                })
+        })
 }
 
 /// The routes other nodes forward client requests to (served on the peer port).
@@ -229,14 +218,20 @@ fn record_request(endpoint: &'static str, status: u16, seconds: f64) {
     });
 }
 
-/// Logs every request at DEBUG with its outcome and latency (never its body), and counts it
-/// in `statemanager_http_requests_total{endpoint,status}` and
+/// Every request: refused by [`refusal`] or handed to its handler; then logged at DEBUG with
+/// its outcome and latency (never its body), and counted in
+/// `statemanager_http_requests_total{endpoint,status}` and
 /// `statemanager_http_request_duration_seconds{endpoint}`. The endpoint label is the matched
-/// route (`unknown` otherwise), so clients cannot grow the label set.
-async fn log_request(request: Request, next: Next) -> Response {
+/// route (`unknown` otherwise), so clients cannot grow the label set. Refusals for size, time
+/// and rate (408, 413, 429, 431) are logged once a minute per client.
+async fn gate(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let endpoint = endpoint_label(
         request
             .extensions()
@@ -247,7 +242,10 @@ async fn log_request(request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let response = next.run(request).await;
+    let response = match refusal(&state, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     record_request(endpoint, status, elapsed.as_secs_f64());
@@ -255,12 +253,12 @@ async fn log_request(request: Request, next: Next) -> Response {
         crate::limits::log_refusal(
             client,
             status,
-            &format!("{method} {path} answered {status}"),
+            &format!("{method} {} answered {status}", uri.path()),
         );
     }
     tracing::debug!(
         %method,
-        path,
+        path = uri.path(),
         status,
         latency_us = elapsed.as_micros() as u64,
         "request"

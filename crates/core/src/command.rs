@@ -34,6 +34,7 @@ pub struct StoreOp {
     /// Where the item goes.
     pub id: ItemId,
     /// The item's data, as sent.
+    #[serde(deserialize_with = "crate::arc_str::deserialize")]
     pub data: Arc<str>,
     /// How long the item lives after its timestamp.
     pub ttl: Ttl,

@@ -8,6 +8,7 @@
 //! the same log ends in the same state and gives the same answers.
 #![warn(missing_docs)]
 
+mod arc_str;
 mod clock;
 mod command;
 mod error;

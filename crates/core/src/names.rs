@@ -27,7 +27,7 @@ fn validate(value: &str, field: &str, max: usize) -> Result<(), DomainError> {
 /// The namespace an item lives in (for plugins, `PLUGIN#<name>`): 1 to
 /// [`MAX_NAMESPACE_BYTES`] bytes, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Namespace(Arc<str>);
+pub struct Namespace(#[serde(deserialize_with = "crate::arc_str::deserialize")] Arc<str>);
 
 impl Namespace {
     /// Validates and wraps a namespace.
@@ -52,7 +52,7 @@ impl Namespace {
 
 /// The key of an item inside its namespace: 1 to [`MAX_KEY_BYTES`] bytes, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Key(Arc<str>);
+pub struct Key(#[serde(deserialize_with = "crate::arc_str::deserialize")] Arc<str>);
 
 impl Key {
     /// Validates and wraps a key.

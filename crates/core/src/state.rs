@@ -14,6 +14,7 @@ use crate::{Batch, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestam
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// The data as the client sent it.
+    #[serde(deserialize_with = "crate::arc_str::deserialize")]
     pub data: Arc<str>,
     /// The item's timestamp (the client's, or the leader's stamp).
     pub timestamp: Timestamp,

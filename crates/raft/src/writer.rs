@@ -45,7 +45,9 @@ pub struct WriterOptions {
 
 /// The peer address of the leader, when a leader other than this node is known.
 fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<String> {
-    let m = raft.metrics().borrow().clone();
+    // Server metrics change only with the role, leader or membership; read in place.
+    let server = raft.server_metrics();
+    let m = server.borrow();
     let leader = m.current_leader?;
     if leader == m.id {
         return None;
@@ -59,7 +61,10 @@ fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<String> {
 /// `Some(reason)` when this node leads a multi-voter cluster but has not heard from a quorum
 /// within `limit`.
 pub fn quorum_lost(raft: &Raft<TypeConfig>, limit: Duration) -> Option<String> {
-    let m = raft.metrics().borrow().clone();
+    // Read in place: a clone of the metrics (membership, replication map) per batch showed
+    // up in profiles.
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
     if m.state != openraft::ServerState::Leader
         || m.membership_config.membership().voter_ids().count() < 2
     {

@@ -9,7 +9,7 @@
 //!   closed silently (an answer nobody asked for could be read as the answer to the client's
 //!   next request).
 //! - **Head size**: hyper's read buffer is bounded (`head_buffer`), beyond which it answers
-//!   431 itself; the router's `limit_head` middleware refuses heads over `max_header_bytes`
+//!   431 itself; the router's `gate` middleware refuses heads over `max_header_bytes`
 //!   with a JSON 431 first.
 //!
 //! The same loop serves HTTPS (`tls`): the TLS handshake must finish within the header
