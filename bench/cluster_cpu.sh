@@ -15,7 +15,8 @@
 #        perf-<binary index>-<round>.data in the current directory) or PERF=stat (context switches
 #        and system calls of each node per store), METRICS=1 (print the nodes' /metrics lines
 #        matching METRICS_GREP after each run), EXTRA_CONFIG='key: value\nkey2: value' (added to
-#        every node's configuration; a binary may also be a wrapper script that sets variables)
+#        every node's configuration; a binary may also be a wrapper script that sets variables),
+#        KEEP_LOGS=DIR (copy each node's log there), KEEP_WRK=DIR (copy wrk's output there)
 # Every process started here is stopped by PID; every wait is bounded.
 
 set -euo pipefail
@@ -144,6 +145,9 @@ EOF
         fi
         for pid in "${nodes[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
         for pid in "${nodes[@]}"; do wait "$pid" 2>/dev/null || true; done
+        if [[ -n ${KEEP_LOGS:-} ]]; then
+            for n in 0 1 2; do cp "$WORK/r$round-b$b-n$n/server.log" "$KEEP_LOGS/server-$b-$round-$n.log"; done
+        fi
         rm -rf "$WORK"/r$round-b$b-n*
     done
 done

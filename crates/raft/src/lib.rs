@@ -26,6 +26,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer_server;
+pub mod peer_stream;
 pub mod reader;
 pub mod recovery;
 pub mod state_machine;

@@ -1,7 +1,9 @@
 //! The peer network: Raft RPCs between nodes over HTTP on the peer port.
 //!
-//! Each RPC is `POST /raft/{append,vote,snapshot}` with a postcard body, answered with a
-//! postcard `Result` of openraft's response or error. Every request carries
+//! Appends, votes, hand-overs (`propose`) and read-index requests go over the peer stream
+//! ([`crate::peer_stream`]); snapshots and everything else, and every RPC to a peer that
+//! does not speak the stream, are `POST /raft/{append,vote,snapshot,...}` with a postcard
+//! body, answered with a postcard `Result` of openraft's response or error. Every request carries
 //! `x-statemanager-rpc: 1` (the format version), so a node refuses a peer speaking another
 //! version instead of misreading it. Connections are kept alive and reused (one pool per
 //! node); openraft batches entries into each append. A one-member cluster never sends one.
@@ -27,6 +29,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::ClusterSecret;
+use crate::peer_stream::client::{CallError, StreamPool};
+use crate::peer_stream::Kind;
 use crate::types::{decode, encode, NodeId, TypeConfig};
 
 /// The header naming the peer RPC format version.
@@ -86,10 +90,12 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read peer_tls.{what} {}: {e}", path.display()))
 }
 
-/// Creates one client per peer, all sharing a keep-alive connection pool.
+/// Creates one client per peer, all sharing the connection pools: the peer stream's for the
+/// hot RPCs (see [`crate::peer_stream`]), a keep-alive HTTP one for everything else.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     http: Arc<RwLock<reqwest::Client>>,
+    streams: Arc<StreamPool>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
 }
@@ -122,6 +128,7 @@ impl PeerNetwork {
     pub fn new(cluster_id: ClusterId, credentials: PeerCredentials) -> Result<Self, String> {
         Ok(PeerNetwork {
             http: Arc::new(RwLock::new(build_client(&credentials)?)),
+            streams: Arc::new(StreamPool::new(cluster_id.clone(), &credentials)?),
             cluster_id,
             credentials,
         })
@@ -134,6 +141,7 @@ impl PeerNetwork {
             return Ok(());
         }
         let client = build_client(&self.credentials)?;
+        self.streams.reload_tls()?;
         *self.http.write().unwrap_or_else(|p| p.into_inner()) = client;
         Ok(())
     }
@@ -165,6 +173,13 @@ impl PeerNetwork {
     /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
     /// quorum and answers the log index a linearizable read must have applied.
     pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64, String> {
+        match self.streams.call(addr, Kind::ReadIndex, &(), timeout).await {
+            Ok(bytes) => {
+                return decode::<Result<u64, String>>(&bytes).map_err(|e| e.to_string())?
+            }
+            Err(CallError::HttpOnly) => {}
+            Err(e) => return Err(e.to_string()),
+        }
         let request = self
             .request(reqwest::Method::POST, addr, "/raft/read_index")
             .timeout(timeout);
@@ -187,6 +202,28 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<Vec<Result<statemanager_core::Stored, crate::NodeError>>, crate::NodeError> {
         use crate::NodeError;
+        type Answer = Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError>;
+        match self.streams.call(addr, Kind::Propose, &ops, timeout).await {
+            Ok(bytes) => {
+                // The leader handled the batch: an answer that cannot be read leaves the
+                // outcome open.
+                return decode::<Answer>(&bytes).map_err(|e| {
+                    NodeError::OutcomeUnknown(format!("the leader's answer is unreadable: {e}"))
+                })?;
+            }
+            Err(CallError::HttpOnly) => {}
+            Err(CallError::NotSent(m)) => {
+                return Err(NodeError::NoQuorum(format!("cannot reach the leader: {m}")))
+            }
+            Err(CallError::Refused(m)) => {
+                return Err(NodeError::Unavailable(format!(
+                    "the leader refused the batch: {m}"
+                )))
+            }
+            Err(CallError::Lost(_)) => {
+                return Err(NodeError::CommitTimeout(timeout.as_millis() as u64))
+            }
+        }
         let body = encode(&ops).map_err(|e| NodeError::Unavailable(e.to_string()))?;
         let request = self
             .request(reqwest::Method::POST, addr, "/raft/propose")
@@ -281,13 +318,54 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Calls `kind` over the peer stream, or over HTTP (`path`) when the peer speaks only
+    /// HTTP.
+    async fn call_stream<Req, Resp, E>(
+        &self,
+        kind: Kind,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer = match self
+            .network
+            .streams
+            .call(&self.addr, kind, request, option.hard_ttl())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(CallError::HttpOnly) => return self.call(path, request, option).await,
+            Err(CallError::NotSent(m)) => {
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(m),
+                )))
+            }
+            Err(e) => {
+                return Err(RPCError::Network(NetworkError::new(
+                    &std::io::Error::other(e.to_string()),
+                )))
+            }
+        };
+        let result: Result<Resp, E> =
+            decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("/raft/append", &rpc, &option).await
+        self.call_stream(Kind::Append, "/raft/append", &rpc, &option)
+            .await
     }
 
     async fn install_snapshot(
@@ -306,6 +384,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("/raft/vote", &rpc, &option).await
+        self.call_stream(Kind::Vote, "/raft/vote", &rpc, &option)
+            .await
     }
 }

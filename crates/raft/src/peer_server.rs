@@ -6,7 +6,10 @@
 //! - `GET /admin/cluster`, `POST /admin/add`, `POST /admin/remove`: membership (on the
 //!   leader; other nodes answer 421 with the leader's peer address).
 //!
-//! The server crate adds the forwarding routes (`/forward/...`) to this router.
+//! The server crate adds the forwarding routes (`/forward/...`) to this router. Nodes send
+//! appends, votes, hand-overs and read-index requests over the peer stream
+//! ([`crate::peer_stream`]), which answers them with the same functions; these routes serve
+//! peers that do not speak it.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,7 +17,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::error::RaftError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest, VoteResponse,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -63,16 +69,52 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
+/// An AppendEntries from the leader (over HTTP or the peer stream).
+pub(crate) async fn answer_append(
+    node: &Node,
+    rpc: AppendEntriesRequest<TypeConfig>,
+) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+    let answer = node.raft().append_entries(rpc).await;
+    if let Ok(response) = &answer {
+        node.takeover().note_append(response);
+    }
+    answer
+}
+
+/// A RequestVote from a candidate (over HTTP or the peer stream).
+pub(crate) async fn answer_vote(
+    node: &Node,
+    rpc: VoteRequest<NodeId>,
+) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+    let candidate = rpc.vote.leader_id.node_id;
+    let answer = node.raft().vote(rpc.clone()).await;
+    if let Ok(response) = &answer {
+        let rounds = node.takeover().rounds_after_vote(&rpc, response);
+        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate);
+    }
+    answer
+}
+
+/// A read index for a follower: the leader confirms its leadership with a quorum first.
+pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
+    match tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        node.raft().ensure_linearizable(),
+    )
+    .await
+    {
+        Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("leadership could not be confirmed in time".into()),
+    }
+}
+
 async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
     let rpc: AppendEntriesRequest<TypeConfig> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
     };
-    let answer = node.raft().append_entries(rpc).await;
-    if let Ok(response) = &answer {
-        node.takeover().note_append(response);
-    }
-    reply(&answer)
+    reply(&answer_append(&node, rpc).await)
 }
 
 async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
@@ -80,13 +122,7 @@ async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Resp
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
     };
-    let candidate = rpc.vote.leader_id.node_id;
-    let answer = node.raft().vote(rpc.clone()).await;
-    if let Ok(response) = &answer {
-        let rounds = node.takeover().rounds_after_vote(&rpc, response);
-        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate);
-    }
-    reply(&answer)
+    reply(&answer_vote(&node, rpc).await)
 }
 
 async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
@@ -117,17 +153,7 @@ async fn read_index(State(node): State<Node>, headers: HeaderMap) -> Response {
     if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
         return refuse(code, m);
     }
-    let answer: Result<u64, String> = match tokio::time::timeout(
-        std::time::Duration::from_millis(1500),
-        node.raft().ensure_linearizable(),
-    )
-    .await
-    {
-        Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("leadership could not be confirmed in time".into()),
-    };
-    reply(&answer)
+    reply(&answer_read_index(&node).await)
 }
 
 /// `POST /raft/propose`: a follower hands over a batch of client operations (already

@@ -214,14 +214,121 @@ fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A stream that first yields bytes already read from `inner`, then `inner` itself.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What a peer-port connection opens with, seen without consuming it (plain TCP): `Some(true)`
+/// for the peer stream's preface, `Some(false)` for anything else, `None` when nothing
+/// arrived within `limit` (or the peer closed).
+async fn sniff_plain(stream: &TcpStream, limit: Duration) -> Option<bool> {
+    let preface = statemanager_raft::peer_stream::PREFACE;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 8];
+    for _ in 0..10_000 {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if !preface.starts_with(&buf[..n]) {
+            return Some(false);
+        }
+        if n == preface.len() {
+            return Some(true);
+        }
+        // Part of the preface: the rest is on its way (peek does not wait for more).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// The first bytes of a TLS connection (consumed: they must be handed on with the stream):
+/// up to the preface's length, or fewer once they cannot be the preface. `None` when nothing
+/// arrived within `limit`.
+async fn sniff_tls<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let preface = statemanager_raft::peer_stream::PREFACE;
+    let mut buf = vec![0u8; preface.len()];
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + limit;
+    while got < buf.len() && preface.starts_with(&buf[..got]) {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf[got..]))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    (!buf.is_empty()).then_some(buf)
+}
+
 /// Serves `app` on `listener` (HTTPS when `tls` is given; its certificates can be reloaded
 /// while serving) until `stop` turns true, then lets open connections finish their requests
-/// (the caller bounds how long it waits).
+/// (the caller bounds how long it waits). With `stream_to` (the peer port), connections that
+/// open with the peer stream's preface are served by [`statemanager_raft::peer_stream`]
+/// for that node instead of HTTP, under the same connection limit, TLS and idle rule.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenerLimits,
     tls: Option<RustlsConfig>,
+    stream_to: Option<statemanager_raft::Node>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -295,10 +402,30 @@ pub async fn serve(
             .as_ref()
             .map(|config| tokio_rustls::TlsAcceptor::from(config.get_inner()));
         let header_timeout = limits.header_timeout;
+        let stream_node = stream_to.clone();
+        let stream_stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let outcome = match acceptor {
                 None => {
+                    if let Some(node) = stream_node {
+                        match sniff_plain(&watched.inner, header_timeout).await {
+                            Some(true) => {
+                                let served = statemanager_raft::peer_stream::server::serve(
+                                    node,
+                                    watched,
+                                    stream_stop,
+                                );
+                                // The graceful-shutdown watcher is held until it ends.
+                                close_when_idle(served, &activity, &spare, header_timeout).await;
+                                drop(watcher);
+                                return;
+                            }
+                            Some(false) => {}
+                            // Silent for a whole header timeout: closed, as hyper would.
+                            None => return,
+                        }
+                    }
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(watched), service)
                         .into_owned();
@@ -307,10 +434,36 @@ pub async fn serve(
                 }
                 Some(acceptor) => {
                     // A handshake is held to the same bound as a request head.
-                    let Ok(Ok(stream)) =
+                    let Ok(Ok(mut stream)) =
                         tokio::time::timeout(header_timeout, acceptor.accept(watched)).await
                     else {
                         return;
+                    };
+                    let mut prefix = Vec::new();
+                    if let Some(node) = stream_node {
+                        let Some(first) = sniff_tls(&mut stream, header_timeout).await else {
+                            return;
+                        };
+                        if first == statemanager_raft::peer_stream::PREFACE {
+                            let served = statemanager_raft::peer_stream::server::serve(
+                                node,
+                                Prefixed {
+                                    prefix: first,
+                                    pos: 0,
+                                    inner: stream,
+                                },
+                                stream_stop,
+                            );
+                            close_when_idle(served, &activity, &spare, header_timeout).await;
+                            drop(watcher);
+                            return;
+                        }
+                        prefix = first;
+                    }
+                    let stream = Prefixed {
+                        prefix,
+                        pos: 0,
+                        inner: stream,
                     };
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)

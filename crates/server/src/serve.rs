@@ -295,7 +295,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         let api = api.clone();
         let stop_rx = stop_rx.clone();
         servers.spawn(async move {
-            listener::serve(listener, api, listener_limits, None, stop_rx)
+            listener::serve(listener, api, listener_limits, None, None, stop_rx)
                 .await
                 .map_err(|e| format!("HTTP: {e}"))
         });
@@ -318,10 +318,18 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
                 .max(statemanager_raft::network::PEER_POOL_IDLE * 2),
             ..listener_limits
         };
+        let stream_node = node.clone();
         servers.spawn(async move {
-            listener::serve(listener, peer_routes, peer_limits, peer_tls, stop_rx)
-                .await
-                .map_err(|e| format!("peer port: {e}"))
+            listener::serve(
+                listener,
+                peer_routes,
+                peer_limits,
+                peer_tls,
+                Some(stream_node),
+                stop_rx,
+            )
+            .await
+            .map_err(|e| format!("peer port: {e}"))
         });
     }
     if let Some((listener, _, rustls_config)) = https {
@@ -330,7 +338,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         let stop_rx = stop_rx.clone();
         let tls = rustls_config.clone();
         servers.spawn(async move {
-            listener::serve(listener, api, listener_limits, Some(tls), stop_rx)
+            listener::serve(listener, api, listener_limits, Some(tls), None, stop_rx)
                 .await
                 .map_err(|e| format!("HTTPS: {e}"))
         });

@@ -1,0 +1,490 @@
+//! The client side of the peer stream: a pool of idle connections per peer.
+//!
+//! A call takes an idle connection (or opens one: TCP, TLS under `peer_tls`, preface, hello),
+//! writes its request frame, reads the answer frame and puts the connection back. An idle
+//! connection is not reused once it has been idle for [`PEER_POOL_IDLE`] (peer ports close
+//! idle connections after twice that) or once anything arrived on it while idle (the peer
+//! closed it, or broke the protocol): the check costs one poll, no system call when nothing
+//! is there.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::Serialize;
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader};
+use tokio::net::TcpStream;
+
+use super::frame::{self, FrameBuf};
+use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use crate::network::{cluster_id_of, ClusterId, PeerCredentials, PeerTls, PEER_POOL_IDLE};
+use crate::peer_server::MAX_PEER_BODY;
+
+/// Time allowed to open a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Read buffer of a connection.
+const READ_BUFFER: usize = 64 * 1024;
+/// How long a peer that answered the preface with HTTP is spoken to over HTTP only, before
+/// the stream is tried again (it may have been upgraded meanwhile).
+const HTTP_ONLY_FOR: Duration = Duration::from_secs(60);
+/// Most idle connections kept per peer.
+const MAX_IDLE_PER_PEER: usize = 8;
+
+/// A byte stream to a peer (TCP, or TLS over TCP).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+type Conn = BufReader<Box<dyn Io>>;
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+    /// The TLS generation it was opened with (see [`StreamPool::reload_tls`]).
+    generation: u64,
+}
+
+/// Why a call has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The peer speaks HTTP only (it answered the preface with HTTP): use the HTTP route.
+    HttpOnly,
+    /// The request never reached the peer whole (no connection, refused hello, failed
+    /// write): the peer did nothing.
+    NotSent(String),
+    /// The request was sent but no answer came (timeout, connection lost): the peer may have
+    /// acted on it.
+    Lost(String),
+    /// The peer refused the call (cluster id, version, undecodable): it did nothing.
+    Refused(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::HttpOnly => f.write_str("the peer does not speak the peer stream"),
+            CallError::NotSent(m) => write!(f, "not sent: {m}"),
+            CallError::Lost(m) => write!(f, "sent, no answer: {m}"),
+            CallError::Refused(m) => write!(f, "refused by the peer: {m}"),
+        }
+    }
+}
+
+/// Idle connections to every peer, and how to open new ones.
+pub struct StreamPool {
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    http_only: Mutex<HashMap<String, Instant>>,
+    tls: RwLock<Option<Arc<rustls::ClientConfig>>>,
+    tls_files: Option<PeerTls>,
+    generation: AtomicU64,
+    authorization: Option<String>,
+    cluster_id: ClusterId,
+}
+
+impl std::fmt::Debug for StreamPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPool").finish_non_exhaustive()
+    }
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "peer_tls.{what} {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The TLS client configuration of a node: the cluster's CA as the only root, and the
+/// node's own certificate as its client certificate.
+fn client_config(tls: &PeerTls) -> Result<Arc<rustls::ClientConfig>, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(&tls.ca_cert, "ca_cert")? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+    }
+    let chain = read_certs(&tls.cert_file, "cert_file")?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| format!("peer_tls.key_file {}: {e}", tls.key_file.display()))?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// Whether anything arrived on an idle connection (EOF, bytes, an error): then it cannot be
+/// reused. One poll with a waker that does nothing: a pending read is the healthy case.
+fn disturbed(conn: &mut Conn) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    !matches!(Pin::new(conn).poll_fill_buf(&mut cx), Poll::Pending)
+}
+
+impl StreamPool {
+    /// A pool presenting `credentials` (the secret in each hello, the node's certificate
+    /// under `peer_tls`) and this node's cluster id with each call.
+    pub fn new(cluster_id: ClusterId, credentials: &PeerCredentials) -> Result<Self, String> {
+        let tls = credentials.tls.as_ref().map(client_config).transpose()?;
+        Ok(StreamPool {
+            idle: Mutex::new(HashMap::new()),
+            http_only: Mutex::new(HashMap::new()),
+            tls: RwLock::new(tls),
+            tls_files: credentials.tls.clone(),
+            generation: AtomicU64::new(0),
+            authorization: credentials
+                .secret
+                .as_ref()
+                .map(|s| s.header_value().to_string()),
+            cluster_id,
+        })
+    }
+
+    /// Reads the TLS files again (SIGHUP): connections opened from now on present the new
+    /// certificate, and idle ones opened with the old one are closed. On error the current
+    /// configuration stays.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        let Some(files) = &self.tls_files else {
+            return Ok(());
+        };
+        let config = client_config(files)?;
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    fn take_idle(&self, addr: &str) -> Option<Conn> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(addr)?;
+        while let Some(mut candidate) = list.pop() {
+            if candidate.generation == generation
+                && candidate.since.elapsed() < PEER_POOL_IDLE
+                && !disturbed(&mut candidate.conn)
+            {
+                return Some(candidate.conn);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, addr: &str, conn: Conn, generation: u64) {
+        if generation != self.generation.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr.to_string()).or_default();
+        if list.len() < MAX_IDLE_PER_PEER {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+                generation,
+            });
+        }
+    }
+
+    fn speaks_http_only(&self, addr: &str) -> bool {
+        let mut marks = self.http_only.lock().unwrap_or_else(|p| p.into_inner());
+        match marks.get(addr) {
+            Some(since) if since.elapsed() < HTTP_ONLY_FOR => true,
+            Some(_) => {
+                marks.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Opens a connection to `addr` and says hello.
+    async fn connect(&self, addr: &str) -> Result<Conn, CallError> {
+        if self.speaks_http_only(addr) {
+            return Err(CallError::HttpOnly);
+        }
+        metrics::counter!("statemanager_peer_stream_connects_total").increment(1);
+        let not_sent = |what: &str, e: &dyn std::fmt::Display| {
+            CallError::NotSent(format!("{what} {addr}: {e}"))
+        };
+        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(not_sent("cannot connect to", &e)),
+            Err(_) => return Err(not_sent("cannot connect to", &"timed out")),
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = ServerName::try_from(host.to_string())
+                    .map_err(|e| not_sent("no TLS server name for", &e))?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
+                    Ok(Ok(stream)) => Box::new(stream),
+                    Ok(Err(e)) => return Err(not_sent("TLS handshake with", &e)),
+                    Err(_) => return Err(not_sent("TLS handshake with", &"timed out")),
+                }
+            }
+        };
+        let mut conn = BufReader::with_capacity(READ_BUFFER, io);
+        let mut hello = FrameBuf::with_capacity(128);
+        hello
+            .encode(&Hello {
+                version: VERSION,
+                authorization: self.authorization.clone(),
+            })
+            .map_err(|e| not_sent("cannot encode the hello to", &e))?;
+        let hello = hello
+            .finish()
+            .ok_or_else(|| not_sent("hello too large for", &"?"))?;
+        let mut opening = PREFACE.to_vec();
+        opening.extend_from_slice(&hello);
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            frame::write(&mut conn, &opening).await?;
+            // A peer that speaks HTTP only answers the preface with an HTTP error.
+            let start = tokio::io::AsyncBufReadExt::fill_buf(&mut conn).await?;
+            if start.starts_with(b"HTTP/") {
+                return Ok(None);
+            }
+            frame::read(&mut conn, MAX_HELLO).await.map(Some)
+        })
+        .await;
+        let answer = match answer {
+            Ok(Ok(Some(answer))) => answer,
+            Ok(Ok(None)) => {
+                tracing::info!(
+                    peer = addr,
+                    "peer speaks HTTP only; using HTTP for its RPCs"
+                );
+                self.http_only
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(addr.to_string(), Instant::now());
+                return Err(CallError::HttpOnly);
+            }
+            Ok(Err(e)) => return Err(not_sent("no hello from", &e)),
+            Err(_) => return Err(not_sent("no hello from", &"timed out")),
+        };
+        match postcard::from_bytes::<Result<(), String>>(&answer) {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(reason)) => Err(CallError::Refused(reason)),
+            Err(e) => Err(not_sent("undecodable hello answer from", &e)),
+        }
+    }
+
+    /// Calls `kind` with `request` on the peer at `addr`; the answer's postcard bytes, or why
+    /// there are none. The whole call (connecting included) is bounded by `timeout`.
+    pub async fn call<R: Serialize>(
+        &self,
+        addr: &str,
+        kind: Kind,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let mut frame = FrameBuf::with_capacity(1024);
+        frame.extend(&[kind as u8]);
+        frame
+            .encode(&cluster_id_of(&self.cluster_id))
+            .and_then(|_| frame.encode(request))
+            .map_err(|e| CallError::NotSent(format!("cannot encode the request: {e}")))?;
+        let frame = frame
+            .finish()
+            .ok_or_else(|| CallError::NotSent("request too large".into()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.send(addr, &frame, deadline).await
+    }
+
+    /// Sends a finished request frame and reads its answer (see [`StreamPool::call`]).
+    async fn send(
+        &self,
+        addr: &str,
+        frame: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, CallError> {
+        // A pooled connection the peer has just closed fails on write, before the peer could
+        // read the request: one more try on a new connection is safe.
+        for reused in [true, false] {
+            let generation = self.generation.load(Ordering::SeqCst);
+            let pooled = if reused { self.take_idle(addr) } else { None };
+            let was_pooled = pooled.is_some();
+            if reused && !was_pooled {
+                continue;
+            }
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => match tokio::time::timeout_at(deadline, self.connect(addr)).await {
+                    Ok(conn) => conn?,
+                    Err(_) => {
+                        return Err(CallError::NotSent(format!(
+                            "connecting to {addr}: timed out"
+                        )))
+                    }
+                },
+            };
+            match tokio::time::timeout_at(deadline, frame::write(&mut conn, frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) if was_pooled => continue,
+                Ok(Err(e)) => return Err(CallError::NotSent(format!("writing to {addr}: {e}"))),
+                // write_all had not handed the whole frame to the kernel.
+                Err(_) => return Err(CallError::NotSent(format!("writing to {addr}: timed out"))),
+            }
+            let answer = match tokio::time::timeout_at(
+                deadline,
+                frame::read(&mut conn, MAX_PEER_BODY),
+            )
+            .await
+            {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Err(CallError::Lost(format!("reading from {addr}: {e}"))),
+                Err(_) => return Err(CallError::Lost(format!("no answer from {addr} in time"))),
+            };
+            self.put_idle(addr, conn, generation);
+            return match answer.split_first() {
+                Some((&ANSWERED, body)) => Ok(body.to_vec()),
+                Some((&REFUSED, reason)) => Err(CallError::Refused(
+                    postcard::from_bytes::<String>(reason)
+                        .unwrap_or_else(|_| "(undecodable reason)".into()),
+                )),
+                _ => Err(CallError::Lost(format!("malformed answer from {addr}"))),
+            };
+        }
+        Err(CallError::NotSent(format!("no connection to {addr}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the fake peer does with each connection.
+    #[derive(Clone, Copy)]
+    enum Peer {
+        /// Answers like an HTTP server that does not know the preface.
+        Http,
+        /// Refuses the hello.
+        RefuseHello,
+        /// Answers `calls` calls with their index, then closes the connection.
+        Answer { calls: usize },
+        /// Reads a call and closes without answering.
+        Vanish,
+    }
+
+    /// A fake peer on a free port; counts the connections it accepted.
+    async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut preface = [0u8; 8];
+                    if conn.read_exact(&mut preface).await.is_err() {
+                        return;
+                    }
+                    if let Peer::Http = behaviour {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    let hello = frame::read(&mut conn, MAX_HELLO).await.unwrap();
+                    let hello: Hello = postcard::from_bytes(&hello).unwrap();
+                    assert_eq!(hello.version, VERSION);
+                    let verdict: Result<(), String> = match behaviour {
+                        Peer::RefuseHello => Err("no".into()),
+                        _ => Ok(()),
+                    };
+                    let mut f = FrameBuf::with_capacity(16);
+                    f.encode(&verdict).unwrap();
+                    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+                    let calls = match behaviour {
+                        Peer::Answer { calls } => calls,
+                        Peer::Vanish => {
+                            let _ = frame::read(&mut conn, 1 << 20).await;
+                            return;
+                        }
+                        _ => return,
+                    };
+                    for n in 0..calls {
+                        if frame::read(&mut conn, 1 << 20).await.is_err() {
+                            return;
+                        }
+                        let mut f = FrameBuf::with_capacity(16);
+                        f.extend(&[ANSWERED]);
+                        f.encode(&(n as u64)).unwrap();
+                        frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn pool() -> StreamPool {
+        StreamPool::new(Arc::new(RwLock::new(None)), &PeerCredentials::default()).unwrap()
+    }
+
+    async fn call(pool: &StreamPool, addr: &str) -> Result<u64, CallError> {
+        pool.call(addr, Kind::ReadIndex, &(), Duration::from_secs(5))
+            .await
+            .map(|body| postcard::from_bytes(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_replaced_when_the_peer_closed_them() {
+        let (addr, accepted) = fake_peer(Peer::Answer { calls: 2 }).await;
+        let pool = pool();
+        assert_eq!(call(&pool, &addr).await, Ok(0));
+        assert_eq!(call(&pool, &addr).await, Ok(1), "same connection");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The peer closed it after two calls: the pool notices and opens a new one.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(call(&pool, &addr).await, Ok(0));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn each_failure_says_whether_the_peer_may_have_acted() {
+        let pool = pool();
+        // Nobody listening: not sent.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nowhere = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert!(matches!(call(&pool, &nowhere).await, Err(CallError::NotSent(_))));
+        // A refused hello: refused, nothing done.
+        let (addr, _) = fake_peer(Peer::RefuseHello).await;
+        assert_eq!(call(&pool, &addr).await, Err(CallError::Refused("no".into())));
+        // Read and never answered: lost (it may have acted).
+        let (addr, _) = fake_peer(Peer::Vanish).await;
+        assert!(matches!(call(&pool, &addr).await, Err(CallError::Lost(_))));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_speaks_http_only_is_remembered() {
+        let (addr, accepted) = fake_peer(Peer::Http).await;
+        let pool = pool();
+        assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
+        assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not asked twice");
+    }
+}

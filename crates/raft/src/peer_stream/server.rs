@@ -1,0 +1,151 @@
+//! The server side of the peer stream: one task per connection, one call at a time.
+
+use std::time::{Duration, Instant};
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
+
+use super::frame::{self, FrameBuf};
+use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use crate::peer_server::{answer_append, answer_read_index, answer_vote, MAX_PEER_BODY};
+use crate::types::{NodeId, TypeConfig};
+use crate::Node;
+
+/// Read buffer of a connection: an append of a full batch arrives in a few reads.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Logs a refused connection at most once a minute (a stranger cannot flood the log).
+fn warn_refused(reason: &str) {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        tracing::warn!("refused a peer stream: {reason} (logged once a minute)");
+    }
+}
+
+/// Whether `hello` may use this node's peer stream: `Err` says why not.
+fn admit(node: &Node, hello: &[u8]) -> Result<(), String> {
+    let hello: Hello =
+        postcard::from_bytes(hello).map_err(|e| format!("undecodable hello: {e}"))?;
+    if hello.version != VERSION {
+        return Err(format!(
+            "peer stream version {} is not {VERSION}",
+            hello.version
+        ));
+    }
+    if let Some(secret) = node.peer_secret() {
+        if !secret.admits(hello.authorization.as_deref()) {
+            return Err("the peer stream needs the cluster secret".into());
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection whose first bytes are [`PREFACE`] until the peer closes it (or
+/// breaks the protocol), or `stop` turns true: then the call being answered is finished and
+/// the connection closed. Authentication is the HTTP routes': the listener has already
+/// required a client certificate under `peer_tls`, and the hello must carry the cluster
+/// secret when one is configured; every call carries the caller's cluster id.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    node: Node,
+    stream: S,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut conn = BufReader::with_capacity(READ_BUFFER, stream);
+    let mut preface = [0u8; PREFACE.len()];
+    if conn.read_exact(&mut preface).await.is_err() || &preface != PREFACE {
+        return;
+    }
+    let Ok(hello) = frame::read(&mut conn, MAX_HELLO).await else {
+        return;
+    };
+    let verdict = admit(&node, &hello);
+    let mut answer = FrameBuf::with_capacity(64);
+    if answer.encode(&verdict).is_err() {
+        return;
+    }
+    let Some(answer) = answer.finish() else {
+        return;
+    };
+    if frame::write(&mut conn, &answer).await.is_err() {
+        return;
+    }
+    if let Err(reason) = verdict {
+        warn_refused(&reason);
+        return;
+    }
+    loop {
+        // Between calls the node may stop; a call being answered is finished first.
+        let next = tokio::select! {
+            next = frame::read(&mut conn, MAX_PEER_BODY) => next,
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        let request = match next {
+            Ok(request) => request,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(error = %e, "peer stream closed");
+                }
+                return;
+            }
+        };
+        let Some(answer) = call(&node, &request).await.finish() else {
+            return;
+        };
+        if frame::write(&mut conn, &answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn refused(reason: String) -> FrameBuf {
+    let mut answer = FrameBuf::with_capacity(reason.len() + 8);
+    answer.extend(&[REFUSED]);
+    // A string always encodes.
+    let _ = answer.encode(&reason);
+    answer
+}
+
+fn answered<T: serde::Serialize>(value: &T) -> FrameBuf {
+    let mut answer = FrameBuf::with_capacity(256);
+    answer.extend(&[ANSWERED]);
+    match answer.encode(value) {
+        Ok(()) => answer,
+        Err(e) => refused(format!("cannot encode the answer: {e}")),
+    }
+}
+
+/// Answers one request frame: `[kind][cluster id][postcard request]`.
+async fn call(node: &Node, request: &[u8]) -> FrameBuf {
+    let Some((&kind, rest)) = request.split_first() else {
+        return refused("empty request".into());
+    };
+    let Some(kind) = Kind::from_byte(kind) else {
+        return refused(format!("unknown call {kind}"));
+    };
+    let (cluster_id, body) = match postcard::take_from_bytes::<Option<String>>(rest) {
+        Ok(parts) => parts,
+        Err(e) => return refused(format!("undecodable request: {e}")),
+    };
+    if let Err(reason) = node.admit_peer(cluster_id.as_deref()) {
+        tracing::warn!("refused a peer RPC: {reason}");
+        return refused(reason);
+    }
+    let undecodable = |e: postcard::Error| refused(format!("undecodable {kind:?} request: {e}"));
+    match kind {
+        Kind::Append => match postcard::from_bytes::<AppendEntriesRequest<TypeConfig>>(body) {
+            Ok(rpc) => answered(&answer_append(node, rpc).await),
+            Err(e) => undecodable(e),
+        },
+        Kind::Vote => match postcard::from_bytes::<VoteRequest<NodeId>>(body) {
+            Ok(rpc) => answered(&answer_vote(node, rpc).await),
+            Err(e) => undecodable(e),
+        },
+        Kind::Propose => match postcard::from_bytes::<Vec<statemanager_core::Op>>(body) {
+            Ok(ops) => answered(&node.propose_forwarded(ops).await),
+            Err(e) => undecodable(e),
+        },
+        Kind::ReadIndex => answered(&answer_read_index(node).await),
+    }
+}

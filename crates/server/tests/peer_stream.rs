@@ -1,0 +1,180 @@
+//! The peer stream on a real cluster: nodes replicate over it, and a process without the
+//! cluster's credentials gets nothing from it (the HTTP routes' rules, checked in
+//! `peer_auth.rs`, hold for the stream too).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get_json, post, Cluster};
+use serde_json::json;
+use statemanager_raft::peer_stream::frame::{self, FrameBuf};
+use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, PREFACE, REFUSED, VERSION};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+const SECRET: &str = "stream-cluster-secret-0123456789";
+
+/// Opens a stream connection and says hello; the hello's answer.
+async fn hello(
+    peer: &str,
+    version: u32,
+    authorization: Option<String>,
+) -> (TcpStream, Result<(), String>) {
+    let mut conn = TcpStream::connect(peer).await.unwrap();
+    let mut f = FrameBuf::with_capacity(64);
+    f.encode(&Hello {
+        version,
+        authorization,
+    })
+    .unwrap();
+    let mut opening = PREFACE.to_vec();
+    opening.extend(f.finish().unwrap());
+    frame::write(&mut conn, &opening).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), frame::read(&mut conn, 4096))
+        .await
+        .expect("an answer to the hello")
+        .expect("a frame");
+    (conn, postcard::from_bytes(&answer).unwrap())
+}
+
+/// After a refused hello the server closes the connection.
+async fn assert_closed(conn: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte))
+        .await
+        .expect("closed, not left open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the connection must be closed");
+}
+
+/// One call; the answer's status byte and body.
+async fn call(conn: &mut TcpStream, kind: Kind, cluster_id: Option<&str>) -> (u8, Vec<u8>) {
+    let mut f = FrameBuf::with_capacity(64);
+    f.extend(&[kind as u8]);
+    f.encode(&cluster_id.map(str::to_string)).unwrap();
+    f.encode(&()).unwrap();
+    frame::write(conn, &f.finish().unwrap()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), frame::read(conn, 1 << 20))
+        .await
+        .expect("an answer")
+        .expect("a frame");
+    (answer[0], answer[1..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_stream_refuses_outsiders_and_serves_members() {
+    let cluster = Cluster::start(3, &format!("cluster_secret: {SECRET}\n"));
+    let leader = cluster.wait_leader().await;
+    let peer = cluster.peer_addr(leader);
+    let client = reqwest::Client::new();
+
+    // Members replicate over the stream (peer_stream_connects_total counts their connections).
+    let (status, v) = post(
+        &client,
+        &cluster.node((leader + 1) % 3).url("/store_data"),
+        json!({"namespace": "PLUGIN#stream", "key": "k", "data": "v", "ttl": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let metrics = client
+        .get(cluster.node(leader).url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("statemanager_peer_stream_connects_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+
+    // No secret, a wrong one, another version: refused, and the connection closed.
+    for (version, auth) in [
+        (VERSION, None),
+        (VERSION, Some("Bearer wrong-secret-0123456789".to_string())),
+        (VERSION + 1, Some(format!("Bearer {SECRET}"))),
+    ] {
+        let (mut conn, answer) = hello(&peer, version, auth.clone()).await;
+        assert!(answer.is_err(), "version {version}, {auth:?}: {answer:?}");
+        assert_closed(&mut conn).await;
+    }
+
+    // With the secret: calls without this cluster's id are refused, and change nothing.
+    let info = client
+        .get(format!("http://{peer}/peer/info"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let cluster_id = info["cluster_id"].as_str().expect("cluster id").to_string();
+    let (mut conn, answer) = hello(&peer, VERSION, Some(format!("Bearer {SECRET}"))).await;
+    assert_eq!(answer, Ok(()));
+    for theirs in [None, Some("another-cluster")] {
+        let (status, body) = call(&mut conn, Kind::ReadIndex, theirs).await;
+        assert_eq!(status, REFUSED, "cluster id {theirs:?}");
+        let reason: String = postcard::from_bytes(&body).unwrap();
+        assert!(reason.contains("cluster"), "{reason}");
+    }
+    // The same connection, with the right id: the leader answers a read index.
+    let (status, body) = call(&mut conn, Kind::ReadIndex, Some(&cluster_id)).await;
+    assert_eq!(status, ANSWERED);
+    let index: Result<u64, String> = postcard::from_bytes(&body).unwrap();
+    assert!(index.unwrap() > 0);
+    // An undecodable request is refused; an unknown call too.
+    let mut f = FrameBuf::with_capacity(8);
+    f.extend(&[Kind::Append as u8]);
+    f.encode(&Some(cluster_id.clone())).unwrap();
+    f.extend(&[0xff, 0xff, 0xff]);
+    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+    let answer = frame::read(&mut conn, 1 << 20).await.unwrap();
+    assert_eq!(answer[0], REFUSED);
+    let mut f = FrameBuf::with_capacity(8);
+    f.extend(&[99]);
+    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+    let answer = frame::read(&mut conn, 1 << 20).await.unwrap();
+    assert_eq!(answer[0], REFUSED);
+
+    // A frame longer than any peer request: the connection is closed, the node unharmed.
+    frame::write(&mut conn, &u32::MAX.to_le_bytes())
+        .await
+        .unwrap();
+    assert_closed(&mut conn).await;
+    // Garbage after the preface, and a connection that stops half-way through a hello.
+    let mut conn = TcpStream::connect(&peer).await.unwrap();
+    let mut garbage = PREFACE.to_vec();
+    garbage.extend_from_slice(&[7; 100]);
+    frame::write(&mut conn, &garbage).await.unwrap();
+    assert_closed(&mut conn).await;
+    let mut conn = TcpStream::connect(&peer).await.unwrap();
+    frame::write(&mut conn, &PREFACE[..5]).await.unwrap();
+    drop(conn);
+
+    // The cluster kept working throughout, and the HTTP routes still answer on the same port.
+    for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+        let (status, v) = post(
+            &client,
+            &cluster.node(i).url("/store_data"),
+            json!({"namespace": "PLUGIN#stream", "key": key, "data": key, "ttl": 600}),
+        )
+        .await;
+        assert_eq!(status, 200, "node {i}: {v}");
+    }
+    for i in 0..3 {
+        let (status, v) = post(
+            &client,
+            &cluster.node(i).url("/fetch_data"),
+            json!({"namespace": "PLUGIN#stream", "key": "c"}),
+        )
+        .await;
+        assert_eq!((status, v["data"].as_str()), (200, Some("c")), "node {i}");
+    }
+    let status = get_json(&client, &cluster.node(leader).url("/status")).await;
+    assert_eq!(status["role"], "leader");
+}
