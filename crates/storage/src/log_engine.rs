@@ -82,6 +82,34 @@ impl LogEngine {
         Ok(())
     }
 
+    /// The first half of a purge that must not wait for the disk: forgets every record with
+    /// `index <= through` in memory at once and returns the segment files that hold only
+    /// such records. The second half, [`LogEngine::finish_purge`], makes the marker durable
+    /// and deletes them; until it has, a restart finds the records again (they are covered by
+    /// the snapshot the purge follows, so nothing is lost or resurrected wrongly: the log
+    /// just starts earlier).
+    pub fn forget_through(&self, through: u64) -> Vec<PathBuf> {
+        self.wal().forget_through(through)
+    }
+
+    /// The second half of a purge: stores `meta` (the caller's purge marker) and the log's own
+    /// marker durably, then deletes `files` (from [`LogEngine::forget_through`]). Files are
+    /// kept when a marker cannot be written.
+    pub fn finish_purge(
+        &self,
+        through: u64,
+        meta: (&str, &[u8]),
+        files: Vec<PathBuf>,
+    ) -> Result<(), StorageError> {
+        self.put_meta(meta.0, meta.1)?;
+        self.put_meta(PURGED_INDEX, &through.to_le_bytes())?;
+        for path in files {
+            std::fs::remove_file(&path)
+                .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
     /// Reads a metadata value.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         read_meta(&self.meta_dir, name)
@@ -172,6 +200,60 @@ mod tests {
         assert_eq!(log.get_meta("missing").unwrap(), None);
         log.append(&[rec(8)]).unwrap();
         assert_eq!(log.last().unwrap(), Some(rec(8)));
+    }
+
+    #[test]
+    fn a_purge_in_two_halves_forgets_at_once_and_deletes_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = |dir: &Path| {
+            std::fs::read_dir(dir.join("log"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".wal")
+                })
+                .count()
+        };
+        {
+            let log = LogEngine::open(&tmp.path().join("log")).unwrap();
+            log.wal().set_segment_bytes(64);
+            log.append(&(1..=20).map(rec).collect::<Vec<_>>()).unwrap();
+            for i in 21..=30 {
+                log.append(&[rec(i)]).unwrap();
+            }
+            let before = segments(tmp.path());
+            assert!(before > 3);
+            let files = log.forget_through(25);
+            assert!(!files.is_empty());
+            // Forgotten at once; the files are still there.
+            assert_eq!(
+                log.read_range(0, 100).unwrap(),
+                (26..=30).map(rec).collect::<Vec<_>>()
+            );
+            assert_eq!(segments(tmp.path()), before);
+            // A crash here: a restart with the old marker finds the records again.
+        }
+        {
+            let log = LogEngine::open(&tmp.path().join("log")).unwrap();
+            assert_eq!(
+                log.read_range(0, 100).unwrap(),
+                (1..=30).map(rec).collect::<Vec<_>>()
+            );
+            let files = log.forget_through(25);
+            let n = files.len();
+            log.finish_purge(25, ("purged", b"25"), files).unwrap();
+            assert!(n > 0);
+            log.append(&[rec(31)]).unwrap();
+        }
+        let log = LogEngine::open(&tmp.path().join("log")).unwrap();
+        assert_eq!(
+            log.read_range(0, 100).unwrap(),
+            (26..=31).map(rec).collect::<Vec<_>>()
+        );
+        assert_eq!(log.get_meta("purged").unwrap().as_deref(), Some(&b"25"[..]));
     }
 
     #[test]

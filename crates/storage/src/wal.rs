@@ -414,8 +414,19 @@ impl Wal {
     /// Forgets records with `index <= through` and deletes segments that hold only such
     /// records (the caller has made the purge marker durable first).
     pub fn drop_through(&mut self, through: u64) {
+        for path in self.forget_through(through) {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Forgets records with `index <= through` in memory and closes the segments that hold
+    /// only such records; returns their paths, for the caller to delete once the purge marker
+    /// is durable (deleting a large file can take tens of milliseconds on a busy ext4, which
+    /// must not happen under the log's lock). A crash before they are deleted leaves them for
+    /// recovery, which skips purged records.
+    pub fn forget_through(&mut self, through: u64) -> Vec<PathBuf> {
         if self.locs.is_empty() || through < self.first {
-            return;
+            return Vec::new();
         }
         let n = ((through - self.first + 1) as usize).min(self.locs.len());
         self.locs.drain(..n);
@@ -424,11 +435,15 @@ impl Wal {
         // A segment can go when the next one starts at or below the new first index (all its
         // records are purged). The newest segment stays: appends go there.
         let firsts: Vec<u64> = self.segments.keys().copied().collect();
+        let mut unused = Vec::new();
         for pair in firsts.windows(2) {
             if pair[1] <= self.first {
-                let _ = self.remove_segment(pair[0]);
+                if let Some(segment) = self.segments.remove(&pair[0]) {
+                    unused.push(segment.path);
+                }
             }
         }
+        unused
     }
 
     /// Record bytes held in the log through its last record (a running total, for deciding
@@ -454,7 +469,7 @@ impl Wal {
     }
 
     #[cfg(test)]
-    fn set_segment_bytes(&mut self, bytes: u64) {
+    pub(crate) fn set_segment_bytes(&mut self, bytes: u64) {
         self.segment_bytes = bytes;
     }
 

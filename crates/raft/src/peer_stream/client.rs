@@ -470,10 +470,16 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nowhere = closed.local_addr().unwrap().to_string();
         drop(closed);
-        assert!(matches!(call(&pool, &nowhere).await, Err(CallError::NotSent(_))));
+        assert!(matches!(
+            call(&pool, &nowhere).await,
+            Err(CallError::NotSent(_))
+        ));
         // A refused hello: refused, nothing done.
         let (addr, _) = fake_peer(Peer::RefuseHello).await;
-        assert_eq!(call(&pool, &addr).await, Err(CallError::Refused("no".into())));
+        assert_eq!(
+            call(&pool, &addr).await,
+            Err(CallError::Refused("no".into()))
+        );
         // Read and never answered: lost (it may have acted).
         let (addr, _) = fake_peer(Peer::Vanish).await;
         assert!(matches!(call(&pool, &addr).await, Err(CallError::Lost(_))));
