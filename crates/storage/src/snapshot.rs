@@ -23,13 +23,52 @@ pub(crate) const TERMINATOR: u32 = u32::MAX;
 /// Largest record accepted when reading (a bound against corrupt lengths).
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
+/// Bytes after which a writer hands what it wrote to the disk (see [`SnapshotWriter`]).
+const WRITEBACK_CHUNK: u64 = 1 << 20;
+
 /// Writes a snapshot file record by record.
+///
+/// A snapshot of a large state is many megabytes; written whole and then fsync'd, its flush
+/// sits in the disk's queue in front of the log's fdatasyncs, and every store waits behind it
+/// (p99 19.9 ms with snapshots every few seconds against 6.8 ms without, in the cluster
+/// benchmark). So every [`WRITEBACK_CHUNK`] bytes the writer starts the writeback of that
+/// chunk and waits for the one before it (`sync_file_range`, as RocksDB's `bytes_per_sync`):
+/// at most two chunks are in flight, and the final fsync has little left to do. Durability
+/// still comes from that fsync alone.
 #[derive(Debug)]
 pub struct SnapshotWriter {
     out: BufWriter<File>,
     tmp: PathBuf,
     path: PathBuf,
     count: u64,
+    /// Bytes handed to `out` so far.
+    written: u64,
+    /// Bytes whose writeback has been started.
+    started: u64,
+    /// Start of the chunk whose writeback was started last.
+    previous: u64,
+}
+
+/// Starts writing back `[offset, offset + len)` of `file` and waits for what was started
+/// before in that range; `false` when the kernel cannot (the caller's final fsync does it).
+#[cfg(target_os = "linux")]
+fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    // SAFETY: the descriptor is open for the whole call (borrowed from `file`); the kernel
+    // only reads the arguments.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_back(_file: &File, _offset: u64, _len: u64, _wait: bool) -> bool {
+    false
 }
 
 impl SnapshotWriter {
@@ -46,7 +85,29 @@ impl SnapshotWriter {
             tmp,
             path: path.to_path_buf(),
             count: 0,
+            written: MAGIC.len() as u64,
+            started: 0,
+            previous: 0,
         })
+    }
+
+    /// Once a chunk has been written since the last writeback: flushes the buffer, starts the
+    /// chunk's writeback and waits for the previous chunk's.
+    fn pace(&mut self) -> Result<(), StorageError> {
+        if self.written - self.started < WRITEBACK_CHUNK {
+            return Ok(());
+        }
+        self.out
+            .flush()
+            .map_err(|e| StorageError::io(format!("writing {}", self.tmp.display()), e))?;
+        let file = self.out.get_ref();
+        if self.started > self.previous {
+            write_back(file, self.previous, self.started - self.previous, true);
+        }
+        write_back(file, self.started, self.written - self.started, false);
+        self.previous = self.started;
+        self.started = self.written;
+        Ok(())
     }
 
     /// Appends one record.
@@ -64,7 +125,8 @@ impl SnapshotWriter {
         self.out.write_all(&crc.to_le_bytes()).map_err(io)?;
         self.out.write_all(payload).map_err(io)?;
         self.count += 1;
-        Ok(())
+        self.written += 8 + payload.len() as u64;
+        self.pace()
     }
 
     /// Writes the terminator, fsyncs, and renames the file into place. Returns its path.
@@ -220,6 +282,23 @@ mod tests {
         assert_eq!(recs.len(), 100);
         assert_eq!(recs[42], b"record 42");
         assert!(!path.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn a_snapshot_of_many_writeback_chunks_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big.snap");
+        let mut w = SnapshotWriter::create(&path).unwrap();
+        // About 5.5 chunks, records of uneven sizes so chunk edges fall inside records.
+        let records: Vec<Vec<u8>> = (0..4000u32)
+            .map(|i| vec![(i % 251) as u8; 1000 + (i % 977) as usize])
+            .collect();
+        for r in &records {
+            w.write_record(r).unwrap();
+        }
+        assert!(w.started >= 4 * WRITEBACK_CHUNK, "writeback was started along the way");
+        w.finish().unwrap();
+        assert_eq!(read_all(&path).unwrap(), records);
     }
 
     #[test]
