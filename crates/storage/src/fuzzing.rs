@@ -68,8 +68,8 @@ fn read_all(engine: &LogEngine, strict: bool) -> Option<Vec<(u64, Vec<u8>)>> {
 ///
 /// Input layout: one flags byte; when `flags & 1`, 8 bytes (LE) of the purge marker
 /// (`meta/wal-purged-index`, framed as the engine frames it); the rest is one or more segment
-/// files concatenated, split before each `SMWAL001` magic (bytes before the first magic
-/// form a segment of their own). Each segment is named after the index of its first record,
+/// files concatenated, split before each `SMWAL001` or `SMWAL002` magic (bytes before the
+/// first magic form a segment of their own). Each segment is named after the index of its first record,
 /// as the writer names it.
 ///
 /// Checked: recovery never panics; a log that recovers reads back whole, without gaps; it
@@ -186,13 +186,13 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.wal"))
 }
 
-/// Splits concatenated segment files before each WAL magic.
+/// Splits concatenated segment files before each WAL magic (either version).
 fn split_segments(bytes: &[u8]) -> Vec<&[u8]> {
     let magic = crate::wal::MAGIC;
     let mut starts: Vec<usize> = bytes
         .windows(magic.len())
         .enumerate()
-        .filter(|(_, w)| w == magic)
+        .filter(|(_, w)| w == magic || w == crate::wal::MAGIC_V2)
         .map(|(i, _)| i)
         .collect();
     if starts.first() != Some(&0) {

@@ -18,6 +18,7 @@ const PURGED_INDEX: &str = "wal-purged-index";
 #[derive(Debug, Clone)]
 pub struct LogEngine {
     wal: Arc<Mutex<Wal>>,
+    spares: crate::wal::Spares,
     meta_dir: PathBuf,
 }
 
@@ -38,6 +39,7 @@ impl LogEngine {
         };
         let wal = Wal::open(dir, purged)?;
         Ok(LogEngine {
+            spares: wal.spares(),
             wal: Arc::new(Mutex::new(wal)),
             meta_dir,
         })
@@ -93,8 +95,9 @@ impl LogEngine {
     }
 
     /// The second half of a purge: stores `meta` (the caller's purge marker) and the log's own
-    /// marker durably, then deletes `files` (from [`LogEngine::forget_through`]). Files are
-    /// kept when a marker cannot be written.
+    /// marker durably, then recycles `files` (from [`LogEngine::forget_through`]) as spare
+    /// segments, or deletes those beyond [`crate::wal::MAX_SPARES`]. Files are kept when a
+    /// marker cannot be written.
     pub fn finish_purge(
         &self,
         through: u64,
@@ -104,8 +107,9 @@ impl LogEngine {
         self.put_meta(meta.0, meta.1)?;
         self.put_meta(PURGED_INDEX, &through.to_le_bytes())?;
         for path in files {
-            std::fs::remove_file(&path)
-                .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+            self.spares
+                .recycle_or_remove(&path)
+                .map_err(|e| StorageError::io(format!("recycling {}", path.display()), e))?;
         }
         Ok(())
     }

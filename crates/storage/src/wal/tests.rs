@@ -194,11 +194,192 @@ fn index_u64_max_is_refused_and_read_as_damage() {
     let mut bytes = fs::read(&path).unwrap();
     let payload = b"forged";
     bytes.extend_from_slice(&((8 + payload.len()) as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc(u64::MAX, payload).to_le_bytes());
+    bytes.extend_from_slice(&crc(Some(u64::MAX - 1), u64::MAX, payload).to_le_bytes());
     bytes.extend_from_slice(&u64::MAX.to_le_bytes());
     bytes.extend_from_slice(payload);
     fs::write(&path, bytes).unwrap();
     let wal = Wal::open(tmp.path(), None).unwrap();
     assert_eq!(wal.last_index(), Some(u64::MAX - 1));
     assert_eq!(all(&wal), vec![(u64::MAX - 1, b"last".to_vec())]);
+}
+
+/// Spare files in `dir`.
+fn spare_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(SPARE_SUFFIX))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A version 1 segment (unsalted checksums), as earlier versions wrote it.
+fn v1_segment(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    for (index, payload) in records {
+        bytes.extend_from_slice(&((payload.len() + 8) as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc(None, *index, payload).to_le_bytes());
+        bytes.extend_from_slice(&index.to_le_bytes());
+        bytes.extend_from_slice(payload);
+    }
+    bytes
+}
+
+#[test]
+fn version_1_segments_are_read_and_continued() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join(segment_name(1)),
+        v1_segment(&(1..=5).map(rec).collect::<Vec<_>>()),
+    )
+    .unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=5).map(rec).collect::<Vec<_>>());
+    wal.append(&[rec(6)]).unwrap();
+    drop(wal);
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=6).map(rec).collect::<Vec<_>>());
+    // Still a version 1 segment; a version 1 segment is never recycled.
+    let path = tmp.path().join(segment_name(1));
+    assert_eq!(&fs::read(&path).unwrap()[..8], MAGIC);
+    let spares = wal.spares();
+    drop(wal);
+    spares.recycle_or_remove(&path).unwrap();
+    assert!(!path.exists() && spare_files(tmp.path()).is_empty());
+}
+
+#[test]
+fn purged_segments_are_recycled_and_their_old_records_never_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    wal.set_segment_bytes(300);
+    let big = |i: u64| (i, vec![i as u8; 60 + (i as usize % 7)]);
+    for i in 1..=40 {
+        wal.append(&[big(i)]).unwrap();
+    }
+    let files = wal.forget_through(30);
+    assert!(files.len() > MAX_SPARES, "{files:?}");
+    let spares = wal.spares();
+    for f in &files {
+        spares.recycle_or_remove(f).unwrap();
+    }
+    assert_eq!(spare_files(tmp.path()).len(), MAX_SPARES);
+    // The next segments are the spares (they keep their size: blocks already written).
+    let before = segment_files(tmp.path());
+    for i in 41..=60 {
+        wal.append(&[big(i)]).unwrap();
+    }
+    assert!(spare_files(tmp.path()).is_empty(), "spares reused");
+    let after = segment_files(tmp.path());
+    assert!(after.len() > before.len());
+    // Every segment but the last ends exactly at its records: old content was cut.
+    drop(wal);
+    let wal = Wal::open(tmp.path(), Some(30)).unwrap();
+    assert_eq!(all(&wal), (31..=60).map(big).collect::<Vec<_>>());
+    drop(wal);
+
+    // A recycled segment holding one new record: the old records after it are not read,
+    // also after another restart; appends go on after the new record.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    wal.set_segment_bytes(300);
+    for i in 1..=12 {
+        wal.append(&[big(i)]).unwrap();
+    }
+    let spares = wal.spares();
+    for f in wal.forget_through(8) {
+        spares.recycle_or_remove(&f).unwrap();
+    }
+    let mut next = 13;
+    while spare_files(tmp.path()).len() == MAX_SPARES {
+        wal.append(&[big(next)]).unwrap();
+        next += 1;
+    }
+    let last = segment_files(tmp.path()).pop().unwrap();
+    let len_with_old_content = fs::metadata(&last).unwrap().len();
+    drop(wal);
+    let mut wal = Wal::open(tmp.path(), Some(8)).unwrap();
+    assert_eq!(all(&wal), (9..next).map(big).collect::<Vec<_>>());
+    assert!(fs::metadata(&last).unwrap().len() < len_with_old_content);
+    wal.append(&[big(next)]).unwrap();
+    drop(wal);
+    let wal = Wal::open(tmp.path(), Some(8)).unwrap();
+    assert_eq!(all(&wal), (9..=next).map(big).collect::<Vec<_>>());
+}
+
+#[test]
+fn damage_in_a_recycled_segment_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    wal.set_segment_bytes(400);
+    let big = |i: u64| (i, vec![i as u8; 70]);
+    for i in 1..=20 {
+        wal.append(&[big(i)]).unwrap();
+    }
+    let spares = wal.spares();
+    for f in wal.forget_through(15) {
+        spares.recycle_or_remove(&f).unwrap();
+    }
+    // Two records into a recycled segment, then a flipped byte in the first of them.
+    let mut next = 21;
+    while spare_files(tmp.path()).len() == MAX_SPARES {
+        wal.append(&[big(next)]).unwrap();
+        next += 1;
+    }
+    wal.append(&[big(next)]).unwrap();
+    drop(wal);
+    let last = segment_files(tmp.path()).pop().unwrap();
+    let good = fs::read(&last).unwrap();
+    let mut bad = good.clone();
+    bad[MAGIC_V2.len() + HEADER + 3] ^= 0x40;
+    fs::write(&last, &bad).unwrap();
+    let err = Wal::open(tmp.path(), Some(15)).expect_err("damage before a valid record");
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn spares_left_by_a_previous_run_are_reused_or_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join(format!("spare-1-0{SPARE_SUFFIX}"));
+    let mut bytes = MAGIC_V2.to_vec();
+    bytes.extend(std::iter::repeat_n(0xEEu8, 5000));
+    fs::write(&good, &bytes).unwrap();
+    let old = tmp.path().join(format!("spare-1-1{SPARE_SUFFIX}"));
+    fs::write(&old, v1_segment(&[rec(1)])).unwrap();
+    let junk = tmp.path().join(format!("spare-1-2{SPARE_SUFFIX}"));
+    fs::write(&junk, b"not a segment").unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(spare_files(tmp.path()), vec![good.clone()]);
+    wal.append(&[rec(1), rec(2)]).unwrap();
+    assert!(spare_files(tmp.path()).is_empty());
+    drop(wal);
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), vec![rec(1), rec(2)]);
+}
+
+#[test]
+fn a_large_old_tail_is_recognised_quickly() {
+    // Old content after the last record is checked for later records index-first, so a big
+    // recycled tail of random bytes costs a scan, not a checksum at every offset.
+    let tmp = tempfile::tempdir().unwrap();
+    ten(tmp.path());
+    let path = segment_files(tmp.path()).pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..(8 << 20) / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(&path, &bytes).unwrap();
+    let started = std::time::Instant::now();
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=10).map(rec).collect::<Vec<_>>());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
