@@ -394,7 +394,10 @@ impl Node {
                 limits: options.limits,
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
-                takeover: crate::takeover::Takeover::new(options.election_timeout.1),
+                takeover: crate::takeover::Takeover::new(
+                    options.node_id,
+                    options.election_timeout.1,
+                ),
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),

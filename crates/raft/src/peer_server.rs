@@ -90,7 +90,8 @@ pub(crate) async fn answer_vote(
     let answer = node.raft().vote(rpc.clone()).await;
     if let Ok(response) = &answer {
         let rounds = node.takeover().rounds_after_vote(&rpc, response);
-        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate);
+        let split = rpc.vote.leader_id.term == response.vote.leader_id.term;
+        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate, split);
     }
     answer
 }
