@@ -26,6 +26,9 @@ const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
 /// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
 
+/// Time allowed to send one snapshot chunk, and to install the state after the last one.
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A cluster id from the members it was formed with (FNV-1a over `id=addr` pairs, sorted).
 pub(crate) fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
     let mut sorted = members.to_vec();
@@ -190,7 +193,7 @@ struct Inner {
     limits: Limits,
     election_max: Duration,
     commit_timeout: Duration,
-    takeover: crate::takeover::Takeover,
+    takeover: Arc<crate::takeover::Takeover>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -231,6 +234,12 @@ impl Node {
             // Entries per append RPC: each entry is a whole batch of stores (up to ~4 MiB),
             // so openraft's default of 300 could make one request of a gigabyte.
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            // Each snapshot chunk (3 MiB) must be sent, and the last one installed (the whole
+            // state loaded), within this. openraft's 200 ms default is far too short on a busy
+            // machine for a state of a few hundred megabytes: the transfer timed out and
+            // started again, and the lagging node meanwhile ran elections that deposed the
+            // leader (cluster benchmark, a 200 MB state).
+            install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
             ..Default::default()
         };
         let config = Arc::new(
@@ -336,6 +345,10 @@ impl Node {
         }
         *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = id;
 
+        let takeover = Arc::new(crate::takeover::Takeover::new(
+            options.node_id,
+            options.election_timeout.1,
+        ));
         let (writes, write_rx) = mpsc::channel(16 * 1024);
         let (reads, read_rx) = mpsc::channel(16 * 1024);
         let tasks = vec![
@@ -360,6 +373,11 @@ impl Node {
                 read_rx,
             )),
             tokio::spawn(count_leader_changes(raft.clone())),
+            tokio::spawn(crate::takeover::watchdog(
+                raft.clone(),
+                takeover.clone(),
+                options.election_timeout.1,
+            )),
             tokio::spawn(snapshot_loop(
                 raft.clone(),
                 engine,
@@ -394,10 +412,7 @@ impl Node {
                 limits: options.limits,
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
-                takeover: crate::takeover::Takeover::new(
-                    options.node_id,
-                    options.election_timeout.1,
-                ),
+                takeover,
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),

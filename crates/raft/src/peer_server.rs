@@ -131,7 +131,12 @@ async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> 
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
     };
-    reply(&node.raft().install_snapshot(rpc).await)
+    let vote = rpc.vote;
+    let answer = node.raft().install_snapshot(rpc).await;
+    if let Ok(response) = &answer {
+        node.takeover().note_snapshot_chunk(response.vote == vote);
+    }
+    reply(&answer)
 }
 
 async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
