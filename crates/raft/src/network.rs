@@ -316,9 +316,7 @@ impl PeerClient {
             decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
 
-impl PeerClient {
     /// Calls `kind` over the peer stream, or over HTTP (`path`) when the peer speaks only
     /// HTTP.
     async fn call_stream<Req, Resp, E>(
