@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ALL=(request_decode token_verify wal_recovery snapshot_reader)
+ALL=(request_decode token_verify wal_recovery snapshot_reader peer_decode)
 secs="${FUZZ_SECONDS:-60}"
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     secs=$1

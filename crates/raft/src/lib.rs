@@ -22,6 +22,7 @@ pub mod backup;
 pub mod disk;
 pub mod entry_cache;
 pub mod error;
+pub mod fuzzing;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -278,7 +278,7 @@ impl StreamPool {
             Ok(Err(e)) => return Err(not_sent("no hello from", &e)),
             Err(_) => return Err(not_sent("no hello from", &"timed out")),
         };
-        match postcard::from_bytes::<Result<(), String>>(&answer) {
+        match read_hello_answer(&answer) {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(reason)) => Err(CallError::Refused(reason)),
             Err(e) => Err(not_sent("undecodable hello answer from", &e)),
@@ -352,17 +352,27 @@ impl StreamPool {
                 Err(_) => return Err(CallError::Lost(format!("no answer from {addr} in time"))),
             };
             self.put_idle(addr, conn, generation);
-            return match answer.split_first() {
-                Some((&ANSWERED, body)) => Ok(body.to_vec()),
-                Some((&REFUSED, reason)) => Err(CallError::Refused(
-                    postcard::from_bytes::<String>(reason)
-                        .unwrap_or_else(|_| "(undecodable reason)".into()),
-                )),
-                _ => Err(CallError::Lost(format!("malformed answer from {addr}"))),
-            };
+            return open_answer(&answer, addr);
         }
         Err(CallError::NotSent(format!("no connection to {addr}")))
     }
+}
+
+/// The body of an answer frame from `addr` (`[ANSWERED][body]`), or the peer's refusal.
+pub fn open_answer(answer: &[u8], addr: &str) -> Result<Vec<u8>, CallError> {
+    match answer.split_first() {
+        Some((&ANSWERED, body)) => Ok(body.to_vec()),
+        Some((&REFUSED, reason)) => Err(CallError::Refused(
+            postcard::from_bytes::<String>(reason)
+                .unwrap_or_else(|_| "(undecodable reason)".into()),
+        )),
+        _ => Err(CallError::Lost(format!("malformed answer from {addr}"))),
+    }
+}
+
+/// Decodes the answer to a hello: `Ok` when the peer admitted this node.
+pub fn read_hello_answer(answer: &[u8]) -> Result<Result<(), String>, postcard::Error> {
+    postcard::from_bytes::<Result<(), String>>(answer)
 }
 
 #[cfg(test)]

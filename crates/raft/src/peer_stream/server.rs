@@ -24,8 +24,8 @@ fn warn_refused(reason: &str) {
     }
 }
 
-/// Whether `hello` may use this node's peer stream: `Err` says why not.
-fn admit(node: &Node, hello: &[u8]) -> Result<(), String> {
+/// Decodes a hello frame and checks its version; `Err` says why the peer is refused.
+pub fn read_hello(hello: &[u8]) -> Result<Hello, String> {
     let hello: Hello =
         postcard::from_bytes(hello).map_err(|e| format!("undecodable hello: {e}"))?;
     if hello.version != VERSION {
@@ -34,6 +34,12 @@ fn admit(node: &Node, hello: &[u8]) -> Result<(), String> {
             hello.version
         ));
     }
+    Ok(hello)
+}
+
+/// Whether `hello` may use this node's peer stream: `Err` says why not.
+fn admit(node: &Node, hello: &[u8]) -> Result<(), String> {
+    let hello = read_hello(hello)?;
     if let Some(secret) = node.peer_secret() {
         if !secret.admits(hello.authorization.as_deref()) {
             return Err("the peer stream needs the cluster secret".into());
@@ -116,36 +122,60 @@ fn answered<T: serde::Serialize>(value: &T) -> FrameBuf {
     }
 }
 
-/// Answers one request frame: `[kind][cluster id][postcard request]`.
-async fn call(node: &Node, request: &[u8]) -> FrameBuf {
+/// One decoded call of the peer stream.
+#[derive(Debug)]
+pub enum Call {
+    /// openraft's AppendEntries.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// openraft's RequestVote.
+    Vote(VoteRequest<NodeId>),
+    /// A batch of operations handed over by a follower.
+    Propose(Vec<statemanager_core::Op>),
+    /// A read-index request (it has no body).
+    ReadIndex,
+}
+
+/// Splits a request frame, `[kind][cluster id][postcard request]`, into its kind, the
+/// caller's cluster id and the undecoded request (decoded only once the caller is admitted).
+pub fn split_request(request: &[u8]) -> Result<(Kind, Option<String>, &[u8]), String> {
     let Some((&kind, rest)) = request.split_first() else {
-        return refused("empty request".into());
+        return Err("empty request".into());
     };
     let Some(kind) = Kind::from_byte(kind) else {
-        return refused(format!("unknown call {kind}"));
+        return Err(format!("unknown call {kind}"));
     };
-    let (cluster_id, body) = match postcard::take_from_bytes::<Option<String>>(rest) {
+    let (cluster_id, body) = postcard::take_from_bytes::<Option<String>>(rest)
+        .map_err(|e| format!("undecodable request: {e}"))?;
+    Ok((kind, cluster_id, body))
+}
+
+/// Decodes the request of a call of `kind`.
+pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
+    let undecodable = |e: postcard::Error| format!("undecodable {kind:?} request: {e}");
+    match kind {
+        Kind::Append => postcard::from_bytes(body).map(Call::Append),
+        Kind::Vote => postcard::from_bytes(body).map(Call::Vote),
+        Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
+        Kind::ReadIndex => Ok(Call::ReadIndex),
+    }
+    .map_err(undecodable)
+}
+
+/// Answers one request frame: `[kind][cluster id][postcard request]`.
+async fn call(node: &Node, request: &[u8]) -> FrameBuf {
+    let (kind, cluster_id, body) = match split_request(request) {
         Ok(parts) => parts,
-        Err(e) => return refused(format!("undecodable request: {e}")),
+        Err(reason) => return refused(reason),
     };
     if let Err(reason) = node.admit_peer(cluster_id.as_deref()) {
         tracing::warn!("refused a peer RPC: {reason}");
         return refused(reason);
     }
-    let undecodable = |e: postcard::Error| refused(format!("undecodable {kind:?} request: {e}"));
-    match kind {
-        Kind::Append => match postcard::from_bytes::<AppendEntriesRequest<TypeConfig>>(body) {
-            Ok(rpc) => answered(&answer_append(node, rpc).await),
-            Err(e) => undecodable(e),
-        },
-        Kind::Vote => match postcard::from_bytes::<VoteRequest<NodeId>>(body) {
-            Ok(rpc) => answered(&answer_vote(node, rpc).await),
-            Err(e) => undecodable(e),
-        },
-        Kind::Propose => match postcard::from_bytes::<Vec<statemanager_core::Op>>(body) {
-            Ok(ops) => answered(&node.propose_forwarded(ops).await),
-            Err(e) => undecodable(e),
-        },
-        Kind::ReadIndex => answered(&answer_read_index(node).await),
+    match decode_call(kind, body) {
+        Ok(Call::Append(rpc)) => answered(&answer_append(node, rpc).await),
+        Ok(Call::Vote(rpc)) => answered(&answer_vote(node, rpc).await),
+        Ok(Call::Propose(ops)) => answered(&node.propose_forwarded(ops).await),
+        Ok(Call::ReadIndex) => answered(&answer_read_index(node).await),
+        Err(reason) => refused(reason),
     }
 }

@@ -1,0 +1,133 @@
+//! Fuzz harness: the body of the `peer_decode` cargo-fuzz target (`fuzz/fuzz_targets/`), kept
+//! here so the target and the corpus replay test (`tests/fuzz_corpus.rs`, run by plain
+//! `cargo test`) do exactly the same thing.
+//!
+//! The input is what a peer stream server reads after the preface: frames, the first a hello
+//! and the rest requests. Every frame is read with the stream's own frame reader, split and
+//! decoded with the server's own functions, and also decoded as each answer a client decodes
+//! and as the HTTP snapshot route's body. None of it may panic, and whatever decodes must
+//! re-encode canonically (encode ∘ decode is the identity on encoder output), which checks the
+//! hand-written decoders (`arc_str`, `SharedBatch`) against their encoders.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteResponse,
+};
+use openraft::EntryPayload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use statemanager_core::{Batch, Limits, State, Stored, Timestamp};
+
+use crate::auth::ClusterSecret;
+use crate::peer_stream::client::{open_answer, read_hello_answer};
+use crate::peer_stream::frame;
+use crate::peer_stream::server::{decode_call, read_hello, split_request, Call};
+use crate::peer_stream::MAX_HELLO;
+use crate::types::{Entry, NodeId, TypeConfig};
+use crate::NodeError;
+
+/// Largest request frame the harness reads (the server's limit is 512 MiB; fuzz inputs are
+/// small, and a length over the input's own is an early end either way).
+const MAX_FRAME: usize = 1 << 20;
+
+/// The "now" of a batch the harness makes from handed-over operations (2026-12-01).
+const FUZZ_NOW_MICROS: u64 = 1_796_083_200_000_000;
+
+/// Runs a future that never waits (reading from a byte slice is always ready).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("reading from a byte slice waited"),
+    }
+}
+
+/// Decodes `bytes` as `T`; when it decodes, re-encoding must be stable.
+fn decodes_canonically<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let value: T = postcard::from_bytes(bytes).ok()?;
+    let once = postcard::to_allocvec(&value).expect("a decoded value encodes");
+    let again: T = postcard::from_bytes(&once).expect("an encoded value decodes");
+    let twice = postcard::to_allocvec(&again).expect("a decoded value encodes");
+    assert_eq!(once, twice, "encode(decode(x)) is not stable");
+    Some(value)
+}
+
+/// The harness: see the module documentation.
+pub fn peer_decode(data: &[u8]) {
+    let secret = ClusterSecret::new("fuzz-cluster-secret").expect("a valid secret");
+    let mut input = data;
+    let mut first = true;
+    // Each frame consumes at least its 4-byte length, so this ends; the bound is a backstop.
+    for _ in 0..=data.len() / frame::LEN_BYTES {
+        let limit = if first { MAX_HELLO } else { MAX_FRAME };
+        let payload = match ready(frame::read(&mut input, limit)) {
+            Ok(payload) => payload,
+            Err(_) => return,
+        };
+        assert!(payload.len() <= limit, "a frame over the limit was read");
+        if first {
+            if let Ok(hello) = read_hello(&payload) {
+                let _ = secret.admits(hello.authorization.as_deref());
+            }
+            first = false;
+        } else if let Ok((kind, _cluster_id, body)) = split_request(&payload) {
+            if let Ok(call) = decode_call(kind, body) {
+                match call {
+                    Call::Append(rpc) => {
+                        decodes_canonically::<openraft::raft::AppendEntriesRequest<TypeConfig>>(
+                            body,
+                        );
+                        apply_entries(&rpc.entries);
+                    }
+                    Call::Vote(_) => {
+                        decodes_canonically::<openraft::raft::VoteRequest<NodeId>>(body);
+                    }
+                    Call::Propose(ops) => {
+                        decodes_canonically::<Vec<statemanager_core::Op>>(body);
+                        let batch = Batch {
+                            now: Timestamp::from_micros(FUZZ_NOW_MICROS),
+                            limits: Limits::default(),
+                            ops,
+                        };
+                        State::new().apply(&batch);
+                    }
+                    Call::ReadIndex => {}
+                }
+            }
+        }
+        answers(&payload);
+    }
+}
+
+/// Applies the batches of decoded entries to a fresh state, as a follower's state machine
+/// would: a batch from a peer was never validated by this node, and applying must not panic
+/// whatever it holds.
+fn apply_entries(entries: &[Entry]) {
+    let mut state = State::new();
+    for entry in entries {
+        if let EntryPayload::Normal(batch) = &entry.payload {
+            let outcomes = state.apply(batch);
+            assert_eq!(outcomes.len(), batch.ops.len(), "one outcome per operation");
+        }
+    }
+}
+
+/// Decodes `payload` as everything a node reads from a peer's answer or an HTTP route body.
+fn answers(payload: &[u8]) {
+    let _ = read_hello_answer(payload);
+    let Ok(body) = open_answer(payload, "fuzz") else {
+        return;
+    };
+    decodes_canonically::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(&body);
+    decodes_canonically::<Result<VoteResponse<NodeId>, RaftError<NodeId>>>(&body);
+    decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(&body);
+    decodes_canonically::<Result<u64, String>>(&body);
+    decodes_canonically::<InstallSnapshotRequest<TypeConfig>>(&body);
+    decodes_canonically::<
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    >(&body);
+}

@@ -1,0 +1,159 @@
+//! Replays the committed fuzz corpus of `peer_decode` (`fuzz/corpus/peer_decode/`) through the
+//! same harness the cargo-fuzz target runs, so every input the fuzzer kept (and every crash it
+//! found) is checked by a plain `cargo test`; and checks the seeds the code makes.
+
+#[path = "../../../fuzz/corpus_replay.rs"]
+mod corpus_replay;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, Vote};
+use serde::Serialize;
+use statemanager_core::{
+    Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
+};
+use statemanager_raft::fuzzing::peer_decode;
+use statemanager_raft::peer_stream::server::{decode_call, split_request};
+use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, REFUSED, VERSION};
+use statemanager_raft::types::{Entry, SharedBatch};
+use statemanager_raft::{NodeError, TypeConfig};
+
+#[test]
+fn peer_decode_corpus() {
+    corpus_replay::replay("peer_decode", peer_decode);
+}
+
+/// A frame: the `u32` little-endian length, then the payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    [&len.to_le_bytes()[..], payload].concat()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).unwrap()
+}
+
+/// A request frame as `StreamPool::call` sends it: `[kind][cluster id][request]`.
+fn request<T: Serialize>(kind: Kind, body: &T) -> Vec<u8> {
+    let cluster_id = Some("c0ffee00-1234-4abc-8def-000000000001".to_string());
+    frame(&[&[kind as u8][..], &encode(&cluster_id), &encode(body)].concat())
+}
+
+fn answer<T: Serialize>(value: &T) -> Vec<u8> {
+    frame(&[&[ANSWERED][..], &encode(value)].concat())
+}
+
+fn hello(version: u32) -> Vec<u8> {
+    frame(&encode(&Hello {
+        version,
+        authorization: Some("Bearer fuzz-cluster-secret".into()),
+    }))
+}
+
+fn store(key: &str, data: &str, timestamp: Option<f64>) -> Op {
+    Op::Store(
+        StoreOp::new(
+            "PLUGIN#check_disk",
+            key,
+            data,
+            300.0,
+            timestamp,
+            &Limits::default(),
+        )
+        .unwrap(),
+    )
+}
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(2, 1), index)
+}
+
+/// Seeds: a whole stream as a server reads it (hello, then an append carrying a batch, a
+/// blank and a membership entry, a vote, a hand-over and a read index); the answers a client
+/// reads; a hello of another version.
+#[test]
+fn peer_decode_seeds() {
+    let ops = vec![
+        store("last", "{\"used\":42}", Some(1_796_083_100.0)),
+        store("now", "ünïcødé", None),
+        Op::Delete(ItemId {
+            namespace: Namespace::new("PLUGIN#check_disk").unwrap(),
+            key: Key::new("old").unwrap(),
+        }),
+    ];
+    let batch = Batch {
+        now: Timestamp::from_micros(1_796_083_200_000_000),
+        limits: Limits::default(),
+        ops: ops.clone(),
+    };
+    let members: BTreeSet<u64> = [1, 2, 3].into();
+    let nodes: BTreeMap<u64, BasicNode> = members
+        .iter()
+        .map(|&id| (id, BasicNode::new(format!("127.0.0.1:{}", 7000 + id))))
+        .collect();
+    let membership = Membership::new(vec![members], nodes);
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(2, 1),
+        prev_log_id: Some(log_id(10)),
+        entries: vec![
+            Entry {
+                log_id: log_id(11),
+                payload: EntryPayload::Normal(SharedBatch(Arc::new(batch))),
+            },
+            Entry {
+                log_id: log_id(12),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: log_id(13),
+                payload: EntryPayload::Membership(membership),
+            },
+        ],
+        leader_commit: Some(log_id(10)),
+    };
+    let vote = VoteRequest::new(Vote::new(3, 2), Some(log_id(13)));
+    let requests = [
+        request(Kind::Append, &append),
+        request(Kind::Vote, &vote),
+        request(Kind::Propose, &ops),
+        request(Kind::ReadIndex, &()),
+    ];
+    // The seed reaches the decoders: every request is one the server decodes.
+    for frame in &requests {
+        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
+        assert!(cluster_id.is_some());
+        decode_call(kind, body).unwrap();
+    }
+    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+
+    type Raft<T> = Result<T, openraft::error::RaftError<u64>>;
+    let stored = Stored {
+        timestamp: Timestamp::from_micros(1_796_083_100_000_000),
+        expires_at: Timestamp::from_micros(1_796_083_400_000_000),
+    };
+    let outcomes: Result<Vec<Result<Stored, NodeError>>, NodeError> = Ok(vec![
+        Ok(stored),
+        Err(NodeError::Domain(DomainError::NotFound)),
+    ]);
+    let answers = [
+        frame(&encode(&Ok::<(), String>(()))),
+        answer(&Raft::Ok(AppendEntriesResponse::<u64>::Success)),
+        answer(&Raft::Ok(VoteResponse::new(
+            Vote::new(3, 2),
+            Some(log_id(13)),
+            true,
+        ))),
+        answer(&outcomes),
+        answer(&Ok::<u64, String>(13)),
+        frame(&[&[REFUSED][..], &encode(&"another cluster".to_string())].concat()),
+    ]
+    .concat();
+    let seeds = vec![
+        ("stream".to_string(), stream),
+        ("answers".to_string(), answers),
+        ("hello-of-another-version".to_string(), hello(VERSION + 1)),
+    ];
+    corpus_replay::check_seeds("peer_decode", seeds, peer_decode);
+}
