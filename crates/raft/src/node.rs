@@ -247,7 +247,16 @@ impl Node {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let cluster_id: ClusterId = Default::default();
+        // The cluster id: stored at formation; derived from the members the cluster was formed
+        // with, so every node that forms it from the same `peers` agrees; a joining node
+        // takes it from the first leader that contacts it. It is settled before Raft runs
+        // (a stored one) or before the cluster is initialised (a new one): RPCs sent without
+        // it are refused by peers that have one.
+        let stored_cluster_id = engine
+            .get_meta(META_CLUSTER_ID)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let cluster_id: ClusterId =
+            std::sync::Arc::new(std::sync::RwLock::new(stored_cluster_id.clone()));
         let network = PeerNetwork::new(cluster_id.clone(), options.peer_credentials.clone())
             .map_err(StartError::Raft)?;
         let raft = Raft::new(
@@ -264,6 +273,38 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let id = match stored_cluster_id {
+            Some(id) => Some(id),
+            None if options.join && !initialized => None,
+            None => {
+                let members: Vec<(NodeId, String)> = if initialized {
+                    let m = raft.metrics().borrow().clone();
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, n)| (*id, n.addr.clone()))
+                        .collect()
+                } else if options.peers.is_empty() {
+                    vec![(
+                        options.node_id,
+                        options
+                            .peer_addr
+                            .clone()
+                            .unwrap_or_else(|| options.api_addr.clone()),
+                    )]
+                } else {
+                    options.peers.iter().map(|(i, a)| (*i, a.clone())).collect()
+                };
+                let id = derive_cluster_id(&members);
+                engine.put_meta(META_CLUSTER_ID, id.as_bytes())?;
+                *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+                Some(id)
+            }
+        };
+        if let Some(id) = &id {
+            tracing::info!(cluster_id = %id, "cluster");
+        }
+
         if !initialized && !options.join {
             // Every listed node may initialise with the same member set: openraft treats
             // identical initialisation as safe, so the cluster forms in any start order.
@@ -306,44 +347,6 @@ impl Node {
                 "waiting to be added to a cluster (join)"
             );
         }
-
-        // The cluster id: stored at formation; derived from the members the cluster was formed
-        // with, so every node that forms it from the same `peers` agrees; a joining node
-        // takes it from the first leader that contacts it.
-        let stored = engine
-            .get_meta(META_CLUSTER_ID)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let id = match stored {
-            Some(id) => Some(id),
-            None if options.join && !initialized => None,
-            None => {
-                let members: Vec<(NodeId, String)> = if initialized {
-                    let m = raft.metrics().borrow().clone();
-                    m.membership_config
-                        .membership()
-                        .nodes()
-                        .map(|(id, n)| (*id, n.addr.clone()))
-                        .collect()
-                } else if options.peers.is_empty() {
-                    vec![(
-                        options.node_id,
-                        options
-                            .peer_addr
-                            .clone()
-                            .unwrap_or_else(|| options.api_addr.clone()),
-                    )]
-                } else {
-                    options.peers.iter().map(|(i, a)| (*i, a.clone())).collect()
-                };
-                let id = derive_cluster_id(&members);
-                engine.put_meta(META_CLUSTER_ID, id.as_bytes())?;
-                Some(id)
-            }
-        };
-        if let Some(id) = &id {
-            tracing::info!(cluster_id = %id, "cluster");
-        }
-        *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = id;
 
         let takeover = Arc::new(crate::takeover::Takeover::new(
             options.node_id,

@@ -19,6 +19,12 @@ fn now() -> f64 {
 async fn any_node_serves_and_conflicts_are_decided_cluster_wide() {
     let cluster = Cluster::start(3, "");
     cluster.wait_leader().await;
+    // Formation sends nothing without the cluster id: every node settles it before it
+    // initialises, so no peer refuses its first votes.
+    for i in 0..3 {
+        let log = cluster.node(i).log();
+        assert!(!log.contains("no cluster id"), "node {i}: {log}");
+    }
     let c = reqwest::Client::new();
     // Store on each node, read on every node.
     for i in 0..3 {
