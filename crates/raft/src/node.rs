@@ -273,47 +273,15 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let id = match stored_cluster_id {
-            Some(id) => Some(id),
-            None if options.join && !initialized => None,
-            None => {
-                let members: Vec<(NodeId, String)> = if initialized {
-                    let m = raft.metrics().borrow().clone();
-                    m.membership_config
-                        .membership()
-                        .nodes()
-                        .map(|(id, n)| (*id, n.addr.clone()))
-                        .collect()
-                } else if options.peers.is_empty() {
-                    vec![(
-                        options.node_id,
-                        options
-                            .peer_addr
-                            .clone()
-                            .unwrap_or_else(|| options.api_addr.clone()),
-                    )]
-                } else {
-                    options.peers.iter().map(|(i, a)| (*i, a.clone())).collect()
-                };
-                let id = derive_cluster_id(&members);
-                engine.put_meta(META_CLUSTER_ID, id.as_bytes())?;
-                *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
-                Some(id)
-            }
-        };
-        if let Some(id) = &id {
-            tracing::info!(cluster_id = %id, "cluster");
-        }
-
-        if !initialized && !options.join {
-            // Every listed node may initialise with the same member set: openraft treats
-            // identical initialisation as safe, so the cluster forms in any start order.
-            let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
+        // The founding members, when this node forms a new cluster (checked before anything
+        // is stored: a misconfigured first start leaves the data dir as it was).
+        let founders: Option<BTreeMap<NodeId, BasicNode>> = if !initialized && !options.join {
+            if options.peers.is_empty() {
                 let addr = options
                     .peer_addr
                     .clone()
                     .unwrap_or_else(|| options.api_addr.clone());
-                BTreeMap::from([(options.node_id, BasicNode::new(addr))])
+                Some(BTreeMap::from([(options.node_id, BasicNode::new(addr))]))
             } else {
                 if !options.peers.contains_key(&options.node_id) {
                     return Err(StartError::Raft(format!(
@@ -322,12 +290,56 @@ impl Node {
                         options.peers.keys().collect::<Vec<_>>()
                     )));
                 }
-                options
-                    .peers
+                Some(
+                    options
+                        .peers
+                        .iter()
+                        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                        .collect(),
+                )
+            }
+        } else {
+            None
+        };
+
+        let members: Option<Vec<(NodeId, String)>> = match (&stored_cluster_id, &founders) {
+            (Some(_), _) => None,
+            (None, Some(founders)) => Some(
+                founders
                     .iter()
-                    .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                    .collect()
-            };
+                    .map(|(id, n)| (*id, n.addr.clone()))
+                    .collect(),
+            ),
+            // A data dir from before cluster ids were stored: the stored membership.
+            (None, None) if initialized => {
+                let m = raft.metrics().borrow().clone();
+                Some(
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, n)| (*id, n.addr.clone()))
+                        .collect(),
+                )
+            }
+            // Joining: the id comes with the first leader's RPC.
+            (None, None) => None,
+        };
+        let id = match members {
+            Some(members) => {
+                let id = derive_cluster_id(&members);
+                engine.put_meta(META_CLUSTER_ID, id.as_bytes())?;
+                *cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+                Some(id)
+            }
+            None => stored_cluster_id,
+        };
+        if let Some(id) = &id {
+            tracing::info!(cluster_id = %id, "cluster");
+        }
+
+        if let Some(members) = founders {
+            // Every listed node may initialise with the same member set: openraft treats
+            // identical initialisation as safe, so the cluster forms in any start order.
             let count = members.len();
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(

@@ -30,13 +30,25 @@ pub struct RecoverySummary {
     pub last_log_id: Option<LogId>,
 }
 
-/// Rewrites the stopped node at `data_dir` into a one-member cluster of `node_id`, reachable
-/// by peers at `peer_addr`.
-pub fn force_single_member(
-    data_dir: &Path,
-    node_id: NodeId,
-    peer_addr: &str,
-) -> Result<RecoverySummary, StartError> {
+/// A survivor's data directory, read: its state with every log entry applied on top of the
+/// snapshot (committed or not), and how many entries that took.
+struct Survivor {
+    dir: DataDir,
+    engine: LogEngine,
+    applied: crate::state_machine::Applied,
+    replayed: u64,
+}
+
+/// Opens the stopped node at `data_dir` (refused while a node runs on it, and when there is
+/// no data directory there: a mistyped path must not become an empty cluster) and replays its
+/// log onto its snapshot, in memory.
+fn read_survivor(data_dir: &Path) -> Result<Survivor, StartError> {
+    if !data_dir.is_dir() {
+        return Err(StartError::Raft(format!(
+            "there is no data directory at {}",
+            data_dir.display()
+        )));
+    }
     let dir = DataDir::open(data_dir)?;
     let engine = LogEngine::open(&dir.log_dir())?;
     let mut applied = load_current(&dir.snapshot_dir())?;
@@ -51,6 +63,46 @@ pub fn force_single_member(
         applied.last_applied = Some(entry.log_id);
         replayed += 1;
     }
+    if applied.last_applied.is_none() {
+        return Err(StartError::Raft(format!(
+            "{} holds no log and no snapshot: there is nothing to recover",
+            data_dir.display()
+        )));
+    }
+    Ok(Survivor {
+        dir,
+        engine,
+        applied,
+        replayed,
+    })
+}
+
+/// What the stopped node at `data_dir` would keep if recovered, without changing anything:
+/// compare the survivors, and recover the one whose last entry has the highest term, then the
+/// highest index (Raft's "most up to date"): a write acknowledged by a quorum that did not
+/// include the chosen survivor is lost.
+pub fn inspect(data_dir: &Path) -> Result<RecoverySummary, StartError> {
+    let survivor = read_survivor(data_dir)?;
+    Ok(RecoverySummary {
+        replayed: survivor.replayed,
+        items: survivor.applied.state.stats().items,
+        last_log_id: survivor.applied.last_applied,
+    })
+}
+
+/// Rewrites the stopped node at `data_dir` into a one-member cluster of `node_id`, reachable
+/// by peers at `peer_addr`.
+pub fn force_single_member(
+    data_dir: &Path,
+    node_id: NodeId,
+    peer_addr: &str,
+) -> Result<RecoverySummary, StartError> {
+    let Survivor {
+        dir,
+        engine,
+        mut applied,
+        replayed,
+    } = read_survivor(data_dir)?;
     let last = applied.last_applied;
     let membership = Membership::new(
         vec![BTreeSet::from([node_id])],

@@ -165,3 +165,28 @@ async fn second_node_on_same_dir_is_refused() {
     );
     node.shutdown().await;
 }
+
+/// A start refused for its configuration (`node_id` not in `peers`, no `join`) stores nothing:
+/// the same data dir then starts to join, with no cluster id yet (it takes the leader's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_stores_no_cluster_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path(), clock());
+    o.node_id = 4;
+    o.peer_addr = Some("127.0.0.1:9".into());
+    o.peers = [
+        (1, "127.0.0.1:7".to_string()),
+        (2, "127.0.0.1:8".to_string()),
+    ]
+    .into();
+    let err = Node::start(o).await.err().unwrap();
+    assert!(err.to_string().contains("is not in peers"), "{err}");
+
+    let mut o = options(dir.path(), clock());
+    o.node_id = 4;
+    o.peer_addr = Some("127.0.0.1:9".into());
+    o.join = true;
+    let node = Node::start(o).await.unwrap();
+    assert_eq!(node.cluster_id(), None);
+    node.shutdown().await;
+}

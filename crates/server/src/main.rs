@@ -57,7 +57,12 @@ enum Command {
     /// itself) and re-add other nodes with `cluster add`, each with an empty data directory
     /// and a new id.
     ///
-    /// Example:
+    /// Writes acknowledged by a quorum that did not include this node are lost: run it with
+    /// --dry-run on every survivor first, and recover the one whose last log entry has the
+    /// highest term, then the highest index.
+    ///
+    /// Examples:
+    ///   statemanager recover --config /etc/statemanager.yaml --dry-run
     ///   statemanager recover --config /etc/statemanager.yaml
     #[command(verbatim_doc_comment)]
     Recover {
@@ -67,6 +72,9 @@ enum Command {
         /// Override `data_dir`.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Only report what this node holds (items, last log entry); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Cluster membership, through a node's peer port.
     ///
@@ -168,7 +176,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Token(args) => mint_token(args),
-        Command::Recover { config, data_dir } => recover(config, data_dir),
+        Command::Recover {
+            config,
+            data_dir,
+            dry_run,
+        } => recover(config, data_dir, dry_run),
         Command::Cluster {
             peer,
             json,
@@ -220,22 +232,49 @@ fn load_config(path: Option<&Path>) -> Result<config::Config, ExitCode> {
         })
 }
 
-fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
+/// "index 31, term 2" (or "none").
+fn describe_log_id(id: Option<statemanager_raft::types::LogId>) -> String {
+    match id {
+        Some(id) => format!("index {}, term {}", id.index, id.leader_id.term),
+        None => "none".into(),
+    }
+}
+
+fn recover(config: Option<PathBuf>, data_dir: Option<PathBuf>, dry_run: bool) -> ExitCode {
     let cfg = match load_config(config.as_deref()) {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
     let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+    if dry_run {
+        return match statemanager_raft::recovery::inspect(&dir) {
+            Ok(summary) => {
+                println!(
+                    "node {} in {} holds {} items; last log entry: {} ({} entries after the snapshot); nothing was changed",
+                    cfg.node_id,
+                    dir.display(),
+                    summary.items,
+                    describe_log_id(summary.last_log_id),
+                    summary.replayed,
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("statemanager: cannot read the node: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let peer_addr = cfg.peer_listen.clone().unwrap_or_default();
     match statemanager_raft::recovery::force_single_member(&dir, cfg.node_id, &peer_addr) {
         Ok(summary) => {
             println!(
-                "node {} in {} is now a one-member cluster: {} items, {} log entries replayed, up to {:?}",
+                "node {} in {} is now a one-member cluster: {} items, {} log entries replayed, last log entry: {}",
                 cfg.node_id,
                 dir.display(),
                 summary.items,
                 summary.replayed,
-                summary.last_log_id.map(|l| l.index)
+                describe_log_id(summary.last_log_id),
             );
             ExitCode::SUCCESS
         }

@@ -375,32 +375,79 @@ async fn lost_quorum_recovery_keeps_the_survivors_data() {
     for i in 0..3 {
         cluster.kill9(i);
     }
-    // Nodes 2 and 3 are gone for good; recover node 1.
-    let dir = cluster.node_dir(0).join("data");
-    let config = cluster.node_dir(0).join("config.yaml");
-    let (ok, out) = cli(&[
-        "recover",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]);
+    // The survivors are compared without changing them (`--dry-run`): a store acknowledged by
+    // the leader and one follower may not have reached the third node yet.
+    let args = |i: usize| -> Vec<String> {
+        let dir = cluster.node_dir(i);
+        vec![
+            "recover".into(),
+            "--config".into(),
+            dir.join("config.yaml").display().to_string(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+        ]
+    };
+    let mut survivors = Vec::new();
+    for i in 0..3 {
+        let mut dry: Vec<String> = args(i);
+        dry.push("--dry-run".into());
+        let dry: Vec<&str> = dry.iter().map(String::as_str).collect();
+        let (ok, out) = cli(&dry);
+        assert!(ok && out.contains("nothing was changed"), "{out}");
+        let (again_ok, again) = cli(&dry);
+        assert!(
+            again_ok && again == out,
+            "a dry run changed something:\n{out}\n{again}"
+        );
+        // "... holds N items; last log entry: index I, term T (...)"
+        let number_after = |label: &str| -> u64 {
+            let rest = &out[out.find(label).unwrap_or_else(|| panic!("{out}")) + label.len()..];
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().unwrap_or_else(|_| panic!("{out}"))
+        };
+        let items = number_after("holds ");
+        let (index, term) = (number_after("index "), number_after("term "));
+        survivors.push(((term, index), items, i));
+    }
+    // The leader and at least one follower had all 30 stores.
+    assert!(
+        survivors.iter().filter(|s| s.1 == 30).count() >= 2,
+        "{survivors:?}"
+    );
+    // Recover the most up-to-date survivor (highest term, then index); the others are gone.
+    let &(_, _, chosen) = survivors.iter().max().unwrap();
+    let owned = args(chosen);
+    let (ok, out) = cli(&owned.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{out}");
     assert!(out.contains("30 items"), "{out}");
-    cluster.restart(0);
+    cluster.restart(chosen);
     cluster.wait_leader().await;
     for i in 0..30 {
         let (st, _) = post(
             &c,
-            &cluster.node(0).url("/fetch_data"),
+            &cluster.node(chosen).url("/fetch_data"),
             json!({"namespace":"r","key":format!("k{i}")}),
         )
         .await;
         assert_eq!(st, 200, "k{i}");
     }
+    // A data directory that is not there is refused, and not created.
+    let missing = cluster.node_dir(chosen).join("no-such-dir");
+    let (ok, out) = cli(&[
+        "recover",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(!ok && out.contains("there is no data directory"), "{out}");
+    assert!(!missing.exists());
+    // One that holds nothing is refused too (it would become an empty cluster).
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, out) = cli(&["recover", "--data-dir", empty.path().to_str().unwrap()]);
+    assert!(!ok && out.contains("there is nothing to recover"), "{out}");
     let (st, _) = post(
         &c,
-        &cluster.node(0).url("/store_data"),
+        &cluster.node(chosen).url("/store_data"),
         json!({"namespace":"r","key":"new","data":"v","ttl":600}),
     )
     .await;
@@ -442,4 +489,85 @@ async fn large_appends_after_a_restart_are_accepted() {
         !cluster.node(down).log().contains("413 Payload Too Large"),
         "no refused appends"
     );
+}
+
+/// A first start that is refused (`node_id` not in `peers`, no `join`; here with a peer list
+/// that is not the founders') leaves the data dir usable: started again with `join: true`, the
+/// node is added, takes the cluster's id and catches up. (The node library's own check is
+/// `a_refused_start_stores_no_cluster_id` in `crates/raft/tests/node.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_first_start_can_join_later() {
+    let cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let (st, body) = post(
+        &c,
+        &cluster.node(leader).url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+
+    // Node 4 with a peer list that is not the founders' (an extra member) and without itself.
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_ports(1)[0];
+    let mut peers: String = (0..3)
+        .map(|i| format!("  {}: {}\n", i + 1, cluster.peer_addr(i)))
+        .collect();
+    peers.push_str("  5: 127.0.0.1:9\n");
+    let wrong = format!("node_id: 4\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}");
+    std::fs::write(dir.path().join("config.yaml"), &wrong).unwrap();
+    let mut child = Command::new(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .args(["--port", "0", "--log-stderr", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a node not in peers kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("is not in peers"), "{stderr}");
+
+    // Started again to join, it is added and has the data.
+    let joiner = common::Server::start_in(
+        dir.path(),
+        &format!("node_id: 4\npeer_listen: 127.0.0.1:{port}\njoin: true\n"),
+        &[],
+    );
+    let entry = cluster.peer_addr(leader);
+    let (ok, out) = cli(&[
+        "cluster",
+        "--peer",
+        &entry,
+        "add",
+        "4",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(ok, "{out}\n--- node 4 ---\n{}", joiner.log());
+    wait_items(&c, &joiner.url("/status"), 1).await;
+    let (st, got) = post(
+        &c,
+        &joiner.url("/fetch_data"),
+        json!({"namespace":"n","key":"k"}),
+    )
+    .await;
+    assert_eq!((st, got["data"].as_str()), (200, Some("v")), "{got}");
+    assert!(!joiner.log().contains("refused"), "{}", joiner.log());
 }
