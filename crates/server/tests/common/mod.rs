@@ -225,16 +225,72 @@ impl Drop for Server {
     }
 }
 
-/// `n` distinct free ports on 127.0.0.1 (bound, then released: a peer list must name its
-/// ports before the nodes start).
+/// The kernel's ephemeral port range (`ip_local_port_range`), from which it picks the source
+/// port of every outgoing connection and the port of every `bind(0)`.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// `n` distinct free ports on 127.0.0.1, for addresses a node must be told before it starts
+/// (a peer list names its ports in advance). They are bound to check they are free, then
+/// released for the node to bind. They are taken from outside the ephemeral range: a port
+/// from `bind(0)` can be handed to another test's outgoing connection as its source port
+/// between the release and the node's bind (a node once failed to start with "Address
+/// already in use" that way). Within this process no port is handed out twice; each test
+/// process starts at its own offset.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (low, high) = (
+        u32::from(ephemeral_range().0),
+        u32::from(ephemeral_range().1),
+    );
+    // The larger of the ranges below (from 10000) and above the ephemeral one.
+    let below = (10_000, low.saturating_sub(1));
+    let above = (high + 1, 65_535);
+    let size = |(a, b): (u32, u32)| (b + 1).saturating_sub(a);
+    let (first, last) = if size(below) >= size(above) {
+        below
+    } else {
+        above
+    };
+    let span = size((first, last));
+    if span < 1_000 {
+        // The ephemeral range covers (nearly) every port: let the kernel pick.
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        return listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+    }
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let mut ports = Vec::with_capacity(n);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = (first + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            ports.push(port);
+            held.push(listener);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free ports in {first}..={last}");
+    ports
 }
 
 /// A cluster of real processes, one temporary directory each.
