@@ -75,13 +75,45 @@ def call(url, method, path, body=None, timeout=2.0):
         conn.close()
 
 
+def ephemeral_range():
+    """The kernel's ephemeral port range (source ports of outgoing connections, bind(0))."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def cmd_free_ports(args):
+    """Prints N free ports from outside the ephemeral range: a bind(0) port, released for a
+    server to bind, can meanwhile become an outgoing connection's source port ("Address
+    already in use" when the node starts). Falls back to bind(0) when there is no room."""
+    low, high = ephemeral_range()
+    below, above = (10000, low - 1), (high + 1, 65535)
+    first, last = max(below, above, key=lambda r: r[1] - r[0])
     socks = []
     try:
-        for _ in range(args.n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
+        if last - first < 1000:
+            for _ in range(args.n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                socks.append(s)
+        else:
+            span = last - first + 1
+            start = (os.getpid() * 7919 + int(time.time() * 1000)) % span
+            for i in range(span):
+                if len(socks) == args.n:
+                    break
+                s = socket.socket()
+                try:
+                    s.bind(("127.0.0.1", first + (start + i) % span))
+                except OSError:
+                    s.close()
+                    continue
+                socks.append(s)
+        if len(socks) < args.n:
+            sys.exit(f"no {args.n} free ports in {first}..{last}")
         print(" ".join(str(s.getsockname()[1]) for s in socks))
     finally:
         for s in socks:

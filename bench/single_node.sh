@@ -122,8 +122,8 @@ wait_for() {
     return 1
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() {  # outside the ephemeral range (see cluster.py free-ports)
+    python3 "$HERE/cluster.py" free-ports 1
 }
 
 http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
