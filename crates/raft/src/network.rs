@@ -312,8 +312,21 @@ impl PeerClient {
             .bytes()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.open(&bytes)
+    }
+
+    /// Decodes a peer's answer (`Result<Resp, E>`, postcard), from either transport.
+    #[allow(
+        clippy::result_large_err,
+        reason = "openraft's RPCError, which the RaftNetwork methods return as it is"
+    )]
+    fn open<Resp, E>(&self, answer: &[u8]) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let result: Result<Resp, E> =
-            decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            decode(answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -350,9 +363,7 @@ impl PeerClient {
                 )))
             }
         };
-        let result: Result<Resp, E> =
-            decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.open(&answer)
     }
 }
 
