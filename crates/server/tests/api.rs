@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{post, post_raw, Server};
+use common::{get_text, post, post_raw, Server};
 use serde_json::json;
 
 fn now() -> f64 {
@@ -349,14 +349,7 @@ async fn body_limit_unknown_paths_and_methods() {
     assert_eq!(e["error"]["code"], "method_not_allowed");
     let r = c.delete(s.url("/fetch_data")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    let banner = c
-        .get(s.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let banner = get_text(&c, &s.url("/")).await;
     assert!(banner.starts_with("ITRS Group Cache Manager API"));
     let r = c.get(s.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);

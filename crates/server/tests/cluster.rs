@@ -206,13 +206,9 @@ async fn delete_on_one_node_is_seen_on_all() {
     )
     .await;
     assert_eq!(st, 200);
-    for i in 0..3 {
-        let (st, _) = post(
-            &c,
-            &cluster.node(i).url("/fetch_data"),
-            json!({"namespace":"d","key":"k"}),
-        )
-        .await;
+    let answers = cluster.fetch_on_every_node(&c, "d", "k").await;
+    assert_eq!(answers.len(), 3);
+    for (i, st, _) in answers {
         assert_eq!(st, 404, "node {i}");
     }
 }

@@ -23,13 +23,11 @@ async fn store_and_read_everywhere(cluster: &Cluster, key: &str) {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    for i in 0..3 {
-        let (status, v) = post(
-            &client,
-            &cluster.node(i).url("/fetch_data"),
-            json!({"namespace": "PLUGIN#auth", "key": key}),
-        )
+    let answers = cluster
+        .fetch_on_every_node(&client, "PLUGIN#auth", key)
         .await;
+    assert_eq!(answers.len(), 3);
+    for (i, status, v) in answers {
         assert_eq!((status, v["data"].as_str()), (200, Some("v")), "node {i}");
     }
 }

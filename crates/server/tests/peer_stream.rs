@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get_json, post, Cluster};
+use common::{get_json, get_text, post, Cluster};
 use serde_json::json;
 use statemanager_raft::peer_stream::frame::{self, FrameBuf};
 use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, PREFACE, REFUSED, VERSION};
@@ -77,14 +77,7 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    let metrics = client
-        .get(cluster.node(leader).url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("statemanager_peer_stream_connects_total ") && !l.ends_with(" 0")
@@ -166,13 +159,11 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
         .await;
         assert_eq!(status, 200, "node {i}: {v}");
     }
-    for i in 0..3 {
-        let (status, v) = post(
-            &client,
-            &cluster.node(i).url("/fetch_data"),
-            json!({"namespace": "PLUGIN#stream", "key": "c"}),
-        )
+    let answers = cluster
+        .fetch_on_every_node(&client, "PLUGIN#stream", "c")
         .await;
+    assert_eq!(answers.len(), 3);
+    for (i, status, v) in answers {
         assert_eq!((status, v["data"].as_str()), (200, Some("c")), "node {i}");
     }
     let status = get_json(&client, &cluster.node(leader).url("/status")).await;

@@ -407,6 +407,26 @@ impl Cluster {
         self.dirs[i].path().to_path_buf()
     }
 
+    /// `/fetch_data` of `namespace`/`key` on every running node: (node index, status, body).
+    pub async fn fetch_on_every_node(
+        &self,
+        client: &reqwest::Client,
+        namespace: &str,
+        key: &str,
+    ) -> Vec<(usize, u16, serde_json::Value)> {
+        let mut answers = Vec::new();
+        for i in self.running() {
+            let (status, body) = post(
+                client,
+                &self.node(i).url("/fetch_data"),
+                serde_json::json!({"namespace": namespace, "key": key}),
+            )
+            .await;
+            answers.push((i, status, body));
+        }
+        answers
+    }
+
     /// The peer address of node `i` (from its config).
     pub fn peer_addr(&self, i: usize) -> String {
         let line = self.configs[i]
@@ -435,6 +455,18 @@ impl Cluster {
         let s = Server::start_in(self.dirs[i].path(), &self.configs[i], &[]);
         self.nodes[i] = Some(s);
     }
+}
+
+/// GETs `url` and returns its body as text (`/metrics`, the banner).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text answer")
 }
 
 /// GETs `url` and parses its JSON answer (panics when it is not JSON).
