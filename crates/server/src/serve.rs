@@ -81,6 +81,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        "async runtime: {} worker threads",
+        runtime.metrics().num_workers()
+    );
     match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -77,12 +77,26 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    let counted = |metrics: &str, name: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) && !l.ends_with(" 0"))
+    };
     let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
     assert!(
-        metrics.lines().any(
-            |l| l.starts_with("statemanager_peer_stream_connects_total ") && !l.ends_with(" 0")
-        ),
+        counted(&metrics, "statemanager_peer_stream_connects_total"),
         "{metrics}"
+    );
+    // The leader timed the batch it committed; the follower the batch it handed over.
+    assert!(
+        counted(&metrics, "statemanager_batch_commit_seconds_count"),
+        "{metrics}"
+    );
+    let follower = get_text(&client, &cluster.node((leader + 1) % 3).url("/metrics")).await;
+    assert!(
+        counted(&follower, "statemanager_batch_forward_seconds_count")
+            && counted(&follower, "statemanager_batch_ops_count"),
+        "{follower}"
     );
 
     // No secret, a wrong one, another version: refused, and the connection closed.

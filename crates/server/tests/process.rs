@@ -408,3 +408,22 @@ async fn syslog_or_stderr_with_one_warning() {
         assert!(stderr.contains("State Manager initialised"), "{stderr}");
     }
 }
+
+/// `worker_threads` sizes the async runtime (0, the default, is one per CPU core); the
+/// start-up log says how many threads it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_sizes_the_runtime() {
+    for (config, want) in [
+        ("worker_threads: 3\n".to_string(), 3),
+        (
+            String::new(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Server::start_in(tmp.path(), &config, &[]);
+        s.wait_ready().await;
+        let line = format!("async runtime: {want} worker threads");
+        assert!(s.log().contains(&line), "want {line:?}:\n{}", s.log());
+    }
+}
