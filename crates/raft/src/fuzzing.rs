@@ -24,7 +24,7 @@ use statemanager_core::{Batch, Limits, State, Stored, Timestamp};
 use crate::auth::ClusterSecret;
 use crate::peer_stream::client::{open_answer, read_hello_answer};
 use crate::peer_stream::frame;
-use crate::peer_stream::server::{decode_call, read_hello, split_request, Call};
+use crate::peer_stream::server::{decode_call, read_hello, split_request, split_stamp, Call};
 use crate::peer_stream::MAX_HELLO;
 use crate::types::{Entry, NodeId, TypeConfig};
 use crate::NodeError;
@@ -75,31 +75,39 @@ pub fn peer_decode(data: &[u8]) {
             }
             first = false;
         } else if let Ok((kind, _cluster_id, body)) = split_request(&payload) {
-            if let Ok(call) = decode_call(kind, body) {
-                match call {
-                    Call::Append(rpc) => {
-                        decodes_canonically::<openraft::raft::AppendEntriesRequest<TypeConfig>>(
-                            body,
-                        );
-                        apply_entries(&rpc.entries);
-                    }
-                    Call::Vote(_) => {
-                        decodes_canonically::<openraft::raft::VoteRequest<NodeId>>(body);
-                    }
-                    Call::Propose(ops) => {
-                        decodes_canonically::<Vec<statemanager_core::Op>>(body);
-                        let batch = Batch {
-                            now: Timestamp::from_micros(FUZZ_NOW_MICROS),
-                            limits: Limits::default(),
-                            ops,
-                        };
-                        State::new().apply(&batch);
-                    }
-                    Call::ReadIndex => {}
-                }
+            // Version 2 carries a clock stamp before the request; version 1 does not.
+            let stamped = split_stamp(body).ok().map(|(_, rest)| rest);
+            for body in stamped.into_iter().chain([body]) {
+                decode_one(kind, body);
             }
         }
         answers(&payload);
+    }
+}
+
+/// Decodes one request body of `kind` and applies what it carries.
+fn decode_one(kind: crate::peer_stream::Kind, body: &[u8]) {
+    let Ok(call) = decode_call(kind, body) else {
+        return;
+    };
+    match call {
+        Call::Append(rpc) => {
+            decodes_canonically::<openraft::raft::AppendEntriesRequest<TypeConfig>>(body);
+            apply_entries(&rpc.entries);
+        }
+        Call::Vote(_) => {
+            decodes_canonically::<openraft::raft::VoteRequest<NodeId>>(body);
+        }
+        Call::Propose(ops) => {
+            decodes_canonically::<Vec<statemanager_core::Op>>(body);
+            let batch = Batch {
+                now: Timestamp::from_micros(FUZZ_NOW_MICROS),
+                limits: Limits::default(),
+                ops,
+            };
+            State::new().apply(&batch);
+        }
+        Call::ReadIndex => {}
     }
 }
 
@@ -122,12 +130,20 @@ fn answers(payload: &[u8]) {
     let Ok(body) = open_answer(payload, "fuzz") else {
         return;
     };
-    decodes_canonically::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(&body);
-    decodes_canonically::<Result<VoteResponse<NodeId>, RaftError<NodeId>>>(&body);
-    decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(&body);
-    decodes_canonically::<Result<u64, String>>(&body);
-    decodes_canonically::<InstallSnapshotRequest<TypeConfig>>(&body);
+    if let Ok((_, rest)) = crate::peer_stream::client::split_answer(&body) {
+        answer_bodies(rest);
+    }
+    answer_bodies(&body);
+}
+
+/// Decodes an answer's body as every answer type.
+fn answer_bodies(body: &[u8]) {
+    decodes_canonically::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(body);
+    decodes_canonically::<Result<VoteResponse<NodeId>, RaftError<NodeId>>>(body);
+    decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(body);
+    decodes_canonically::<Result<u64, String>>(body);
+    decodes_canonically::<InstallSnapshotRequest<TypeConfig>>(body);
     decodes_canonically::<
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    >(&body);
+    >(body);
 }

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod cluster_time;
 pub mod disk;
 pub mod entry_cache;
 pub mod error;

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::ClusterSecret;
+use crate::cluster_time::ClusterTime;
 use crate::peer_stream::client::{CallError, StreamPool};
 use crate::peer_stream::Kind;
 use crate::types::{decode, encode, NodeId, TypeConfig};
@@ -98,6 +99,7 @@ pub struct PeerNetwork {
     streams: Arc<StreamPool>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
+    time: Arc<ClusterTime>,
 }
 
 fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String> {
@@ -124,13 +126,23 @@ fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String
 
 impl PeerNetwork {
     /// A network of keep-alive HTTP(S) clients (500 ms connect timeout) presenting
-    /// `credentials`; fails when the TLS files are unusable.
-    pub fn new(cluster_id: ClusterId, credentials: PeerCredentials) -> Result<Self, String> {
+    /// `credentials`, exchanging cluster time (`time`) on the peer stream; fails when the TLS
+    /// files are unusable.
+    pub fn new(
+        cluster_id: ClusterId,
+        credentials: PeerCredentials,
+        time: Arc<ClusterTime>,
+    ) -> Result<Self, String> {
         Ok(PeerNetwork {
             http: Arc::new(RwLock::new(build_client(&credentials)?)),
-            streams: Arc::new(StreamPool::new(cluster_id.clone(), &credentials)?),
+            streams: Arc::new(StreamPool::new(
+                cluster_id.clone(),
+                &credentials,
+                time.clone(),
+            )?),
             cluster_id,
             credentials,
+            time,
         })
     }
 
@@ -171,9 +183,20 @@ impl PeerNetwork {
     }
 
     /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
-    /// quorum and answers the log index a linearizable read must have applied.
-    pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64, String> {
-        match self.streams.call(addr, Kind::ReadIndex, &(), timeout).await {
+    /// quorum and answers the log index a linearizable read must have applied. Over the
+    /// stream its answer also brings the leader's confirmed cluster time (taken in by the
+    /// pool), which the read then uses.
+    pub async fn read_index(
+        &self,
+        addr: &str,
+        leader: Option<NodeId>,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        match self
+            .streams
+            .call(addr, leader, Kind::ReadIndex, &(), timeout)
+            .await
+        {
             Ok(bytes) => {
                 return decode::<Result<u64, String>>(&bytes).map_err(|e| e.to_string())?
             }
@@ -198,12 +221,17 @@ impl PeerNetwork {
     pub async fn propose(
         &self,
         addr: &str,
+        leader: Option<NodeId>,
         ops: &[statemanager_core::Op],
         timeout: Duration,
     ) -> Result<Vec<Result<statemanager_core::Stored, crate::NodeError>>, crate::NodeError> {
         use crate::NodeError;
         type Answer = Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError>;
-        match self.streams.call(addr, Kind::Propose, &ops, timeout).await {
+        match self
+            .streams
+            .call(addr, leader, Kind::Propose, &ops, timeout)
+            .await
+        {
             Ok(bytes) => {
                 // The leader handled the batch: an answer that cannot be read leaves the
                 // outcome open.
@@ -347,7 +375,13 @@ impl PeerClient {
         let answer = match self
             .network
             .streams
-            .call(&self.addr, kind, request, option.hard_ttl())
+            .call(
+                &self.addr,
+                Some(self.target),
+                kind,
+                request,
+                option.hard_ttl(),
+            )
             .await
         {
             Ok(answer) => answer,
@@ -393,7 +427,32 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call_stream(Kind::Vote, "/raft/vote", &rpc, &option)
-            .await
+        let answer: VoteResponse<NodeId> = self
+            .call_stream(Kind::Vote, "/raft/vote", &rpc, &option)
+            .await?;
+        // A vote from a node whose clock is off from ours by more than `max_clock_offset` is
+        // not counted: a candidate wins only with voters that agree with its clock, so a node
+        // with a bad clock cannot lead even before any offset was measured.
+        if answer.vote_granted {
+            let bound = self.network.time.bound();
+            if let Some(s) = self.network.time.last_sample(self.target) {
+                if s.offset.unsigned_abs() > bound {
+                    tracing::info!(
+                        voter = self.target,
+                        offset_ms = s.offset / 1000,
+                        max_clock_offset_ms = bound / 1000,
+                        "not counting a granted vote: the voter's clock is off from this node's by more than max_clock_offset"
+                    );
+                    let e = std::io::Error::other(format!(
+                        "vote not counted: clock offset {} ms to node {} is over max_clock_offset ({} ms)",
+                        s.offset / 1000,
+                        self.target,
+                        bound / 1000
+                    ));
+                    return Err(RPCError::Network(NetworkError::new(&e)));
+                }
+            }
+        }
+        Ok(answer)
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backup::{BackupCapture, BackupHeader, BACKUP_FORMAT, BACKUP_KIND};
+use crate::cluster_time::ClusterTime;
 use crate::log_store::LogStore;
 use crate::network::{cluster_id_of, ClusterId, PeerNetwork};
 
@@ -97,6 +98,9 @@ pub struct NodeOptions {
     pub max_batch_bytes: usize,
     /// Most batches in flight (proposed, not yet answered).
     pub write_pipeline: usize,
+    /// Largest clock offset from the majority this node may have and still lead and serve
+    /// (see [`crate::cluster_time`]).
+    pub max_clock_offset: Duration,
 }
 
 impl NodeOptions {
@@ -124,6 +128,7 @@ impl NodeOptions {
             max_batch_ops: 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             write_pipeline: 1,
+            max_clock_offset: Duration::from_millis(500),
         }
     }
 }
@@ -189,6 +194,8 @@ struct Inner {
     shared: Arc<SharedState>,
     writes: mpsc::Sender<WriteRequest>,
     reads: mpsc::Sender<ReadWaiter>,
+    /// Cluster time (also the clock batches are stamped with, as `clock`).
+    time: Arc<ClusterTime>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     election_max: Duration,
@@ -257,8 +264,18 @@ impl Node {
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         let cluster_id: ClusterId =
             std::sync::Arc::new(std::sync::RwLock::new(stored_cluster_id.clone()));
-        let network = PeerNetwork::new(cluster_id.clone(), options.peer_credentials.clone())
-            .map_err(StartError::Raft)?;
+        let time = Arc::new(ClusterTime::new(
+            options.node_id,
+            options.clock.clone(),
+            options.max_clock_offset,
+        ));
+        let stamp_clock: Arc<dyn Clock> = time.clone();
+        let network = PeerNetwork::new(
+            cluster_id.clone(),
+            options.peer_credentials.clone(),
+            time.clone(),
+        )
+        .map_err(StartError::Raft)?;
         let raft = Raft::new(
             options.node_id,
             config,
@@ -370,7 +387,7 @@ impl Node {
             tokio::spawn(writer::run(
                 raft.clone(),
                 network.clone(),
-                options.clock.clone(),
+                stamp_clock.clone(),
                 options.limits,
                 WriterOptions {
                     max_ops: options.max_batch_ops,
@@ -384,6 +401,8 @@ impl Node {
             tokio::spawn(reader::run(
                 raft.clone(),
                 network.clone(),
+                time.clone(),
+                shared.clone(),
                 options.read_timeout,
                 read_rx,
             )),
@@ -403,14 +422,14 @@ impl Node {
             tokio::spawn(purge_loop(
                 raft.clone(),
                 shared.clone(),
-                options.clock.clone(),
+                stamp_clock.clone(),
                 options.limits,
                 options.purge_interval,
                 options.commit_timeout,
             )),
         ];
 
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 node_id: options.node_id,
                 cluster_id,
@@ -423,7 +442,8 @@ impl Node {
                 shared,
                 writes,
                 reads,
-                clock: options.clock,
+                time,
+                clock: stamp_clock,
                 limits: options.limits,
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
@@ -431,7 +451,45 @@ impl Node {
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
-        })
+        };
+        let watch = tokio::spawn(clock_watch(Arc::downgrade(&node.inner)));
+        node.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(watch);
+        Ok(node)
+    }
+
+    /// This node's cluster time and clock offsets (see [`crate::cluster_time`]).
+    pub fn time(&self) -> &ClusterTime {
+        &self.inner.time
+    }
+
+    /// Where this node's clock stands against its peers' now (for `/status`).
+    pub fn clock_verdict(&self) -> crate::cluster_time::Verdict {
+        let (voters, leader) = {
+            let metrics = self.inner.raft.server_metrics();
+            let m = metrics.borrow();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (voters, m.current_leader)
+        };
+        self.inner.time.verdict(&voters, leader)
+    }
+
+    /// On the leader, before a read-index round for a follower: the cluster time the round
+    /// confirms (see `reader`).
+    pub(crate) fn begin_leader_read(&self) -> u64 {
+        let high_water = self.inner.shared.read().state.high_water();
+        self.inner.time.begin_read(high_water, true)
+    }
+
+    /// `Err(Unavailable)` while this node's clock is out of bounds.
+    fn check_clock(&self) -> Result<(), NodeError> {
+        match self.inner.time.refusal() {
+            Some(reason) => Err(NodeError::Unavailable(reason)),
+            None => Ok(()),
+        }
     }
 
     /// This node's cluster id (`None` while waiting to join).
@@ -696,6 +754,7 @@ impl Node {
     }
 
     async fn write(&self, op: Op) -> Result<Stored, NodeError> {
+        self.check_clock()?;
         // Deletions are accepted on a full disk: they are what lets space be reclaimed.
         if matches!(op, Op::Store(_)) {
             self.check_disk()?;
@@ -719,6 +778,7 @@ impl Node {
         if let Some(reason) = writer::quorum_lost(&self.inner.raft, self.inner.election_max) {
             return Err(NodeError::NoQuorum(reason));
         }
+        self.check_clock()?;
         if ops.iter().any(|op| matches!(op, Op::Store(_))) {
             self.check_disk()?;
         }
@@ -757,16 +817,19 @@ impl Node {
 
     /// Reads an item linearizably: the answer reflects every store acknowledged before the
     /// call. Expired items are absent.
+    /// The time the read uses is cluster time (see [`crate::cluster_time`]): once a fetch on
+    /// any node has found an item expired, no later fetch on any node finds it.
     pub async fn fetch(&self, id: &ItemId) -> Result<Option<Item>, NodeError> {
         self.linearize().await?;
         let applied = self.inner.shared.read();
-        let now = self.inner.clock.now().max(applied.state.high_water());
+        let now = self.inner.time.read_time(applied.state.high_water());
         Ok(applied.state.get(id, now).cloned())
     }
 
     /// Waits until this node may answer linearizably (one shared read-index round, see
     /// `reader`).
     async fn linearize(&self) -> Result<(), NodeError> {
+        self.check_clock()?;
         let (waiter, ready) = oneshot::channel();
         self.inner
             .reads
@@ -788,7 +851,7 @@ impl Node {
     ) -> Result<(Vec<(Key, Item)>, bool), NodeError> {
         self.linearize().await?;
         let applied = self.inner.shared.read();
-        let now = self.inner.clock.now().max(applied.state.high_water());
+        let now = self.inner.time.read_time(applied.state.high_water());
         let mut items: Vec<(Key, Item)> = applied
             .state
             .iter()
@@ -855,6 +918,9 @@ impl Node {
         let m = self.inner.raft.metrics().borrow().clone();
         if let Err(e) = &m.running_state {
             return Err(format!("raft has stopped: {e}"));
+        }
+        if let Some(reason) = self.inner.time.refusal() {
+            return Err(reason);
         }
         match m.state {
             ServerState::Leader => {
@@ -1054,4 +1120,94 @@ async fn purge_loop(
             tracing::debug!(error = %e, "purge proposal failed; will retry");
         }
     }
+}
+
+/// Watches this node's clock against its peers' (every 250 ms): exports the offsets, warns
+/// above half of `max_clock_offset`, and while the node is off from the majority by more than
+/// that, keeps it from leading (no elections, leadership handed over) and from serving (see
+/// `Node::check_clock`), saying so in the log once until it is back within bounds.
+async fn clock_watch(node: std::sync::Weak<Inner>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let out_gauge = metrics::gauge!("statemanager_clock_out_of_bounds");
+    out_gauge.set(0.0);
+    let mut warned = false;
+    let mut out = false;
+    let mut last_hand_over: Option<std::time::Instant> = None;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = node.upgrade() else { return };
+        let node = Node { inner };
+        let time = &node.inner.time;
+        let bound = time.bound();
+        metrics::gauge!("statemanager_clock_max_offset_seconds").set(bound as f64 / 1e6);
+        let (voters, leader, leading) = {
+            let metrics = node.inner.raft.server_metrics();
+            let m = metrics.borrow();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (voters, m.current_leader, m.state == ServerState::Leader)
+        };
+        let verdict = time.verdict(&voters, leader);
+        for (peer, offset) in &verdict.offsets {
+            metrics::gauge!("statemanager_clock_offset_seconds", "peer" => peer.to_string())
+                .set(*offset as f64 / 1e6);
+        }
+        let worst = verdict.worst();
+        if worst > bound / 2 && !warned {
+            warned = true;
+            tracing::warn!(
+                offsets_ms = ?verdict.offsets.iter().map(|(p, o)| (*p, o / 1000)).collect::<Vec<_>>(),
+                max_clock_offset_ms = bound / 1000,
+                "clock offset to a peer is over half of max_clock_offset; check NTP on these nodes (logged once until back under)"
+            );
+        } else if worst <= bound / 2 && warned {
+            warned = false;
+            tracing::info!(
+                worst_ms = worst / 1000,
+                "clock offsets to every peer are back under half of max_clock_offset"
+            );
+        }
+        if verdict.out_of_bounds != out {
+            out = verdict.out_of_bounds;
+            if out {
+                let reason = out_of_bounds_reason(bound, &verdict);
+                tracing::error!("{reason}");
+                time.set_out_of_bounds(Some(reason));
+            } else {
+                tracing::info!(
+                    "this node's clock is back within max_clock_offset of the majority: it serves and may lead again"
+                );
+                time.set_out_of_bounds(None);
+            }
+            out_gauge.set(if out { 1.0 } else { 0.0 });
+            node.inner.raft.runtime_config().elect(!out);
+            node.inner.takeover.suppress(out);
+        } else if out {
+            // Keep the reason's figures current.
+            time.set_out_of_bounds(Some(out_of_bounds_reason(bound, &verdict)));
+        }
+        if out && leading && last_hand_over.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_hand_over = Some(std::time::Instant::now());
+            match node.hand_over_leadership().await {
+                Some(to) => tracing::warn!(to, "clock out of bounds: handed leadership over"),
+                None => tracing::warn!("clock out of bounds: no peer took over leadership yet"),
+            }
+        }
+    }
+}
+
+/// What a node whose clock is out of bounds says in its log, `/ready` and refusals.
+fn out_of_bounds_reason(bound: u64, verdict: &crate::cluster_time::Verdict) -> String {
+    format!(
+        "this node's clock is off by more than max_clock_offset ({} ms) from the majority of \
+         the cluster (beyond it from nodes {:?}; peer offsets in ms: {:?}); it does not lead \
+         or serve reads and writes until its clock is corrected",
+        bound / 1000,
+        verdict.beyond,
+        verdict
+            .offsets
+            .iter()
+            .map(|(p, o)| (*p, o / 1000))
+            .collect::<Vec<_>>(),
+    )
 }

@@ -96,15 +96,23 @@ pub(crate) async fn answer_vote(
     answer
 }
 
-/// A read index for a follower: the leader confirms its leadership with a quorum first.
+/// A read index for a follower: the leader confirms its leadership with a quorum first, and
+/// with it a cluster time (see `reader`), which the answer's stamp carries.
 pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
+    if let Some(reason) = node.time().refusal() {
+        return Err(reason);
+    }
+    let t = node.begin_leader_read();
     match tokio::time::timeout(
         std::time::Duration::from_millis(1500),
         node.raft().ensure_linearizable(),
     )
     .await
     {
-        Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
+        Ok(Ok(log_id)) => {
+            node.time().confirm(t);
+            Ok(log_id.map_or(0, |l| l.index))
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("leadership could not be confirmed in time".into()),
     }
@@ -176,6 +184,9 @@ async fn propose(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> R
 async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
     if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
         return refuse(code, m);
+    }
+    if let Some(reason) = node.time().refusal() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
     match node.raft().trigger().elect().await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -6,14 +6,22 @@
 //! queued fetch, runs one `ensure_linearizable`, and releases them all. A fetch that arrives
 //! while a round is in flight waits for the next round, because a round only covers reads that
 //! started before it did.
+//!
+//! Each round also settles the time the reads use (see [`crate::cluster_time`]): on the
+//! leader, `begin_read` before `ensure_linearizable` (whose heartbeats carry it to a quorum)
+//! and `confirm` after; on a follower, the leader's confirmed time arrives with the read
+//! index. A fetch then reads at `ClusterTime::read_time`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster_time::ClusterTime;
 use crate::network::PeerNetwork;
+use crate::state_machine::SharedState;
 use crate::types::TypeConfig;
 use crate::NodeError;
 
@@ -29,10 +37,19 @@ pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
 pub async fn linearize(
     raft: &Raft<TypeConfig>,
     network: &PeerNetwork,
+    time: &ClusterTime,
+    shared: &SharedState,
     timeout: Duration,
 ) -> Result<(), NodeError> {
+    // Only a leader's clock enters cluster time; if this node turns out not to lead, the
+    // round fails and nothing is confirmed.
+    let leader = raft.server_metrics().borrow().state == openraft::ServerState::Leader;
+    let t = time.begin_read(shared.read().state.high_water(), leader);
     match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => {
+            time.confirm(t);
+            Ok(())
+        }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
             let not_leader = NodeError::NotLeader {
                 leader: f.leader_id,
@@ -40,7 +57,7 @@ pub async fn linearize(
             let Some(node) = f.leader_node else {
                 return Err(not_leader);
             };
-            let index = match network.read_index(&node.addr, timeout).await {
+            let index = match network.read_index(&node.addr, f.leader_id, timeout).await {
                 Ok(index) => index,
                 Err(e) => {
                     tracing::debug!(error = %e, "no read index from the leader; forwarding");
@@ -70,6 +87,8 @@ pub async fn linearize(
 pub async fn run(
     raft: Raft<TypeConfig>,
     network: PeerNetwork,
+    time: Arc<ClusterTime>,
+    shared: Arc<SharedState>,
     timeout: Duration,
     mut rx: mpsc::Receiver<ReadWaiter>,
 ) {
@@ -79,7 +98,7 @@ pub async fn run(
         while let Ok(next) = rx.try_recv() {
             waiters.push(next);
         }
-        let result = linearize(&raft, &network, timeout).await;
+        let result = linearize(&raft, &network, &time, &shared, timeout).await;
         for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }

@@ -52,6 +52,8 @@ pub struct Takeover {
     last_leader_contact: Mutex<Instant>,
     /// The highest candidate term a takeover was started for (one takeover per term).
     answered_term: AtomicU64,
+    /// No campaigns at all: this node's clock is out of bounds (see `cluster_time`).
+    suppressed: std::sync::atomic::AtomicBool,
 }
 
 impl Takeover {
@@ -63,7 +65,18 @@ impl Takeover {
             lease,
             last_leader_contact: Mutex::new(Instant::now()),
             answered_term: AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stops (or allows again) every campaign this module would start.
+    pub fn suppress(&self, suppressed: bool) {
+        self.suppressed.store(suppressed, Ordering::SeqCst);
+    }
+
+    /// Whether campaigns are suppressed.
+    pub fn suppressed(&self) -> bool {
+        self.suppressed.load(Ordering::SeqCst)
     }
 
     /// Records an append from a leader this node accepted as current.
@@ -96,7 +109,7 @@ impl Takeover {
     ) -> u64 {
         let theirs = request.vote.leader_id.term;
         let ours = response.vote.leader_id.term;
-        if response.vote_granted {
+        if response.vote_granted || self.suppressed() {
             return 0;
         }
         let ours_longer = response.last_log_id > request.last_log_id;
@@ -203,7 +216,10 @@ pub async fn watchdog(
     loop {
         ticker.tick().await;
         let silent = takeover.silent_for();
-        if silent <= limit || last_campaign.is_some_and(|t| t.elapsed() < election_max) {
+        if takeover.suppressed()
+            || silent <= limit
+            || last_campaign.is_some_and(|t| t.elapsed() < election_max)
+        {
             continue;
         }
         let due = {

@@ -43,8 +43,8 @@ pub struct WriterOptions {
     pub quorum_timeout: Duration,
 }
 
-/// The peer address of the leader, when a leader other than this node is known.
-fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<String> {
+/// The id and peer address of the leader, when a leader other than this node is known.
+fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<(crate::types::NodeId, String)> {
     // Server metrics change only with the role, leader or membership; read in place.
     let server = raft.server_metrics();
     let m = server.borrow();
@@ -55,7 +55,7 @@ fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<String> {
     m.membership_config
         .membership()
         .get_node(&leader)
-        .map(|n| n.addr.clone())
+        .map(|n| (leader, n.addr.clone()))
 }
 
 /// `Some(reason)` when this node leads a multi-voter cluster but has not heard from a quorum
@@ -188,13 +188,13 @@ pub async fn run(
         }
         // On a follower that knows its leader, the whole batch goes to the leader in one peer
         // RPC (instead of one forwarded HTTP request per store).
-        if let Some(addr) = remote_leader_addr(&raft) {
+        if let Some((leader, addr)) = remote_leader_addr(&raft) {
             let network = network.clone();
             let timeout = options.commit_timeout + Duration::from_millis(300);
             metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let result = network.propose(&addr, &ops, timeout).await;
+                let result = network.propose(&addr, Some(leader), &ops, timeout).await;
                 metrics::histogram!("statemanager_batch_forward_seconds")
                     .record(started.elapsed().as_secs_f64());
                 match result {

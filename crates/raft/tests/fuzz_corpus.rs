@@ -14,8 +14,9 @@ use serde::Serialize;
 use statemanager_core::{
     Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
 };
+use statemanager_raft::cluster_time::{AnswerStamp, CallStamp};
 use statemanager_raft::fuzzing::peer_decode;
-use statemanager_raft::peer_stream::server::{decode_call, split_request};
+use statemanager_raft::peer_stream::server::{decode_call, split_request, split_stamp};
 use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, REFUSED, VERSION};
 use statemanager_raft::types::{Entry, SharedBatch};
 use statemanager_raft::{NodeError, TypeConfig};
@@ -35,14 +36,34 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap()
 }
 
-/// A request frame as `StreamPool::call` sends it: `[kind][cluster id][request]`.
+/// A request frame as `StreamPool::call` sends it: `[kind][cluster id][stamp][request]`.
 fn request<T: Serialize>(kind: Kind, body: &T) -> Vec<u8> {
     let cluster_id = Some("c0ffee00-1234-4abc-8def-000000000001".to_string());
-    frame(&[&[kind as u8][..], &encode(&cluster_id), &encode(body)].concat())
+    let stamp = CallStamp {
+        from: 1,
+        seen: 1_796_083_200_000_000,
+        confirmed: 1_796_083_199_900_000,
+        offsets: vec![(2, 1_500), (3, -300_000)],
+    };
+    frame(
+        &[
+            &[kind as u8][..],
+            &encode(&cluster_id),
+            &encode(&stamp),
+            &encode(body),
+        ]
+        .concat(),
+    )
 }
 
 fn answer<T: Serialize>(value: &T) -> Vec<u8> {
-    frame(&[&[ANSWERED][..], &encode(value)].concat())
+    let stamp = AnswerStamp {
+        received_at: 1_796_083_200_001_000,
+        sent_at: 1_796_083_200_001_500,
+        seen: 1_796_083_200_000_000,
+        confirmed: 1_796_083_199_900_000,
+    };
+    frame(&[&[ANSWERED][..], &encode(&stamp), &encode(value)].concat())
 }
 
 fn hello(version: u32) -> Vec<u8> {
@@ -124,6 +145,7 @@ fn peer_decode_seeds() {
     for frame in &requests {
         let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
         assert!(cluster_id.is_some());
+        let (_, body) = split_stamp(body).unwrap();
         decode_call(kind, body).unwrap();
     }
     let stream = [&[hello(VERSION)][..], &requests].concat().concat();

@@ -23,8 +23,10 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use crate::cluster_time::{AnswerStamp, ClusterTime};
 use crate::network::{cluster_id_of, ClusterId, PeerCredentials, PeerTls, PEER_POOL_IDLE};
 use crate::peer_server::MAX_PEER_BODY;
+use crate::types::NodeId;
 
 /// Time allowed to open a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -84,6 +86,7 @@ pub struct StreamPool {
     generation: AtomicU64,
     authorization: Option<String>,
     cluster_id: ClusterId,
+    time: Arc<ClusterTime>,
 }
 
 impl std::fmt::Debug for StreamPool {
@@ -135,8 +138,12 @@ fn disturbed(conn: &mut Conn) -> bool {
 
 impl StreamPool {
     /// A pool presenting `credentials` (the secret in each hello, the node's certificate
-    /// under `peer_tls`) and this node's cluster id with each call.
-    pub fn new(cluster_id: ClusterId, credentials: &PeerCredentials) -> Result<Self, String> {
+    /// under `peer_tls`) and this node's cluster id and cluster time (`time`) with each call.
+    pub fn new(
+        cluster_id: ClusterId,
+        credentials: &PeerCredentials,
+        time: Arc<ClusterTime>,
+    ) -> Result<Self, String> {
         let tls = credentials.tls.as_ref().map(client_config).transpose()?;
         Ok(StreamPool {
             idle: Mutex::new(HashMap::new()),
@@ -149,6 +156,7 @@ impl StreamPool {
                 .as_ref()
                 .map(|s| s.header_value().to_string()),
             cluster_id,
+            time,
         })
     }
 
@@ -285,11 +293,17 @@ impl StreamPool {
         }
     }
 
-    /// Calls `kind` with `request` on the peer at `addr`; the answer's postcard bytes, or why
-    /// there are none. The whole call (connecting included) is bounded by `timeout`.
+    /// Calls `kind` with `request` on the peer at `addr` (node `peer`, when known: the clock
+    /// sample of the call is filed under it); the answer's postcard bytes, or why there are
+    /// none. The whole call (connecting included) is bounded by `timeout`.
+    ///
+    /// The request carries this node's [`crate::cluster_time::CallStamp`] after the cluster
+    /// id; the answer carries the peer's [`AnswerStamp`] before the answer, which is taken in
+    /// here (cluster time, and one NTP sample of the peer's clock).
     pub async fn call<R: Serialize>(
         &self,
         addr: &str,
+        peer: Option<NodeId>,
         kind: Kind,
         request: &R,
         timeout: Duration,
@@ -298,22 +312,29 @@ impl StreamPool {
         frame.extend(&[kind as u8]);
         frame
             .encode(&cluster_id_of(&self.cluster_id))
+            .and_then(|_| frame.encode(&self.time.call_stamp()))
             .and_then(|_| frame.encode(request))
             .map_err(|e| CallError::NotSent(format!("cannot encode the request: {e}")))?;
         let frame = frame
             .finish()
             .ok_or_else(|| CallError::NotSent("request too large".into()))?;
         let deadline = tokio::time::Instant::now() + timeout;
-        self.send(addr, &frame, deadline).await
+        let (body, t0) = self.send(addr, &frame, deadline).await?;
+        let t3 = self.time.wall();
+        let (stamp, answer) = split_answer(&body)
+            .map_err(|e| CallError::Lost(format!("malformed answer from {addr}: {e}")))?;
+        self.time.on_answer(peer, t0, &stamp, t3);
+        Ok(answer.to_vec())
     }
 
-    /// Sends a finished request frame and reads its answer (see [`StreamPool::call`]).
+    /// Sends a finished request frame and reads its answer (see [`StreamPool::call`]), with
+    /// this node's clock when the frame was written.
     async fn send(
         &self,
         addr: &str,
         frame: &[u8],
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<u8>, CallError> {
+    ) -> Result<(Vec<u8>, u64), CallError> {
         // A pooled connection the peer has just closed fails on write, before the peer could
         // read the request: one more try on a new connection is safe.
         for reused in [true, false] {
@@ -334,6 +355,7 @@ impl StreamPool {
                     }
                 },
             };
+            let t0 = self.time.wall();
             match tokio::time::timeout_at(deadline, frame::write(&mut conn, frame)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) if was_pooled => continue,
@@ -352,7 +374,7 @@ impl StreamPool {
                 Err(_) => return Err(CallError::Lost(format!("no answer from {addr} in time"))),
             };
             self.put_idle(addr, conn, generation);
-            return open_answer(&answer, addr);
+            return open_answer(&answer, addr).map(|body| (body, t0));
         }
         Err(CallError::NotSent(format!("no connection to {addr}")))
     }
@@ -368,6 +390,11 @@ pub fn open_answer(answer: &[u8], addr: &str) -> Result<Vec<u8>, CallError> {
         )),
         _ => Err(CallError::Lost(format!("malformed answer from {addr}"))),
     }
+}
+
+/// Splits an answered body (protocol version 2) into the peer's clock stamp and the answer.
+pub fn split_answer(body: &[u8]) -> Result<(AnswerStamp, &[u8]), postcard::Error> {
+    postcard::take_from_bytes::<AnswerStamp>(body)
 }
 
 /// Decodes the answer to a hello: `Ok` when the peer admitted this node.
@@ -441,6 +468,7 @@ mod tests {
                         }
                         let mut f = FrameBuf::with_capacity(16);
                         f.extend(&[ANSWERED]);
+                        f.encode(&AnswerStamp::default()).unwrap();
                         f.encode(&(n as u64)).unwrap();
                         frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
                     }
@@ -451,11 +479,18 @@ mod tests {
     }
 
     fn pool() -> StreamPool {
-        StreamPool::new(Arc::new(RwLock::new(None)), &PeerCredentials::default()).unwrap()
+        let clock = Arc::new(statemanager_core::ManualClock::default());
+        let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
+        StreamPool::new(
+            Arc::new(RwLock::new(None)),
+            &PeerCredentials::default(),
+            time,
+        )
+        .unwrap()
     }
 
     async fn call(pool: &StreamPool, addr: &str) -> Result<u64, CallError> {
-        pool.call(addr, Kind::ReadIndex, &(), Duration::from_secs(5))
+        pool.call(addr, Some(2), Kind::ReadIndex, &(), Duration::from_secs(5))
             .await
             .map(|body| postcard::from_bytes(&body).unwrap())
     }

@@ -16,10 +16,18 @@
 //!   "SMRPC1\r\n" (the preface: no HTTP request starts like this)
 //!   frame: Hello { version, authorization }  ─▶  version, cluster secret (constant time)
 //!                                            ◀─  frame: Result<(), String> (Err: closed)
-//!   frame: [kind u8][cluster id: Option<String>][postcard request]
-//!                                            ◀─  frame: [0][postcard answer] or [1][refusal]
+//!   frame: [kind u8][cluster id: Option<String>][CallStamp][postcard request]
+//!                                            ◀─  frame: [0][AnswerStamp][postcard answer]
+//!                                                or [1][refusal]
 //!   … one call at a time per connection, for as long as both keep it
 //! ```
+//!
+//! The stamps (version 2, see [`crate::cluster_time`]) carry cluster time and the clock
+//! readings the NTP-style offset estimate needs. A version 1 hello is still accepted: on
+//! such a connection calls and answers have no stamps (as before), and the peer's clock is
+//! simply not measured. This node always speaks version 2, so a version 1 node cannot be
+//! called by it over the stream (mixed versions are not supported; see
+//! `docs/operations.md`).
 //!
 //! A frame is a `u32` little-endian length and that many bytes (see [`frame`]). Answers are
 //! exactly the bodies the HTTP routes of `peer_server` answer (`/raft/append`, `/raft/vote`,
@@ -35,8 +43,10 @@ use serde::{Deserialize, Serialize};
 
 /// The first bytes of a stream connection.
 pub const PREFACE: &[u8; 8] = b"SMRPC1\r\n";
-/// The stream protocol version, sent in [`Hello`].
-pub const VERSION: u32 = 1;
+/// The stream protocol version, sent in [`Hello`]: 2 adds the clock stamps.
+pub const VERSION: u32 = 2;
+/// The oldest version a server still accepts (calls and answers without stamps).
+pub const MIN_VERSION: u32 = 1;
 /// Largest hello frame accepted (before the peer is authenticated).
 pub const MAX_HELLO: usize = 4096;
 

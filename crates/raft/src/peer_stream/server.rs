@@ -6,7 +6,8 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 
 use super::frame::{self, FrameBuf};
-use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use super::{Hello, Kind, ANSWERED, MAX_HELLO, MIN_VERSION, PREFACE, REFUSED, VERSION};
+use crate::cluster_time::CallStamp;
 use crate::peer_server::{answer_append, answer_read_index, answer_vote, MAX_PEER_BODY};
 use crate::types::{NodeId, TypeConfig};
 use crate::Node;
@@ -28,24 +29,24 @@ fn warn_refused(reason: &str) {
 pub fn read_hello(hello: &[u8]) -> Result<Hello, String> {
     let hello: Hello =
         postcard::from_bytes(hello).map_err(|e| format!("undecodable hello: {e}"))?;
-    if hello.version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&hello.version) {
         return Err(format!(
-            "peer stream version {} is not {VERSION}",
+            "peer stream version {} is not {MIN_VERSION} to {VERSION}",
             hello.version
         ));
     }
     Ok(hello)
 }
 
-/// Whether `hello` may use this node's peer stream: `Err` says why not.
-fn admit(node: &Node, hello: &[u8]) -> Result<(), String> {
+/// Whether `hello` may use this node's peer stream (`Err` says why not); its version.
+fn admit(node: &Node, hello: &[u8]) -> Result<u32, String> {
     let hello = read_hello(hello)?;
     if let Some(secret) = node.peer_secret() {
         if !secret.admits(hello.authorization.as_deref()) {
             return Err("the peer stream needs the cluster secret".into());
         }
     }
-    Ok(())
+    Ok(hello.version)
 }
 
 /// Serves one connection whose first bytes are [`PREFACE`] until the peer closes it (or
@@ -68,7 +69,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let verdict = admit(&node, &hello);
     let mut answer = FrameBuf::with_capacity(64);
-    if answer.encode(&verdict).is_err() {
+    if answer.encode(&verdict.as_ref().map(|_| ())).is_err() {
         return;
     }
     let Some(answer) = answer.finish() else {
@@ -77,10 +78,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if frame::write(&mut conn, &answer).await.is_err() {
         return;
     }
-    if let Err(reason) = verdict {
-        warn_refused(&reason);
-        return;
-    }
+    let stamped = match verdict {
+        Ok(version) => version >= 2,
+        Err(reason) => {
+            warn_refused(&reason);
+            return;
+        }
+    };
     loop {
         // Between calls the node may stop; a call being answered is finished first.
         let next = tokio::select! {
@@ -96,7 +100,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
-        let Some(answer) = call(&node, &request).await.finish() else {
+        let received_at = node.time().wall();
+        let Some(answer) = call(&node, &request, stamped, received_at).await.finish() else {
             return;
         };
         if frame::write(&mut conn, &answer).await.is_err() {
@@ -113,10 +118,16 @@ fn refused(reason: String) -> FrameBuf {
     answer
 }
 
-fn answered<T: serde::Serialize>(value: &T) -> FrameBuf {
+/// An answer: `[ANSWERED]`, the clock stamp when the connection speaks version 2 (`stamp`:
+/// this node's clock when the call arrived), then the value.
+fn answered<T: serde::Serialize>(node: &Node, stamp: Option<u64>, value: &T) -> FrameBuf {
     let mut answer = FrameBuf::with_capacity(256);
     answer.extend(&[ANSWERED]);
-    match answer.encode(value) {
+    let stamped = match stamp {
+        Some(received_at) => answer.encode(&node.time().answer_stamp(received_at)),
+        None => Ok(()),
+    };
+    match stamped.and_then(|_| answer.encode(value)) {
         Ok(()) => answer,
         Err(e) => refused(format!("cannot encode the answer: {e}")),
     }
@@ -149,6 +160,11 @@ pub fn split_request(request: &[u8]) -> Result<(Kind, Option<String>, &[u8]), St
     Ok((kind, cluster_id, body))
 }
 
+/// Splits the clock stamp (protocol version 2) off the body of a request.
+pub fn split_stamp(body: &[u8]) -> Result<(CallStamp, &[u8]), String> {
+    postcard::take_from_bytes::<CallStamp>(body).map_err(|e| format!("undecodable stamp: {e}"))
+}
+
 /// Decodes the request of a call of `kind`.
 pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
     let undecodable = |e: postcard::Error| format!("undecodable {kind:?} request: {e}");
@@ -161,8 +177,9 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
     .map_err(undecodable)
 }
 
-/// Answers one request frame: `[kind][cluster id][postcard request]`.
-async fn call(node: &Node, request: &[u8]) -> FrameBuf {
+/// Answers one request frame: `[kind][cluster id][stamp, when `stamped`][postcard
+/// request]`; `received_at`: this node's clock when it arrived.
+async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> FrameBuf {
     let (kind, cluster_id, body) = match split_request(request) {
         Ok(parts) => parts,
         Err(reason) => return refused(reason),
@@ -171,11 +188,25 @@ async fn call(node: &Node, request: &[u8]) -> FrameBuf {
         tracing::warn!("refused a peer RPC: {reason}");
         return refused(reason);
     }
+    let body = if stamped {
+        match split_stamp(body) {
+            Ok((stamp, body)) => {
+                // Taken before the call is answered: an acknowledged heartbeat means this
+                // node holds the leader's cluster time (see `cluster_time`).
+                node.time().on_call(&stamp, kind == Kind::Append);
+                body
+            }
+            Err(reason) => return refused(reason),
+        }
+    } else {
+        body
+    };
+    let stamp = stamped.then_some(received_at);
     match decode_call(kind, body) {
-        Ok(Call::Append(rpc)) => answered(&answer_append(node, rpc).await),
-        Ok(Call::Vote(rpc)) => answered(&answer_vote(node, rpc).await),
-        Ok(Call::Propose(ops)) => answered(&node.propose_forwarded(ops).await),
-        Ok(Call::ReadIndex) => answered(&answer_read_index(node).await),
+        Ok(Call::Append(rpc)) => answered(node, stamp, &answer_append(node, rpc).await),
+        Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
+        Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
+        Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
         Err(reason) => refused(reason),
     }
 }
