@@ -75,6 +75,9 @@ pub struct Config {
     pub commit_timeout_ms: u64,
     /// How often the leader looks for expired items to purge, ms.
     pub purge_interval_ms: u64,
+    /// Largest clock offset from the majority of the cluster a node may have and still lead
+    /// and serve, ms.
+    pub max_clock_offset_ms: u64,
     /// Most stores group-committed into one log entry.
     pub max_batch_ops: u64,
     /// The ephemeral cache's size bound, in bytes.
@@ -150,6 +153,7 @@ impl Default for Config {
             election_timeout_max_ms: 800,
             commit_timeout_ms: 1500,
             purge_interval_ms: 1000,
+            max_clock_offset_ms: 500,
             max_batch_ops: 1024,
             max_cache_size: 1 << 30,
             cache_max_item_size: 1 << 20,
@@ -222,6 +226,7 @@ pub const KEYS: &[&str] = &[
     "election_timeout_max_ms",
     "commit_timeout_ms",
     "purge_interval_ms",
+    "max_clock_offset_ms",
     "max_batch_ops",
     "max_cache_size",
     "max_item_size",
@@ -378,6 +383,7 @@ impl Config {
             }
             "commit_timeout_ms" => self.commit_timeout_ms = in_range(as_u64(v)?, 100, 600_000)?,
             "purge_interval_ms" => self.purge_interval_ms = in_range(as_u64(v)?, 10, 3_600_000)?,
+            "max_clock_offset_ms" => self.max_clock_offset_ms = in_range(as_u64(v)?, 1, 3_600_000)?,
             "max_batch_ops" => self.max_batch_ops = in_range(as_u64(v)?, 1, 65_536)?,
             "max_cache_size" => {
                 self.max_cache_size = match as_size(v)? {

@@ -199,6 +199,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     options.commit_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.read_timeout = Duration::from_millis(config.commit_timeout_ms);
     options.purge_interval = Duration::from_millis(config.purge_interval_ms);
+    options.max_clock_offset = Duration::from_millis(config.max_clock_offset_ms);
     options.max_batch_ops = config.max_batch_ops as usize;
     let node = Node::start(options)
         .await

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use common::{get_json, get_text, post, Cluster};
 use serde_json::json;
+use statemanager_raft::cluster_time::CallStamp;
+use statemanager_raft::peer_stream::client::split_answer;
 use statemanager_raft::peer_stream::frame::{self, FrameBuf};
 use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, PREFACE, REFUSED, VERSION};
 use tokio::io::AsyncReadExt;
@@ -48,17 +50,24 @@ async fn assert_closed(conn: &mut TcpStream) {
     assert_eq!(n, 0, "the connection must be closed");
 }
 
-/// One call; the answer's status byte and body.
+/// One call (version 2: with a clock stamp); the answer's status byte and body (its clock
+/// stamp taken off).
 async fn call(conn: &mut TcpStream, kind: Kind, cluster_id: Option<&str>) -> (u8, Vec<u8>) {
     let mut f = FrameBuf::with_capacity(64);
     f.extend(&[kind as u8]);
     f.encode(&cluster_id.map(str::to_string)).unwrap();
+    f.encode(&CallStamp::default()).unwrap();
     f.encode(&()).unwrap();
     frame::write(conn, &f.finish().unwrap()).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(10), frame::read(conn, 1 << 20))
         .await
         .expect("an answer")
         .expect("a frame");
+    if answer[0] == ANSWERED {
+        let (stamp, body) = split_answer(&answer[1..]).expect("an answer stamp");
+        assert!(stamp.sent_at >= stamp.received_at && stamp.received_at > 0);
+        return (ANSWERED, body.to_vec());
+    }
     (answer[0], answer[1..].to_vec())
 }
 

@@ -86,6 +86,15 @@ pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
     let limits = state.node.limits();
     let cache = state.cache.stats();
     let members = state.node.members();
+    let clock = state.node.clock_verdict();
+    let time = state.node.time();
+    let offset_ms = |id: u64| {
+        clock
+            .offsets
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map(|(_, o)| *o as f64 / 1000.0)
+    };
     // Each member's client address, asked over the peer port (bounded; absent if it is down).
     let mut peers = Vec::new();
     for m in &members {
@@ -113,6 +122,8 @@ pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
             "api_addr": api,
             "state": m.state,
             "matched_index": m.matched_index,
+            // The peer's clock minus this node's, as estimated from peer RPCs (null: unknown).
+            "clock_offset_ms": offset_ms(m.id),
         }));
     }
     let leader_api = s.leader.and_then(|id| {
@@ -145,6 +156,12 @@ pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
         "bytes": s.data_bytes,
         "max_items": limits.max_items,
         "oldest_expiry": s.next_expiry.map(|t| t.as_secs_f64()),
+        "clock": {
+            "max_offset_ms": time.bound() / 1000,
+            "out_of_bounds": time.out_of_bounds(),
+            "reason": time.refusal(),
+            "cluster_time": time.floors().1 as f64 / 1_000_000.0,
+        },
     }))
 }
 
