@@ -299,6 +299,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Server>>,
     dirs: Vec<tempfile::TempDir>,
     configs: Vec<String>,
+    /// Extra environment of each node (kept for restarts), e.g. libfaketime's.
+    envs: Vec<Vec<(String, std::ffi::OsString)>>,
 }
 
 impl Cluster {
@@ -310,6 +312,18 @@ impl Cluster {
     /// Like [`Cluster::start`], but calls `prepare(dir, config_path)` for each node after its
     /// configuration is written and before it starts (e.g. to restore a backup into it).
     pub fn start_prepared(n: usize, extra: &str, prepare: &dyn Fn(&Path, &Path)) -> Cluster {
+        Cluster::start_with_envs(n, extra, prepare, vec![Vec::new(); n])
+    }
+
+    /// Like [`Cluster::start_prepared`], with extra environment variables for each node
+    /// (`envs[i]` for node index `i`; kept for its restarts).
+    pub fn start_with_envs(
+        n: usize,
+        extra: &str,
+        prepare: &dyn Fn(&Path, &Path),
+        envs: Vec<Vec<(String, std::ffi::OsString)>>,
+    ) -> Cluster {
+        assert_eq!(envs.len(), n, "one environment per node");
         let ports = free_ports(n);
         let peers: String = ports
             .iter()
@@ -320,6 +334,7 @@ impl Cluster {
             nodes: Vec::new(),
             dirs: Vec::new(),
             configs: Vec::new(),
+            envs,
         };
         for (i, port) in ports.iter().enumerate() {
             let config = format!(
@@ -329,9 +344,8 @@ impl Cluster {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::write(dir.path().join("config.yaml"), &config).expect("write config");
             prepare(dir.path(), &dir.path().join("config.yaml"));
-            cluster
-                .nodes
-                .push(Some(Server::start_in(dir.path(), &config, &[])));
+            let server = cluster.start_node(i, dir.path(), &config);
+            cluster.nodes.push(Some(server));
             cluster.dirs.push(dir);
             cluster.configs.push(config);
         }
@@ -399,6 +413,7 @@ impl Cluster {
             .push(Some(Server::start_in(dir.path(), &config, &[])));
         self.dirs.push(dir);
         self.configs.push(config);
+        self.envs.push(Vec::new());
         format!("127.0.0.1:{port}")
     }
 
@@ -452,8 +467,17 @@ impl Cluster {
     /// Starts node `i` again on its data directory.
     pub fn restart(&mut self, i: usize) {
         self.kill9(i);
-        let s = Server::start_in(self.dirs[i].path(), &self.configs[i], &[]);
+        let s = self.start_node(i, self.dirs[i].path(), &self.configs[i]);
         self.nodes[i] = Some(s);
+    }
+
+    /// Starts node index `i` in `dir` with `config` and its environment.
+    fn start_node(&self, i: usize, dir: &Path, config: &str) -> Server {
+        let env: Vec<(&str, &std::ffi::OsStr)> = self.envs[i]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_os_str()))
+            .collect();
+        Server::start_with_env(dir, config, &[], &env)
     }
 }
 
