@@ -479,7 +479,7 @@ async fn expiry_is_linearizable_and_bounded_with_skewed_clocks_and_leader_kills(
         report.worst_late / 1000
     );
     assert!(
-        report.stores > 100 && report.fetches_found > 100 && report.fetches_404 > 100,
+        report.stores > 100 && report.fetches_found > 100 && report.fetches_404 > 30,
         "too little load to mean anything: {report:?}"
     );
     assert!(
