@@ -262,15 +262,25 @@ impl ClusterTime {
         )
     }
 
+    /// This node's usable estimates: the best fresh sample of each peer, when its round trip
+    /// is at most the bound (so its error, at most half the round trip, is at most half the
+    /// bound). A peer paused or overloaded for longer gives no estimate rather than a wrong
+    /// one.
+    fn own_table(&self, o: &Offsets, now: Instant) -> Table {
+        o.own
+            .iter()
+            .filter_map(|(id, e)| e.estimate(now).map(|s| (*id, s)))
+            .filter(|(_, s)| s.delay <= self.bound)
+            .map(|(id, s)| (id, s.offset))
+            .collect()
+    }
+
     /// What an outgoing call carries.
     pub fn call_stamp(&self) -> CallStamp {
         let now = Instant::now();
         let offsets = {
             let o = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
-            o.own
-                .iter()
-                .filter_map(|(id, e)| e.estimate(now).map(|s| (*id, s.offset)))
-                .collect()
+            self.own_table(&o, now)
         };
         let (seen, confirmed) = self.floors();
         CallStamp {
@@ -340,6 +350,13 @@ impl ClusterTime {
             .and_then(Estimator::last)
     }
 
+    /// Whether `s` shows a clock offset certainly beyond the bound: even at the edge of its
+    /// error (half its round trip) it is over. A slow answer (a paused or overloaded peer)
+    /// proves nothing.
+    pub fn certainly_beyond(&self, s: Sample) -> bool {
+        s.offset.unsigned_abs() > self.bound.saturating_add(s.delay / 2)
+    }
+
     /// Judges this node: as leader from its own estimates; as a follower from its leader's
     /// latest table when it is fresh, else from its own.
     pub fn verdict(&self, voters: &[NodeId], leader: Option<NodeId>) -> Verdict {
@@ -354,11 +371,7 @@ impl ClusterTime {
             _ => None,
         };
         let table = from_leader.unwrap_or_else(|| {
-            let mut table: Vec<(NodeId, i64)> = o
-                .own
-                .iter()
-                .filter_map(|(id, e)| e.estimate(now).map(|s| (*id, s.offset)))
-                .collect();
+            let mut table = self.own_table(&o, now);
             table.push((self.me, 0));
             table
         });
@@ -507,6 +520,29 @@ mod tests {
         call((&ca, &a), (&cb, &b), 2, 1_000, 0);
         let v = b.verdict(&[1, 2, 3], Some(1));
         assert_eq!(v.offsets, vec![(1, -300_000)]);
+    }
+
+    #[test]
+    fn slow_answers_prove_nothing() {
+        let (_, a) = node(1, 1000 * S);
+        // A peer paused for 3 s while our call waited: the sample says +1.5 s, with an error
+        // of up to 1.5 s.
+        let paused = sample(0, 3 * S, 3 * S, 3 * S);
+        assert_eq!(paused.offset, 1_500_000);
+        assert!(!a.certainly_beyond(paused));
+        a.on_answer(
+            Some(2),
+            0,
+            &AnswerStamp {
+                received_at: 3 * S,
+                sent_at: 3 * S,
+                ..AnswerStamp::default()
+            },
+            3 * S,
+        );
+        assert_eq!(a.verdict(&[1, 2, 3], Some(1)).offsets, vec![]);
+        // A quick answer 2 s off is certain.
+        assert!(a.certainly_beyond(sample(0, 2 * S + 1_000, 2 * S + 1_000, 2_000)));
     }
 
     #[test]

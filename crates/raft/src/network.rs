@@ -436,7 +436,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         if answer.vote_granted {
             let bound = self.network.time.bound();
             if let Some(s) = self.network.time.last_sample(self.target) {
-                if s.offset.unsigned_abs() > bound {
+                if self.network.time.certainly_beyond(s) {
                     tracing::info!(
                         voter = self.target,
                         offset_ms = s.offset / 1000,
