@@ -90,6 +90,10 @@ enum Outcome {
     },
     /// 404 to a fetch.
     NotFound,
+    /// A store that certainly did nothing (409, or 503 `no_quorum`/`unavailable`).
+    Refused,
+    /// A store whose outcome is unknown (timeout, lost connection, `commit_timeout`).
+    Unknown,
 }
 
 /// One finished operation, with the real times (µs) it started and ended.
@@ -138,28 +142,34 @@ async fn client(
                 .body(body.to_string())
                 .send()
                 .await;
-            let Ok(r) = r else { continue };
-            if r.status() != 200 {
-                continue; // refused, conflict or unknown outcome: not counted either way
-            }
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            let end = real_micros();
-            let (Some(timestamp), Some(expires_at)) =
-                (micros(&v["timestamp"]), micros(&v["expires_at"]))
-            else {
-                continue;
+            let outcome = match r {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    match (status, v["error"]["code"].as_str()) {
+                        (200, _) => match (micros(&v["timestamp"]), micros(&v["expires_at"])) {
+                            (Some(timestamp), Some(expires_at)) => Outcome::Stored {
+                                timestamp,
+                                expires_at,
+                            },
+                            _ => Outcome::Unknown,
+                        },
+                        (409, _) | (503, Some("no_quorum")) | (503, Some("unavailable")) => {
+                            Outcome::Refused
+                        }
+                        _ => Outcome::Unknown,
+                    }
+                }
+                Err(_) => Outcome::Unknown,
             };
             history.lock().unwrap().push(Op {
                 node,
                 key,
                 start,
-                end,
+                end: real_micros(),
                 data: Some(data),
                 client_ts,
-                outcome: Outcome::Stored {
-                    timestamp,
-                    expires_at,
-                },
+                outcome,
             });
         } else {
             let r = http
@@ -210,6 +220,9 @@ struct Report {
     reappeared: Vec<String>,
     served_late: Vec<String>,
     lost: Vec<String>,
+    /// Fetches checked for a lost store (after an acknowledged store, with no other store of
+    /// the key overlapping, well before its expiry).
+    lost_checked: usize,
     restamped: Vec<String>,
     /// The latest any item was served after its `expires_at`, µs (negative: before it).
     worst_late: i64,
@@ -291,17 +304,29 @@ fn check(history: &[Op], bound: u64) -> Report {
                 }
             }
             // Not lost: every fetch that starts after the acknowledgement and ends well before
-            // the expiry (cluster time may run ahead of real time by up to the bound) sees it
-            // or a newer version.
+            // the expiry (cluster time may run ahead of real time by up to the bound) sees it,
+            // unless another store of the key that may have happened overlaps (a newer
+            // version with a shorter TTL may replace it and expire first).
             for op in &ops {
                 if op.start <= store.end || op.end + bound >= *expires_at {
                     continue;
                 }
+                let overlapped = ops.iter().any(|other| {
+                    other.data.is_some()
+                        && other.data.as_deref() != Some(*data)
+                        && !matches!(other.outcome, Outcome::Refused)
+                        && other.start < op.end
+                        && other.end > store.start
+                });
+                if overlapped {
+                    continue;
+                }
                 let seen = match &op.outcome {
-                    Outcome::Found { timestamp: t, .. } => *t >= *timestamp,
+                    Outcome::Found { timestamp: t, .. } => *t == *timestamp,
                     Outcome::NotFound => false,
-                    Outcome::Stored { .. } => continue,
+                    _ => continue,
                 };
+                report.lost_checked += 1;
                 if !seen {
                     report.lost.push(format!(
                         "{key}: {data} (acknowledged at {}, expires {expires_at}) not seen by node {} at {}: {:?}",
@@ -470,16 +495,21 @@ async fn expiry_is_linearizable_and_bounded_with_skewed_clocks_and_leader_kills(
     let report = check(&history, bound_ms * 1000);
     eprintln!(
         "clock skew run: {} ops ({} acknowledged stores, {} fetches found, {} fetches 404); \
-         leadership (killed → leader) {:?}; latest serve after expiry {} ms (bound {bound_ms} ms)",
+         {} fetches checked for lost stores; leadership (killed → leader) {:?}; latest serve \
+         after expiry {} ms (bound {bound_ms} ms)",
         history.len(),
         report.stores,
         report.fetches_found,
         report.fetches_404,
+        report.lost_checked,
         leaders,
         report.worst_late / 1000
     );
     assert!(
-        report.stores > 100 && report.fetches_found > 100 && report.fetches_404 > 30,
+        report.stores > 100
+            && report.fetches_found > 100
+            && report.fetches_404 > 30
+            && report.lost_checked > 30,
         "too little load to mean anything: {report:?}"
     );
     assert!(
