@@ -52,6 +52,17 @@ fn skewed(offset: f64) -> Vec<(String, OsString)> {
     ]
 }
 
+/// The environment that runs a node off the real clock by the offset written in `file`
+/// (seconds, e.g. `+2`), read again on every clock read, so a test can fix the clock.
+fn skewed_by_file(file: &std::path::Path) -> Vec<(String, OsString)> {
+    vec![
+        ("LD_PRELOAD".into(), libfaketime().into()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.into()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ]
+}
+
 fn real_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -540,13 +551,14 @@ async fn expiry_is_linearizable_and_bounded_with_skewed_clocks_and_leader_kills(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_beyond_the_bound_is_reported_does_not_lead_and_the_others_serve() {
-    // Node 3 is 2 s ahead; the bound is the default 500 ms.
-    let offsets = [0.0, 0.0, 2.0];
+    // Node 3 is 2 s ahead (until the test fixes its clock); the bound is the default 500 ms.
+    let offset_file = tempfile::NamedTempFile::new().expect("offset file");
+    std::fs::write(offset_file.path(), "+2\n").expect("write offset");
     let cluster = Cluster::start_with_envs(
         3,
         "",
         &|_, _| {},
-        offsets.iter().map(|o| skewed(*o)).collect(),
+        vec![skewed(0.0), skewed(0.0), skewed_by_file(offset_file.path())],
     );
     let http = reqwest::Client::new();
     let bad = 2usize;
@@ -650,6 +662,49 @@ async fn a_node_beyond_the_bound_is_reported_does_not_lead_and_the_others_serve(
     }
     // It said so once in its log (not once per check).
     let log = cluster.node(bad).log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("off by more than max_clock_offset"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+
+    // Its clock is fixed: without a restart it is back within bounds, says so, is ready and
+    // serves; the error was still logged only once.
+    std::fs::write(offset_file.path(), "+0\n").expect("write offset");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(cluster.node(bad).url("/ready"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if ready == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 is not ready after its clock was fixed:\n{}",
+            cluster.node(bad).log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, v) = post(
+        &http,
+        &cluster.node(bad).url("/fetch_data"),
+        json!({"namespace": "skew", "key": "k0-0"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let metrics = get_text(&http, &cluster.node(bad).url("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "statemanager_clock_out_of_bounds 0"),
+        "{metrics}"
+    );
+    let log = cluster.node(bad).log();
+    assert!(log.contains("back within max_clock_offset"), "{log}");
     let said = log
         .lines()
         .filter(|l| l.contains("off by more than max_clock_offset"))
