@@ -8,7 +8,8 @@
 //!   clock), that no acknowledged store is lost, and that a correct client timestamp is never
 //!   rewritten to more than the bound before it.
 //! - One node beyond the bound: it is reported (metric, `/status`, log), does not lead, is
-//!   not ready, refuses reads and writes, and the other two keep serving.
+//!   not ready, refuses reads and writes, and the other two keep serving; once its clock is
+//!   fixed it serves again. A leader whose clock jumps beyond the bound steps down.
 //!
 //! Nothing is skipped: without libfaketime the tests fail and say how to install it.
 
@@ -710,4 +711,75 @@ async fn a_node_beyond_the_bound_is_reported_does_not_lead_and_the_others_serve(
         .filter(|l| l.contains("off by more than max_clock_offset"))
         .count();
     assert_eq!(said, 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_clock_jumps_beyond_the_bound_steps_down() {
+    // Every node's offset comes from a file, all on time at first.
+    let files: Vec<tempfile::NamedTempFile> = (0..3)
+        .map(|_| {
+            let f = tempfile::NamedTempFile::new().expect("offset file");
+            std::fs::write(f.path(), "+0\n").expect("write offset");
+            f
+        })
+        .collect();
+    let cluster = Cluster::start_with_envs(
+        3,
+        "",
+        &|_, _| {},
+        files.iter().map(|f| skewed_by_file(f.path())).collect(),
+    );
+    let http = reqwest::Client::new();
+    let old = wait_leader(&cluster, &http, Duration::from_secs(30)).await;
+    let (code, v) = post(
+        &http,
+        &cluster.node(old).url("/store_data"),
+        json!({"namespace": "skew", "key": "before", "data": "v", "ttl": 600}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+
+    // The leader's clock jumps 3 s ahead: it hands leadership over, one of the others leads,
+    // and the old leader is not ready and refuses requests.
+    std::fs::write(files[old].path(), "+3\n").expect("write offset");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        if let Some(i) = leader_id(&cluster, &http).await {
+            if i != old {
+                break i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader with the bad clock did not step down:\n{}",
+            cluster.node(old).log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = cluster.node(old).log();
+    assert!(log.contains("off by more than max_clock_offset"), "{log}");
+    assert!(
+        log.contains("clock out of bounds: handed leadership over"),
+        "{log}"
+    );
+    let ready = http
+        .get(cluster.node(old).url("/ready"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(ready, 503);
+    // The new leader serves what was stored, and the old one never leads meanwhile.
+    for _ in 0..20 {
+        let (code, v) = post(
+            &http,
+            &cluster.node(new).url("/fetch_data"),
+            json!({"namespace": "skew", "key": "before"}),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        let status = get_json(&http, &cluster.node(old).url("/status")).await;
+        assert_ne!(status["role"], "leader", "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
