@@ -142,13 +142,19 @@ mod tests {
         let mut kept = std::fs::File::create(root.join("d/kept")).unwrap();
         kept.write_all(b"durable").unwrap();
         kept.sync_data().unwrap();
-        std::fs::File::open(root.join("d")).unwrap().sync_all().unwrap();
+        std::fs::File::open(root.join("d"))
+            .unwrap()
+            .sync_all()
+            .unwrap();
         kept.write_all(b" and not").unwrap();
         let mut lost = std::fs::File::create(root.join("d/lost")).unwrap();
         lost.write_all(b"never synced name").unwrap();
         lost.sync_all().unwrap();
         let counters = mount.counters();
-        assert!(counters.file_syncs >= 2 && counters.dir_syncs >= 2, "{counters:?}");
+        assert!(
+            counters.file_syncs >= 2 && counters.dir_syncs >= 2,
+            "{counters:?}"
+        );
 
         let report = mount.cut_strict();
         assert!(report.inodes_lost >= 1, "{report:?}");

@@ -215,7 +215,10 @@ impl Model {
     pub fn new() -> Model {
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, (Node::Dir(Dir::default()), 0o755));
-        Model { nodes, next: ROOT + 1 }
+        Model {
+            nodes,
+            next: ROOT + 1,
+        }
     }
 
     fn dir(&self, ino: Ino) -> Result<&Dir, FsError> {
@@ -286,14 +289,22 @@ impl Model {
             .collect())
     }
 
-    fn insert(&mut self, parent: Ino, name: &OsStr, node: Node, mode: u16) -> Result<Attr, FsError> {
+    fn insert(
+        &mut self,
+        parent: Ino,
+        name: &OsStr,
+        node: Node,
+        mode: u16,
+    ) -> Result<Attr, FsError> {
         if self.dir(parent)?.entries.contains_key(name) {
             return Err(FsError::Exists);
         }
         let ino = self.next;
         self.next += 1;
         self.nodes.insert(ino, (node, mode));
-        self.dir_mut(parent)?.entries.insert(name.to_os_string(), ino);
+        self.dir_mut(parent)?
+            .entries
+            .insert(name.to_os_string(), ino);
         self.attr(ino)
     }
 
@@ -309,7 +320,11 @@ impl Model {
 
     /// Removes the file `name` (the inode lives on while a durable name still reaches it).
     pub fn unlink(&mut self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
-        let ino = *self.dir(parent)?.entries.get(name).ok_or(FsError::NotFound)?;
+        let ino = *self
+            .dir(parent)?
+            .entries
+            .get(name)
+            .ok_or(FsError::NotFound)?;
         if matches!(self.nodes.get(&ino), Some((Node::Dir(_), _))) {
             return Err(FsError::IsDir);
         }
@@ -319,7 +334,11 @@ impl Model {
 
     /// Removes the empty directory `name`.
     pub fn rmdir(&mut self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
-        let ino = *self.dir(parent)?.entries.get(name).ok_or(FsError::NotFound)?;
+        let ino = *self
+            .dir(parent)?
+            .entries
+            .get(name)
+            .ok_or(FsError::NotFound)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(FsError::NotEmpty);
         }
@@ -344,7 +363,10 @@ impl Model {
             if no_replace {
                 return Err(FsError::Exists);
             }
-            match (&self.nodes[&ino].0, &self.nodes.get(&there).ok_or(FsError::NotFound)?.0) {
+            match (
+                &self.nodes[&ino].0,
+                &self.nodes.get(&there).ok_or(FsError::NotFound)?.0,
+            ) {
                 (Node::File(_), Node::Dir(_)) => return Err(FsError::IsDir),
                 (Node::Dir(_), Node::File(_)) => return Err(FsError::NotDir),
                 (Node::Dir(_), Node::Dir(d)) if !d.entries.is_empty() => {
@@ -354,7 +376,9 @@ impl Model {
             }
         }
         self.dir_mut(from)?.entries.remove(name);
-        self.dir_mut(to)?.entries.insert(new_name.to_os_string(), ino);
+        self.dir_mut(to)?
+            .entries
+            .insert(new_name.to_os_string(), ino);
         Ok(())
     }
 
@@ -521,7 +545,9 @@ mod tests {
         m.sync(d).unwrap();
         m.sync(ROOT).unwrap();
         strict_cut(&mut m);
-        let f = m.lookup(m.lookup(ROOT, os("log")).unwrap().ino, os("seg")).unwrap();
+        let f = m
+            .lookup(m.lookup(ROOT, os("log")).unwrap().ino, os("seg"))
+            .unwrap();
         assert_eq!(m.read(f.ino, 0, 100).unwrap(), b"records");
     }
 
@@ -535,7 +561,8 @@ mod tests {
         let tmp = m.create(ROOT, os("meta.tmp"), 0o644).unwrap().ino;
         m.write(tmp, 0, b"new").unwrap();
         m.sync(tmp).unwrap();
-        m.rename(ROOT, os("meta.tmp"), ROOT, os("meta"), false).unwrap();
+        m.rename(ROOT, os("meta.tmp"), ROOT, os("meta"), false)
+            .unwrap();
         let gone = m.create(ROOT, os("x"), 0o644).unwrap().ino;
         m.sync(gone).unwrap();
         m.sync(ROOT).unwrap();
@@ -558,7 +585,9 @@ mod tests {
             (m, f)
         };
         let (mut m, f) = build();
-        m.file_mut(f).unwrap().cut(Outcome::Zeroed, &mut Rng::new(3));
+        m.file_mut(f)
+            .unwrap()
+            .cut(Outcome::Zeroed, &mut Rng::new(3));
         assert_eq!(m.read(f, 0, 100).unwrap(), vec![0u8; 8]);
         let (mut m, f) = build();
         m.file_mut(f).unwrap().cut(Outcome::Lost, &mut Rng::new(3));
@@ -569,12 +598,17 @@ mod tests {
         let mut lengths = std::collections::BTreeSet::new();
         for seed in 0..64 {
             let (mut m, f) = build();
-            m.file_mut(f).unwrap().cut(Outcome::Torn, &mut Rng::new(seed));
+            m.file_mut(f)
+                .unwrap()
+                .cut(Outcome::Torn, &mut Rng::new(seed));
             let got = m.read(f, 0, 100).unwrap();
             assert!(got.iter().all(|b| *b == b'A'));
             lengths.insert(got.len());
         }
-        assert!(lengths.len() > 3, "torn writes end at different bytes: {lengths:?}");
+        assert!(
+            lengths.len() > 3,
+            "torn writes end at different bytes: {lengths:?}"
+        );
     }
 
     #[test]
@@ -596,7 +630,10 @@ mod tests {
         let build = || {
             let mut m = Model::new();
             for i in 0..20 {
-                let f = m.create(ROOT, OsStr::new(&format!("f{i}")), 0o644).unwrap().ino;
+                let f = m
+                    .create(ROOT, OsStr::new(&format!("f{i}")), 0o644)
+                    .unwrap()
+                    .ino;
                 m.write(f, 0, &[i as u8; 100]).unwrap();
                 if i % 3 == 0 {
                     m.sync(f).unwrap();

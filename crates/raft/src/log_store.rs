@@ -3,8 +3,12 @@
 //! Entries are postcard-encoded; the engine's WAL frames each with a CRC. `append` runs the fsync
 //! on a blocking thread and only then tells openraft the entries are flushed: a write is never
 //! acknowledged before it is durable. The vote is durable before `save_vote` returns. The
-//! committed index is written without its own fsync: it is only a hint for re-applying on
-//! restart, and the next append's fsync (one journal for everything) makes it durable anyway.
+//! committed index is written in place without an fsync (it changes on every commit): it is
+//! only a hint for re-applying on restart, so after a power cut it may be missing, empty,
+//! zeroed, torn, old, or even ahead of what the log kept (a follower learns a commit index
+//! before its own append is flushed). [`LogStore::read_committed`] takes it only when it names
+//! an entry the log holds (or one already compacted away) and otherwise logs why and starts
+//! without it: the leader commits those entries again.
 //! The newest entries are also kept in an [`EntryCache`], which answers the reads openraft
 //! makes right after an append (apply, replication) without touching the WAL.
 
@@ -121,6 +125,33 @@ impl LogStore {
         }
     }
 
+    /// The committed-index hint, if it is readable and names an entry the log holds or has
+    /// purged; otherwise `None`, with a warning saying why (see the module docs). It is read
+    /// once, at start-up.
+    fn committed_hint(&self) -> Option<LogId> {
+        let hint = match self.meta::<Option<LogId>>(META_COMMITTED) {
+            Ok(hint) => hint.flatten()?,
+            Err(e) => {
+                tracing::warn!(error = %e, "the commit index hint is unreadable (a power cut while it was written); starting without it, the leader commits again");
+                return None;
+            }
+        };
+        let purged: Option<LogId> = self.meta(META_PURGED).ok().flatten();
+        if purged.is_some_and(|p| hint.index <= p.index) {
+            return Some(hint);
+        }
+        match self.entries(hint.index, hint.index + 1) {
+            Ok(found) if found.first().map(|e| *e.get_log_id()) == Some(hint) => Some(hint),
+            _ => {
+                tracing::warn!(
+                    hint = %hint,
+                    "the commit index hint names an entry the log does not hold (lost with a power cut before it was flushed); starting without it, the leader commits again"
+                );
+                None
+            }
+        }
+    }
+
     /// Every entry with an index in `range` (used by openraft and by start-up checks).
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
         self.engine
@@ -216,10 +247,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
-        Ok(self
-            .meta::<Option<LogId>>(META_COMMITTED)
-            .map_err(read_err)?
-            .flatten())
+        Ok(self.committed_hint())
     }
 
     async fn append<I>(

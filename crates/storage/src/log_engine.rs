@@ -26,8 +26,7 @@ impl LogEngine {
     /// Opens (or creates) the engine in `dir`, recovering the log.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         let meta_dir = dir.join("meta");
-        std::fs::create_dir_all(&meta_dir)
-            .map_err(|e| StorageError::io(format!("creating {}", meta_dir.display()), e))?;
+        crate::data_dir::create_dir_durably(&meta_dir)?;
         let purged = match read_meta(&meta_dir, PURGED_INDEX)? {
             None => None,
             Some(bytes) => Some(u64::from_le_bytes(bytes.as_slice().try_into().map_err(

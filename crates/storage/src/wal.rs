@@ -187,8 +187,7 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, recovering as described in the module docs.
     /// Records at or below `purged` (already compacted into a snapshot) are skipped.
     pub fn open(dir: &Path, purged: Option<u64>) -> Result<Self, StorageError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        crate::data_dir::create_dir_durably(dir)?;
         let mut firsts = Vec::new();
         for entry in fs::read_dir(dir)
             .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?
@@ -210,7 +209,7 @@ impl Wal {
             segments: BTreeMap::new(),
             first: 0,
             locs: VecDeque::new(),
-            segment_bytes: SEGMENT_BYTES,
+            segment_bytes: crate::failpoints::segment_bytes().unwrap_or(SEGMENT_BYTES),
             spares: Spares::default(),
         };
         wal.collect_spares()?;
@@ -504,7 +503,12 @@ impl Wal {
             .file
             .write_all_at(&buf, segment.size)
             .and_then(|_| crate::failpoints::log_fsync())
-            .and_then(|_| segment.file.sync_data())
+            .and_then(|_| {
+                if crate::failpoints::skip_log_sync() {
+                    return Ok(());
+                }
+                segment.file.sync_data()
+            })
             .map_err(|e| StorageError::io(format!("appending to {}", segment.path.display()), e))?;
         segment.size += buf.len() as u64;
         self.locs.extend(locs);
