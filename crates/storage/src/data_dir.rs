@@ -186,4 +186,30 @@ mod tests {
         let err = DataDir::open(tmp.path()).unwrap_err();
         assert!(err.to_string().contains("statemanager-data 99"));
     }
+
+    /// FORMAT is replaced atomically and fsync'd, so no power cut leaves it damaged: missing,
+    /// it is written anew (a first start cut short before it was durable); damaged, start-up
+    /// stops naming what it found.
+    #[test]
+    fn format_missing_is_written_and_damaged_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(DataDir::open(tmp.path()).unwrap());
+        let format = tmp.path().join("FORMAT");
+        fs::remove_file(&format).unwrap();
+        drop(DataDir::open(tmp.path()).unwrap());
+        assert_eq!(fs::read_to_string(&format).unwrap().trim(), FORMAT);
+        for damaged in [&b""[..], &[0u8; 20][..], &b"statemanager-da"[..]] {
+            fs::write(&format, damaged).unwrap();
+            let err = DataDir::open(tmp.path()).unwrap_err().to_string();
+            assert!(err.contains("FORMAT") || err.contains("format"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nested_new_directories_are_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("a/b/data");
+        let dir = DataDir::open(&root).unwrap();
+        assert!(dir.log_dir().is_dir() && dir.snapshot_dir().is_dir());
+    }
 }
