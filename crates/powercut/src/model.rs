@@ -34,9 +34,17 @@ pub enum Outcome {
     /// with a prefix of the changed range written over them (a torn write). Directories treat
     /// this as [`Outcome::Lost`].
     Torn,
+    /// Some pages of the unsynced range reached the disk and others did not, in no order
+    /// (writeback and the disk's cache reorder writes): each 4 KiB page of the changed range
+    /// is the new one or the old one, and the size is the new or the old. Directories treat
+    /// this as [`Outcome::Lost`].
+    Scattered,
     /// Everything reached the disk (the kernel had written it back before the cut).
     Kept,
 }
+
+/// The page size for [`Outcome::Scattered`].
+const PAGE: usize = 4096;
 
 /// A small deterministic random source (xorshift64*), so a failing cut can be replayed from
 /// its seed.
@@ -67,10 +75,11 @@ impl Rng {
     /// An outcome for one file or directory: half the time the strict one ([`Outcome::Lost`]),
     /// otherwise one of the others.
     pub fn outcome(&mut self) -> Outcome {
-        match self.below(8) {
-            0..=3 => Outcome::Lost,
-            4 => Outcome::Zeroed,
-            5 => Outcome::Torn,
+        match self.below(10) {
+            0..=4 => Outcome::Lost,
+            5 => Outcome::Zeroed,
+            6 => Outcome::Torn,
+            7 | 8 => Outcome::Scattered,
             _ => Outcome::Kept,
         }
     }
@@ -125,6 +134,26 @@ impl File {
                     }
                     next[lo..upto].copy_from_slice(&self.data[lo..upto]);
                 }
+                self.data = next;
+            }
+            Outcome::Scattered => {
+                let len = if rng.below(2) == 0 {
+                    self.data.len()
+                } else {
+                    self.durable.len()
+                };
+                let mut next = self.durable.clone();
+                next.resize(len.max(next.len()), 0);
+                let hi = hi.min(self.data.len());
+                let mut page = lo - lo % PAGE;
+                while page < hi {
+                    let (a, b) = (page.max(lo), (page + PAGE).min(hi));
+                    if rng.below(2) == 0 && b <= next.len() {
+                        next[a..b].copy_from_slice(&self.data[a..b]);
+                    }
+                    page += PAGE;
+                }
+                next.truncate(len);
                 self.data = next;
             }
             Outcome::Kept => {}
@@ -609,6 +638,30 @@ mod tests {
             lengths.len() > 3,
             "torn writes end at different bytes: {lengths:?}"
         );
+    }
+
+    #[test]
+    fn a_scattered_cut_keeps_some_pages_and_not_others() {
+        let mut mixed = 0;
+        for seed in 0..32 {
+            let mut m = Model::new();
+            let f = m.create(ROOT, os("wal"), 0o644).unwrap().ino;
+            m.sync(ROOT).unwrap();
+            m.write(f, 0, &vec![1u8; 4 * PAGE]).unwrap();
+            m.sync(f).unwrap();
+            m.write(f, 0, &vec![2u8; 4 * PAGE]).unwrap();
+            m.file_mut(f)
+                .unwrap()
+                .cut(Outcome::Scattered, &mut Rng::new(seed));
+            let got = m.read(f, 0, 8 * PAGE).unwrap();
+            assert_eq!(got.len(), 4 * PAGE);
+            let pages: Vec<u8> = got.chunks(PAGE).map(|p| p[0]).collect();
+            assert!(got.chunks(PAGE).all(|p| p.iter().all(|b| *b == p[0])));
+            if pages.contains(&1) && pages.contains(&2) && pages[0] == 1 {
+                mixed += 1; // a later page new while the first is old
+            }
+        }
+        assert!(mixed > 0);
     }
 
     #[test]

@@ -131,7 +131,12 @@ async fn check(base: &str, ledger: &Ledger) -> Check {
         let status = r.status().as_u16();
         let body: serde_json::Value = r.json().await.unwrap_or_default();
         let got: Option<u64> = (status == 200)
-            .then(|| body["data"].as_str().and_then(|d| d.parse().ok()))
+            .then(|| {
+                body["data"]
+                    .as_str()
+                    .and_then(|d| d.split(':').next())
+                    .and_then(|d| d.parse().ok())
+            })
             .flatten();
         match got {
             Some(v) if v >= acked && v <= sent => out.ok += 1,
