@@ -95,7 +95,11 @@ fn require_schemathesis() -> std::path::PathBuf {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "schemathesis is not importable by {}", python.display());
+    assert!(
+        found,
+        "schemathesis is not importable by {}",
+        python.display()
+    );
     python
 }
 

@@ -290,85 +290,72 @@ async fn single_node_cycles(
     (acked_total, lost, log)
 }
 
+/// Fails unless the cycles acknowledged at least `min_acked` stores and lost none.
+fn assert_nothing_lost(what: &str, seed: u64, min_acked: usize, run: (usize, Vec<String>, String)) {
+    let (acked, lost, log) = run;
+    eprintln!("{what}, seed {seed}:\n{log}");
+    assert!(
+        acked >= min_acked,
+        "{what}: too little load to mean anything ({acked}):\n{log}"
+    );
+    assert!(
+        lost.is_empty(),
+        "{what}, seed {seed} (POWERCUT_SEED={seed} replays it): acknowledged stores lost:\n{}\n{log}",
+        lost.join("\n")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_soon_after_the_first_start_loses_nothing() {
-    // Strict cuts (nothing unsynced survives), then random outcomes.
+    // A strict cut (nothing unsynced survives), then random outcomes.
     for (i, strict) in [true, false, false].into_iter().enumerate() {
         let seed = seed_from_env_or(1000 + i as u64);
-        let (acked, lost, log) = single_node_cycles(&[], "", 1, seed, strict, false).await;
-        eprintln!("first start, seed {seed}, strict {strict}:\n{log}");
-        assert!(acked > 0, "the load acknowledged nothing:\n{log}");
-        assert!(
-            lost.is_empty(),
-            "seed {seed}: acknowledged stores lost:\n{}\n{log}",
-            lost.join("\n")
-        );
+        let run = single_node_cycles(&[], "", 1, seed, strict, false).await;
+        assert_nothing_lost("first start", seed, 1, run);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuts_during_load_snapshots_purges_and_restarts_lose_nothing() {
     let seed = seed_from_env_or(7);
-    let (acked, lost, log) =
-        single_node_cycles(&segment_env(), BUSY_CONFIG, 8, seed, false, true).await;
-    eprintln!("load cycles, seed {seed}:\n{log}");
-    assert!(
-        acked > 100,
-        "too little load to mean anything ({acked}):\n{log}"
-    );
-    assert!(
-        lost.is_empty(),
-        "seed {seed}: acknowledged stores lost:\n{}\n{log}",
-        lost.join("\n")
-    );
-    assert!(log.contains("cut during the restart"));
+    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 8, seed, false, true).await;
+    assert!(run.2.contains("cut during the restart"));
+    assert_nothing_lost("load cycles", seed, 100, run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_cuts_during_load_lose_nothing() {
     let seed = seed_from_env_or(11);
-    let (acked, lost, log) =
-        single_node_cycles(&segment_env(), BUSY_CONFIG, 4, seed, true, false).await;
-    eprintln!("strict load cycles, seed {seed}:\n{log}");
-    assert!(
-        acked > 100,
-        "too little load to mean anything ({acked}):\n{log}"
-    );
-    assert!(
-        lost.is_empty(),
-        "seed {seed}: acknowledged stores lost:\n{}\n{log}",
-        lost.join("\n")
-    );
+    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 4, seed, true, false).await;
+    assert_nothing_lost("strict load cycles", seed, 100, run);
+}
+
+/// Runs a first start and one strict cut on a server broken by `failpoint`, and checks that
+/// the harness sees it lose acknowledged stores (or not come back).
+async fn assert_caught(failpoint: &str, what: &str) {
+    let env = vec![(failpoint, std::ffi::OsString::from("1"))];
+    let (acked, lost, log) = single_node_cycles(&env, "", 1, 5, true, false).await;
+    eprintln!("{what}:\n{log}");
+    assert!(acked > 0, "{what}: the load acknowledged nothing:\n{log}");
+    assert!(!lost.is_empty(), "{what} was not caught:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harness_catches_a_server_that_acknowledges_before_its_fsync() {
-    let env = vec![(
+    assert_caught(
         "STATEMANAGER_FAILPOINT_SKIP_LOG_SYNC",
-        std::ffi::OsString::from("1"),
-    )];
-    let (acked, lost, log) = single_node_cycles(&env, "", 1, 5, true, false).await;
-    eprintln!("skipped log fsync:\n{log}");
-    assert!(acked > 0);
-    assert!(
-        !lost.is_empty(),
-        "a server that never fsyncs its log was not caught:\n{log}"
-    );
+        "a server that never fsyncs its log",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harness_catches_a_server_that_skips_its_directory_fsyncs() {
-    let env = vec![(
+    assert_caught(
         "STATEMANAGER_FAILPOINT_SKIP_DIR_SYNC",
-        std::ffi::OsString::from("1"),
-    )];
-    let (acked, lost, log) = single_node_cycles(&env, "", 1, 5, true, false).await;
-    eprintln!("skipped directory fsyncs:\n{log}");
-    assert!(acked > 0);
-    assert!(
-        !lost.is_empty(),
-        "a server that never fsyncs a directory was not caught:\n{log}"
-    );
+        "a server that never fsyncs a directory",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

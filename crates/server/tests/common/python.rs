@@ -33,12 +33,25 @@ pub fn venv_python() -> PathBuf {
         return python;
     }
     if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&dir), "python3 -m venv");
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&dir),
+            "python3 -m venv",
+        );
     }
-    eprintln!("installing {} into {}", REQUIREMENTS.join(" "), dir.display());
+    eprintln!(
+        "installing {} into {}",
+        REQUIREMENTS.join(" "),
+        dir.display()
+    );
     run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(REQUIREMENTS),
         "pip install",
     );
