@@ -68,6 +68,8 @@ pub struct CacheStats {
     pub items: u64,
     /// Live locks.
     pub locks: u64,
+    /// Callers waiting now for another caller's lock.
+    pub waiting: u64,
     /// Sum of item sizes, in bytes.
     pub size: u64,
     /// The largest item size stored since start (the Cache Manager's `max_item_size`).
@@ -409,6 +411,12 @@ impl Cache {
         let mut stats = inner.stats;
         let now = Instant::now();
         stats.locks = inner.locks.values().filter(|l| l.expires > now).count() as u64;
+        // Each waiter holds a clone of its lock's receiver; the lock keeps one itself.
+        stats.waiting = inner
+            .locks
+            .values()
+            .map(|l| l._release.receiver_count().saturating_sub(1) as u64)
+            .sum();
         stats.items = inner.entries.len() as u64 + stats.locks;
         stats.size = inner.size;
         stats
