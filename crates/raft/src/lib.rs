@@ -36,5 +36,5 @@ pub mod types;
 pub mod writer;
 
 pub use error::NodeError;
-pub use node::{Node, NodeOptions, NodeStatus};
+pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;

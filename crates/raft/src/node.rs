@@ -141,6 +141,19 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// The live items of one namespace, for the console (`GET /admin/namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceStats {
+    /// The namespace (a protected one starts with NUL, see `Namespace::protected`).
+    pub namespace: Namespace,
+    /// Live items.
+    pub items: u64,
+    /// Sum of their data sizes, in bytes.
+    pub bytes: u64,
+    /// The earliest expiry among them.
+    pub next_expiry: Option<Timestamp>,
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -848,6 +861,50 @@ impl Node {
         .await
         .map_err(|e| NodeError::Unavailable(format!("backup task failed: {e}")))?;
         written.map_err(|e| NodeError::Unavailable(format!("writing the backup failed: {e}")))
+    }
+
+    /// Every namespace with live items, sorted, with its counts, as this node has applied
+    /// them (a local read, not linearizable: a status page). It scans every item, under the
+    /// state's read lock: cheap next to `/admin/list`, but not for tight loops.
+    pub fn namespace_stats(&self) -> (Timestamp, Vec<NamespaceStats>) {
+        let applied = self.inner.shared.read();
+        let now = self.inner.clock.now().max(applied.state.high_water());
+        let mut by_namespace: std::collections::HashMap<&Namespace, NamespaceStats> =
+            std::collections::HashMap::new();
+        for (id, item) in applied.state.iter() {
+            if item.expires_at <= now {
+                continue;
+            }
+            let stats = by_namespace
+                .entry(&id.namespace)
+                .or_insert_with(|| NamespaceStats {
+                    namespace: id.namespace.clone(),
+                    items: 0,
+                    bytes: 0,
+                    next_expiry: None,
+                });
+            stats.items += 1;
+            stats.bytes += item.data.len() as u64;
+            stats.next_expiry = Some(match stats.next_expiry {
+                Some(t) => t.min(item.expires_at),
+                None => item.expires_at,
+            });
+        }
+        let mut list: Vec<NamespaceStats> = by_namespace.into_values().collect();
+        drop(applied);
+        list.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        (now, list)
+    }
+
+    /// The clock's time now (the time reads are taken at).
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Free bytes on the data directory's file system (`None` if unreadable) and the
+    /// configured `disk_reserve`.
+    pub fn disk_space(&self) -> (Option<u64>, u64) {
+        (self.inner.disk.free(), self.inner.disk.reserve())
     }
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
