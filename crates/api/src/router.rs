@@ -12,7 +12,7 @@ use statemanager_cache::Cache;
 use statemanager_raft::Node;
 
 use crate::handlers::admin::{self, AdminAccess};
-use crate::handlers::{cache, delete, fallback, fetch, openapi, probes, store};
+use crate::handlers::{cache, console, delete, fallback, fetch, openapi, probes, store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -96,6 +96,9 @@ pub fn app(state: ApiState) -> Router {
     let admin_routes = Router::new()
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
+        .route("/admin/namespaces", get(admin::namespaces))
+        .route("/admin/fetch", post(admin::fetch))
+        .route("/admin/delete", post(admin::delete))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -105,6 +108,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/status", get(probes::status))
+        .route("/status/cluster", get(console::cluster))
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/store_data", post(store::store_data))
@@ -112,6 +116,9 @@ pub fn app(state: ApiState) -> Router {
         .route("/delete_data", post(delete::delete_data))
         .route("/get_data", post(cache::get_data))
         .route("/set_data", post(cache::set_data))
+        .route("/ui", get(console::page))
+        .route("/ui/app.js", get(console::script))
+        .route("/ui/app.css", get(console::style))
         .merge(admin_routes)
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed);
@@ -155,6 +162,11 @@ pub fn forward_router(state: ApiState) -> Router {
         // The peer port's own authentication (cluster secret, peer TLS) guards these.
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
+        // The console's: a member's summary for `/status/cluster`, and the admin reads and
+        // deletes a follower relays to the leader.
+        .route("/forward/node", get(console::node))
+        .route("/forward/admin/fetch", post(admin::fetch))
+        .route("/forward/admin/delete", post(admin::delete))
         .with_state(state)
 }
 
@@ -166,6 +178,7 @@ pub const ROUTES: &[&str] = &[
     "/health",
     "/ready",
     "/status",
+    "/status/cluster",
     "/metrics",
     "/openapi.json",
     "/store_data",
@@ -173,8 +186,14 @@ pub const ROUTES: &[&str] = &[
     "/delete_data",
     "/get_data",
     "/set_data",
+    "/ui",
+    "/ui/app.js",
+    "/ui/app.css",
     "/admin/list",
     "/admin/backup",
+    "/admin/namespaces",
+    "/admin/fetch",
+    "/admin/delete",
 ];
 
 /// The metric label of a route: one of a fixed set, so clients cannot grow the label set and
