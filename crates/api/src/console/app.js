@@ -329,6 +329,8 @@
     const modes = { open: "admin endpoints open (no cluster_secret)", closed: "admin closed on this port (peer_tls only)", secret: signedIn ? "signed in" : "" };
     $("admin-state").textContent = modes[state.adminMode] || "";
     if (!state.admin) {
+      state.namespacesText = null;
+      state.itemsText = null;
       $("ns-rows").replaceChildren();
       $("item-rows").replaceChildren();
       $("items-panel").hidden = true;
@@ -344,6 +346,10 @@
 
   function renderNamespaces(n) {
     state.clockOffset = n.now - Date.now() / 1000;
+    // Re-render when the data changed, and every 5 s for the "next expiry" countdown.
+    const text = JSON.stringify([n.namespaces, n.items, n.bytes, state.openNs, Math.floor(n.now / 5)]);
+    if (text === state.namespacesText) return;
+    state.namespacesText = text;
     const perNs = n.max_items_per_namespace;
     $("ns-summary").textContent = n.namespaces.length + " namespaces · " + n.items + " of " + n.max_items +
       " items (max_persistent_data_items) · " + bytes(n.bytes) +
@@ -387,6 +393,7 @@
       });
       message("");
       state.shown.delete(key);
+      state.itemsText = null;
       state.items = state.items.filter((i) => i.key !== key);
       renderItems();
       pollAdmin();
@@ -450,6 +457,10 @@
       body: JSON.stringify({ namespace: ns.namespace, protected: !!ns.protected, limit: 1000 }),
     });
     if (!sameNs(ns, state.openNs)) return;
+    // Re-render only what changed, so buttons are not replaced under the operator's pointer.
+    const text = JSON.stringify(list);
+    if (text === state.itemsText) return;
+    state.itemsText = text;
     state.items = list.keys;
     const keys = new Set(list.keys.map((k) => k.key));
     for (const k of [...state.shown.keys()]) if (!keys.has(k)) state.shown.delete(k);
@@ -459,6 +470,7 @@
 
   function openNamespace(ns) {
     state.openNs = ns;
+    state.itemsText = null;
     state.shown.clear();
     state.items = [];
     $("items-title").textContent = nsLabel(ns);
@@ -528,6 +540,7 @@
     });
     $("items-close").addEventListener("click", () => {
       state.openNs = null;
+      state.namespacesText = null;
       state.items = [];
       state.shown.clear();
       $("items-panel").hidden = true;
