@@ -226,7 +226,12 @@ def run(driver, downloads):
     assert VALUE_2 not in driver.page_source, "only the value asked for is shown"
 
     if SCREENSHOT:
-        time.sleep(3)  # a few more chart points
+        for i in range(20):  # some traffic for the charts
+            store(NODES[UI], "load%d" % (i % 5), "x" * (i + 1))
+            post(NODES[UI], "/fetch_data", {"namespace": NAMESPACE, "key": "load%d" % (i % 5)})
+            time.sleep(0.2)
+        driver.set_window_size(1400, 1500)
+        time.sleep(1.5)
         driver.save_screenshot(SCREENSHOT)
         log("screenshot saved to", SCREENSHOT)
 
