@@ -184,5 +184,32 @@ async fn console_in_a_real_browser_against_a_3_node_cluster() {
     };
     assert!(status.success(), "the browser script failed:\n{out}");
     assert!(out.contains("all checks passed"), "{out}");
+
+    // A member that stops answering without closing its connections (SIGSTOP) is reported
+    // down too: each member gets at most 1 s, so the whole answer comes well within 5 s.
+    let stopped = follower;
+    cluster.signal(stopped, libc::SIGSTOP);
+    let started = Instant::now();
+    let r = client
+        .get(cluster.node(ui).url("/status/cluster"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    cluster.signal(stopped, libc::SIGCONT);
+    let c: serde_json::Value = r.json().await.unwrap();
+    let members = c["members"].as_array().unwrap();
+    let row = |i: usize| {
+        members
+            .iter()
+            .find(|m| m["id"] == json!(i + 1))
+            .unwrap_or_else(|| panic!("member {} in {c}", i + 1))
+    };
+    assert_eq!(row(ui)["up"], true, "{c}");
+    assert_eq!(row(kill)["up"], false, "{c}");
+    assert_eq!(row(stopped)["up"], false, "{c}");
+    assert_eq!(row(stopped)["error"], "no answer within 1 s", "{c}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
     drop(cluster);
 }
