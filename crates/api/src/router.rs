@@ -43,6 +43,9 @@ pub struct ApiState {
     pub admin: AdminAccess,
     /// Head size, body time and request-rate limits.
     pub limits: crate::RequestLimits,
+    /// Request rates and latencies over the last minutes (`/status/traffic`), sampled by the
+    /// server from its metrics.
+    pub traffic: Arc<crate::traffic::TrafficHistory>,
 }
 
 impl ApiState {
@@ -69,6 +72,7 @@ impl ApiState {
             render_metrics: None,
             admin: AdminAccess::Open,
             limits: crate::RequestLimits::default(),
+            traffic: Arc::new(crate::traffic::TrafficHistory::new()),
             forwarding: true,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             namespaces,
@@ -109,6 +113,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/ready", get(probes::ready))
         .route("/status", get(probes::status))
         .route("/status/cluster", get(console::cluster))
+        .route("/status/traffic", get(console::traffic))
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/store_data", post(store::store_data))
@@ -179,6 +184,7 @@ pub const ROUTES: &[&str] = &[
     "/ready",
     "/status",
     "/status/cluster",
+    "/status/traffic",
     "/metrics",
     "/openapi.json",
     "/store_data",

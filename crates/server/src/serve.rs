@@ -266,6 +266,20 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
                 upkeep.run_upkeep();
             }
         });
+        // The console's traffic charts (`/status/traffic`): the request metrics, sampled.
+        let traffic = api_state.traffic.clone();
+        let sampled = handle.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(statemanager_api::traffic::SAMPLE_EVERY);
+            loop {
+                ticker.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                traffic.record(now, &sampled.render());
+            }
+        });
         api_state.render_metrics = Some(Arc::new(move || handle.render()));
     }
     let peer_routes = statemanager_raft::peer_server::protect(

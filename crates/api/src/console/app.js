@@ -1,8 +1,8 @@
 // The statemanager console (GET /ui). Plain JavaScript, no library, no inline script: the
 // page's Content-Security-Policy allows scripts and requests to this origin only.
 //
-// It polls this node's JSON: /status/cluster every second (members, cache), /metrics every
-// two seconds (traffic charts, kept here for five minutes), and, with admin access,
+// It polls this node's JSON: /status/cluster every second (members, cache), /status/traffic
+// every two seconds (the last five minutes of request rates and latencies), and, with admin access,
 // /admin/namespaces and the open namespace's /admin/list every second. Every piece of data
 // is written with textContent, never parsed as HTML: namespaces, keys and values are whatever
 // clients stored. The admin secret is kept in memory only (gone on reload) and sent as
@@ -13,9 +13,8 @@
 
 (function () {
   const CLUSTER_EVERY_MS = 1000;
-  const METRICS_EVERY_MS = 2000;
+  const TRAFFIC_EVERY_MS = 2000;
   const ADMIN_EVERY_MS = 1000;
-  const HISTORY_MS = 5 * 60 * 1000;
 
   const state = {
     secret: null, // the cluster secret, in memory only
@@ -25,7 +24,6 @@
     shown: new Map(), // key -> value the operator asked to see
     items: [], // the open namespace's items
     clockOffset: 0, // server time - browser time, seconds
-    metrics: [], // [{t, endpoints: {name: {count, buckets: [[le, n]]}}}]
     busy: {},
   };
 
@@ -186,49 +184,6 @@
 
   // ---- traffic -----------------------------------------------------------------------
 
-  const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/;
-  const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-
-  function parseMetrics(text) {
-    const endpoints = {};
-    const get = (name) => (endpoints[name] = endpoints[name] || { count: 0, buckets: {} });
-    for (const line of text.split("\n")) {
-      if (!line || line[0] === "#") continue;
-      const m = LINE.exec(line);
-      if (!m) continue;
-      const labels = {};
-      for (const l of (m[2] || "").matchAll(LABEL)) labels[l[1]] = l[2];
-      const value = Number(m[3]);
-      if (m[1] === "statemanager_http_requests_total" && labels.endpoint) {
-        get(labels.endpoint).count += value;
-      } else if (m[1] === "statemanager_http_request_duration_seconds_bucket" && labels.endpoint) {
-        const b = get(labels.endpoint).buckets;
-        b[labels.le] = (b[labels.le] || 0) + value;
-      }
-    }
-    return endpoints;
-  }
-
-  // The q-quantile of the requests counted between two cumulative bucket sets, by linear
-  // interpolation inside the bucket (as Prometheus's histogram_quantile does).
-  function quantile(q, now, before) {
-    const les = Object.keys(now).map((le) => [le === "+Inf" ? Infinity : Number(le), le]).sort((a, b) => a[0] - b[0]);
-    const counts = les.map(([v, le]) => [v, (now[le] || 0) - ((before && before[le]) || 0)]);
-    const total = counts.length ? counts[counts.length - 1][1] : 0;
-    if (total <= 0) return null;
-    const rank = q * total;
-    let lower = 0, below = 0;
-    for (const [upper, n] of counts) {
-      if (n >= rank) {
-        if (upper === Infinity) return lower;
-        return lower + (upper - lower) * ((rank - below) / Math.max(1, n - below));
-      }
-      lower = upper;
-      below = n;
-    }
-    return lower;
-  }
-
   function latency(s) {
     if (s === null) return "-";
     if (s < 0.001) return (s * 1e6).toFixed(0) + " µs";
@@ -246,55 +201,40 @@
     return coords.length > 1 ? svg("polyline", { class: cls, points: coords.join(" ") }) : null;
   }
 
-  function renderTraffic() {
-    const samples = state.metrics;
+  function renderTraffic(traffic) {
     const charts = $("charts");
-    if (samples.length < 2) {
-      charts.replaceChildren(el("p", "collecting…", "muted"));
+    const names = Object.keys(traffic.endpoints).sort();
+    charts.replaceChildren();
+    if (!names.length) {
+      charts.appendChild(el("p", "no requests in the last minutes (or not yet sampled)", "muted"));
       return;
     }
-    const series = {};
-    for (let i = 1; i < samples.length; i++) {
-      const a = samples[i - 1], b = samples[i];
-      const dt = (b.t - a.t) / 1000;
-      for (const [name, e] of Object.entries(b.endpoints)) {
-        const prev = a.endpoints[name];
-        const n = e.count - (prev ? prev.count : 0);
-        const s = (series[name] = series[name] || { rate: [], p50: [], p99: [], total: 0 });
-        s.rate.push([b.t, Math.max(0, n) / dt]);
-        s.p50.push([b.t, quantile(0.5, e.buckets, prev && prev.buckets)]);
-        s.p99.push([b.t, quantile(0.99, e.buckets, prev && prev.buckets)]);
-        s.total += Math.max(0, n);
-      }
-    }
-    const names = Object.keys(series).filter((n) => series[n].total > 0).sort();
-    charts.replaceChildren();
-    if (!names.length) charts.appendChild(el("p", "no requests in the last minutes", "muted"));
+    const W = 260, H = 48;
     for (const name of names) {
-      const s = series[name];
+      const points = traffic.endpoints[name];
+      const rate = points.map((p) => [p.t, p.rate]);
+      const p50 = points.map((p) => [p.t, p.p50]);
+      const p99 = points.map((p) => [p.t, p.p99]);
+      const last = points[points.length - 1];
       const box = el("div", null, "chart");
       box.dataset.endpoint = name;
-      const rate = s.rate[s.rate.length - 1][1];
-      const p50 = s.p50[s.p50.length - 1][1], p99 = s.p99[s.p99.length - 1][1];
       box.appendChild(el("div", name, "title"));
       const legend = el("div", null, "muted");
-      legend.appendChild(el("span", rate.toFixed(1) + " req/s", "legend-rate"));
+      legend.appendChild(el("span", last.rate.toFixed(1) + " req/s", "legend-rate"));
       legend.appendChild(document.createTextNode(" · "));
-      legend.appendChild(el("span", "p50 " + latency(p50), "legend-p50"));
+      legend.appendChild(el("span", "p50 " + latency(last.p50), "legend-p50"));
       legend.appendChild(document.createTextNode(" · "));
-      legend.appendChild(el("span", "p99 " + latency(p99), "legend-p99"));
+      legend.appendChild(el("span", "p99 " + latency(last.p99), "legend-p99"));
       box.appendChild(legend);
-      const W = 260, H = 48;
       const g1 = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img", "aria-label": "request rate of " + name });
       g1.appendChild(svg("line", { class: "axis", x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5 }));
-      const maxRate = Math.max(...s.rate.map((p) => p[1]));
-      const r = polyline(s.rate, "rate", maxRate, W, H);
+      const r = polyline(rate, "rate", Math.max(...rate.map((p) => p[1])), W, H);
       if (r) g1.appendChild(r);
       box.appendChild(g1);
       const g2 = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img", "aria-label": "latency of " + name });
       g2.appendChild(svg("line", { class: "axis", x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5 }));
-      const maxLat = Math.max(0, ...s.p99.filter((p) => p[1] !== null).map((p) => p[1]));
-      for (const [pts, cls] of [[s.p50, "p50"], [s.p99, "p99"]]) {
+      const maxLat = Math.max(0, ...p99.filter((p) => p[1] !== null).map((p) => p[1]));
+      for (const [pts, cls] of [[p50, "p50"], [p99, "p99"]]) {
         const l = polyline(pts, cls, maxLat, W, H);
         if (l) g2.appendChild(l);
       }
@@ -303,14 +243,9 @@
     }
   }
 
-  async function pollMetrics() {
+  async function pollTraffic() {
     try {
-      const r = await fetch("/metrics", { cache: "no-store", credentials: "omit" });
-      if (!r.ok) return;
-      const now = Date.now();
-      state.metrics.push({ t: now, endpoints: parseMetrics(await r.text()) });
-      while (state.metrics.length && state.metrics[0].t < now - HISTORY_MS) state.metrics.shift();
-      renderTraffic();
+      renderTraffic(await getJson("/status/traffic"));
     } catch (e) { /* shown by the cluster poll */ }
   }
 
@@ -549,7 +484,7 @@
     $("backup").addEventListener("click", downloadBackup);
     updateAdmin();
     every("cluster", CLUSTER_EVERY_MS, pollCluster);
-    every("metrics", METRICS_EVERY_MS, pollMetrics);
+    every("traffic", TRAFFIC_EVERY_MS, pollTraffic);
     every("admin", ADMIN_EVERY_MS, pollAdmin);
     setInterval(tickExpiry, 1000);
   }

@@ -3,7 +3,8 @@
 //! member's state, asked over the peer port) and, on the peer port, `GET /forward/node` (this
 //! node's part of it).
 //!
-//! The page holds no data: it reads `/status/cluster` and `/metrics` (open, like `/status`),
+//! The page holds no data: it reads `/status/cluster` and `/status/traffic` (open, like
+//! `/status` and `/metrics`),
 //! and, only with the admin credentials (`AdminAccess`, sent by the page as
 //! `Authorization: Bearer`, never as a cookie), `/admin/namespaces`, `/admin/list`,
 //! `/admin/fetch`, `/admin/delete` and `/admin/backup`. Every answer under `/ui` carries a
@@ -117,6 +118,12 @@ pub async fn node_summary(state: &ApiState) -> Value {
             "misses": cache.misses,
         },
     })
+}
+
+/// `GET /status/traffic`: this node's request rate and p50/p99 latency per endpoint over the
+/// last minutes (see [`crate::traffic`]).
+pub async fn traffic(State(state): State<SharedState>) -> Json<Value> {
+    Json(state.traffic.series())
 }
 
 /// `GET /forward/node` on the peer port: [`node_summary`].

@@ -181,7 +181,7 @@ def run(driver, downloads):
     log("without credentials: cluster view only")
 
     # Traffic charts from this node's /metrics.
-    wait_for("traffic chart lines", lambda: driver.find_elements(By.CSS_SELECTOR, "#charts .chart polyline"), 15)
+    wait_for("traffic chart lines", lambda: driver.find_elements(By.CSS_SELECTOR, "#charts .chart polyline"), 20)
     charts = driver.find_elements(By.CSS_SELECTOR, "#charts .chart")
     names = [c.get_attribute("data-endpoint") for c in charts]
     assert "/status/cluster" in names, names
