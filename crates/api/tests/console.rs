@@ -363,3 +363,33 @@ async fn namespaces_list_counts_and_protected_namespaces_by_decoded_name_only() 
     assert_eq!(n["namespaces"].as_array().unwrap().len(), 1);
     f.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_traffic_serves_the_sampled_series() {
+    let f = fixture(AdminAccess::Secret(ClusterSecret::new(SECRET).unwrap())).await;
+    // Open, like /metrics; empty until two samples are taken.
+    let (status, t) = json_of(&f, "GET", "/status/traffic", &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(t, json!({"interval": 2.0, "endpoints": {}}));
+    let sample = |count: u64| {
+        format!(
+            "statemanager_http_requests_total{{endpoint=\"/fetch_data\",status=\"200\"}} {count}\n\
+             statemanager_http_request_duration_seconds_bucket{{endpoint=\"/fetch_data\",le=\"0.0001\"}} 0\n\
+             statemanager_http_request_duration_seconds_bucket{{endpoint=\"/fetch_data\",le=\"0.001\"}} {count}\n\
+             statemanager_http_request_duration_seconds_bucket{{endpoint=\"/fetch_data\",le=\"+Inf\"}} {count}\n"
+        )
+    };
+    f.state.traffic.record(1000.0, &sample(100));
+    f.state.traffic.record(1002.0, &sample(300));
+    let (_, t) = json_of(&f, "GET", "/status/traffic", &[], None).await;
+    let points = t["endpoints"]["/fetch_data"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{t}");
+    assert_eq!(points[0]["t"], 1002.0);
+    assert_eq!(points[0]["rate"], 100.0);
+    let (p50, p99) = (
+        points[0]["p50"].as_f64().unwrap(),
+        points[0]["p99"].as_f64().unwrap(),
+    );
+    assert!(0.0001 < p50 && p50 < p99 && p99 <= 0.001, "{p50} {p99}");
+    f.node.shutdown().await;
+}
