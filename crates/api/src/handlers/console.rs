@@ -139,7 +139,6 @@ pub async fn node(State(state): State<SharedState>) -> Json<Value> {
 /// the console asks for credentials only when they are needed.
 pub async fn cluster(State(state): State<SharedState>) -> Json<Value> {
     let s = state.node.status();
-    let me = node_summary(&state).await;
     let members = state.node.members();
     let mut asks = tokio::task::JoinSet::new();
     for (i, m) in members.iter().enumerate() {
@@ -164,6 +163,8 @@ pub async fn cluster(State(state): State<SharedState>) -> Json<Value> {
             (i, answer)
         });
     }
+    // This node's own summary meanwhile (a follower's readiness asks its leader).
+    let me = node_summary(&state).await;
     let mut answers: Vec<Option<Result<Value, String>>> = vec![None; members.len()];
     while let Some(done) = asks.join_next().await {
         if let Ok((i, answer)) = done {
