@@ -1,7 +1,7 @@
 //! The console (`GET /ui`) in a real browser against a real 3-node cluster: headless Chromium
 //! (Debian's `chromium`) driven by its chromedriver (`chromium-driver`) through selenium,
-//! which this test installs from PyPI into its own virtual environment under `target/`
-//! (pinned, reused when present). The browser side is `tests/python/console_ui.py`.
+//! from PyPI, pinned, in the tests' own virtual environment under `target/`
+//! (`common::python`). The browser side is `tests/python/console_ui.py`.
 //!
 //! The test fails (never skips) when Chromium or chromedriver is missing: `.ci/run` installs
 //! them (`apt-get install chromium chromium-driver`). `CHROMIUM` and `CHROMEDRIVER` override
@@ -10,15 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{binary, Cluster};
+use common::Cluster;
 use serde_json::json;
 
-/// selenium from PyPI, pinned.
-const SELENIUM: &str = "selenium==4.27.1";
 const SECRET: &str = "console-test-cluster-secret";
 /// How long the browser script may take before the test fails.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -45,55 +43,11 @@ fn program(var: &str, names: &[&str], package: &str) -> PathBuf {
     );
 }
 
-/// The tests' own Python virtual environment with selenium, under `target/`: created and
-/// filled once, reused while its stamp names the pinned version.
-fn selenium_python() -> PathBuf {
-    // binary() is target/<profile>/statemanager.
-    let target = Path::new(binary())
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_path_buf();
-    let venv = target.join("console-venv");
-    let python = venv.join("bin").join("python3");
-    let stamp = venv.join(format!("installed-{SELENIUM}"));
-    if stamp.exists() && python.exists() {
-        return python;
-    }
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv (on Debian: apt-get install python3-venv)",
-    );
-    run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SELENIUM,
-        ]),
-        "pip install selenium",
-    );
-    std::fs::write(&stamp, b"").expect("write the venv stamp");
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser_against_a_3_node_cluster() {
     let chromium = program("CHROMIUM", &["chromium", "chromium-browser"], "chromium");
     let chromedriver = program("CHROMEDRIVER", &["chromedriver"], "chromium-driver");
-    let python = selenium_python();
+    let python = common::python::venv_python();
 
     let cluster = Cluster::start(3, &format!("cluster_secret: {SECRET}\n"));
     let leader = cluster.wait_leader().await;

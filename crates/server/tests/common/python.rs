@@ -7,7 +7,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Every package a test needs, pinned (one environment for all of them).
-pub const REQUIREMENTS: &[&str] = &["cryptography==48.0.0", "schemathesis==4.32.5"];
+pub const REQUIREMENTS: &[&str] = &[
+    "cryptography==48.0.0",
+    "schemathesis==4.32.5",
+    // The console's browser test (console.rs) drives Chromium's chromedriver with it.
+    "selenium==4.27.1",
+];
 
 /// The virtual environment's directory.
 fn venv_dir() -> PathBuf {
