@@ -1,0 +1,290 @@
+//! The shared cache over an in-memory "network" of three nodes, with a manual wall clock and
+//! tokio's paused time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use statemanager_core::{ManualClock, Timestamp};
+
+use super::*;
+use crate::owner::owner;
+use crate::CacheLimits;
+
+const T0: u64 = 1_700_000_000;
+const TIMEOUT: Duration = Duration::from_millis(500);
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// Each node's share; `None`: the node is dead (calls to it hang until their timeout).
+#[derive(Default)]
+struct Net {
+    caches: Mutex<HashMap<u64, Option<Arc<Cache>>>>,
+    members: Vec<u64>,
+}
+
+impl Net {
+    fn cache(&self, node: u64) -> Option<Arc<Cache>> {
+        self.caches.lock().unwrap()[&node].clone()
+    }
+}
+
+struct Peers(Arc<Net>);
+
+impl CachePeers for Peers {
+    fn members(&self) -> Vec<u64> {
+        self.0.members.clone()
+    }
+
+    fn get(
+        &self,
+        node: u64,
+        r: ForwardedGet,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<GetOutcome, String>> {
+        let cache = self.0.cache(node);
+        Box::pin(async move {
+            let Some(cache) = cache else {
+                tokio::time::sleep(timeout).await;
+                return Err("timed out".into());
+            };
+            let until = Instant::now() + Duration::from_millis(r.wait_left_ms);
+            tokio::time::timeout(
+                timeout,
+                cache.get_until(&r.namespace, &r.key, r.wait_secs, until),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())
+        })
+    }
+
+    fn set(
+        &self,
+        node: u64,
+        r: ForwardedSet,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Result<(), CacheError>, String>> {
+        let cache = self.0.cache(node);
+        Box::pin(async move {
+            match cache {
+                Some(cache) => Ok(cache.set(&r.namespace, &r.key, &r.data, r.ttl_secs)),
+                None => {
+                    tokio::time::sleep(timeout).await;
+                    Err("timed out".into())
+                }
+            }
+        })
+    }
+}
+
+struct Cluster {
+    net: Arc<Net>,
+    nodes: Vec<SharedCache>,
+    clock: Arc<ManualClock>,
+}
+
+fn local(clock: &Arc<ManualClock>) -> Arc<Cache> {
+    Arc::new(Cache::new(
+        CacheLimits {
+            max_cache_size: 1 << 20,
+            max_item_size: 1000,
+        },
+        clock.clone(),
+    ))
+}
+
+fn cluster() -> Cluster {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(T0 * 1_000_000)));
+    let net = Arc::new(Net {
+        caches: Mutex::new((1..=3).map(|id| (id, Some(local(&clock)))).collect()),
+        members: vec![1, 2, 3],
+    });
+    let nodes = (1..=3)
+        .map(|id| {
+            SharedCache::new(
+                net.cache(id).unwrap(),
+                id,
+                Arc::new(Peers(net.clone())),
+                clock.clone(),
+                TIMEOUT,
+                REFRESH,
+            )
+        })
+        .collect();
+    Cluster { net, nodes, clock }
+}
+
+impl Cluster {
+    fn node(&self, id: u64) -> &SharedCache {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    /// A key owned by `owner`.
+    fn key_of(&self, owner_id: u64) -> String {
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| owner("n", k, &self.net.members) == Some(owner_id))
+            .unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_set_through_one_node_is_read_through_every_node_with_its_expiry() {
+    let c = cluster();
+    for owner_id in 1..=3 {
+        let key = c.key_of(owner_id);
+        let through = owner_id % 3 + 1; // not the owner
+        c.node(through).set("n", &key, "v", 60).await.unwrap();
+        for id in 1..=3 {
+            let got = c.node(id).get("n", &key, 0).await;
+            assert_eq!(got.data.as_deref(), Some("v"), "node {id}");
+            assert_eq!(got.expiry, (T0 + 60) as i64);
+        }
+        // Held once, by the owner.
+        for id in 1..=3 {
+            let held = c
+                .net
+                .cache(id)
+                .unwrap()
+                .get("n", &key, 0)
+                .await
+                .data
+                .is_some();
+            assert_eq!(held, id == owner_id, "node {id} for {key}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lock_is_cluster_wide_and_a_set_anywhere_wakes_waiters_everywhere() {
+    let c = Arc::new(cluster());
+    let key = c.key_of(2);
+    let first = c.node(3).get("n", &key, 30).await;
+    assert!(first.lock, "the first caller computes");
+    let mut waiters = Vec::new();
+    for id in [1, 2, 3] {
+        let (c, key) = (c.clone(), key.clone());
+        waiters.push(tokio::spawn(async move {
+            let got = c.node(id).get("n", &key, 20).await;
+            (got, Instant::now())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let set_at = Instant::now();
+    c.node(1).set("n", &key, "42", 60).await.unwrap();
+    for w in waiters {
+        let (got, at) = w.await.unwrap();
+        assert!(!got.lock);
+        assert_eq!(got.data.as_deref(), Some("42"));
+        assert_eq!(at, set_at, "woken by the set, not a deadline");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_owner_costs_one_timeout_then_its_keys_go_to_the_next_node_and_come_back() {
+    let mut c = cluster();
+    let key = c.key_of(1);
+    c.node(2).set("n", &key, "old", 600).await.unwrap();
+    let order = rank("n", &key, &c.net.members);
+    let (second, third) = (order[1], order[2]);
+    // Node 1 dies (it would come back empty).
+    c.net.caches.lock().unwrap().insert(1, None);
+
+    // A plain lookup through node `third`: the owner does not answer within the timeout,
+    // the next node (empty) answers a miss; never more than wait + timeout.
+    let started = Instant::now();
+    let got = c.node(third).get("n", &key, 0).await;
+    assert_eq!(got, GetOutcome::nothing());
+    assert!(Instant::now() - started <= TIMEOUT);
+    assert_eq!(
+        c.node(third).peer_state(1),
+        PeerState::Down {
+            since: Timestamp::from_micros(T0 * 1_000_000)
+        }
+    );
+    // Marked down: the next calls skip it at once.
+    let started = Instant::now();
+    c.node(third).set("n", &key, "during", 600).await.unwrap();
+    assert_eq!(Instant::now(), started, "no second timeout");
+    let got = c.node(third).get("n", &key, 0).await;
+    assert_eq!(got.data.as_deref(), Some("during"));
+    assert_eq!(c.net.cache(second).unwrap().stats().items, 1);
+    // The fall-back node finds the owner down too (one timeout) and serves the key itself.
+    c.node(second).set("n", &key, "during", 600).await.unwrap();
+    assert!(matches!(
+        c.node(second).peer_state(1),
+        PeerState::Down { .. }
+    ));
+
+    // A waiting get to a dead owner: bounded by wait + timeout, then served by the next node.
+    let started = Instant::now();
+    let other = c.key_of(1);
+    c.node(second).get("n", &other, 2).await;
+    assert!(Instant::now() - started <= Duration::from_secs(2) + TIMEOUT);
+
+    // Node 1 restarts with an empty cache. Once `peer_refresh_time` has passed, the nodes
+    // recheck it and it owns its keys again: a miss (never the old value), and the copy the
+    // fall-back node held is dropped.
+    let restarted = local(&c.clock);
+    c.net
+        .caches
+        .lock()
+        .unwrap()
+        .insert(1, Some(restarted.clone()));
+    c.nodes[0] = SharedCache::new(
+        restarted,
+        1,
+        Arc::new(Peers(c.net.clone())),
+        c.clock.clone(),
+        TIMEOUT,
+        REFRESH,
+    );
+    c.clock.advance_secs(REFRESH.as_secs());
+    for id in [second, third] {
+        let got = c.node(id).get("n", &key, 0).await;
+        assert_eq!(got, GetOutcome::nothing(), "through node {id}");
+        assert_eq!(c.node(id).peer_state(1), PeerState::Up);
+    }
+    assert_eq!(c.net.cache(second).unwrap().stats().items, 0, "handed back");
+    c.node(third).set("n", &key, "new", 600).await.unwrap();
+    for id in 1..=3 {
+        let got = c.node(id).get("n", &key, 0).await;
+        assert_eq!(got.data.as_deref(), Some("new"), "through node {id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_survivor_serves_its_own_cache() {
+    let c = cluster();
+    c.net.caches.lock().unwrap().insert(1, None);
+    c.net.caches.lock().unwrap().insert(2, None);
+    for i in 0..20 {
+        let key = format!("k{i}");
+        c.node(3).set("n", &key, "v", 60).await.unwrap();
+        assert_eq!(c.node(3).get("n", &key, 0).await.data.as_deref(), Some("v"));
+    }
+    let states: Vec<_> = c.node(3).peers().into_iter().map(|p| p.id).collect();
+    assert_eq!(states, vec![1, 2]);
+    assert!(c
+        .node(3)
+        .peers()
+        .iter()
+        .all(|p| matches!(p.state, PeerState::Down { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_large_is_refused_before_anything_is_sent() {
+    let c = cluster();
+    let key = c.key_of(1);
+    c.node(2).set("n", &key, "old", 60).await.unwrap();
+    let err = c.node(2).set("n", &key, &"x".repeat(1001), 60).await;
+    assert_eq!(
+        err,
+        Err(CacheError::TooLarge {
+            size: 1001,
+            limit: 1000
+        })
+    );
+    assert_eq!(
+        c.node(3).get("n", &key, 0).await.data.as_deref(),
+        Some("old")
+    );
+}
