@@ -13,7 +13,7 @@
 //! them asleep until their deadline). The owner holds a key's lock and its waiters, so the
 //! protocol is cluster-wide.
 //!
-//! Bounded by `max_cache_size` (sum of item sizes, per node) and `max_item_size`. When full,
+//! Bounded by `max_cache_size` (sum of item sizes, each node's share) and `max_item_size`. When full,
 //! the oldest-written items are evicted (FIFO by last write, as the original), never refusing
 //! a write. Expiry and eviction use ordered indexes, so their cost is proportional to what
 //! they remove.
