@@ -32,6 +32,12 @@ use crate::health::{PeerHealth, PeerState};
 use crate::owner::rank;
 use crate::{Cache, CacheError, GetOutcome};
 
+/// Longest wait one forwarded `get_data` asks the owner for. A longer `max_wait_time` is
+/// waited in slices, each a new call on the connection: a peer port closes a connection on
+/// which nothing has moved for its idle limit (30 s at least), and a single call waiting
+/// longer (plugnpy waits 30 s by default) would be cut and its owner wrongly marked down.
+pub const WAIT_SLICE: Duration = Duration::from_secs(10);
+
 /// A boxed future, as the transport returns them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -201,24 +207,37 @@ impl SharedCache {
             if !self.health.usable(node) {
                 continue;
             }
-            let now = Instant::now();
-            if now >= hard_end {
-                break;
-            }
-            let left = wait_end.saturating_duration_since(now);
-            let request = ForwardedGet {
-                namespace: namespace.to_string(),
-                key: key.to_string(),
-                wait_secs,
-                wait_left_ms: left.as_millis() as u64,
-            };
-            let limit = (left + self.timeout).min(hard_end - now);
-            match self.peers.get(node, request, limit).await {
-                Ok(outcome) => {
-                    self.answered(node, &members);
-                    return outcome;
+            // The owner waits for the caller, one slice per call (see WAIT_SLICE).
+            loop {
+                let now = Instant::now();
+                if now >= hard_end {
+                    break;
                 }
-                Err(why) => self.failed(node, &why),
+                let left = wait_end.saturating_duration_since(now);
+                let slice = left.min(WAIT_SLICE);
+                let request = ForwardedGet {
+                    namespace: namespace.to_string(),
+                    key: key.to_string(),
+                    wait_secs,
+                    wait_left_ms: slice.as_millis() as u64,
+                };
+                let limit = (slice + self.timeout).min(hard_end - now);
+                match self.peers.get(node, request, limit).await {
+                    Ok(outcome) => {
+                        self.answered(node, &members);
+                        // Nothing and no lock after a slice that was not the last: the lock
+                        // is still held; wait on.
+                        let slice_ended = outcome.data.is_none() && !outcome.lock;
+                        if slice_ended && slice < left && Instant::now() < wait_end {
+                            continue;
+                        }
+                        return outcome;
+                    }
+                    Err(why) => {
+                        self.failed(node, &why);
+                        break;
+                    }
+                }
             }
         }
         // Out of time (every node before this one failed slowly): a miss, never a hang.

@@ -179,6 +179,35 @@ async fn the_lock_is_cluster_wide_and_a_set_anywhere_wakes_waiters_everywhere() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_long_wait_through_another_node_is_waited_in_slices_and_still_woken_at_once() {
+    let c = Arc::new(cluster());
+    let key = c.key_of(1);
+    assert!(c.node(1).get("n", &key, 60).await.lock);
+    let waiter = {
+        let (c, key) = (c.clone(), key.clone());
+        tokio::spawn(async move {
+            let got = c.node(2).get("n", &key, 30).await;
+            (got, Instant::now())
+        })
+    };
+    // Past two slices of the waiter's forwarded wait.
+    tokio::time::sleep(WAIT_SLICE * 2 + Duration::from_secs(3)).await;
+    let set_at = Instant::now();
+    c.node(3).set("n", &key, "late", 60).await.unwrap();
+    let (got, at) = waiter.await.unwrap();
+    assert_eq!(got.data.as_deref(), Some("late"));
+    assert_eq!(at, set_at);
+    assert_eq!(c.node(2).peer_state(1), PeerState::Up);
+    // A waiter whose whole wait passes gets nothing, at its own deadline.
+    let key = c.key_of(3);
+    assert!(c.node(3).get("n", &key, 60).await.lock);
+    let started = Instant::now();
+    let got = c.node(1).get("n", &key, 25).await;
+    assert_eq!(got, GetOutcome::nothing());
+    assert_eq!(Instant::now() - started, Duration::from_secs(25));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dead_owner_costs_one_timeout_then_its_keys_go_to_the_next_node_and_come_back() {
     let mut c = cluster();
     let key = c.key_of(1);
