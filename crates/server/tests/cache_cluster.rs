@@ -107,7 +107,10 @@ async fn a_value_set_on_one_node_is_read_on_every_node_then_expires_everywhere()
     // A TTL runs out for every node at once (the owner's clock and expiry).
     let key = key_owned_by(3, "ttl");
     run(&cluster, 0, &["set", &key, "short-lived", "2"]).await;
-    assert_eq!(run(&cluster, 1, &["get", &key, "0"]).await["data"], "short-lived");
+    assert_eq!(
+        run(&cluster, 1, &["get", &key, "0"]).await["data"],
+        "short-lived"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     'expired: loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -251,7 +254,12 @@ async fn faults_degrade_to_misses_a_lone_survivor_caches_and_restarted_nodes_rej
         let key = key_owned_by(owner_id, "rejoined");
         loop {
             let value = format!("set at {:?}", Instant::now());
-            run(&cluster, (owner_id as usize) % 3, &["set", &key, &value, "60"]).await;
+            run(
+                &cluster,
+                (owner_id as usize) % 3,
+                &["set", &key, &value, "60"],
+            )
+            .await;
             let mut seen = 0;
             for i in 0..3 {
                 if run(&cluster, i, &["get", &key, "0"]).await["data"] == json!(value) {
@@ -272,4 +280,21 @@ async fn faults_degrade_to_misses_a_lone_survivor_caches_and_restarted_nodes_rej
     for p in status["peers"].as_array().unwrap() {
         assert_eq!(p["cache"], "up", "{status}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_owner_costs_a_connection_timeout_never_a_hang() {
+    let cluster = start(FAST_FAULTS).await;
+    let key = key_owned_by(1, "hung");
+    run(&cluster, 1, &["set", &key, "before", "60"]).await;
+    // Node 1 stops answering (SIGSTOP): its port still accepts connections, nothing answers.
+    cluster.signal(0, libc::SIGSTOP);
+    let running = loops(&cluster, &[1, 2], "3", "hung");
+    // A plugin waiting on a key of the hung owner: answered within its max_wait_time (2 s)
+    // plus peer_connection_timeout (0.5 s); the bound below is generous for a busy machine.
+    let waiting = outcome(plugin(&cluster, 2, &["get", &key, "2"])).await;
+    assert_eq!(waiting["ok"], true, "{waiting}");
+    assert!(waiting["secs"].as_f64().unwrap() < 6.0, "{waiting}");
+    assert_loops_answered(running, "owner hung").await;
+    cluster.signal(0, libc::SIGCONT);
 }
