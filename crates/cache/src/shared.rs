@@ -52,6 +52,9 @@ pub struct ForwardedGet {
     pub wait_secs: i64,
     /// What is left of the caller's wait, in milliseconds (the owner waits no longer).
     pub wait_left_ms: u64,
+    /// The nodes before the receiver in the key's order, which the sender found down: the
+    /// receiver answers for them, and marks them down too (see [`SharedCache::answer_get`]).
+    pub skipped: Vec<u64>,
 }
 
 /// A `set_data` forwarded to the owner.
@@ -65,6 +68,8 @@ pub struct ForwardedSet {
     pub data: String,
     /// Time to live, seconds.
     pub ttl_secs: u64,
+    /// As [`ForwardedGet::skipped`].
+    pub skipped: Vec<u64>,
 }
 
 /// How a node reaches the other members' caches. The server implements it over the peer
@@ -184,6 +189,58 @@ impl SharedCache {
         }
     }
 
+    /// Another node's peers it found down: mark them down here too (when this node has
+    /// not heard from them since), so that this node, which now holds their keys, rechecks
+    /// them and hands their keys back when they answer again.
+    fn hearsay(&self, skipped: &[u64]) {
+        for &node in skipped {
+            if node != self.me && self.health.is_up(node) {
+                self.failed(node, "another node found it down");
+            }
+        }
+    }
+
+    /// Answers a `get_data` another node forwarded here (this node is the first of the
+    /// key's order that the sender could reach): from this node's own share, never
+    /// forwarded again.
+    pub async fn answer_get(&self, r: ForwardedGet) -> GetOutcome {
+        self.hearsay(&r.skipped);
+        let until = Instant::now() + Duration::from_millis(r.wait_left_ms);
+        self.local
+            .get_until(&r.namespace, &r.key, r.wait_secs, until)
+            .await
+    }
+
+    /// Stores a `set_data` another node forwarded here, in this node's own share.
+    pub fn answer_set(&self, r: ForwardedSet) -> Result<(), CacheError> {
+        self.hearsay(&r.skipped);
+        self.local.set(&r.namespace, &r.key, &r.data, r.ttl_secs)
+    }
+
+    /// Rechecks the peers marked down whose `peer_refresh_time` has passed, with a plain
+    /// lookup each (bounded by `peer_connection_timeout`): one that answers is up again and
+    /// takes its keys back. Run it every `peer_refresh_time`, so that a recovered peer is
+    /// seen (and `/status` says so) even when no plugin asks for one of its keys.
+    pub async fn recheck(&self) {
+        let members = self.peers.members();
+        for node in members.iter().copied() {
+            if node == self.me || self.health.is_up(node) || !self.health.usable(node) {
+                continue;
+            }
+            let probe = ForwardedGet {
+                namespace: String::new(),
+                key: String::new(),
+                wait_secs: 0,
+                wait_left_ms: 0,
+                skipped: Vec::new(),
+            };
+            match self.peers.get(node, probe, self.timeout).await {
+                Ok(_) => self.answered(node, &members),
+                Err(why) => self.failed(node, &why),
+            }
+        }
+    }
+
     /// `POST /get_data`, answered by the key's owner.
     pub async fn get(&self, namespace: &str, key: &str, wait_secs: i64) -> GetOutcome {
         if wait_secs < 0 {
@@ -197,6 +254,7 @@ impl SharedCache {
         let start = Instant::now();
         let wait_end = start + Duration::from_secs(wait_secs as u64);
         let hard_end = wait_end + self.timeout;
+        let mut skipped = Vec::new();
         for node in rank(namespace, key, &members) {
             if node == self.me {
                 return self
@@ -205,6 +263,7 @@ impl SharedCache {
                     .await;
             }
             if !self.health.usable(node) {
+                skipped.push(node);
                 continue;
             }
             // The owner waits for the caller, one slice per call (see WAIT_SLICE).
@@ -220,6 +279,7 @@ impl SharedCache {
                     key: key.to_string(),
                     wait_secs,
                     wait_left_ms: slice.as_millis() as u64,
+                    skipped: skipped.clone(),
                 };
                 let limit = (slice + self.timeout).min(hard_end - now);
                 match self.peers.get(node, request, limit).await {
@@ -235,6 +295,7 @@ impl SharedCache {
                     }
                     Err(why) => {
                         self.failed(node, &why);
+                        skipped.push(node);
                         break;
                     }
                 }
@@ -266,11 +327,13 @@ impl SharedCache {
             return self.local.set(namespace, key, data, ttl_secs);
         }
         let hard_end = Instant::now() + self.timeout;
+        let mut skipped = Vec::new();
         for node in rank(namespace, key, &members) {
             if node == self.me {
                 break;
             }
             if !self.health.usable(node) {
+                skipped.push(node);
                 continue;
             }
             let now = Instant::now();
@@ -282,13 +345,17 @@ impl SharedCache {
                 key: key.to_string(),
                 data: data.to_string(),
                 ttl_secs,
+                skipped: skipped.clone(),
             };
             match self.peers.set(node, request, hard_end - now).await {
                 Ok(stored) => {
                     self.answered(node, &members);
                     return stored;
                 }
-                Err(why) => self.failed(node, &why),
+                Err(why) => {
+                    self.failed(node, &why);
+                    skipped.push(node);
+                }
             }
         }
         self.local.set(namespace, key, data, ttl_secs)

@@ -29,6 +29,8 @@ pub struct CacheGetRequest {
     pub wait_secs: i64,
     /// What is left of it, milliseconds.
     pub wait_left_ms: u64,
+    /// Nodes before the receiver in the key's order that the sender found down.
+    pub skipped: Vec<u64>,
 }
 
 /// The owner's answer to a [`CacheGetRequest`].
@@ -53,20 +55,35 @@ pub struct CacheSetRequest {
     pub data: String,
     /// Time to live, seconds.
     pub ttl_secs: u64,
+    /// Nodes before the receiver in the key's order that the sender found down.
+    pub skipped: Vec<u64>,
 }
 
 /// The owner's answer to a [`CacheSetRequest`]: stored, or too large (size, limit).
 pub type CacheSetAnswer = Result<(), (u64, u64)>;
 
-/// Answers a forwarded `get_data` from this node's own cache share.
+/// Answers a forwarded `get_data` from this node's own cache share (through its
+/// `SharedCache` when one is registered, which also notes the peers the sender found down).
 pub(crate) async fn answer_get(node: &Node, r: CacheGetRequest) -> Result<CacheGetAnswer, String> {
-    let cache = node
-        .local_cache()
-        .ok_or_else(|| "this node has no cache".to_string())?;
-    let until = tokio::time::Instant::now() + Duration::from_millis(r.wait_left_ms);
-    let got = cache
-        .get_until(&r.namespace, &r.key, r.wait_secs, until)
-        .await;
+    let got = if let Some(shared) = node.shared_cache() {
+        shared
+            .answer_get(ForwardedGet {
+                namespace: r.namespace,
+                key: r.key,
+                wait_secs: r.wait_secs,
+                wait_left_ms: r.wait_left_ms,
+                skipped: r.skipped,
+            })
+            .await
+    } else {
+        let cache = node
+            .local_cache()
+            .ok_or_else(|| "this node has no cache".to_string())?;
+        let until = tokio::time::Instant::now() + Duration::from_millis(r.wait_left_ms);
+        cache
+            .get_until(&r.namespace, &r.key, r.wait_secs, until)
+            .await
+    };
     Ok(CacheGetAnswer {
         data: got.data.as_deref().map(str::to_string),
         lock: got.lock,
@@ -76,10 +93,21 @@ pub(crate) async fn answer_get(node: &Node, r: CacheGetRequest) -> Result<CacheG
 
 /// Stores a forwarded `set_data` in this node's own cache share.
 pub(crate) fn answer_set(node: &Node, r: CacheSetRequest) -> Result<CacheSetAnswer, String> {
-    let cache = node
-        .local_cache()
-        .ok_or_else(|| "this node has no cache".to_string())?;
-    Ok(match cache.set(&r.namespace, &r.key, &r.data, r.ttl_secs) {
+    let stored = if let Some(shared) = node.shared_cache() {
+        shared.answer_set(ForwardedSet {
+            namespace: r.namespace,
+            key: r.key,
+            data: r.data,
+            ttl_secs: r.ttl_secs,
+            skipped: r.skipped,
+        })
+    } else {
+        let cache = node
+            .local_cache()
+            .ok_or_else(|| "this node has no cache".to_string())?;
+        cache.set(&r.namespace, &r.key, &r.data, r.ttl_secs)
+    };
+    Ok(match stored {
         Ok(()) => Ok(()),
         Err(CacheError::TooLarge { size, limit }) => Err((size, limit)),
     })
@@ -133,6 +161,7 @@ impl CachePeers for NodeCachePeers {
                 key: r.key,
                 wait_secs: r.wait_secs,
                 wait_left_ms: r.wait_left_ms,
+                skipped: r.skipped,
             };
             let bytes = self.call(node, Kind::CacheGet, &request, timeout).await?;
             let answer = decode::<Result<CacheGetAnswer, String>>(&bytes)
@@ -157,6 +186,7 @@ impl CachePeers for NodeCachePeers {
                 key: r.key,
                 data: r.data,
                 ttl_secs: r.ttl_secs,
+                skipped: r.skipped,
             };
             let bytes = self.call(node, Kind::CacheSet, &request, timeout).await?;
             let answer = decode::<Result<CacheSetAnswer, String>>(&bytes)

@@ -199,6 +199,8 @@ struct Inner {
     commit_timeout: Duration,
     takeover: Arc<crate::takeover::Takeover>,
     cache: Option<Arc<statemanager_cache::Cache>>,
+    /// The shared cache built on this node (it holds the node: a weak reference, no cycle).
+    shared_cache: std::sync::OnceLock<std::sync::Weak<statemanager_cache::SharedCache>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -434,6 +436,7 @@ impl Node {
                 commit_timeout: options.commit_timeout,
                 takeover,
                 cache: options.cache.clone(),
+                shared_cache: std::sync::OnceLock::new(),
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
@@ -477,6 +480,17 @@ impl Node {
     /// This node's share of the shared cache, if it has one.
     pub fn local_cache(&self) -> Option<&Arc<statemanager_cache::Cache>> {
         self.inner.cache.as_ref()
+    }
+
+    /// Registers the shared cache built on this node: calls forwarded by peers go through
+    /// it (it notes the peers they found down). Only the first registration counts.
+    pub fn set_shared_cache(&self, shared: &Arc<statemanager_cache::SharedCache>) {
+        let _ = self.inner.shared_cache.set(Arc::downgrade(shared));
+    }
+
+    /// The shared cache registered with [`Node::set_shared_cache`], while it lives.
+    pub fn shared_cache(&self) -> Option<Arc<statemanager_cache::SharedCache>> {
+        self.inner.shared_cache.get()?.upgrade()
     }
 
     /// The peer network (the shared cache forwards over it).

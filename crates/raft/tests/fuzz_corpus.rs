@@ -170,12 +170,14 @@ fn peer_decode_cache_seeds() {
         key: "3f79bb7b435b05321651daefd374cdc681dc06faa65e374e38337b88ca046dea".into(),
         wait_secs: 30,
         wait_left_ms: 10_000,
+        skipped: vec![3],
     };
     let set = CacheSetRequest {
         namespace: "PLUGIN#check_cache".into(),
         key: "ünïcødé".into(),
         data: "{\"value\": 42}".into(),
         ttl_secs: 900,
+        skipped: Vec::new(),
     };
     let requests = [request(Kind::CacheGet, &get), request(Kind::CacheSet, &set)];
     for frame in &requests {

@@ -234,6 +234,19 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         Duration::from_millis(config.peer_connection_timeout_ms),
         Duration::from_millis(config.peer_refresh_ms),
     ));
+    node.set_shared_cache(&shared_cache);
+    // Peers marked down are rechecked every peer_refresh_time, traffic or not.
+    let recheck = tokio::spawn({
+        let shared = shared_cache.clone();
+        let every = Duration::from_millis(config.peer_refresh_ms.max(100));
+        async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                shared.recheck().await;
+            }
+        }
+    });
     let housekeeping = tokio::spawn({
         let cache = cache.clone();
         let every = Duration::from_secs(config.housekeeping_interval);
@@ -397,6 +410,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     }
     reload.abort();
     housekeeping.abort();
+    recheck.abort();
     node.shutdown().await;
     tracing::info!("State Manager stopped");
     outcome

@@ -249,6 +249,20 @@ async fn faults_degrade_to_misses_a_lone_survivor_caches_and_restarted_nodes_rej
     cluster.restart(0);
     cluster.restart(1);
     cluster.wait_leader().await;
+    // The survivor rechecks its peers every peer_refresh_time, traffic or not.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = common::get_json(&client, &cluster.node(2).url("/status")).await;
+        let peers = status["peers"].as_array().unwrap().clone();
+        if peers.iter().all(|p| p["cache"] == "up") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peers never seen up again: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     for owner_id in 1..=3 {
         let key = key_owned_by(owner_id, "rejoined");
