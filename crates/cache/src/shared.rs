@@ -16,7 +16,10 @@
 //!   past that the caller gets a miss (`get_data`) or the value is kept here (`set_data`);
 //! - a node left alone serves its own cache (the cache needs no quorum);
 //! - when a peer comes back, this node drops the items it held for that peer's keys while it
-//!   was down, so a later outage cannot resurrect a value older than the owner's.
+//!   was down, so a later outage cannot resurrect a value older than the owner's; forwarded
+//!   calls name the nodes the sender skipped, so the node answering for them knows too;
+//! - peers marked down are rechecked every `peer_refresh_time` ([`SharedCache::recheck`]),
+//!   with or without traffic.
 //!
 //! A set is not copied to the key's second node: see `docs/design.md` for the numbers.
 
