@@ -189,6 +189,35 @@ async fn the_lock_is_cluster_wide_and_a_set_anywhere_wakes_waiters_everywhere() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_abandoned_lock_expires_for_the_whole_cluster_and_wakes_its_waiters() {
+    let c = Arc::new(cluster());
+    let key = c.key_of(3);
+    let started = Instant::now();
+    // The locker (through node 1) asks with a 2 s wait: its lock lives 2 s, and it never sets.
+    assert!(c.node(1).get("n", &key, 2).await.lock);
+    let waiters: Vec<_> = [2, 3]
+        .into_iter()
+        .map(|id| {
+            let (c, key) = (c.clone(), key.clone());
+            tokio::spawn(async move { (c.node(id).get("n", &key, 20).await, Instant::now()) })
+        })
+        .collect();
+    let mut lockers = 0;
+    for w in waiters {
+        let (got, at) = w.await.unwrap();
+        // Woken when the lock expired, not at their own 20 s deadline: one of them computes,
+        // the other waits on its new lock until its own deadline.
+        if got.lock {
+            lockers += 1;
+            assert_eq!(at - started, Duration::from_secs(2));
+        } else {
+            assert_eq!(got, GetOutcome::nothing());
+        }
+    }
+    assert_eq!(lockers, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_long_wait_through_another_node_is_waited_in_slices_and_still_woken_at_once() {
     let c = Arc::new(cluster());
     let key = c.key_of(1);
