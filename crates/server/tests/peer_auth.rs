@@ -47,17 +47,26 @@ async fn store_and_read_everywhere(cluster: &Cluster, key: &str) {
         .await;
         assert_eq!(status, 200, "{v}");
         for i in 0..3 {
-            let (status, v) = post(
-                &client,
-                &cluster.node(i).url("/get_data"),
-                json!({"namespace": "PLUGIN#auth", "key": cache_key}),
-            )
-            .await;
-            assert_eq!(
-                (status, v["data"].as_str()),
-                (200, Some("c")),
-                "node {i}: {v}"
-            );
+            // A node that found the owner slow on a busy machine answers a miss until it
+            // rechecks it (peer_refresh_time): poll, never an error.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let (status, v) = post(
+                    &client,
+                    &cluster.node(i).url("/get_data"),
+                    json!({"namespace": "PLUGIN#auth", "key": cache_key}),
+                )
+                .await;
+                assert_eq!(status, 200, "node {i}: {v}");
+                if v["data"] == "c" {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {i} never read the value: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 }
