@@ -8,7 +8,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use statemanager_cache::Cache;
+use statemanager_cache::{Cache, SharedCache};
 use statemanager_raft::Node;
 
 use crate::handlers::admin::{self, AdminAccess};
@@ -19,8 +19,11 @@ use crate::handlers::{cache, console, delete, fallback, fetch, openapi, probes, 
 pub struct ApiState {
     /// The node service.
     pub node: Node,
-    /// The node-local ephemeral cache.
+    /// This node's share of the ephemeral cache (its `/status` and `/metrics` figures).
     pub cache: Arc<Cache>,
+    /// The cache shared by the cluster (routes each key to its owner); `None`: `cache` alone
+    /// answers `get_data`/`set_data`.
+    pub shared_cache: Option<Arc<SharedCache>>,
     /// Largest request body accepted for the persistent store, in bytes.
     pub body_limit: usize,
     /// Largest `/set_data` body accepted, in bytes.
@@ -67,6 +70,7 @@ impl ApiState {
             cache_body_limit: body_limit(cache.limits().max_item_size),
             node,
             cache,
+            shared_cache: None,
             run_ref,
             started,
             render_metrics: None,

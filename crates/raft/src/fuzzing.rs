@@ -96,6 +96,12 @@ pub fn peer_decode(data: &[u8]) {
                         State::new().apply(&batch);
                     }
                     Call::ReadIndex => {}
+                    Call::CacheGet(_) => {
+                        decodes_canonically::<crate::cache_peers::CacheGetRequest>(body);
+                    }
+                    Call::CacheSet(_) => {
+                        decodes_canonically::<crate::cache_peers::CacheSetRequest>(body);
+                    }
                 }
             }
         }

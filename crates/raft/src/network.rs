@@ -170,6 +170,18 @@ impl PeerNetwork {
         request
     }
 
+    /// One call of `kind` over the peer stream only (no HTTP fall-back), bounded by
+    /// `timeout`: the shared cache's forwarded calls.
+    pub async fn stream_call<R: Serialize>(
+        &self,
+        addr: &str,
+        kind: Kind,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        self.streams.call(addr, kind, request, timeout).await
+    }
+
     /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
     /// quorum and answers the log index a linearizable read must have applied.
     pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64, String> {

@@ -97,6 +97,9 @@ pub struct NodeOptions {
     pub max_batch_bytes: usize,
     /// Most batches in flight (proposed, not yet answered).
     pub write_pipeline: usize,
+    /// This node's share of the shared ephemeral cache: forwarded `get_data`/`set_data`
+    /// calls from peers are answered from it (`None`: refused).
+    pub cache: Option<Arc<statemanager_cache::Cache>>,
 }
 
 impl NodeOptions {
@@ -124,6 +127,7 @@ impl NodeOptions {
             max_batch_ops: 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             write_pipeline: 1,
+            cache: None,
         }
     }
 }
@@ -207,6 +211,9 @@ struct Inner {
     election_max: Duration,
     commit_timeout: Duration,
     takeover: Arc<crate::takeover::Takeover>,
+    cache: Option<Arc<statemanager_cache::Cache>>,
+    /// The shared cache built on this node (it holds the node: a weak reference, no cycle).
+    shared_cache: std::sync::OnceLock<std::sync::Weak<statemanager_cache::SharedCache>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -441,6 +448,8 @@ impl Node {
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
                 takeover,
+                cache: options.cache.clone(),
+                shared_cache: std::sync::OnceLock::new(),
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
@@ -479,6 +488,55 @@ impl Node {
             }
             (None, None) => Ok(()),
         }
+    }
+
+    /// This node's share of the shared cache, if it has one.
+    pub fn local_cache(&self) -> Option<&Arc<statemanager_cache::Cache>> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Registers the shared cache built on this node: calls forwarded by peers go through
+    /// it (it notes the peers they found down). Only the first registration counts.
+    pub fn set_shared_cache(&self, shared: &Arc<statemanager_cache::SharedCache>) {
+        let _ = self.inner.shared_cache.set(Arc::downgrade(shared));
+    }
+
+    /// The shared cache registered with [`Node::set_shared_cache`], while it lives.
+    pub fn shared_cache(&self) -> Option<Arc<statemanager_cache::SharedCache>> {
+        self.inner.shared_cache.get()?.upgrade()
+    }
+
+    /// The peer network (the shared cache forwards over it).
+    pub fn network(&self) -> &PeerNetwork {
+        &self.inner.network
+    }
+
+    /// The ids of the members (voters and learners), this node included; just this node
+    /// before it belongs to a cluster.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let ids: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            vec![self.inner.node_id]
+        } else {
+            ids
+        }
+    }
+
+    /// The peer address of member `id`.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
     }
 
     /// The Raft handle (for the peer server's RPC routes).
