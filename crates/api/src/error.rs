@@ -11,6 +11,7 @@
 //! | `request_timeout` | 408 | the request head or body arrived too slowly |
 //! | `conflict` | 409 | a newer (or equally old, different) item is stored |
 //! | `item_too_large` | 413 | data over `max_persistent_data_item_size` |
+//! | `item_too_large` | 400 | `/set_data`: data over the cache's `max_item_size` (400, as the original) |
 //! | `body_too_large` | 413 | request body over the body limit |
 //! | `header_too_large` | 431 | request line and headers over `max_header_bytes` |
 //! | `rate_limited` | 429 | over `client_rate_limit` requests per second from this address |
@@ -52,7 +53,7 @@ pub enum ApiError {
     HeaderTooLarge(String),
     /// 413 `body_too_large`.
     BodyTooLarge(usize),
-    /// 413 `item_too_large` from the ephemeral cache.
+    /// 400 `item_too_large` from the ephemeral cache (the original answers 400).
     CacheItemTooLarge(String),
     /// Anything the node answered.
     Node(NodeError),
@@ -106,7 +107,7 @@ impl ApiError {
                 format!("request body is larger than {limit} bytes"),
             ),
             ApiError::CacheItemTooLarge(m) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "item_too_large", m.clone())
+                (StatusCode::BAD_REQUEST, "item_too_large", m.clone())
             }
             ApiError::Node(e) => match e {
                 NodeError::Domain(d) => match d {

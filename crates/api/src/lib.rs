@@ -13,6 +13,7 @@ mod handlers;
 pub mod limits;
 pub mod namespaces;
 mod router;
+pub mod traffic;
 
 pub use handlers::admin::AdminAccess;
 pub use handlers::openapi::OPENAPI_JSON;

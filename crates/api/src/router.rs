@@ -8,19 +8,22 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use statemanager_cache::Cache;
+use statemanager_cache::{Cache, SharedCache};
 use statemanager_raft::Node;
 
 use crate::handlers::admin::{self, AdminAccess};
-use crate::handlers::{cache, delete, fallback, fetch, openapi, probes, store};
+use crate::handlers::{cache, console, delete, fallback, fetch, openapi, probes, store};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     /// The node service.
     pub node: Node,
-    /// The node-local ephemeral cache.
+    /// This node's share of the ephemeral cache (its `/status` and `/metrics` figures).
     pub cache: Arc<Cache>,
+    /// The cache shared by the cluster (routes each key to its owner); `None`: `cache` alone
+    /// answers `get_data`/`set_data`.
+    pub shared_cache: Option<Arc<SharedCache>>,
     /// Largest request body accepted for the persistent store, in bytes.
     pub body_limit: usize,
     /// Largest `/set_data` body accepted, in bytes.
@@ -43,6 +46,9 @@ pub struct ApiState {
     pub admin: AdminAccess,
     /// Head size, body time and request-rate limits.
     pub limits: crate::RequestLimits,
+    /// Request rates and latencies over the last minutes (`/status/traffic`), sampled by the
+    /// server from its metrics.
+    pub traffic: Arc<crate::traffic::TrafficHistory>,
 }
 
 impl ApiState {
@@ -64,11 +70,13 @@ impl ApiState {
             cache_body_limit: body_limit(cache.limits().max_item_size),
             node,
             cache,
+            shared_cache: None,
             run_ref,
             started,
             render_metrics: None,
             admin: AdminAccess::Open,
             limits: crate::RequestLimits::default(),
+            traffic: Arc::new(crate::traffic::TrafficHistory::new()),
             forwarding: true,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             namespaces,
@@ -96,6 +104,9 @@ pub fn app(state: ApiState) -> Router {
     let admin_routes = Router::new()
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
+        .route("/admin/namespaces", get(admin::namespaces))
+        .route("/admin/fetch", post(admin::fetch))
+        .route("/admin/delete", post(admin::delete))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -105,6 +116,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/status", get(probes::status))
+        .route("/status/cluster", get(console::cluster))
+        .route("/status/traffic", get(console::traffic))
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/store_data", post(store::store_data))
@@ -112,6 +125,9 @@ pub fn app(state: ApiState) -> Router {
         .route("/delete_data", post(delete::delete_data))
         .route("/get_data", post(cache::get_data))
         .route("/set_data", post(cache::set_data))
+        .route("/ui", get(console::page))
+        .route("/ui/app.js", get(console::script))
+        .route("/ui/app.css", get(console::style))
         .merge(admin_routes)
         .fallback(fallback::unknown_endpoint)
         .method_not_allowed_fallback(fallback::method_not_allowed);
@@ -155,6 +171,11 @@ pub fn forward_router(state: ApiState) -> Router {
         // The peer port's own authentication (cluster secret, peer TLS) guards these.
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
+        // The console's: a member's summary for `/status/cluster`, and the admin reads and
+        // deletes a follower relays to the leader.
+        .route("/forward/node", get(console::node))
+        .route("/forward/admin/fetch", post(admin::fetch))
+        .route("/forward/admin/delete", post(admin::delete))
         .with_state(state)
 }
 
@@ -166,6 +187,8 @@ pub const ROUTES: &[&str] = &[
     "/health",
     "/ready",
     "/status",
+    "/status/cluster",
+    "/status/traffic",
     "/metrics",
     "/openapi.json",
     "/store_data",
@@ -173,8 +196,14 @@ pub const ROUTES: &[&str] = &[
     "/delete_data",
     "/get_data",
     "/set_data",
+    "/ui",
+    "/ui/app.js",
+    "/ui/app.css",
     "/admin/list",
     "/admin/backup",
+    "/admin/namespaces",
+    "/admin/fetch",
+    "/admin/delete",
 ];
 
 /// The metric label of a route: one of a fixed set, so clients cannot grow the label set and

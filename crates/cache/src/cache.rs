@@ -52,7 +52,8 @@ pub struct GetOutcome {
 }
 
 impl GetOutcome {
-    fn nothing() -> Self {
+    /// No data, no lock.
+    pub fn nothing() -> Self {
         GetOutcome {
             data: None,
             lock: false,
@@ -68,6 +69,8 @@ pub struct CacheStats {
     pub items: u64,
     /// Live locks.
     pub locks: u64,
+    /// Callers waiting now for another caller's lock.
+    pub waiting: u64,
     /// Sum of item sizes, in bytes.
     pub size: u64,
     /// The largest item size stored since start (the Cache Manager's `max_item_size`).
@@ -228,6 +231,22 @@ impl Cache {
 
     /// `POST /get_data` with `max_wait_time` in whole seconds (already truncated).
     pub async fn get(&self, namespace: &str, key: &str, max_wait_secs: i64) -> GetOutcome {
+        let deadline = Instant::now() + Duration::from_secs(max_wait_secs.max(0) as u64);
+        self.get_until(namespace, key, max_wait_secs, deadline)
+            .await
+    }
+
+    /// [`Cache::get`] for a caller whose wait ends at `deadline` rather than `max_wait_secs`
+    /// from now: a call forwarded from another node, which has already spent part of its
+    /// caller's wait. `max_wait_secs` still decides the mode (< 0, 0, > 0) and a granted
+    /// lock's lifetime.
+    pub async fn get_until(
+        &self,
+        namespace: &str,
+        key: &str,
+        max_wait_secs: i64,
+        deadline: Instant,
+    ) -> GetOutcome {
         let key: CacheKey = (Arc::from(namespace), Arc::from(key));
         if max_wait_secs < 0 {
             return GetOutcome::nothing();
@@ -250,7 +269,6 @@ impl Cache {
                 }
             };
         }
-        let deadline = Instant::now() + Duration::from_secs(max_wait_secs as u64);
         let mut waited = false;
         loop {
             let (mut waiter, lock_expires) = {
@@ -403,12 +421,35 @@ impl Cache {
         self.inner().purge_expired(now, Instant::now());
     }
 
+    /// Drops every item whose `(namespace, key)` fails `keep` (locks stay: they expire on
+    /// their own and wake their waiters). Costs one pass over the cache: for rare events
+    /// only (a peer that was down is back and takes its keys again).
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) -> u64 {
+        let mut inner = self.inner();
+        let gone: Vec<CacheKey> = inner
+            .entries
+            .keys()
+            .filter(|k| !keep(&k.0, &k.1))
+            .cloned()
+            .collect();
+        for key in &gone {
+            inner.remove_entry(key);
+        }
+        gone.len() as u64
+    }
+
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
         let inner = self.inner();
         let mut stats = inner.stats;
         let now = Instant::now();
         stats.locks = inner.locks.values().filter(|l| l.expires > now).count() as u64;
+        // Each waiter holds a clone of its lock's receiver; the lock keeps one itself.
+        stats.waiting = inner
+            .locks
+            .values()
+            .map(|l| l._release.receiver_count().saturating_sub(1) as u64)
+            .sum();
         stats.items = inner.entries.len() as u64 + stats.locks;
         stats.size = inner.size;
         stats

@@ -73,6 +73,23 @@ impl DiskSpace {
         }
     }
 
+    /// Bytes free on the file system now (for status pages; `None` if unreadable). Reads
+    /// the cached value when it is fresh, like [`DiskSpace::check`].
+    pub fn free(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match *last {
+            Some((at, free)) if now.duration_since(at) < CHECK_EVERY && free != u64::MAX => {
+                Some(free)
+            }
+            _ => {
+                let free = self.read_free()?;
+                *last = Some((now, free));
+                Some(free)
+            }
+        }
+    }
+
     /// The reserve, in bytes.
     pub fn reserve(&self) -> u64 {
         self.reserve
@@ -87,6 +104,15 @@ impl DiskSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_reads_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskSpace::new(dir.path(), 0);
+        assert!(disk.free().expect("statvfs of a temp dir") > 0);
+        let missing = DiskSpace::new(&dir.path().join("missing"), 0);
+        assert_eq!(missing.free(), None);
+    }
 
     #[test]
     fn reads_real_free_space() {

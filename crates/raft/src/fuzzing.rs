@@ -108,6 +108,12 @@ fn decode_one(kind: crate::peer_stream::Kind, body: &[u8]) {
             State::new().apply(&batch);
         }
         Call::ReadIndex => {}
+        Call::CacheGet(_) => {
+            decodes_canonically::<crate::cache_peers::CacheGetRequest>(body);
+        }
+        Call::CacheSet(_) => {
+            decodes_canonically::<crate::cache_peers::CacheSetRequest>(body);
+        }
     }
 }
 

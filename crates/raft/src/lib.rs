@@ -12,13 +12,15 @@
 //!   own, so concurrent stores are drained into one [`statemanager_core::Batch`] per log
 //!   entry, stamped once with the leader's clock;
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
-//! - [`node`]: the service handle the API talks to.
+//! - [`node`]: the service handle the API talks to;
+//! - [`cache_peers`]: carries the shared cache's forwarded calls over the peer stream.
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod backup;
+pub mod cache_peers;
 pub mod cluster_time;
 pub mod disk;
 pub mod entry_cache;
@@ -37,5 +39,5 @@ pub mod types;
 pub mod writer;
 
 pub use error::NodeError;
-pub use node::{Node, NodeOptions, NodeStatus};
+pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;

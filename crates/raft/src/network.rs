@@ -182,6 +182,20 @@ impl PeerNetwork {
         request
     }
 
+    /// One call of `kind` over the peer stream only (no HTTP fall-back), bounded by
+    /// `timeout`: the shared cache's forwarded calls (to node `peer`, whose clock the call
+    /// also samples).
+    pub async fn stream_call<R: Serialize>(
+        &self,
+        addr: &str,
+        peer: Option<NodeId>,
+        kind: Kind,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        self.streams.call(addr, peer, kind, request, timeout).await
+    }
+
     /// Asks the leader at `addr` for a read index: the leader confirms its leadership with a
     /// quorum and answers the log index a linearizable read must have applied. Over the
     /// stream its answer also brings the leader's confirmed cluster time (taken in by the

@@ -101,6 +101,9 @@ pub struct NodeOptions {
     /// Largest clock offset from the majority this node may have and still lead and serve
     /// (see [`crate::cluster_time`]).
     pub max_clock_offset: Duration,
+    /// This node's share of the shared ephemeral cache: forwarded `get_data`/`set_data`
+    /// calls from peers are answered from it (`None`: refused).
+    pub cache: Option<Arc<statemanager_cache::Cache>>,
 }
 
 impl NodeOptions {
@@ -129,6 +132,7 @@ impl NodeOptions {
             max_batch_bytes: 4 * 1024 * 1024,
             write_pipeline: 1,
             max_clock_offset: Duration::from_millis(500),
+            cache: None,
         }
     }
 }
@@ -144,6 +148,19 @@ pub struct Member {
     pub state: &'static str,
     /// The last log index known to be replicated to it (leader only).
     pub matched_index: Option<u64>,
+}
+
+/// The live items of one namespace, for the console (`GET /admin/namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceStats {
+    /// The namespace (a protected one starts with NUL, see `Namespace::protected`).
+    pub namespace: Namespace,
+    /// Live items.
+    pub items: u64,
+    /// Sum of their data sizes, in bytes.
+    pub bytes: u64,
+    /// The earliest expiry among them.
+    pub next_expiry: Option<Timestamp>,
 }
 
 /// Why a node could not start.
@@ -201,6 +218,9 @@ struct Inner {
     election_max: Duration,
     commit_timeout: Duration,
     takeover: Arc<crate::takeover::Takeover>,
+    cache: Option<Arc<statemanager_cache::Cache>>,
+    /// The shared cache built on this node (it holds the node: a weak reference, no cycle).
+    shared_cache: std::sync::OnceLock<std::sync::Weak<statemanager_cache::SharedCache>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _data_dir: DataDir,
 }
@@ -448,6 +468,8 @@ impl Node {
                 election_max: options.election_timeout.1,
                 commit_timeout: options.commit_timeout,
                 takeover,
+                cache: options.cache.clone(),
+                shared_cache: std::sync::OnceLock::new(),
                 tasks: Mutex::new(tasks),
                 _data_dir: data_dir,
             }),
@@ -524,6 +546,55 @@ impl Node {
             }
             (None, None) => Ok(()),
         }
+    }
+
+    /// This node's share of the shared cache, if it has one.
+    pub fn local_cache(&self) -> Option<&Arc<statemanager_cache::Cache>> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Registers the shared cache built on this node: calls forwarded by peers go through
+    /// it (it notes the peers they found down). Only the first registration counts.
+    pub fn set_shared_cache(&self, shared: &Arc<statemanager_cache::SharedCache>) {
+        let _ = self.inner.shared_cache.set(Arc::downgrade(shared));
+    }
+
+    /// The shared cache registered with [`Node::set_shared_cache`], while it lives.
+    pub fn shared_cache(&self) -> Option<Arc<statemanager_cache::SharedCache>> {
+        self.inner.shared_cache.get()?.upgrade()
+    }
+
+    /// The peer network (the shared cache forwards over it).
+    pub fn network(&self) -> &PeerNetwork {
+        &self.inner.network
+    }
+
+    /// The ids of the members (voters and learners), this node included; just this node
+    /// before it belongs to a cluster.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let ids: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            vec![self.inner.node_id]
+        } else {
+            ids
+        }
+    }
+
+    /// The peer address of member `id`.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
     }
 
     /// The Raft handle (for the peer server's RPC routes).
@@ -911,6 +982,50 @@ impl Node {
         .await
         .map_err(|e| NodeError::Unavailable(format!("backup task failed: {e}")))?;
         written.map_err(|e| NodeError::Unavailable(format!("writing the backup failed: {e}")))
+    }
+
+    /// Every namespace with live items, sorted, with its counts, as this node has applied
+    /// them (a local read, not linearizable: a status page). It scans every item, under the
+    /// state's read lock: cheap next to `/admin/list`, but not for tight loops.
+    pub fn namespace_stats(&self) -> (Timestamp, Vec<NamespaceStats>) {
+        let applied = self.inner.shared.read();
+        let now = self.inner.clock.now().max(applied.state.high_water());
+        let mut by_namespace: std::collections::HashMap<&Namespace, NamespaceStats> =
+            std::collections::HashMap::new();
+        for (id, item) in applied.state.iter() {
+            if item.expires_at <= now {
+                continue;
+            }
+            let stats = by_namespace
+                .entry(&id.namespace)
+                .or_insert_with(|| NamespaceStats {
+                    namespace: id.namespace.clone(),
+                    items: 0,
+                    bytes: 0,
+                    next_expiry: None,
+                });
+            stats.items += 1;
+            stats.bytes += item.data.len() as u64;
+            stats.next_expiry = Some(match stats.next_expiry {
+                Some(t) => t.min(item.expires_at),
+                None => item.expires_at,
+            });
+        }
+        let mut list: Vec<NamespaceStats> = by_namespace.into_values().collect();
+        drop(applied);
+        list.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        (now, list)
+    }
+
+    /// The clock's time now (the time reads are taken at).
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Free bytes on the data directory's file system (`None` if unreadable) and the
+    /// configured `disk_reserve`.
+    pub fn disk_space(&self) -> (Option<u64>, u64) {
+        (self.inner.disk.free(), self.inner.disk.reserve())
     }
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.

@@ -179,3 +179,52 @@ fn peer_decode_seeds() {
     ];
     corpus_replay::check_seeds("peer_decode", seeds, peer_decode);
 }
+
+/// Seeds of the shared cache's calls: a stream (hello, a forwarded `get_data` and
+/// `set_data`) and their answers (a hit, a refusal for size, a node without a cache).
+#[test]
+fn peer_decode_cache_seeds() {
+    use statemanager_raft::cache_peers::{
+        CacheGetAnswer, CacheGetRequest, CacheSetAnswer, CacheSetRequest,
+    };
+    let get = CacheGetRequest {
+        namespace: "PLUGIN#check_cache".into(),
+        key: "3f79bb7b435b05321651daefd374cdc681dc06faa65e374e38337b88ca046dea".into(),
+        wait_secs: 30,
+        wait_left_ms: 10_000,
+        skipped: vec![3],
+    };
+    let set = CacheSetRequest {
+        namespace: "PLUGIN#check_cache".into(),
+        key: "ünïcødé".into(),
+        data: "{\"value\": 42}".into(),
+        ttl_secs: 900,
+        skipped: Vec::new(),
+    };
+    let requests = [request(Kind::CacheGet, &get), request(Kind::CacheSet, &set)];
+    for frame in &requests {
+        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
+        assert!(cluster_id.is_some());
+        let (_, body) = split_stamp(body).unwrap();
+        decode_call(kind, body).unwrap();
+    }
+    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+    let answers = [
+        frame(&encode(&Ok::<(), String>(()))),
+        answer(&Ok::<CacheGetAnswer, String>(CacheGetAnswer {
+            data: Some("{\"value\": 42}".into()),
+            lock: false,
+            expiry: 1_796_084_100,
+        })),
+        answer(&Ok::<CacheSetAnswer, String>(Err((11 << 20, 10 << 20)))),
+        answer(&Err::<CacheSetAnswer, String>(
+            "this node has no cache".into(),
+        )),
+    ]
+    .concat();
+    let seeds = vec![
+        ("cache-stream".to_string(), stream),
+        ("cache-answers".to_string(), answers),
+    ];
+    corpus_replay::check_seeds("peer_decode", seeds, peer_decode);
+}

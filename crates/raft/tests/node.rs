@@ -190,3 +190,46 @@ async fn a_refused_start_stores_no_cluster_id() {
     assert_eq!(node.cluster_id(), None);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_stats_count_live_items_per_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let node = Node::start(options(dir.path(), clock.clone()))
+        .await
+        .unwrap();
+    ready(&node).await;
+    assert!(node.namespace_stats().1.is_empty());
+    node.store(op("b", "k1", "12345", 60.0, None))
+        .await
+        .unwrap();
+    node.store(op("b", "k2", "123", 10.0, None)).await.unwrap();
+    node.store(op("a", "k", "x", 30.0, None)).await.unwrap();
+    let (now, stats) = node.namespace_stats();
+    // The leader stamps each batch a microsecond after the last one at least.
+    assert_eq!(now.as_micros() / 1_000_000, T0);
+    let summary: Vec<(&str, u64, u64, Option<u64>)> = stats
+        .iter()
+        .map(|s| {
+            (
+                s.namespace.as_str(),
+                s.items,
+                s.bytes,
+                s.next_expiry.map(|t| t.as_micros() / 1_000_000),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("a", 1, 1, Some(T0 + 30)), ("b", 2, 8, Some(T0 + 10))]
+    );
+    // Expired items no longer count, even before they are purged.
+    clock.advance_secs(11);
+    let (_, stats) = node.namespace_stats();
+    assert_eq!(stats[1].items, 1);
+    assert_eq!(stats[1].bytes, 5);
+    let (free, reserve) = node.disk_space();
+    assert!(free.unwrap() > 0);
+    assert_eq!(reserve, 0);
+    node.shutdown().await;
+}

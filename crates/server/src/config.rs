@@ -80,12 +80,23 @@ pub struct Config {
     pub max_clock_offset_ms: u64,
     /// Most stores group-committed into one log entry.
     pub max_batch_ops: u64,
-    /// The ephemeral cache's size bound, in bytes.
+    /// This node's share of the shared cache: its size bound, in bytes (`u64::MAX`: no
+    /// limit, written `0B`).
     pub max_cache_size: u64,
-    /// The ephemeral cache's `max_item_size` as configured (0: as large as allowed).
+    /// The cache's `max_item_size` as configured (0: no limit of its own).
     pub cache_max_item_size: u64,
-    /// How often expired cache items and locks are removed, in seconds.
+    /// How often expired cache items and locks are removed, in seconds (`housekeeping_interval`
+    /// or, Opsview's name, `cache_purge_time`).
     pub housekeeping_interval: u64,
+    /// `peer_connection_timeout`: how long a cache peer may take to answer (beyond the
+    /// caller's own wait) before it is marked down, in milliseconds.
+    pub peer_connection_timeout_ms: u64,
+    /// `peer_refresh_time`: how long a cache peer marked down is skipped before it is
+    /// rechecked, in milliseconds.
+    pub peer_refresh_ms: u64,
+    /// `worker_timeout`: the original's worker restart delay, in seconds; accepted, unused
+    /// (this server has no worker processes to restart).
+    pub worker_timeout: u64,
     /// Threads serving requests (0: one per CPU core).
     pub worker_threads: u64,
     /// `namespace_keys`: base64 keys for protected-namespace tokens (first mints, all verify).
@@ -156,8 +167,11 @@ impl Default for Config {
             max_clock_offset_ms: 500,
             max_batch_ops: 1024,
             max_cache_size: 1 << 30,
-            cache_max_item_size: 1 << 20,
+            cache_max_item_size: 10 << 20,
             housekeeping_interval: 10,
+            peer_connection_timeout_ms: 1000,
+            peer_refresh_ms: 10_000,
+            worker_timeout: 30,
             worker_threads: 0,
             namespace_keys: Vec::new(),
             namespace_keys_file: None,
@@ -231,6 +245,10 @@ pub const KEYS: &[&str] = &[
     "max_cache_size",
     "max_item_size",
     "housekeeping_interval",
+    "cache_purge_time",
+    "peer_connection_timeout",
+    "peer_refresh_time",
+    "worker_timeout",
     "worker_threads",
     "namespace_keys",
     "namespace_keys_file",
@@ -315,6 +333,31 @@ fn as_size(v: &Value) -> Result<u64, String> {
     }
 }
 
+/// Seconds, whole or fractional (`0.5`), as milliseconds.
+fn as_secs_ms(v: &Value) -> Result<u64, String> {
+    let secs = match v {
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("expected a number of seconds, got {n}"))?,
+        Value::String(s) => s
+            .trim()
+            .trim_end_matches('s')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("expected a number of seconds, got '{s}'"))?,
+        other => {
+            return Err(format!(
+                "expected a number of seconds, got {}",
+                describe(other)
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("expected a number of seconds ≥ 0, got {secs}"));
+    }
+    Ok((secs * 1000.0).round() as u64)
+}
+
 fn in_range(n: u64, lo: u64, hi: u64) -> Result<u64, String> {
     if (lo..=hi).contains(&n) {
         Ok(n)
@@ -385,14 +428,21 @@ impl Config {
             "purge_interval_ms" => self.purge_interval_ms = in_range(as_u64(v)?, 10, 3_600_000)?,
             "max_clock_offset_ms" => self.max_clock_offset_ms = in_range(as_u64(v)?, 1, 3_600_000)?,
             "max_batch_ops" => self.max_batch_ops = in_range(as_u64(v)?, 1, 65_536)?,
+            // 0 (`0B`) means no limit, as in the original.
             "max_cache_size" => {
                 self.max_cache_size = match as_size(v)? {
-                    0 => Config::default().max_cache_size,
-                    n => in_range(n, 1024, 64 << 30)?,
+                    0 => u64::MAX,
+                    n => in_range(n, 1024, 1 << 50)?,
                 }
             }
-            // 0 means "as large as the cache allows" (the original's rule), within our cap.
+            // 0 means no limit of its own (the original's rule): the largest item a request
+            // may carry, MAX_CACHE_ITEM.
             "max_item_size" => self.cache_max_item_size = in_range(as_size(v)?, 0, MAX_CACHE_ITEM)?,
+            "peer_connection_timeout" => {
+                self.peer_connection_timeout_ms = in_range(as_secs_ms(v)?, 10, 60_000)?
+            }
+            "peer_refresh_time" => self.peer_refresh_ms = in_range(as_secs_ms(v)?, 0, 86_400_000)?,
+            "worker_timeout" => self.worker_timeout = in_range(as_u64(v)?, 0, 86_400)?,
             "worker_threads" => self.worker_threads = in_range(as_u64(v)?, 0, 1024)?,
             "namespace_keys" => {
                 let keys: Vec<String> = match v {
@@ -538,7 +588,7 @@ impl Config {
             "body_timeout_ms" => self.body_timeout_ms = in_range(as_u64(v)?, 100, 3_600_000)?,
             "client_rate_limit" => self.client_rate_limit = in_range(as_u64(v)?, 0, 10_000_000)?,
             "disk_reserve" => self.disk_reserve = in_range(as_size(v)?, 0, 1 << 50)?,
-            "housekeeping_interval" => {
+            "housekeeping_interval" | "cache_purge_time" => {
                 self.housekeeping_interval = in_range(as_u64(v)?, 1, 86_400)?
             }
             _ => unreachable!("set() is only called with a key from KEYS"),
@@ -799,6 +849,40 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    #[test]
+    fn opsview_cache_manager_settings_are_understood_not_warned_about() {
+        let loaded = load_text(
+            "cachemanager:\n  worker_timeout: 30\n  peer_refresh_time: 5\n  peer_connection_timeout: 0.5\n  cache_purge_time: 30\n  max_cache_size: 0B\n  max_item_size: 0B\n  timestamp_error_margin: 30\n  frobnicate: 1\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown configuration key 'frobnicate' in FILE; ignored"]
+        );
+        let c = loaded.config;
+        assert_eq!(c.worker_timeout, 30);
+        assert_eq!(c.peer_refresh_ms, 5000);
+        assert_eq!(c.peer_connection_timeout_ms, 500);
+        assert_eq!(c.housekeeping_interval, 30);
+        // 0B: no limit, as in the original (the item limit is then what a request can carry).
+        assert_eq!(c.max_cache_size, u64::MAX);
+        assert_eq!(c.cache_item_limit(), MAX_CACHE_ITEM);
+        // The original's defaults.
+        let d = Config::default();
+        assert_eq!(
+            (d.max_cache_size, d.cache_item_limit()),
+            (1 << 30, 10 << 20)
+        );
+        assert_eq!(d.worker_timeout, 30);
+        assert!(load_text("peer_connection_timeout: soon\n", &no_env)
+            .unwrap_err()
+            .contains("'peer_connection_timeout'"));
+        assert!(load_text("peer_refresh_time: -1\n", &no_env)
+            .unwrap_err()
+            .contains("'peer_refresh_time'"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use statemanager_api::{app, AdminAccess, ApiState, Namespaces, RateLimiter, RequestLimits};
-use statemanager_cache::{Cache, CacheLimits};
+use statemanager_cache::{Cache, CacheLimits, SharedCache};
 use statemanager_core::{Clock, Limits, Timestamp};
 use statemanager_raft::{Node, NodeOptions};
 use tokio::net::TcpListener;
@@ -201,6 +201,15 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     options.purge_interval = Duration::from_millis(config.purge_interval_ms);
     options.max_clock_offset = Duration::from_millis(config.max_clock_offset_ms);
     options.max_batch_ops = config.max_batch_ops as usize;
+    // The ephemeral cache: this node's share; peers forward the keys it owns to it.
+    let cache = Arc::new(Cache::new(
+        CacheLimits {
+            max_cache_size: config.max_cache_size,
+            max_item_size: config.cache_item_limit(),
+        },
+        Arc::new(SystemClock),
+    ));
+    options.cache = Some(cache.clone());
     let node = Node::start(options)
         .await
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
@@ -216,13 +225,29 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         "State Manager initialised"
     );
 
-    let cache = Arc::new(Cache::new(
-        CacheLimits {
-            max_cache_size: config.max_cache_size,
-            max_item_size: config.cache_item_limit(),
-        },
+    let shared_cache = Arc::new(SharedCache::new(
+        cache.clone(),
+        config.node_id,
+        Arc::new(statemanager_raft::cache_peers::NodeCachePeers::new(
+            node.clone(),
+        )),
         Arc::new(SystemClock),
+        Duration::from_millis(config.peer_connection_timeout_ms),
+        Duration::from_millis(config.peer_refresh_ms),
     ));
+    node.set_shared_cache(&shared_cache);
+    // Peers marked down are rechecked every peer_refresh_time, traffic or not.
+    let recheck = tokio::spawn({
+        let shared = shared_cache.clone();
+        let every = Duration::from_millis(config.peer_refresh_ms.max(100));
+        async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                shared.recheck().await;
+            }
+        }
+    });
     let housekeeping = tokio::spawn({
         let cache = cache.clone();
         let every = Duration::from_secs(config.housekeeping_interval);
@@ -244,6 +269,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         None => Namespaces::plain(Arc::new(SystemClock)),
     };
     let mut api_state = ApiState::new(node.clone(), cache, namespaces);
+    api_state.shared_cache = Some(shared_cache);
     api_state.limits = RequestLimits {
         max_header_bytes: config.max_header_bytes as usize,
         body_timeout: Duration::from_millis(config.body_timeout_ms),
@@ -265,6 +291,20 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
             loop {
                 ticker.tick().await;
                 upkeep.run_upkeep();
+            }
+        });
+        // The console's traffic charts (`/status/traffic`): the request metrics, sampled.
+        let traffic = api_state.traffic.clone();
+        let sampled = handle.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(statemanager_api::traffic::SAMPLE_EVERY);
+            loop {
+                ticker.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                traffic.record(now, &sampled.render());
             }
         });
         api_state.render_metrics = Some(Arc::new(move || handle.render()));
@@ -385,6 +425,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     }
     reload.abort();
     housekeeping.abort();
+    recheck.abort();
     node.shutdown().await;
     tracing::info!("State Manager stopped");
     outcome

@@ -1,6 +1,7 @@
 //! The OpenAPI document (`crates/api/openapi.json`): served by the real binary byte for byte,
 //! it lists every route, and the server conforms to it under schemathesis (a property-based
-//! API tester from PyPI, run as a subprocess: `python3 -m pip install 'schemathesis>=4,<5'`).
+//! API tester from PyPI, run as a subprocess from the tests' own virtual environment under
+//! `target/`, created on first use: `common::python`).
 
 mod common;
 
@@ -84,9 +85,10 @@ const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(300);
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance";
 
-/// Fails, saying how to install it, when schemathesis is not importable by `python3`.
-fn require_schemathesis() {
-    let found = Command::new("python3")
+/// The tests' own Python, with schemathesis (installed into `target/` on first use).
+fn require_schemathesis() -> std::path::PathBuf {
+    let python = common::python::venv_python();
+    let found = Command::new(&python)
         .args(["-c", "import schemathesis"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -95,15 +97,16 @@ fn require_schemathesis() {
         .unwrap_or(false);
     assert!(
         found,
-        "schemathesis is not installed for python3: install it with \
-         `python3 -m pip install 'schemathesis>=4,<5'` (.ci/run does this)"
+        "schemathesis is not importable by {}",
+        python.display()
     );
+    python
 }
 
 /// Runs schemathesis against `s` with the served document, `max_examples` test cases per
 /// operation and a fixed seed; prints its report, or fails with it.
 async fn run_schemathesis(s: &Server, max_examples: u32) {
-    require_schemathesis();
+    let python = require_schemathesis();
     // The served document, from a file: given its URL, schemathesis leaves out the operation
     // that serves it.
     let served = reqwest::get(s.url("/openapi.json"))
@@ -131,7 +134,7 @@ async fn run_schemathesis(s: &Server, max_examples: u32) {
     let (status, out) = tokio::task::spawn_blocking(move || {
         let out_path = dir.join("schemathesis.out");
         let out_file = std::fs::File::create(&out_path).expect("output file");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(&python)
             .args(["-m", "schemathesis.cli", "run"])
             .arg(&spec)
             .args(["--url", &base])

@@ -30,6 +30,45 @@ async fn store_and_read_everywhere(cluster: &Cluster, key: &str) {
     for (i, status, v) in answers {
         assert_eq!((status, v["data"].as_str()), (200, Some("v")), "node {i}");
     }
+    // The shared cache's forwarded calls use the same credentials: a value set through one
+    // node, for a key of each owner, is read through every node.
+    for owner_id in 1..=3u64 {
+        let cache_key = (0..)
+            .map(|n| format!("{key}-cache-{n}"))
+            .find(|k| {
+                statemanager_cache::owner::owner("PLUGIN#auth", k, &[1, 2, 3]) == Some(owner_id)
+            })
+            .unwrap();
+        let (status, v) = post(
+            &client,
+            &cluster.node(follower).url("/set_data"),
+            json!({"namespace": "PLUGIN#auth", "key": cache_key, "data": "c", "ttl": 600}),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        for i in 0..3 {
+            // A node that found the owner slow on a busy machine answers a miss until it
+            // rechecks it (peer_refresh_time): poll, never an error.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let (status, v) = post(
+                    &client,
+                    &cluster.node(i).url("/get_data"),
+                    json!({"namespace": "PLUGIN#auth", "key": cache_key}),
+                )
+                .await;
+                assert_eq!(status, 200, "node {i}: {v}");
+                if v["data"] == "c" {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {i} never read the value: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

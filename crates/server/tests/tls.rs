@@ -58,6 +58,20 @@ async fn https_and_http_serve_the_same_api_and_sighup_reloads() {
         (200, Some("over tls")),
         "same store on both listeners"
     );
+    // The console is served on HTTPS too, with its security policy.
+    let r = tls.get(format!("{https}/ui")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(r.text().await.unwrap().contains("/ui/app.js"));
+    let r = tls
+        .get(format!("{https}/status/cluster"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     // New certificates from another CA; SIGHUP; the open connection keeps working, new
     // connections get the new certificate.

@@ -15,11 +15,11 @@ const FOREIGN: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
 fn python(args: &[&str]) -> Result<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/token_compat.py");
-    let out = Command::new("python3")
+    let out = Command::new(common::python::venv_python())
         .arg(script)
         .args(args)
         .output()
-        .expect("python3 with the cryptography package is needed for this test");
+        .expect("the tests' Python (with cryptography) runs");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {

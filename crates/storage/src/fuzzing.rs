@@ -68,7 +68,7 @@ fn read_all(engine: &LogEngine, strict: bool) -> Option<Vec<(u64, Vec<u8>)>> {
 ///
 /// Input layout: one flags byte; when `flags & 1`, 8 bytes (LE) of the purge marker
 /// (`meta/wal-purged-index`, framed as the engine frames it); the rest is one or more segment
-/// files concatenated, split before each `SMWAL001` or `SMWAL002` magic (bytes before the
+/// files concatenated, split before each `SMWAL001`, `SMWAL002` or `SMWAL003` magic (bytes before the
 /// first magic form a segment of their own). Each segment is named after the index of its first record,
 /// as the writer names it.
 ///
@@ -192,7 +192,7 @@ fn split_segments(bytes: &[u8]) -> Vec<&[u8]> {
     let mut starts: Vec<usize> = bytes
         .windows(magic.len())
         .enumerate()
-        .filter(|(_, w)| w == magic || w == crate::wal::MAGIC_V2)
+        .filter(|(_, w)| w == magic || w == crate::wal::MAGIC_V2 || w == crate::wal::MAGIC_V3)
         .map(|(i, _)| i)
         .collect();
     if starts.first() != Some(&0) {

@@ -2,33 +2,40 @@
 //!
 //! ```text
 //! log/00000000000000000001.wal     segment: named by the index of its first record
-//!   "SMWAL002"                      8-byte magic and format version ("SMWAL001": version 1)
-//!   { len: u32 LE, crc32: u32 LE, index: u64 LE, payload[len - 8] }*
+//!   "SMWAL003"                      8-byte magic and format version (1 and 2 still read)
+//!   { len: u32 LE, crc32: u32 LE, index: u64 LE, append_first: u64 LE, payload }*
 //! log/spare-<n>.wal-spare          a purged segment kept for reuse (not part of the log)
 //! ```
 //!
-//! `crc32` covers `first ‖ index ‖ payload`, where `first` is the segment's name (version 2;
-//! version 1, written before, covers `index ‖ payload`). Indexes are below `u64::MAX` (so the
-//! end of a range, `last + 1`, always exists); a record claiming `u64::MAX` is damaged.
-//! Appends write their records and `fdatasync` before they return. A new segment starts once
-//! the current one passes [`SEGMENT_BYTES`].
+//! `len` counts everything after `crc32`. `crc32` covers `salt ‖ index ‖ append_first ‖
+//! payload`, where `salt` is the segment's name (its first index) XOR a version 3 constant.
+//! `append_first` is the index of the first record of the append the record was written by.
+//! Version 2 (`SMWAL002`) records have no `append_first` and are salted with the name alone;
+//! version 1 (`SMWAL001`) records are unsalted. Indexes are below `u64::MAX` (so the end of a
+//! range, `last + 1`, always exists); a record claiming `u64::MAX` is damaged. Appends write
+//! their records and `fdatasync` before they return. A new segment starts once the current
+//! one passes [`SEGMENT_BYTES`].
 //!
 //! Purged segments are recycled: up to [`MAX_SPARES`] are renamed to spares, and a new
-//! segment is a spare renamed to its first index when one is there. `fdatasync` after an
-//! overwrite of blocks a file already has skips the journal commit that growing a file needs
-//! (three writers on this machine's ext4: median 475 → 300 µs; a 3-node cluster: 8.7 % more
-//! stores/s). The old records left in a recycled file cannot be taken for new ones: their
-//! checksums were made with the old name, so under the new one they fail like any damage
-//! (the rename changes the salt atomically), and a segment that is left for the next is cut to
-//! its end first, so only the last segment ever holds old bytes after its records.
+//! segment is a spare renamed to its first index when one is there (its magic rewritten as
+//! version 3). `fdatasync` after an overwrite of blocks a file already has skips the journal
+//! commit that growing a file needs (three writers on this machine's ext4: median 475 → 300
+//! µs; a 3-node cluster: 8.7 % more stores/s). The old records left in a recycled file cannot
+//! be taken for new ones: their checksums were made with the old name, so under the new one
+//! they fail like any damage (the rename changes the salt atomically), and a segment that is
+//! left for the next is cut to its end first, so only the last segment ever holds old bytes
+//! after its records.
 //!
-//! Recovery tells a torn tail from corruption. A crash can only tear the last append (every
-//! earlier one was fsync'd before the next began), so a bad record is a torn tail only if it
-//! is in the last segment and no valid record follows it: then the tail is cut off (it was
-//! never acknowledged). A bad record anywhere else, or followed by a valid one, stops start-up
-//! with [`StorageError::Corrupt`] naming the file and offset: nothing is dropped silently.
-//! (Why not fjall's journal: its reader truncates at the first undecodable entry wherever it
-//! is, which would silently drop acknowledged entries after one damaged byte; see
+//! Recovery tells a torn tail from corruption. A power cut can only damage the last append
+//! (every earlier one was fsync'd before the next began), and it may keep any of that
+//! append's pages and lose others, in no order. So a bad record is a torn tail only if it is
+//! in the last segment and every valid record after it says (`append_first`) that its append
+//! began at or before the bad record: then that append was never acknowledged and the tail is
+//! cut off. A bad record anywhere else, or followed by a valid record of a later append (or,
+//! in version 1 and 2 segments, by any valid record), stops start-up with
+//! [`StorageError::Corrupt`] naming the file and offset: nothing acknowledged is dropped
+//! silently. (Why not fjall's journal: its reader truncates at the first undecodable entry
+//! wherever it is, which would silently drop acknowledged entries after one damaged byte; see
 //! docs/design.md.)
 
 use std::collections::{BTreeMap, VecDeque};
@@ -42,8 +49,17 @@ use crate::StorageError;
 
 /// The magic of version 1 segments (checksums without the segment's name); still read.
 pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
-/// The magic of version 2 segments, the ones written now (checksums salted with the name).
+/// The magic of version 2 segments (checksums salted with the name); still read and
+/// continued.
 pub(crate) const MAGIC_V2: &[u8; 8] = b"SMWAL002";
+/// The magic of version 3 segments, the ones written now: each record's payload starts with
+/// the index of the first record of its append (8 bytes LE), and the checksum salt is the
+/// name XOR [`V3_SALT`], so a record of one version never checks out under the other.
+pub(crate) const MAGIC_V3: &[u8; 8] = b"SMWAL003";
+/// Mixed into version 3 salts.
+const V3_SALT: u64 = 0x5633_5633_5633_5633;
+/// Bytes before the caller's payload in a version 3 record: its append's first index.
+const APPEND_PREFIX: usize = 8;
 const HEADER: usize = 16; // len, crc, index
 /// Purged segments kept for reuse as new segments.
 pub const MAX_SPARES: usize = 2;
@@ -70,8 +86,39 @@ struct Segment {
     path: PathBuf,
     file: File,
     size: u64,
-    /// The checksum salt: the segment's first index (version 2), `None` for version 1.
+    /// The checksum salt: the segment's first index (version 2; XOR [`V3_SALT`] for version
+    /// 3), `None` for version 1.
     salt: Option<u64>,
+    /// Whether records carry their append's first index (version 3).
+    prefixed: bool,
+}
+
+/// The format version a segment's magic names (1, 2 or 3).
+fn version_of(magic: &[u8]) -> Option<u8> {
+    match magic {
+        m if m == MAGIC => Some(1),
+        m if m == MAGIC_V2 => Some(2),
+        m if m == MAGIC_V3 => Some(3),
+        _ => None,
+    }
+}
+
+/// The checksum salt of a segment named `first` of `version`.
+fn salt_of(version: u8, first: u64) -> Option<u64> {
+    match version {
+        1 => None,
+        2 => Some(first),
+        _ => Some(first ^ V3_SALT),
+    }
+}
+
+/// Whether the file at `path` is a segment that may be recycled (version 2 or 3).
+fn recyclable(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut magic, 0))
+        .is_ok()
+        && matches!(version_of(&magic), Some(2 | 3))
 }
 
 /// Spare segment files, shared by the log (which takes them for new segments) and the code
@@ -92,14 +139,7 @@ impl Spares {
     /// [`MAX_SPARES`] are kept and it is a version 2 segment, else deletes it.
     pub fn recycle_or_remove(&self, path: &Path) -> std::io::Result<()> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let is_v2 = {
-            let mut magic = [0u8; 8];
-            File::open(path)
-                .and_then(|f| f.read_exact_at(&mut magic, 0))
-                .is_ok()
-                && &magic == MAGIC_V2
-        };
-        if is_v2 && self.lock().len() < MAX_SPARES {
+        if recyclable(path) && self.lock().len() < MAX_SPARES {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let spare =
                 path.with_file_name(format!("spare-{}-{n}{SPARE_SUFFIX}", std::process::id()));
@@ -128,12 +168,19 @@ fn segment_name(first: u64) -> String {
 }
 
 fn crc(salt: Option<u64>, index: u64, payload: &[u8]) -> u32 {
+    crc_parts(salt, index, &[payload])
+}
+
+/// The checksum of a record whose stored payload is `parts` concatenated.
+fn crc_parts(salt: Option<u64>, index: u64, parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     if let Some(salt) = salt {
         h.update(&salt.to_le_bytes());
     }
     h.update(&index.to_le_bytes());
-    h.update(payload);
+    for part in parts {
+        h.update(part);
+    }
     h.finalize()
 }
 
@@ -163,32 +210,41 @@ fn record_at(
     (crc(salt, index, bytes) == stored_crc).then_some((index, payload, end))
 }
 
-/// Whether a valid record that could continue the log starts anywhere in `buf[from..]`: one
-/// with an index above `after` (at least `first`, the segment's name, when there is none
-/// yet). Records are at least a header long and their indexes consecutive, so such a record
-/// has an index within `remaining / HEADER` of that bound: the index is checked before the
-/// checksum, which makes the scan cheap over old or random bytes.
-fn valid_record_after(
+/// The valid records that could continue the log anywhere in `buf[from..]`: those with an
+/// index above `after` (at least `first`, the segment's name, when there is none yet), as
+/// `(index, payload range)`. Records are at least a header long and their indexes
+/// consecutive, so such a record has an index within `remaining / HEADER` of that bound: the
+/// index is checked before the checksum, which makes the scan cheap over old or random bytes.
+fn valid_records_after(
     buf: &[u8],
     from: usize,
     after: Option<u64>,
     first: u64,
     salt: Option<u64>,
-) -> bool {
+) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
     let lowest = after.map_or(first, |a| a.saturating_add(1));
     let span = (buf.len().saturating_sub(from) / HEADER) as u64 + 1;
-    (from..buf.len().saturating_sub(HEADER - 1)).any(|p| {
-        index_at(buf, p).is_some_and(|i| i >= lowest && i - lowest <= span)
-            && record_at(buf, p, salt).is_some_and(|(index, _, _)| after.is_none_or(|a| index > a))
+    (from..buf.len().saturating_sub(HEADER - 1)).filter_map(move |p| {
+        if !index_at(buf, p).is_some_and(|i| i >= lowest && i - lowest <= span) {
+            return None;
+        }
+        record_at(buf, p, salt)
+            .filter(|(index, _, _)| after.is_none_or(|a| *index > a))
+            .map(|(index, payload, _)| (index, payload))
     })
+}
+
+/// The first index of the append a version 3 record belongs to (its payload's prefix).
+fn append_first(buf: &[u8], payload: &std::ops::Range<usize>) -> Option<u64> {
+    let prefix = buf.get(payload.start..payload.start.checked_add(APPEND_PREFIX)?)?;
+    Some(u64::from_le_bytes(prefix.try_into().ok()?))
 }
 
 impl Wal {
     /// Opens (or creates) the log in `dir`, recovering as described in the module docs.
     /// Records at or below `purged` (already compacted into a snapshot) are skipped.
     pub fn open(dir: &Path, purged: Option<u64>) -> Result<Self, StorageError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        crate::data_dir::create_dir_durably(dir)?;
         let mut firsts = Vec::new();
         for entry in fs::read_dir(dir)
             .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?
@@ -210,7 +266,7 @@ impl Wal {
             segments: BTreeMap::new(),
             first: 0,
             locs: VecDeque::new(),
-            segment_bytes: SEGMENT_BYTES,
+            segment_bytes: crate::failpoints::segment_bytes().unwrap_or(SEGMENT_BYTES),
             spares: Spares::default(),
         };
         wal.collect_spares()?;
@@ -230,14 +286,15 @@ impl Wal {
                 .write(true)
                 .open(&path)
                 .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-            let salt = match buf.get(..MAGIC.len()) {
-                Some(m) if m == MAGIC_V2 => Some(first),
-                _ => None,
-            };
-            if buf.len() < MAGIC.len() || (&buf[..MAGIC.len()] != MAGIC && salt.is_none()) {
+            let version = buf.get(..MAGIC.len()).and_then(version_of);
+            let salt = version.and_then(|v| salt_of(v, first));
+            let prefixed = version == Some(3);
+            let Some(_) = version else {
                 if is_last
                     && buf.len() < MAGIC.len()
-                    && (MAGIC.starts_with(&buf) || MAGIC_V2.starts_with(&buf))
+                    && [MAGIC, MAGIC_V2, MAGIC_V3]
+                        .iter()
+                        .any(|m| m.starts_with(&buf))
                 {
                     // Created, header not yet complete: a segment that never held a record.
                     drop(file);
@@ -246,10 +303,12 @@ impl Wal {
                     continue;
                 }
                 return Err(corrupt("not a statemanager log segment (bad magic)".into()));
-            }
+            };
             let mut pos = MAGIC.len();
             while pos < buf.len() {
-                match record_at(&buf, pos, salt) {
+                match record_at(&buf, pos, salt)
+                    .filter(|(_, payload, _)| !prefixed || payload.len() >= APPEND_PREFIX)
+                {
                     Some((index, _payload, next)) => {
                         if let Some(last) = last_index {
                             let segment_start = pos == MAGIC.len();
@@ -282,10 +341,22 @@ impl Wal {
                         pos = next;
                     }
                     None => {
-                        if is_last && !valid_record_after(&buf, pos + 1, last_index, first, salt) {
+                        // The record expected here, damaged or missing.
+                        let next = last_index.map_or(first, |l| l.saturating_add(1));
+                        // Valid records after it are left of the same unacknowledged append
+                        // when they say their append began at or before it (version 3: a cut
+                        // can keep a later page of an append and lose an earlier one); any
+                        // other valid record after it means damage to what was acknowledged.
+                        let torn_tail = is_last
+                            && valid_records_after(&buf, pos + 1, last_index, first, salt).all(
+                                |(_, payload)| {
+                                    prefixed
+                                        && append_first(&buf, &payload).is_some_and(|a| a <= next)
+                                },
+                            );
+                        if torn_tail {
                             // A header naming the next index is an append a crash cut short;
                             // anything else is what a recycled segment held before.
-                            let next = last_index.map_or(first, |l| l.saturating_add(1));
                             if salt.is_none() || index_at(&buf, pos) == Some(next) {
                                 tracing::warn!(
                                     "discarding a torn tail of {} bytes at offset {pos} of {}: an append interrupted by a crash, never acknowledged",
@@ -320,6 +391,7 @@ impl Wal {
                     file,
                     size,
                     salt,
+                    prefixed,
                 },
             );
         }
@@ -350,12 +422,7 @@ impl Wal {
                 continue;
             }
             let path = entry.path();
-            let mut magic = [0u8; 8];
-            let usable = File::open(&path)
-                .and_then(|f| f.read_exact_at(&mut magic, 0))
-                .is_ok()
-                && &magic == MAGIC_V2;
-            if usable && self.spares.lock().len() < MAX_SPARES {
+            if recyclable(&path) && self.spares.lock().len() < MAX_SPARES {
                 self.spares.lock().push(path);
             } else {
                 fs::remove_file(&path)
@@ -373,14 +440,20 @@ impl Wal {
     /// A recycled spare as the new segment `path`, when one is there.
     fn reuse_spare(&mut self, first: u64, path: &Path) -> Option<Segment> {
         let spare = self.spares.take()?;
+        // The magic is rewritten as version 3; the first append's fdatasync makes it durable
+        // with the records. Should a cut lose it, the segment reads as the version it was,
+        // its new records fail their checksum under that version's salt (never taken for
+        // records of the other format), and it is cut to its magic like any torn tail.
         let reused = fs::rename(&spare, path)
-            .and_then(|_| OpenOptions::new().read(true).write(true).open(path));
+            .and_then(|_| OpenOptions::new().read(true).write(true).open(path))
+            .and_then(|file| file.write_all_at(MAGIC_V3, 0).map(|_| file));
         match reused {
             Ok(file) => Some(Segment {
                 path: path.to_path_buf(),
                 file,
-                size: MAGIC_V2.len() as u64,
-                salt: Some(first),
+                size: MAGIC_V3.len() as u64,
+                salt: salt_of(3, first),
+                prefixed: true,
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "could not reuse a spare log segment; creating one");
@@ -418,7 +491,7 @@ impl Wal {
             .truncate(true)
             .open(&path)
             .map_err(|e| StorageError::io(format!("creating {}", path.display()), e))?;
-        file.write_all(MAGIC_V2)
+        file.write_all(MAGIC_V3)
             .and_then(|_| file.sync_all())
             .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))?;
         sync_dir(&self.dir)?;
@@ -427,8 +500,9 @@ impl Wal {
             Segment {
                 path,
                 file,
-                size: MAGIC_V2.len() as u64,
-                salt: Some(first),
+                size: MAGIC_V3.len() as u64,
+                salt: salt_of(3, first),
+                prefixed: true,
             },
         );
         Ok(())
@@ -478,10 +552,19 @@ impl Wal {
             .iter_mut()
             .next_back()
             .expect("invariant: a segment exists after new_segment");
-        let mut buf = Vec::with_capacity(records.iter().map(|(_, p)| p.len() + HEADER).sum());
+        let prefix_len = if segment.prefixed { APPEND_PREFIX } else { 0 };
+        let prefix = first_new.to_le_bytes();
+        let prefix = &prefix[..prefix_len];
+        let mut buf = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, p)| p.len() + prefix_len + HEADER)
+                .sum(),
+        );
         let mut locs = Vec::with_capacity(records.len());
         for (index, payload) in records {
-            let len = u32::try_from(payload.len() + 8)
+            let stored = payload.len() + prefix_len;
+            let len = u32::try_from(stored + 8)
                 .ok()
                 .filter(|l| (*l as usize) <= MAX_RECORD)
                 .ok_or_else(|| StorageError::Corrupt {
@@ -492,19 +575,27 @@ impl Wal {
             locs.push(Loc {
                 segment: seg_first,
                 offset: segment.size + buf.len() as u64,
-                len: payload.len() as u32,
-                cum_end: base + (buf.len() + HEADER + payload.len()) as u64,
+                len: stored as u32,
+                cum_end: base + (buf.len() + HEADER + stored) as u64,
             });
             buf.extend_from_slice(&len.to_le_bytes());
-            buf.extend_from_slice(&crc(segment.salt, *index, payload).to_le_bytes());
+            buf.extend_from_slice(
+                &crc_parts(segment.salt, *index, &[prefix, payload]).to_le_bytes(),
+            );
             buf.extend_from_slice(&index.to_le_bytes());
+            buf.extend_from_slice(prefix);
             buf.extend_from_slice(payload);
         }
         segment
             .file
             .write_all_at(&buf, segment.size)
             .and_then(|_| crate::failpoints::log_fsync())
-            .and_then(|_| segment.file.sync_data())
+            .and_then(|_| {
+                if crate::failpoints::skip_log_sync() {
+                    return Ok(());
+                }
+                segment.file.sync_data()
+            })
             .map_err(|e| StorageError::io(format!("appending to {}", segment.path.display()), e))?;
         segment.size += buf.len() as u64;
         self.locs.extend(locs);
@@ -519,13 +610,16 @@ impl Wal {
                 what: self.dir.display().to_string(),
                 detail: format!("segment of record {index} is missing"),
             })?;
+        let skip = if segment.prefixed { APPEND_PREFIX } else { 0 };
         let mut buf = vec![0u8; HEADER + loc.len as usize];
         segment
             .file
             .read_exact_at(&mut buf, loc.offset)
             .map_err(|e| StorageError::io(format!("reading {}", segment.path.display()), e))?;
         match record_at(&buf, 0, segment.salt) {
-            Some((i, payload, _)) if i == index => Ok(buf[payload].to_vec()),
+            Some((i, payload, _)) if i == index && payload.len() >= skip => {
+                Ok(buf[payload.start + skip..payload.end].to_vec())
+            }
             _ => Err(StorageError::Corrupt {
                 what: segment.path.display().to_string(),
                 detail: format!("record {index} at offset {} fails its checksum", loc.offset),

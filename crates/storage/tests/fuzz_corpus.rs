@@ -20,7 +20,8 @@ fn snapshot_reader_corpus() {
 
 /// Seeds: real segments (one, purged through 2, a torn tail, two segments, a recycled one)
 /// made by the log engine; the first byte is the harness's purge-marker switch. (The
-/// `seed-v1-*` files of the corpus are the same cases in the version 1 segment format.)
+/// `seed-v1-*` and `seed-v2-*` files of the corpus are the same cases in the version 1 and 2
+/// segment formats.)
 #[test]
 fn wal_recovery_seeds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,7 +52,22 @@ fn wal_recovery_seeds() {
     let mut recycled_input = vec![1u8];
     recycled_input.extend_from_slice(&5u64.to_le_bytes());
     recycled_input.extend_from_slice(&recycled);
+    // An append of three records whose first record's bytes never reached the disk while the
+    // later ones did (a power cut keeps pages in any order): recovery cuts the whole append.
+    let scattered = {
+        let dir = tmp.path().join("scattered");
+        let log = LogEngine::open(&dir).unwrap();
+        log.append(&[(1, b"acknowledged".to_vec())]).unwrap();
+        let path = dir.join(format!("{:020}.wal", 1));
+        let before = std::fs::metadata(&path).unwrap().len() as usize;
+        let rest: Vec<(u64, Vec<u8>)> = (2..=4).map(|i| (i, vec![b'x'; 100])).collect();
+        log.append(&rest).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[before..before + 40].fill(0);
+        [&[0u8][..], &bytes].concat()
+    };
     let seeds = vec![
+        ("scattered-append".to_string(), scattered),
         ("recycled-segment".to_string(), recycled_input),
         ("one-segment".to_string(), [&[0u8][..], &one].concat()),
         ("purged-through-2".to_string(), purged),

@@ -1,7 +1,9 @@
 //! Admin endpoints on the client port: `POST /admin/list` (the keys of a namespace, for
-//! debugging) and `GET /admin/backup` (a consistent backup file of every item).
+//! debugging), `GET /admin/backup` (a consistent backup file of every item), and for the
+//! console (`/ui`): `GET /admin/namespaces` (every namespace with its counts),
+//! `POST /admin/fetch` (one item's value) and `POST /admin/delete` (delete one item).
 //!
-//! Both reveal data across namespaces (a backup holds every protected namespace), so they are
+//! They reveal data across namespaces (a backup holds every protected namespace), so they are
 //! guarded by [`AdminAccess`]: with `cluster_secret` configured they need
 //! `Authorization: Bearer <cluster_secret>` (401 `unauthorized` otherwise); with peer TLS but
 //! no secret they are closed on the client port (403; use the peer port, where the client
@@ -15,7 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use statemanager_core::{ItemId, Key, Namespace};
 use statemanager_raft::auth::ClusterSecret;
+use statemanager_raft::NodeError;
 
 use crate::body;
 use crate::error::ApiError;
@@ -37,12 +41,21 @@ pub enum AdminAccess {
     Closed(&'static str),
 }
 
-/// Middleware: refuses admin requests without the configured credential.
+/// Middleware of the client port's admin routes: refuses requests without the configured
+/// credential, and `POST /admin/delete` without [`CONSOLE_HEADER`] (403 `forbidden`, the
+/// defence against cross-site requests).
 pub async fn require_admin(
     State(state): State<SharedState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request.uri().path() == "/admin/delete" && !request.headers().contains_key(CONSOLE_HEADER) {
+        return ApiError::Forbidden(format!(
+            "this action needs the header '{CONSOLE_HEADER}: 1' (a defence against \
+             cross-site requests)"
+        ))
+        .into_response();
+    }
     match &state.admin {
         AdminAccess::Open => next.run(request).await,
         AdminAccess::Secret(secret) => {
@@ -63,8 +76,140 @@ pub async fn require_admin(
     }
 }
 
-/// `POST /admin/list {"namespace", "limit"?}`: the live keys of a namespace (a token
-/// addresses its protected namespace), sorted, with their times and sizes.
+/// The header `POST /admin/delete` needs on the client port, whatever its value. A browser
+/// sends a custom header only from a page of the server's own origin (anything else needs a
+/// CORS preflight, which this server never grants), so a page elsewhere cannot make an
+/// operator's browser delete items, even where the admin endpoints are open.
+pub const CONSOLE_HEADER: &str = "x-statemanager-console";
+
+/// The namespace an admin request addresses: with `"protected": true`, the protected
+/// namespace of that decoded name (as `/admin/namespaces` lists it: an administrator never
+/// needs, or sees, its token); otherwise the name as any endpoint resolves it (a token
+/// addresses its protected namespace).
+fn admin_namespace(
+    state: &SharedState,
+    obj: &serde_json::Map<String, Value>,
+) -> Result<Namespace, ApiError> {
+    let text = body::string(obj, "namespace")?;
+    match obj.get("protected") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => state.namespaces.resolve(text),
+        Some(Value::Bool(true)) => Ok(Namespace::protected(text)?),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "field 'protected' must be a boolean, not {}",
+            body::kind(other)
+        ))),
+    }
+}
+
+/// `{"namespace", "protected"}` of a stored namespace, for the console: a protected one by
+/// its decoded name and `true`, never in its stored (NUL-prefixed) or token form.
+fn namespace_json(namespace: &Namespace) -> (String, bool) {
+    match namespace.as_str().strip_prefix('\0') {
+        Some(decoded) => (decoded.to_string(), true),
+        None => (namespace.as_str().to_string(), false),
+    }
+}
+
+/// `GET /admin/namespaces`: every namespace with live items on this node, sorted, with its
+/// item count, bytes and next expiry, and the limits they count against. A local read (a
+/// status page, not linearizable); it scans every item, so poll it every few seconds at most.
+pub async fn namespaces(State(state): State<SharedState>) -> Json<Value> {
+    let (now, stats) = state.node.namespace_stats();
+    let limits = state.node.limits();
+    let status = state.node.status();
+    let list: Vec<Value> = stats
+        .iter()
+        .map(|n| {
+            let (name, protected) = namespace_json(&n.namespace);
+            json!({
+                "namespace": name,
+                "protected": protected,
+                "items": n.items,
+                "bytes": n.bytes,
+                "next_expiry": n.next_expiry.map(|t| t.as_secs_f64()),
+            })
+        })
+        .collect();
+    Json(json!({
+        "now": now.as_secs_f64(),
+        "items": status.items,
+        "bytes": status.data_bytes,
+        "max_items": limits.max_items,
+        "max_items_per_namespace": limits.max_items_per_namespace,
+        "namespaces": list,
+    }))
+}
+
+/// The item an admin request `{"namespace", "protected"?, "key"}` addresses.
+async fn admin_item(
+    state: &SharedState,
+    headers: &HeaderMap,
+    request: Body,
+) -> Result<(ItemId, axum::body::Bytes), ApiError> {
+    let bytes = body::read(
+        headers,
+        request,
+        state.body_limit,
+        state.limits.body_timeout,
+    )
+    .await?;
+    let obj = body::parse_object(&bytes)?;
+    let id = ItemId {
+        namespace: admin_namespace(state, &obj)?,
+        key: Key::new(body::string(&obj, "key")?)?,
+    };
+    Ok((id, bytes))
+}
+
+/// `POST /admin/fetch {"namespace", "protected"?, "key"}`: one item, as `/fetch_data`
+/// answers it (linearizable), for the console's "show value".
+pub async fn fetch(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, ApiError> {
+    let (id, bytes) = admin_item(&state, &headers, request).await?;
+    let item = match state.node.fetch(&id).await {
+        Ok(item) => item.ok_or(ApiError::NotFound)?,
+        Err(NodeError::NotLeader { .. }) if state.forwarding => {
+            return crate::forward::to_leader(&state, "/admin/fetch", bytes).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(json!({
+        "data": item.data.as_ref(),
+        "timestamp": item.timestamp.as_secs_f64(),
+        "expires_at": item.expires_at.as_secs_f64(),
+    }))
+    .into_response())
+}
+
+/// `POST /admin/delete {"namespace", "protected"?, "key"}`: deletes one item through the log,
+/// as `/delete_data` does (200 `{"deleted": true}`, 404 when nothing was there). On the client
+/// port it also needs [`CONSOLE_HEADER`].
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, ApiError> {
+    let (id, bytes) = admin_item(&state, &headers, request).await?;
+    tracing::info!(
+        namespace = id.namespace.as_str().trim_start_matches('\0'),
+        key = id.key.as_str(),
+        "admin delete"
+    );
+    match state.node.delete(id).await {
+        Ok(_) => Ok(Json(json!({"deleted": true})).into_response()),
+        Err(NodeError::NotLeader { .. }) if state.forwarding => {
+            crate::forward::to_leader(&state, "/admin/delete", bytes).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /admin/list {"namespace", "protected"?, "limit"?}`: the live keys of a namespace (a
+/// token, or the decoded name with `"protected": true`, addresses its protected namespace),
+/// sorted, with their times and sizes.
 pub async fn list(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -79,7 +224,7 @@ pub async fn list(
     .await?;
     let obj = body::parse_object(&bytes)?;
     let namespace_text = body::string(&obj, "namespace")?;
-    let namespace = state.namespaces.resolve(namespace_text)?;
+    let namespace = admin_namespace(&state, &obj)?;
     let limit = match body::optional_number(&obj, "limit")? {
         None => DEFAULT_LIST_LIMIT,
         Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= MAX_LIST_LIMIT as f64 => n as usize,

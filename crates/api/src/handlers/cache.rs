@@ -3,6 +3,9 @@
 //! Input is read the way the original reads it (Python's `int()` on `max_wait_time` and
 //! `ttl`: `2.9` → 2, `"5"` → 5; `"abc"`, `null`, lists → 400), and checked in its order:
 //! fields → namespace → `|` in namespace or key → `ttl ≥ 1` → size.
+//!
+//! On a cluster both go to the key's owner through [`statemanager_cache::SharedCache`]; a
+//! single node answers from its own cache, as before.
 
 use std::num::IntErrorKind;
 
@@ -148,10 +151,19 @@ pub async fn get_data(
     )
     .await?;
     let req = decode_get(&bytes, &state.namespaces)?;
-    let got = state
-        .cache
-        .get(req.namespace.as_str(), &req.key, req.wait_secs)
-        .await;
+    let got = match &state.shared_cache {
+        Some(shared) => {
+            shared
+                .get(req.namespace.as_str(), &req.key, req.wait_secs)
+                .await
+        }
+        None => {
+            state
+                .cache
+                .get(req.namespace.as_str(), &req.key, req.wait_secs)
+                .await
+        }
+    };
     Ok(Json(json!({
         "data": got.data.as_deref(),
         "lock": got.lock,
@@ -173,9 +185,16 @@ pub async fn set_data(
     )
     .await?;
     let req = decode_set(&bytes, &state.namespaces)?;
-    state
-        .cache
-        .set(req.namespace.as_str(), &req.key, &req.data, req.ttl_secs)
-        .map_err(|e| ApiError::CacheItemTooLarge(e.to_string()))?;
+    let stored = match &state.shared_cache {
+        Some(shared) => {
+            shared
+                .set(req.namespace.as_str(), &req.key, &req.data, req.ttl_secs)
+                .await
+        }
+        None => state
+            .cache
+            .set(req.namespace.as_str(), &req.key, &req.data, req.ttl_secs),
+    };
+    stored.map_err(|e| ApiError::CacheItemTooLarge(e.to_string()))?;
     Ok(Json("ok"))
 }

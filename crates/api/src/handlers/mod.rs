@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod console;
 pub mod delete;
 pub mod fallback;
 pub mod fetch;

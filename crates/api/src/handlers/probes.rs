@@ -116,12 +116,22 @@ pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
                 Err(_) => None,
             }
         };
+        // The shared cache's view of it: up, or down since when (Unix seconds).
+        let (cache_state, down_since) =
+            match state.shared_cache.as_ref().map(|c| c.peer_state(m.id)) {
+                Some(statemanager_cache::PeerState::Down { since }) => {
+                    ("down", Some(since.as_micros() / 1_000_000))
+                }
+                _ => ("up", None),
+            };
         peers.push(json!({
             "id": m.id,
             "peer_addr": m.peer_addr,
             "api_addr": api,
             "state": m.state,
             "matched_index": m.matched_index,
+            "cache": cache_state,
+            "cache_down_since": down_since,
             // The peer's clock minus this node's, as estimated from peer RPCs (null: unknown).
             "clock_offset_ms": offset_ms(m.id),
         }));

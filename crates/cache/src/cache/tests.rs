@@ -50,6 +50,7 @@ async fn first_caller_locks_others_wait_and_wake_on_set() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.stats().waiting, 5, "five callers wait for the lock");
     c.set("n", "k", "computed", 60).unwrap();
     for w in waiters {
         let (got, at) = w.await.unwrap();
@@ -63,6 +64,7 @@ async fn first_caller_locks_others_wait_and_wake_on_set() {
     }
     let s = c.stats();
     assert_eq!((s.locks_granted, s.waits, s.wakeups), (1, 5, 5));
+    assert_eq!(s.waiting, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -34,6 +34,10 @@
 //! `/raft/propose`, `/raft/read_index`), which stay for snapshots, `elect`, administration,
 //! and peers that do not speak the stream: a node whose preface is answered with HTTP talks
 //! HTTP to that peer from then on.
+//!
+//! The shared cache's forwarded `get_data`/`set_data` (`CacheGet`, `CacheSet`; see
+//! `cache_peers`) travel here too, and have no HTTP route: a peer that speaks HTTP only is
+//! treated as not answering them.
 
 pub mod client;
 pub mod frame;
@@ -71,6 +75,10 @@ pub enum Kind {
     Propose = 3,
     /// A follower asks the leader for a read index.
     ReadIndex = 4,
+    /// A `get_data` forwarded to the key's owner (see `cache_peers`).
+    CacheGet = 20,
+    /// A `set_data` forwarded to the key's owner.
+    CacheSet = 21,
 }
 
 impl Kind {
@@ -81,6 +89,8 @@ impl Kind {
             2 => Some(Kind::Vote),
             3 => Some(Kind::Propose),
             4 => Some(Kind::ReadIndex),
+            20 => Some(Kind::CacheGet),
+            21 => Some(Kind::CacheSet),
             _ => None,
         }
     }

@@ -144,6 +144,10 @@ pub enum Call {
     Propose(Vec<statemanager_core::Op>),
     /// A read-index request (it has no body).
     ReadIndex,
+    /// A `get_data` forwarded to this node as the key's owner.
+    CacheGet(crate::cache_peers::CacheGetRequest),
+    /// A `set_data` forwarded to this node as the key's owner.
+    CacheSet(crate::cache_peers::CacheSetRequest),
 }
 
 /// Splits a request frame, `[kind][cluster id][postcard request]`, into its kind, the
@@ -173,6 +177,8 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
         Kind::Vote => postcard::from_bytes(body).map(Call::Vote),
         Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
         Kind::ReadIndex => Ok(Call::ReadIndex),
+        Kind::CacheGet => postcard::from_bytes(body).map(Call::CacheGet),
+        Kind::CacheSet => postcard::from_bytes(body).map(Call::CacheSet),
     }
     .map_err(undecodable)
 }
@@ -207,6 +213,10 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
         Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
+        Ok(Call::CacheGet(r)) => {
+            answered(node, stamp, &crate::cache_peers::answer_get(node, r).await)
+        }
+        Ok(Call::CacheSet(r)) => answered(node, stamp, &crate::cache_peers::answer_set(node, r)),
         Err(reason) => refused(reason),
     }
 }

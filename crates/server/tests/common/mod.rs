@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -26,6 +27,10 @@ pub struct Server {
     pub https: Option<String>,
     /// Extra flags it was started with.
     flags: Vec<String>,
+    /// Its data directory (`dir/data` unless started with [`Server::start_full`]).
+    pub data_dir: PathBuf,
+    /// Extra environment it was started with.
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Server {
@@ -52,6 +57,32 @@ impl Server {
         flags: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
+        Server::start_full(dir, &dir.join("data"), config, flags, env)
+    }
+
+    /// Starts a server in `dir` whose data directory is `data_dir` (e.g. on a power-cut file
+    /// system), with extra flags and environment.
+    pub fn start_full(
+        dir: &Path,
+        data_dir: &Path,
+        config: &str,
+        flags: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
+        let mut server = Server::launch(dir, data_dir, config, flags, env);
+        server.wait_started();
+        server
+    }
+
+    /// Spawns a server like [`Server::start_full`] without waiting for it to start (to kill
+    /// it during its start-up); [`Server::wait_started`] waits.
+    pub fn launch(
+        dir: &Path,
+        data_dir: &Path,
+        config: &str,
+        flags: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         // reqwest is built without a default crypto provider (we use ring, as the server);
         // every test starts a server before it makes a client, so install it here.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -70,7 +101,7 @@ impl Server {
             .arg("--port")
             .arg("0")
             .arg("--data-dir")
-            .arg(dir.join("data"))
+            .arg(data_dir)
             .arg("--addr-file")
             .arg(&addr_file)
             .arg("--log-stderr")
@@ -81,40 +112,58 @@ impl Server {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = cmd.spawn().expect("spawn statemanager");
-        let mut server = Server {
+        Server {
             child: Some(child),
             dir: dir.to_path_buf(),
             _tmp: None,
             base: String::new(),
             https: None,
             flags: flags.iter().map(|s| s.to_string()).collect(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
+            data_dir: data_dir.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_os_string()))
+                .collect(),
+        }
+    }
+
+    /// Waits (at most 30 s) until the server has written its addresses.
+    pub fn wait_started(&mut self) {
+        if let Err(e) = self.try_wait_started(Duration::from_secs(30)) {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits (at most `limit`) until the server has written its addresses; the reason (with
+    /// its log) when it exits first or takes longer.
+    pub fn try_wait_started(&mut self, limit: Duration) -> Result<(), String> {
+        let addr_file = self.dir.join("addr.json");
+        let deadline = Instant::now() + limit;
         loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
                 let v: serde_json::Value = serde_json::from_str(&text).expect("addr json");
-                server.https = v["https"].as_str().map(|a| format!("https://{a}"));
-                server.base = match v["http"].as_str() {
+                self.https = v["https"].as_str().map(|a| format!("https://{a}"));
+                self.base = match v["http"].as_str() {
                     Some(a) => format!("http://{a}"),
-                    None => server.https.clone().expect("an http or https address"),
+                    None => self.https.clone().expect("an http or https address"),
                 };
-                break;
+                return Ok(());
             }
-            if let Some(status) = server
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("server exited early with {status}:\n{}", server.log());
+                return Err(format!(
+                    "server exited early with {status}:\n{}",
+                    self.log()
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start:\n{}",
-                server.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("server did not start:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     /// The server's log so far.
@@ -202,7 +251,12 @@ impl Server {
         self.kill9();
         let config = std::fs::read_to_string(self.dir.join("config.yaml")).unwrap_or_default();
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        let mut next = Server::start_in(&self.dir, &config, &flags);
+        let env: Vec<(&str, &std::ffi::OsStr)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_os_str()))
+            .collect();
+        let mut next = Server::start_full(&self.dir, &self.data_dir, &config, &flags, &env);
         self.base = next.base.clone();
         self.https = next.https.clone();
         self.child = next.child.take();
@@ -301,6 +355,8 @@ pub struct Cluster {
     configs: Vec<String>,
     /// Extra environment of each node (kept for restarts), e.g. libfaketime's.
     envs: Vec<Vec<(String, std::ffi::OsString)>>,
+    /// Where node `i` keeps its data (`None`: `data/` in its working directory).
+    data_dirs: Vec<Option<PathBuf>>,
 }
 
 impl Cluster {
@@ -312,7 +368,7 @@ impl Cluster {
     /// Like [`Cluster::start`], but calls `prepare(dir, config_path)` for each node after its
     /// configuration is written and before it starts (e.g. to restore a backup into it).
     pub fn start_prepared(n: usize, extra: &str, prepare: &dyn Fn(&Path, &Path)) -> Cluster {
-        Cluster::start_with_envs(n, extra, prepare, vec![Vec::new(); n])
+        Cluster::start_full(n, extra, prepare, None, vec![Vec::new(); n])
     }
 
     /// Like [`Cluster::start_prepared`], with extra environment variables for each node
@@ -321,6 +377,22 @@ impl Cluster {
         n: usize,
         extra: &str,
         prepare: &dyn Fn(&Path, &Path),
+        envs: Vec<Vec<(String, std::ffi::OsString)>>,
+    ) -> Cluster {
+        Cluster::start_full(n, extra, prepare, None, envs)
+    }
+
+    /// Like [`Cluster::start`], with node `i`'s data directory at `data_root/node<i+1>`
+    /// (e.g. on a power-cut file system).
+    pub fn start_on(n: usize, extra: &str, data_root: &Path) -> Cluster {
+        Cluster::start_full(n, extra, &|_, _| {}, Some(data_root), vec![Vec::new(); n])
+    }
+
+    fn start_full(
+        n: usize,
+        extra: &str,
+        prepare: &dyn Fn(&Path, &Path),
+        data_root: Option<&Path>,
         envs: Vec<Vec<(String, std::ffi::OsString)>>,
     ) -> Cluster {
         assert_eq!(envs.len(), n, "one environment per node");
@@ -335,6 +407,7 @@ impl Cluster {
             dirs: Vec::new(),
             configs: Vec::new(),
             envs,
+            data_dirs: Vec::new(),
         };
         for (i, port) in ports.iter().enumerate() {
             let config = format!(
@@ -344,8 +417,11 @@ impl Cluster {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::write(dir.path().join("config.yaml"), &config).expect("write config");
             prepare(dir.path(), &dir.path().join("config.yaml"));
-            let server = cluster.start_node(i, dir.path(), &config);
+            let data_dir = data_root.map(|root| root.join(format!("node{}", i + 1)));
+            let data = data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
+            let server = cluster.start_node(i, dir.path(), &data, &config);
             cluster.nodes.push(Some(server));
+            cluster.data_dirs.push(data_dir);
             cluster.dirs.push(dir);
             cluster.configs.push(config);
         }
@@ -414,6 +490,7 @@ impl Cluster {
         self.dirs.push(dir);
         self.configs.push(config);
         self.envs.push(Vec::new());
+        self.data_dirs.push(None);
         format!("127.0.0.1:{port}")
     }
 
@@ -467,17 +544,21 @@ impl Cluster {
     /// Starts node `i` again on its data directory.
     pub fn restart(&mut self, i: usize) {
         self.kill9(i);
-        let s = self.start_node(i, self.dirs[i].path(), &self.configs[i]);
+        let dir = self.dirs[i].path();
+        let data = self.data_dirs[i]
+            .clone()
+            .unwrap_or_else(|| dir.join("data"));
+        let s = self.start_node(i, dir, &data, &self.configs[i]);
         self.nodes[i] = Some(s);
     }
 
-    /// Starts node index `i` in `dir` with `config` and its environment.
-    fn start_node(&self, i: usize, dir: &Path, config: &str) -> Server {
+    /// Starts node index `i` in `dir` on `data` with `config` and its environment.
+    fn start_node(&self, i: usize, dir: &Path, data: &Path, config: &str) -> Server {
         let env: Vec<(&str, &std::ffi::OsStr)> = self.envs[i]
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_os_str()))
             .collect();
-        Server::start_with_env(dir, config, &[], &env)
+        Server::start_full(dir, data, config, &[], &env)
     }
 }
 

@@ -1,0 +1,707 @@
+//! The file system as the disk would see it: every file's and directory's current state, and
+//! the state it would come back with after a power cut.
+//!
+//! The rule is POSIX's, taken strictly (as LazyFS does): a file's contents and size become
+//! durable when the file is `fsync`'d or `fdatasync`'d; a name (created, removed or renamed)
+//! becomes durable when its parent directory is `fsync`'d. Nothing else makes anything
+//! durable: not closing a file, not `sync_file_range`, not an `fsync` of the file a name
+//! points to. [`Model::cut`] forgets what was not made durable and keeps, per file and per
+//! directory, one of the outcomes a real disk may leave (see [`Outcome`]).
+//!
+//! This module is plain data, no I/O: the FUSE adapter (`crate::fs`) calls it, and its unit
+//! tests check the rule directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+
+/// An inode number. 1 is the root directory; numbers are never reused, so a handle the kernel
+/// kept from before a cut can never reach a different file.
+pub type Ino = u64;
+
+/// The root directory's inode number.
+pub const ROOT: Ino = 1;
+
+/// What a power cut leaves of one file's or directory's changes made since it was last synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing unsynced reached the disk: the state of the last sync.
+    Lost,
+    /// The size reached the disk but not the data: the synced contents, then zeros up to the
+    /// current size (ext4 with delayed allocation after a metadata commit). Directories treat
+    /// this as [`Outcome::Lost`].
+    Zeroed,
+    /// The unsynced bytes reached the disk in order but only partly: the synced contents
+    /// with a prefix of the changed range written over them (a torn write). Directories treat
+    /// this as [`Outcome::Lost`].
+    Torn,
+    /// Some pages of the unsynced range reached the disk and others did not, in no order
+    /// (writeback and the disk's cache reorder writes): each 4 KiB page of the changed range
+    /// is the new one or the old one, and the size is the new or the old. Directories treat
+    /// this as [`Outcome::Lost`].
+    Scattered,
+    /// Everything reached the disk (the kernel had written it back before the cut).
+    Kept,
+}
+
+/// The page size for [`Outcome::Scattered`].
+const PAGE: usize = 4096;
+
+/// A small deterministic random source (xorshift64*), so a failing cut can be replayed from
+/// its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is remapped).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// An outcome for one file or directory: half the time the strict one ([`Outcome::Lost`]),
+    /// otherwise one of the others.
+    pub fn outcome(&mut self) -> Outcome {
+        match self.below(10) {
+            0..=4 => Outcome::Lost,
+            5 => Outcome::Zeroed,
+            6 => Outcome::Torn,
+            7 | 8 => Outcome::Scattered,
+            _ => Outcome::Kept,
+        }
+    }
+}
+
+/// A regular file.
+#[derive(Debug, Clone, Default)]
+struct File {
+    data: Vec<u8>,
+    /// The contents and size as of the last fsync.
+    durable: Vec<u8>,
+    /// The byte range changed since the last fsync (`lo..hi`), if any.
+    dirty: Option<(usize, usize)>,
+}
+
+impl File {
+    fn touch(&mut self, lo: usize, hi: usize) {
+        self.dirty = Some(match self.dirty {
+            None => (lo, hi),
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+        });
+    }
+
+    fn sync(&mut self) {
+        if let Some((lo, hi)) = self.dirty.take() {
+            self.durable.resize(self.data.len(), 0);
+            let hi = hi.min(self.data.len());
+            if lo < hi {
+                self.durable[lo..hi].copy_from_slice(&self.data[lo..hi]);
+            }
+        }
+    }
+
+    fn cut(&mut self, outcome: Outcome, rng: &mut Rng) {
+        let Some((lo, hi)) = self.dirty.take() else {
+            return;
+        };
+        match outcome {
+            Outcome::Lost => self.data = self.durable.clone(),
+            Outcome::Zeroed => {
+                let len = self.data.len().max(self.durable.len());
+                self.data = self.durable.clone();
+                self.data.resize(len, 0);
+            }
+            Outcome::Torn => {
+                let mut next = self.durable.clone();
+                let hi = hi.min(self.data.len());
+                if lo < hi {
+                    let upto = lo + rng.below((hi - lo) as u64 + 1) as usize;
+                    if next.len() < upto {
+                        next.resize(upto, 0);
+                    }
+                    next[lo..upto].copy_from_slice(&self.data[lo..upto]);
+                }
+                self.data = next;
+            }
+            Outcome::Scattered => {
+                let len = if rng.below(2) == 0 {
+                    self.data.len()
+                } else {
+                    self.durable.len()
+                };
+                let mut next = self.durable.clone();
+                next.resize(len.max(next.len()), 0);
+                let hi = hi.min(self.data.len());
+                let mut page = lo - lo % PAGE;
+                while page < hi {
+                    let (a, b) = (page.max(lo), (page + PAGE).min(hi));
+                    if rng.below(2) == 0 && b <= next.len() {
+                        next[a..b].copy_from_slice(&self.data[a..b]);
+                    }
+                    page += PAGE;
+                }
+                next.truncate(len);
+                self.data = next;
+            }
+            Outcome::Kept => {}
+        }
+        self.durable = self.data.clone();
+    }
+}
+
+/// A directory: names to inodes.
+#[derive(Debug, Clone, Default)]
+struct Dir {
+    entries: BTreeMap<OsString, Ino>,
+    /// The entries as of the last fsync of this directory.
+    durable: BTreeMap<OsString, Ino>,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    File(File),
+    Dir(Dir),
+}
+
+/// The kind of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// Attributes the adapter reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Its inode number.
+    pub ino: Ino,
+    /// File or directory.
+    pub kind: Kind,
+    /// Size in bytes (files) or number of entries (directories).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u16,
+}
+
+/// Why an operation failed (each maps to one errno).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsError {
+    /// No such file or directory.
+    NotFound,
+    /// The name exists.
+    Exists,
+    /// A directory was expected.
+    NotDir,
+    /// A file was expected.
+    IsDir,
+    /// The directory is not empty.
+    NotEmpty,
+    /// Not supported by this model.
+    Invalid,
+}
+
+/// What a cut did, for the test's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CutReport {
+    /// Files whose unsynced changes were dropped, zeroed, torn or kept.
+    pub files_changed: usize,
+    /// Directories whose unsynced entries were dropped.
+    pub dirs_reverted: usize,
+    /// Inodes no durable name reaches any more (gone).
+    pub inodes_lost: usize,
+}
+
+/// The whole file system.
+#[derive(Debug, Clone)]
+pub struct Model {
+    nodes: HashMap<Ino, (Node, u16)>,
+    next: Ino,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model::new()
+    }
+}
+
+impl Model {
+    /// An empty file system: a root directory, itself durable.
+    pub fn new() -> Model {
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT, (Node::Dir(Dir::default()), 0o755));
+        Model {
+            nodes,
+            next: ROOT + 1,
+        }
+    }
+
+    fn dir(&self, ino: Ino) -> Result<&Dir, FsError> {
+        match self.nodes.get(&ino) {
+            Some((Node::Dir(d), _)) => Ok(d),
+            Some(_) => Err(FsError::NotDir),
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    fn dir_mut(&mut self, ino: Ino) -> Result<&mut Dir, FsError> {
+        match self.nodes.get_mut(&ino) {
+            Some((Node::Dir(d), _)) => Ok(d),
+            Some(_) => Err(FsError::NotDir),
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    fn file_mut(&mut self, ino: Ino) -> Result<&mut File, FsError> {
+        match self.nodes.get_mut(&ino) {
+            Some((Node::File(f), _)) => Ok(f),
+            Some(_) => Err(FsError::IsDir),
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    /// The attributes of `ino`.
+    pub fn attr(&self, ino: Ino) -> Result<Attr, FsError> {
+        let (node, mode) = self.nodes.get(&ino).ok_or(FsError::NotFound)?;
+        Ok(match node {
+            Node::File(f) => Attr {
+                ino,
+                kind: Kind::File,
+                size: f.data.len() as u64,
+                mode: *mode,
+            },
+            Node::Dir(d) => Attr {
+                ino,
+                kind: Kind::Dir,
+                size: d.entries.len() as u64,
+                mode: *mode,
+            },
+        })
+    }
+
+    /// The inode `name` in `parent` names.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, FsError> {
+        let ino = *self
+            .dir(parent)?
+            .entries
+            .get(name)
+            .ok_or(FsError::NotFound)?;
+        self.attr(ino)
+    }
+
+    /// The entries of a directory, in name order.
+    pub fn entries(&self, dir: Ino) -> Result<Vec<(OsString, Ino, Kind)>, FsError> {
+        let d = self.dir(dir)?;
+        Ok(d.entries
+            .iter()
+            .map(|(name, ino)| {
+                let kind = match self.nodes.get(ino) {
+                    Some((Node::Dir(_), _)) => Kind::Dir,
+                    _ => Kind::File,
+                };
+                (name.clone(), *ino, kind)
+            })
+            .collect())
+    }
+
+    fn insert(
+        &mut self,
+        parent: Ino,
+        name: &OsStr,
+        node: Node,
+        mode: u16,
+    ) -> Result<Attr, FsError> {
+        if self.dir(parent)?.entries.contains_key(name) {
+            return Err(FsError::Exists);
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.nodes.insert(ino, (node, mode));
+        self.dir_mut(parent)?
+            .entries
+            .insert(name.to_os_string(), ino);
+        self.attr(ino)
+    }
+
+    /// Creates an empty file (not yet durable: neither its name nor its contents).
+    pub fn create(&mut self, parent: Ino, name: &OsStr, mode: u16) -> Result<Attr, FsError> {
+        self.insert(parent, name, Node::File(File::default()), mode)
+    }
+
+    /// Creates an empty directory (its name durable once `parent` is synced).
+    pub fn mkdir(&mut self, parent: Ino, name: &OsStr, mode: u16) -> Result<Attr, FsError> {
+        self.insert(parent, name, Node::Dir(Dir::default()), mode)
+    }
+
+    /// Removes the file `name` (the inode lives on while a durable name still reaches it).
+    pub fn unlink(&mut self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
+        let ino = *self
+            .dir(parent)?
+            .entries
+            .get(name)
+            .ok_or(FsError::NotFound)?;
+        if matches!(self.nodes.get(&ino), Some((Node::Dir(_), _))) {
+            return Err(FsError::IsDir);
+        }
+        self.dir_mut(parent)?.entries.remove(name);
+        Ok(())
+    }
+
+    /// Removes the empty directory `name`.
+    pub fn rmdir(&mut self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
+        let ino = *self
+            .dir(parent)?
+            .entries
+            .get(name)
+            .ok_or(FsError::NotFound)?;
+        if !self.dir(ino)?.entries.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        self.dir_mut(parent)?.entries.remove(name);
+        Ok(())
+    }
+
+    /// Renames `from/name` to `to/new_name`, replacing a file there (`no_replace`: refusing).
+    pub fn rename(
+        &mut self,
+        from: Ino,
+        name: &OsStr,
+        to: Ino,
+        new_name: &OsStr,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        let ino = *self.dir(from)?.entries.get(name).ok_or(FsError::NotFound)?;
+        if let Some(&there) = self.dir(to)?.entries.get(new_name) {
+            if there == ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(FsError::Exists);
+            }
+            match (
+                &self.nodes[&ino].0,
+                &self.nodes.get(&there).ok_or(FsError::NotFound)?.0,
+            ) {
+                (Node::File(_), Node::Dir(_)) => return Err(FsError::IsDir),
+                (Node::Dir(_), Node::File(_)) => return Err(FsError::NotDir),
+                (Node::Dir(_), Node::Dir(d)) if !d.entries.is_empty() => {
+                    return Err(FsError::NotEmpty)
+                }
+                _ => {}
+            }
+        }
+        self.dir_mut(from)?.entries.remove(name);
+        self.dir_mut(to)?
+            .entries
+            .insert(new_name.to_os_string(), ino);
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        match self.nodes.get(&ino) {
+            Some((Node::File(f), _)) => {
+                let start = (offset as usize).min(f.data.len());
+                let end = start.saturating_add(size).min(f.data.len());
+                Ok(f.data[start..end].to_vec())
+            }
+            Some(_) => Err(FsError::IsDir),
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    /// Writes `bytes` at `offset` (a gap before it reads as zeros).
+    pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> Result<(), FsError> {
+        let f = self.file_mut(ino)?;
+        let start = offset as usize;
+        let end = start + bytes.len();
+        let old_len = f.data.len();
+        if f.data.len() < end {
+            f.data.resize(end, 0);
+        }
+        f.data[start..end].copy_from_slice(bytes);
+        f.touch(start.min(old_len), end);
+        Ok(())
+    }
+
+    /// Sets the size (truncating or extending with zeros).
+    pub fn truncate(&mut self, ino: Ino, size: u64) -> Result<(), FsError> {
+        let f = self.file_mut(ino)?;
+        let size = size as usize;
+        let old = f.data.len();
+        f.data.resize(size, 0);
+        f.touch(size.min(old), size.max(old));
+        Ok(())
+    }
+
+    /// Sets the permission bits.
+    pub fn chmod(&mut self, ino: Ino, mode: u16) -> Result<(), FsError> {
+        let (_, m) = self.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        *m = mode;
+        Ok(())
+    }
+
+    /// `fsync`/`fdatasync` of a file, or `fsync` of a directory: makes its contents (a
+    /// file's bytes and size, a directory's names) durable.
+    pub fn sync(&mut self, ino: Ino) -> Result<(), FsError> {
+        match self.nodes.get_mut(&ino) {
+            Some((Node::File(f), _)) => f.sync(),
+            Some((Node::Dir(d), _)) => d.durable = d.entries.clone(),
+            None => return Err(FsError::NotFound),
+        }
+        Ok(())
+    }
+
+    /// The power cut: every file and directory keeps only what `rng` lets survive of its
+    /// unsynced changes (see [`Outcome`]), and inodes that no durable name reaches any more
+    /// are gone.
+    pub fn cut(&mut self, rng: &mut Rng) -> CutReport {
+        self.cut_with(rng, false)
+    }
+
+    /// The strictest power cut: nothing unsynced survives anywhere ([`Outcome::Lost`]).
+    pub fn cut_strict(&mut self) -> CutReport {
+        self.cut_with(&mut Rng::new(0), true)
+    }
+
+    fn cut_with(&mut self, rng: &mut Rng, strict: bool) -> CutReport {
+        let mut report = CutReport::default();
+        let mut inos: Vec<Ino> = self.nodes.keys().copied().collect();
+        inos.sort_unstable(); // deterministic for a seed
+        for ino in inos {
+            let outcome = if strict { Outcome::Lost } else { rng.outcome() };
+            match self.nodes.get_mut(&ino) {
+                Some((Node::File(f), _)) => {
+                    if f.dirty.is_some() {
+                        report.files_changed += 1;
+                    }
+                    f.cut(outcome, rng);
+                }
+                Some((Node::Dir(d), _)) => {
+                    if outcome == Outcome::Kept {
+                        d.durable = d.entries.clone();
+                    } else {
+                        if d.entries != d.durable {
+                            report.dirs_reverted += 1;
+                        }
+                        d.entries = d.durable.clone();
+                    }
+                }
+                None => {}
+            }
+        }
+        // Keep what the root reaches.
+        let mut reached = std::collections::HashSet::new();
+        let mut stack = vec![ROOT];
+        while let Some(ino) = stack.pop() {
+            if !reached.insert(ino) {
+                continue;
+            }
+            if let Some((Node::Dir(d), _)) = self.nodes.get(&ino) {
+                stack.extend(d.entries.values().copied());
+            }
+        }
+        let before = self.nodes.len();
+        self.nodes.retain(|ino, _| reached.contains(ino));
+        report.inodes_lost = before - self.nodes.len();
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    fn strict_cut(m: &mut Model) {
+        m.cut_strict();
+    }
+
+    #[test]
+    fn unsynced_file_contents_are_lost_synced_ones_kept() {
+        let mut m = Model::new();
+        let f = m.create(ROOT, os("a"), 0o644).unwrap().ino;
+        m.sync(ROOT).unwrap();
+        m.write(f, 0, b"hello").unwrap();
+        m.sync(f).unwrap();
+        m.write(f, 5, b" world").unwrap();
+        strict_cut(&mut m);
+        assert_eq!(m.read(f, 0, 100).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_name_is_durable_only_once_its_directory_is_synced() {
+        let mut m = Model::new();
+        let f = m.create(ROOT, os("a"), 0o644).unwrap().ino;
+        m.write(f, 0, b"x").unwrap();
+        m.sync(f).unwrap(); // the file, not the directory
+        strict_cut(&mut m);
+        assert_eq!(m.lookup(ROOT, os("a")), Err(FsError::NotFound));
+    }
+
+    #[test]
+    fn a_new_directory_and_everything_in_it_vanish_without_the_parent_sync() {
+        let mut m = Model::new();
+        let d = m.mkdir(ROOT, os("log"), 0o755).unwrap().ino;
+        let f = m.create(d, os("seg"), 0o644).unwrap().ino;
+        m.write(f, 0, b"records").unwrap();
+        m.sync(f).unwrap();
+        m.sync(d).unwrap();
+        strict_cut(&mut m);
+        assert_eq!(m.lookup(ROOT, os("log")), Err(FsError::NotFound));
+        // With the parent synced too, it all survives.
+        let d = m.mkdir(ROOT, os("log"), 0o755).unwrap().ino;
+        let f = m.create(d, os("seg"), 0o644).unwrap().ino;
+        m.write(f, 0, b"records").unwrap();
+        m.sync(f).unwrap();
+        m.sync(d).unwrap();
+        m.sync(ROOT).unwrap();
+        strict_cut(&mut m);
+        let f = m
+            .lookup(m.lookup(ROOT, os("log")).unwrap().ino, os("seg"))
+            .unwrap();
+        assert_eq!(m.read(f.ino, 0, 100).unwrap(), b"records");
+    }
+
+    #[test]
+    fn an_unsynced_rename_comes_undone_and_an_unsynced_unlink_comes_back() {
+        let mut m = Model::new();
+        let old = m.create(ROOT, os("meta"), 0o644).unwrap().ino;
+        m.write(old, 0, b"old").unwrap();
+        m.sync(old).unwrap();
+        m.sync(ROOT).unwrap();
+        let tmp = m.create(ROOT, os("meta.tmp"), 0o644).unwrap().ino;
+        m.write(tmp, 0, b"new").unwrap();
+        m.sync(tmp).unwrap();
+        m.rename(ROOT, os("meta.tmp"), ROOT, os("meta"), false)
+            .unwrap();
+        let gone = m.create(ROOT, os("x"), 0o644).unwrap().ino;
+        m.sync(gone).unwrap();
+        m.sync(ROOT).unwrap();
+        m.unlink(ROOT, os("x")).unwrap();
+        strict_cut(&mut m);
+        // The rename was synced: new contents. The unlink was not: x is back.
+        let meta = m.lookup(ROOT, os("meta")).unwrap();
+        assert_eq!(m.read(meta.ino, 0, 10).unwrap(), b"new");
+        assert!(m.lookup(ROOT, os("x")).is_ok());
+        assert_eq!(m.lookup(ROOT, os("meta.tmp")), Err(FsError::NotFound));
+    }
+
+    #[test]
+    fn an_in_place_overwrite_without_fsync_can_come_back_zeroed_torn_or_old() {
+        let build = || {
+            let mut m = Model::new();
+            let f = m.create(ROOT, os("committed"), 0o644).unwrap().ino;
+            m.sync(ROOT).unwrap();
+            m.write(f, 0, b"AAAAAAAA").unwrap();
+            (m, f)
+        };
+        let (mut m, f) = build();
+        m.file_mut(f)
+            .unwrap()
+            .cut(Outcome::Zeroed, &mut Rng::new(3));
+        assert_eq!(m.read(f, 0, 100).unwrap(), vec![0u8; 8]);
+        let (mut m, f) = build();
+        m.file_mut(f).unwrap().cut(Outcome::Lost, &mut Rng::new(3));
+        assert_eq!(m.read(f, 0, 100).unwrap(), b"");
+        let (mut m, f) = build();
+        m.file_mut(f).unwrap().cut(Outcome::Kept, &mut Rng::new(3));
+        assert_eq!(m.read(f, 0, 100).unwrap(), b"AAAAAAAA");
+        let mut lengths = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let (mut m, f) = build();
+            m.file_mut(f)
+                .unwrap()
+                .cut(Outcome::Torn, &mut Rng::new(seed));
+            let got = m.read(f, 0, 100).unwrap();
+            assert!(got.iter().all(|b| *b == b'A'));
+            lengths.insert(got.len());
+        }
+        assert!(
+            lengths.len() > 3,
+            "torn writes end at different bytes: {lengths:?}"
+        );
+    }
+
+    #[test]
+    fn a_scattered_cut_keeps_some_pages_and_not_others() {
+        let mut mixed = 0;
+        for seed in 0..32 {
+            let mut m = Model::new();
+            let f = m.create(ROOT, os("wal"), 0o644).unwrap().ino;
+            m.sync(ROOT).unwrap();
+            m.write(f, 0, &vec![1u8; 4 * PAGE]).unwrap();
+            m.sync(f).unwrap();
+            m.write(f, 0, &vec![2u8; 4 * PAGE]).unwrap();
+            m.file_mut(f)
+                .unwrap()
+                .cut(Outcome::Scattered, &mut Rng::new(seed));
+            let got = m.read(f, 0, 8 * PAGE).unwrap();
+            assert_eq!(got.len(), 4 * PAGE);
+            let pages: Vec<u8> = got.chunks(PAGE).map(|p| p[0]).collect();
+            assert!(got.chunks(PAGE).all(|p| p.iter().all(|b| *b == p[0])));
+            if pages.contains(&1) && pages.contains(&2) && pages[0] == 1 {
+                mixed += 1; // a later page new while the first is old
+            }
+        }
+        assert!(mixed > 0);
+    }
+
+    #[test]
+    fn truncation_then_regrowth_is_synced_whole() {
+        let mut m = Model::new();
+        let f = m.create(ROOT, os("f"), 0o644).unwrap().ino;
+        m.sync(ROOT).unwrap();
+        m.write(f, 0, b"0123456789").unwrap();
+        m.sync(f).unwrap();
+        m.truncate(f, 4).unwrap();
+        m.write(f, 6, b"ab").unwrap();
+        m.sync(f).unwrap();
+        strict_cut(&mut m);
+        assert_eq!(m.read(f, 0, 100).unwrap(), b"0123\0\0ab");
+    }
+
+    #[test]
+    fn cuts_are_deterministic_for_a_seed() {
+        let build = || {
+            let mut m = Model::new();
+            for i in 0..20 {
+                let f = m
+                    .create(ROOT, OsStr::new(&format!("f{i}")), 0o644)
+                    .unwrap()
+                    .ino;
+                m.write(f, 0, &[i as u8; 100]).unwrap();
+                if i % 3 == 0 {
+                    m.sync(f).unwrap();
+                }
+            }
+            m
+        };
+        let (mut a, mut b) = (build(), build());
+        assert_eq!(a.cut(&mut Rng::new(42)), b.cut(&mut Rng::new(42)));
+        for i in 0..20 {
+            let name = format!("f{i}");
+            assert_eq!(
+                a.lookup(ROOT, OsStr::new(&name)).is_ok(),
+                b.lookup(ROOT, OsStr::new(&name)).is_ok()
+            );
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Power loss: the data directory lives on a file system that forgets everything not made
+//! durable (`statemanager-powercut`: contents by fsync of the file, names by fsync of their
+//! directory). Each cut kills the server with SIGKILL and then drops, zeroes, tears or keeps
+//! every unsynced change (drawn from a seed printed by the test, so a failure can be
+//! replayed). After each cut the node must start by itself and serve every acknowledged store
+//! (or a newer one whose outcome was unknown).
+//!
+//! The harness is tested too: a server built to acknowledge before its log fsync, or to skip
+//! its directory fsyncs, must be caught losing data.
+//!
+//! These tests mount FUSE: they need root and /dev/fuse (CI runs as root; .ci/run installs
+//! fuse3). They fail, never skip, when either is missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Server};
+use serde_json::json;
+use statemanager_powercut::Mount;
+
+/// Acknowledged and attempted values per key: each key has one writer, whose values count up.
+#[derive(Default, Clone)]
+struct Ledger {
+    /// The highest value acknowledged (200) per key.
+    acked: BTreeMap<String, u64>,
+    /// The highest value sent per key (acknowledged or not).
+    sent: BTreeMap<String, u64>,
+}
+
+/// A copy of the ledger (checks run without holding its lock).
+fn snapshot(ledger: &Mutex<Ledger>) -> Ledger {
+    ledger.lock().unwrap().clone()
+}
+
+impl Ledger {
+    fn acked_count(&self) -> usize {
+        self.acked.len()
+    }
+}
+
+/// What a check after a cut found.
+#[derive(Debug, Default)]
+struct Check {
+    /// Keys whose acknowledged value (or a newer sent one) was read back.
+    ok: usize,
+    /// Keys whose acknowledged value is gone or older: lost writes.
+    lost: Vec<String>,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+fn seed_from_env_or(default: u64) -> u64 {
+    std::env::var("POWERCUT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Stores `value` under `key` through `base`; true only on 200.
+async fn store(client: &reqwest::Client, base: &str, key: &str, value: u64) -> bool {
+    let body =
+        json!({"namespace": "powercut", "key": key, "data": value.to_string(), "ttl": 86_400});
+    matches!(
+        client.post(format!("{base}/store_data")).body(body.to_string()).send().await,
+        Ok(r) if r.status() == 200
+    )
+}
+
+/// Runs `writers` writers against `bases` (round robin) until `stop` is set or each has made
+/// `max_per_writer` stores; every writer owns `keys` keys and counts its values up.
+async fn load(
+    bases: Vec<String>,
+    ledger: Arc<Mutex<Ledger>>,
+    writers: usize,
+    keys: usize,
+    max_per_writer: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (bases, ledger, stop) = (bases.clone(), ledger.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let base = &bases[w % bases.len()];
+            for n in 0..max_per_writer {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("w{w}-k{}", n as usize % keys);
+                let value = {
+                    let mut l = ledger.lock().unwrap();
+                    let v = l.sent.get(&key).map_or(1, |v| v + 1);
+                    l.sent.insert(key.clone(), v);
+                    v
+                };
+                if store(&client, base, &key, value).await {
+                    ledger.lock().unwrap().acked.insert(key, value);
+                } else {
+                    // The server is gone (killed) or refused: outcome unknown, go on.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Reads every key of the ledger through `base` and compares.
+async fn check(base: &str, ledger: &Ledger) -> Check {
+    let client = client();
+    let mut out = Check::default();
+    for (key, &acked) in &ledger.acked {
+        let sent = ledger.sent[key];
+        let r = client
+            .post(format!("{base}/fetch_data"))
+            .body(json!({"namespace": "powercut", "key": key}).to_string())
+            .send()
+            .await
+            .expect("fetch after the cut");
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        let got: Option<u64> = (status == 200)
+            .then(|| {
+                body["data"]
+                    .as_str()
+                    .and_then(|d| d.split(':').next())
+                    .and_then(|d| d.parse().ok())
+            })
+            .flatten();
+        match got {
+            Some(v) if v >= acked && v <= sent => out.ok += 1,
+            other => out.lost.push(format!(
+                "{key}: acked {acked}, sent {sent}, read {other:?} ({status})"
+            )),
+        }
+    }
+    out
+}
+
+/// Waits until the ledger's acknowledged values add up to `target`, or `limit` has passed.
+async fn wait_for_acks(ledger: &Mutex<Ledger>, target: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && ledger.lock().unwrap().acked.values().sum::<u64>() < target {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts the server and waits until it is ready (bounded); why not, otherwise.
+async fn start_ready(
+    work: &Path,
+    data: &Path,
+    config: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Server, String> {
+    let mut server = Server::launch(work, data, config, &[], env);
+    server.try_wait_started(Duration::from_secs(30))?;
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(server.url("/ready")).send().await {
+            if r.status() == 200 {
+                return Ok(server);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("started but never ready:\n{}", server.log()))
+}
+
+/// A power-cut file system mounted under `tmp`.
+fn mount_on(tmp: &Path) -> Mount {
+    let dir = tmp.join("mnt");
+    std::fs::create_dir_all(&dir).expect("mount point");
+    Mount::new(&dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn segment_env() -> Vec<(&'static str, std::ffi::OsString)> {
+    // Small log segments so that purges delete and recycle them within a short test.
+    vec![("STATEMANAGER_FAILPOINT_SEGMENT_BYTES", "65536".into())]
+}
+
+/// Few-entry snapshots and purges, so that cuts land during them.
+const BUSY_CONFIG: &str =
+    "snapshot_logs: 20\nsnapshot_keep_logs: 5\nmax_persistent_data_items: 100000\n";
+
+/// One node: start, store a load, kill -9, cut, restart; `cycles` times on one data dir.
+/// Returns (acknowledged stores over all cycles, lost keys found, log of the cycles).
+async fn single_node_cycles(
+    env: &[(&str, std::ffi::OsString)],
+    config: &str,
+    cycles: u64,
+    seed: u64,
+    strict: bool,
+    cut_during_restart: bool,
+) -> (usize, Vec<String>, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount = mount_on(tmp.path());
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let data = mount.path().join("data");
+    let env_refs: Vec<(&str, &std::ffi::OsStr)> =
+        env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = statemanager_powercut::Rng::new(seed);
+    let mut lost = Vec::new();
+    let mut log = String::new();
+    let mut acked_total = 0;
+    for cycle in 0..cycles {
+        let mut server = match start_ready(&work, &data, config, &env_refs).await {
+            Ok(server) => server,
+            Err(why) => {
+                lost.push(format!("cycle {cycle}: the node does not come back: {why}"));
+                return (acked_total, lost, log);
+            }
+        };
+        // Everything acknowledged before the last cut is there.
+        let found = check(&server.base, &snapshot(&ledger)).await;
+        lost.extend(found.lost.iter().map(|l| format!("cycle {cycle}: {l}")));
+        let before = ledger.lock().unwrap().acked.values().sum::<u64>();
+        // A load, cut short by the power.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = Duration::from_millis(rng.below(1200));
+        let load = tokio::spawn(load(
+            vec![server.base.clone()],
+            ledger.clone(),
+            6,
+            10,
+            if cycle == 0 { 3 } else { 100_000 },
+            stop.clone(),
+        ));
+        // The cut lands after the load has made progress (bounded: the machine may be busy).
+        wait_for_acks(&ledger, before + 18, Duration::from_secs(20)).await;
+        tokio::time::sleep(run).await;
+        server.kill9();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = load.await;
+        let after = ledger.lock().unwrap().acked.values().sum::<u64>();
+        acked_total += (after - before) as usize;
+        let report = if strict {
+            mount.cut_strict()
+        } else {
+            mount.cut(rng.next_u64())
+        };
+        log.push_str(&format!(
+            "cycle {cycle}: read back {} keys, {} lost; load {} ms, cut: {report:?}\n",
+            found.ok,
+            found.lost.len(),
+            run.as_millis()
+        ));
+        if cut_during_restart && cycle % 2 == 1 {
+            // The power goes again while the node recovers from the last cut.
+            let mut again = Server::launch(&work, &data, config, &[], &env_refs);
+            std::thread::sleep(Duration::from_millis(rng.below(150)));
+            again.kill9();
+            let report = mount.cut(rng.next_u64());
+            log.push_str(&format!(
+                "cycle {cycle}: cut during the restart: {report:?}\n"
+            ));
+        }
+    }
+    let server = match start_ready(&work, &data, config, &env_refs).await {
+        Ok(server) => server,
+        Err(why) => {
+            lost.push(format!("final: the node does not come back: {why}"));
+            return (acked_total, lost, log);
+        }
+    };
+    let found = check(&server.base, &snapshot(&ledger)).await;
+    lost.extend(found.lost.iter().map(|l| format!("final: {l}")));
+    log.push_str(&format!(
+        "final: read back {} of {} keys; {} stores acknowledged in all; fs: {:?}\n",
+        found.ok,
+        ledger.lock().unwrap().acked_count(),
+        acked_total,
+        mount.counters()
+    ));
+    drop(server);
+    drop(mount);
+    (acked_total, lost, log)
+}
+
+/// Fails unless the cycles acknowledged at least `min_acked` stores and lost none.
+fn assert_nothing_lost(what: &str, seed: u64, min_acked: usize, run: (usize, Vec<String>, String)) {
+    let (acked, lost, log) = run;
+    eprintln!("{what}, seed {seed}:\n{log}");
+    assert!(
+        acked >= min_acked,
+        "{what}: too little load to mean anything ({acked}):\n{log}"
+    );
+    assert!(
+        lost.is_empty(),
+        "{what}, seed {seed} (POWERCUT_SEED={seed} replays it): acknowledged stores lost:\n{}\n{log}",
+        lost.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_soon_after_the_first_start_loses_nothing() {
+    // A strict cut (nothing unsynced survives), then random outcomes.
+    for (i, strict) in [true, false, false].into_iter().enumerate() {
+        let seed = seed_from_env_or(1000 + i as u64);
+        let run = single_node_cycles(&[], "", 1, seed, strict, false).await;
+        assert_nothing_lost("first start", seed, 1, run);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_during_load_snapshots_purges_and_restarts_lose_nothing() {
+    let seed = seed_from_env_or(7);
+    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 8, seed, false, true).await;
+    assert!(run.2.contains("cut during the restart"));
+    assert_nothing_lost("load cycles", seed, 100, run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_cuts_during_load_lose_nothing() {
+    let seed = seed_from_env_or(11);
+    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 4, seed, true, false).await;
+    assert_nothing_lost("strict load cycles", seed, 100, run);
+}
+
+/// Runs a first start and one strict cut on a server broken by `failpoint`, and checks that
+/// the harness sees it lose acknowledged stores (or not come back).
+async fn assert_caught(failpoint: &str, what: &str) {
+    let env = vec![(failpoint, std::ffi::OsString::from("1"))];
+    let (acked, lost, log) = single_node_cycles(&env, "", 1, 5, true, false).await;
+    eprintln!("{what}:\n{log}");
+    assert!(acked > 0, "{what}: the load acknowledged nothing:\n{log}");
+    assert!(!lost.is_empty(), "{what} was not caught:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_catches_a_server_that_acknowledges_before_its_fsync() {
+    assert_caught(
+        "STATEMANAGER_FAILPOINT_SKIP_LOG_SYNC",
+        "a server that never fsyncs its log",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_catches_a_server_that_skips_its_directory_fsyncs() {
+    assert_caught(
+        "STATEMANAGER_FAILPOINT_SKIP_DIR_SYNC",
+        "a server that never fsyncs a directory",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_cut_at_once_reforms_and_loses_nothing() {
+    let seed = seed_from_env_or(21);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount = mount_on(tmp.path());
+    let mut rng = statemanager_powercut::Rng::new(seed);
+    let mut cluster = Cluster::start_on(3, BUSY_CONFIG, mount.path());
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut log = String::new();
+    let mut acked_total = 0;
+    for cycle in 0..3 {
+        let leader = cluster.wait_leader().await;
+        for i in 0..3 {
+            let found = check(&cluster.node(i).base, &snapshot(&ledger)).await;
+            assert!(
+                found.lost.is_empty(),
+                "seed {seed}, cycle {cycle}, node {}: acknowledged stores lost:\n{}\n{log}",
+                i + 1,
+                found.lost.join("\n")
+            );
+        }
+        let before = ledger.lock().unwrap().acked.values().sum::<u64>();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bases: Vec<String> = (0..3).map(|i| cluster.node(i).base.clone()).collect();
+        let run = Duration::from_millis(rng.below(1000));
+        let load = tokio::spawn(load(bases, ledger.clone(), 6, 10, 100_000, stop.clone()));
+        wait_for_acks(&ledger, before + 18, Duration::from_secs(20)).await;
+        tokio::time::sleep(run).await;
+        // The rack loses power: every node at once.
+        for i in 0..3 {
+            cluster.kill9(i);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = load.await;
+        let after = ledger.lock().unwrap().acked.values().sum::<u64>();
+        acked_total += after - before;
+        let report = mount.cut(rng.next_u64());
+        log.push_str(&format!(
+            "cycle {cycle}: leader was node {}, load {} ms, {} acknowledged, cut: {report:?}\n",
+            leader + 1,
+            run.as_millis(),
+            after - before
+        ));
+        let started = Instant::now();
+        for i in 0..3 {
+            cluster.restart(i);
+        }
+        log.push_str(&format!(
+            "cycle {cycle}: restarted in {:?}\n",
+            started.elapsed()
+        ));
+    }
+    cluster.wait_leader().await;
+    for i in 0..3 {
+        let found = check(&cluster.node(i).base, &snapshot(&ledger)).await;
+        assert!(
+            found.lost.is_empty(),
+            "seed {seed}, final, node {}: acknowledged stores lost:\n{}\n{log}",
+            i + 1,
+            found.lost.join("\n")
+        );
+    }
+    eprintln!("cluster, seed {seed}: {acked_total} stores acknowledged\n{log}");
+    assert!(acked_total > 50, "too little load ({acked_total}):\n{log}");
+    drop(cluster);
+    drop(mount);
+}
