@@ -113,18 +113,7 @@ async fn console_in_a_real_browser_against_a_3_node_cluster() {
         .stderr(out_file);
     let (status, out) = tokio::task::spawn_blocking(move || {
         let mut child = command.spawn().expect("run the browser script");
-        let deadline = Instant::now() + SCRIPT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the script") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill(); // our own child, by PID
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = common::wait_bounded(&mut child, SCRIPT_TIMEOUT);
         (
             status,
             std::fs::read_to_string(&out_path).unwrap_or_default(),

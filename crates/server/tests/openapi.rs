@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Server;
 use serde_json::Value;
@@ -153,18 +153,7 @@ async fn run_schemathesis(s: &Server, max_examples: u32) {
             .stderr(out_file)
             .spawn()
             .expect("run python3");
-        let deadline = Instant::now() + SCHEMATHESIS_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for schemathesis") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill(); // our own child, by PID
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = common::wait_bounded(&mut child, SCHEMATHESIS_TIMEOUT);
         (
             status,
             std::fs::read_to_string(&out_path).unwrap_or_default(),

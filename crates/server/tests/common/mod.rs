@@ -279,6 +279,23 @@ impl Drop for Server {
     }
 }
 
+/// Waits for `child` at most `limit`; kills it (our own child, by PID) when it runs longer.
+/// Its exit status when it ended in time.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The kernel's ephemeral port range (`ip_local_port_range`), from which it picks the source
 /// port of every outgoing connection and the port of every `bind(0)`.
 fn ephemeral_range() -> (u16, u16) {
