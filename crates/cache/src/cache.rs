@@ -360,6 +360,18 @@ impl Cache {
         self.now_secs()
     }
 
+    /// Refuses `data` over `max_item_size` (the caller gets 400 `item_too_large`).
+    pub fn check_item_size(&self, data: &str) -> Result<(), CacheError> {
+        let size = data.len() as u64;
+        if size > self.limits.max_item_size {
+            return Err(CacheError::TooLarge {
+                size,
+                limit: self.limits.max_item_size,
+            });
+        }
+        Ok(())
+    }
+
     /// `POST /set_data`: stores `data` for `ttl_secs` (≥ 1), releases the key's lock (waking
     /// every waiter), and evicts the oldest-written items beyond `max_cache_size`.
     pub fn set(
@@ -369,13 +381,7 @@ impl Cache {
         data: &str,
         ttl_secs: u64,
     ) -> Result<(), CacheError> {
-        let size = data.len() as u64;
-        if size > self.limits.max_item_size {
-            return Err(CacheError::TooLarge {
-                size,
-                limit: self.limits.max_item_size,
-            });
-        }
+        self.check_item_size(data)?;
         let key: CacheKey = (Arc::from(namespace), Arc::from(key));
         let expiry = {
             // expiry = int(now + ttl), as the original.

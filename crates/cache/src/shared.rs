@@ -318,13 +318,8 @@ impl SharedCache {
         data: &str,
         ttl_secs: u64,
     ) -> Result<(), CacheError> {
-        let limit = self.local.limits().max_item_size;
-        if data.len() as u64 > limit {
-            return Err(CacheError::TooLarge {
-                size: data.len() as u64,
-                limit,
-            });
-        }
+        // Refused here, before any hop to the owner.
+        self.local.check_item_size(data)?;
         let members = self.peers.members();
         if members.len() <= 1 {
             return self.local.set(namespace, key, data, ttl_secs);
