@@ -13,6 +13,7 @@
 //!   entry, stamped once with the leader's clock;
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
 //! - [`node`]: the service handle the API talks to;
+//! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);
 //! - [`cache_peers`]: carries the shared cache's forwarded calls over the peer stream.
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
@@ -23,6 +24,7 @@ pub mod backup;
 pub mod cache_peers;
 pub mod cluster_time;
 pub mod disk;
+pub mod election;
 pub mod entry_cache;
 pub mod error;
 pub mod fuzzing;

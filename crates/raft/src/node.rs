@@ -225,6 +225,16 @@ struct Inner {
     _data_dir: DataDir,
 }
 
+/// A reference to a running node that does not keep it alive (for its own background tasks).
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, while it runs.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -267,6 +277,8 @@ impl Node {
             // started again, and the lagging node meanwhile ran elections that deposed the
             // leader (cluster benchmark, a 200 MB state).
             install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
+            // `election` runs the election timer, with a pre-vote before every campaign.
+            enable_elect: false,
             ..Default::default()
         };
         let config = Arc::new(
@@ -427,11 +439,6 @@ impl Node {
                 read_rx,
             )),
             tokio::spawn(count_leader_changes(raft.clone())),
-            tokio::spawn(crate::takeover::watchdog(
-                raft.clone(),
-                takeover.clone(),
-                options.election_timeout.1,
-            )),
             tokio::spawn(snapshot_loop(
                 raft.clone(),
                 engine,
@@ -475,11 +482,18 @@ impl Node {
             }),
         };
         let watch = tokio::spawn(clock_watch(Arc::downgrade(&node.inner)));
+        let timer = tokio::spawn(crate::election::run(
+            WeakNode(Arc::downgrade(&node.inner)),
+            crate::election::Timing {
+                min: options.election_timeout.0,
+                max: options.election_timeout.1,
+            },
+        ));
         node.inner
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(watch);
+            .extend([watch, timer]);
         Ok(node)
     }
 
@@ -600,6 +614,11 @@ impl Node {
     /// The Raft handle (for the peer server's RPC routes).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.inner.raft
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.node_id
     }
 
     /// Leader-contact tracking for prompt failover (see [`crate::takeover`]).
@@ -1295,7 +1314,6 @@ async fn clock_watch(node: std::sync::Weak<Inner>) {
                 time.set_out_of_bounds(None);
             }
             out_gauge.set(if out { 1.0 } else { 0.0 });
-            node.inner.raft.runtime_config().elect(!out);
             node.inner.takeover.suppress(out);
         } else if out {
             // Keep the reason's figures current.

@@ -23,13 +23,8 @@
 //! exactly one of the two campaigns again at once: the one with the longer log, or with equal
 //! logs the one with the higher id; the other grants it the next term.
 //!
-//! And a third: openraft 0.9 delays a node's elections by twice the longest election timeout
-//! once it has seen a longer log in a vote answer, and clears that only when the node next
-//! times out and campaigns. A node that lost an election to a takeover keeps the delay into
-//! the next failover (one trial took 3.0 s: both survivors were holding back). [`watchdog`]
-//! campaigns for a voter that has heard no leader for longer than openraft itself would wait
-//! without that delay (lease + longest timeout) plus a margin; if its log is the shorter one,
-//! the survivor that has the longer log refuses it and takes over as above.
+//! (A third cause, openraft 0.9's own timer holding a node back after it saw a longer log,
+//! is gone with that timer: [`crate::election`] decides when a node campaigns.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -152,6 +147,11 @@ impl Takeover {
                 || (response.last_log_id == request.last_log_id && self.id > candidate))
     }
 
+    /// The leader lease: how long after the last leader contact the leader counts as gone.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// Time since a leader last reached this node.
     pub fn silent_for(&self) -> Duration {
         self.last_leader_contact
@@ -185,60 +185,6 @@ impl Takeover {
                 }
             }
         });
-    }
-}
-
-/// Whether the watchdog may start an election for node `id` in `state` with `voters`: only a
-/// voter of a multi-voter cluster that does not lead (nor is stopping).
-fn may_campaign(state: openraft::ServerState, voters: &[NodeId], id: NodeId) -> bool {
-    !matches!(
-        state,
-        openraft::ServerState::Leader | openraft::ServerState::Shutdown
-    ) && voters.len() > 1
-        && voters.contains(&id)
-}
-
-/// How much longer than openraft's own longest wait the watchdog waits.
-const WATCHDOG_MARGIN: Duration = Duration::from_millis(100);
-
-/// Campaigns for this voter whenever no leader has reached it for longer than the leader lease
-/// plus the longest election timeout (`election_max` each, as configured) plus a margin, at
-/// most once per `election_max` (see the module docs). Runs until Raft stops.
-pub async fn watchdog(
-    raft: Raft<TypeConfig>,
-    takeover: std::sync::Arc<Takeover>,
-    election_max: Duration,
-) {
-    let limit = election_max * 2 + WATCHDOG_MARGIN;
-    let mut ticker = tokio::time::interval(Duration::from_millis(50));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_campaign: Option<Instant> = None;
-    loop {
-        ticker.tick().await;
-        let silent = takeover.silent_for();
-        if takeover.suppressed()
-            || silent <= limit
-            || last_campaign.is_some_and(|t| t.elapsed() < election_max)
-        {
-            continue;
-        }
-        let due = {
-            let metrics = raft.server_metrics();
-            let m = metrics.borrow();
-            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-            may_campaign(m.state, &voters, takeover.id)
-        };
-        if !due {
-            continue;
-        }
-        last_campaign = Some(Instant::now());
-        tracing::info!(
-            silent_ms = silent.as_millis() as u64,
-            "no leader heard for longer than an election should take: campaigning"
-        );
-        if raft.trigger().elect().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -364,20 +310,6 @@ mod tests {
         assert_eq!(
             heard.rounds_after_vote(&req_from(1, log(4, 9)), &own_vote(2, 5, log(4, 9))),
             0
-        );
-    }
-
-    #[test]
-    fn the_watchdog_campaigns_only_for_a_voter_that_does_not_lead() {
-        use openraft::ServerState::*;
-        assert!(may_campaign(Follower, &[1, 2, 3], 2));
-        assert!(may_campaign(Candidate, &[1, 2, 3], 2));
-        assert!(!may_campaign(Leader, &[1, 2, 3], 2));
-        assert!(!may_campaign(Shutdown, &[1, 2, 3], 2));
-        assert!(!may_campaign(Learner, &[1, 2, 3], 4), "not a voter");
-        assert!(
-            !may_campaign(Follower, &[2], 2),
-            "a one-member cluster elects itself"
         );
     }
 

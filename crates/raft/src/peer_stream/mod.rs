@@ -75,6 +75,8 @@ pub enum Kind {
     Propose = 3,
     /// A follower asks the leader for a read index.
     ReadIndex = 4,
+    /// A pre-vote: would the receiver vote for the caller in the next term (see `election`)?
+    PreVote = 5,
     /// A `get_data` forwarded to the key's owner (see `cache_peers`).
     CacheGet = 20,
     /// A `set_data` forwarded to the key's owner.
@@ -89,6 +91,7 @@ impl Kind {
             2 => Some(Kind::Vote),
             3 => Some(Kind::Propose),
             4 => Some(Kind::ReadIndex),
+            5 => Some(Kind::PreVote),
             20 => Some(Kind::CacheGet),
             21 => Some(Kind::CacheSet),
             _ => None,

@@ -148,6 +148,8 @@ pub enum Call {
     CacheGet(crate::cache_peers::CacheGetRequest),
     /// A `set_data` forwarded to this node as the key's owner.
     CacheSet(crate::cache_peers::CacheSetRequest),
+    /// A pre-vote (see `election`).
+    PreVote(crate::election::PreVoteRequest),
 }
 
 /// Splits a request frame, `[kind][cluster id][postcard request]`, into its kind, the
@@ -177,6 +179,7 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
         Kind::Vote => postcard::from_bytes(body).map(Call::Vote),
         Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
         Kind::ReadIndex => Ok(Call::ReadIndex),
+        Kind::PreVote => postcard::from_bytes(body).map(Call::PreVote),
         Kind::CacheGet => postcard::from_bytes(body).map(Call::CacheGet),
         Kind::CacheSet => postcard::from_bytes(body).map(Call::CacheSet),
     }
@@ -213,6 +216,7 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
         Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
+        Ok(Call::PreVote(r)) => answered(node, stamp, &crate::election::answer_pre_vote(node, &r)),
         Ok(Call::CacheGet(r)) => {
             answered(node, stamp, &crate::cache_peers::answer_get(node, r).await)
         }
