@@ -146,6 +146,19 @@ pub(crate) fn answer_pre_vote(node: &Node, request: &PreVoteRequest) -> PreVoteA
         lease: node.takeover().lease(),
     };
     let granted = grant_pre_vote(&view, request);
+    if !granted
+        && !view.leading
+        && view.silent_for > view.lease
+        && request.last_log_id < view.last_log_id
+    {
+        // The candidate cannot win, and no leader is heard: this node can. Do not wait for
+        // its own timer (which may be far off) to run out.
+        tracing::info!(
+            candidate = request.candidate,
+            "refused a candidate with a shorter log while the leader is silent: campaigning"
+        );
+        node.takeover().ask_attempt();
+    }
     tracing::debug!(
         candidate = request.candidate,
         next_term = request.next_term,
@@ -202,6 +215,8 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
     let mut due_after_silence = timing.first_attempt(unit());
     // No attempt before this instant (set after an attempt).
     let mut not_before: Option<Instant> = None;
+    // Whether a refused pre-vote was logged since a leader was last heard.
+    let mut refused_logged = false;
     loop {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
@@ -212,16 +227,20 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             (m.state, voters)
         };
+        if takeover.silent_for() < timing.max {
+            refused_logged = false;
+        }
         if takeover.suppressed() || !may_campaign(state, &voters, node.id()) {
             not_before = None;
             due_after_silence = timing.first_attempt(unit());
             continue;
         }
-        if not_before.is_some_and(|t| Instant::now() < t) {
+        let asked = takeover.take_attempt();
+        if !asked && not_before.is_some_and(|t| Instant::now() < t) {
             continue;
         }
         let alone = voters.len() == 1;
-        if !alone && takeover.silent_for() < due_after_silence {
+        if !asked && !alone && takeover.silent_for() < due_after_silence {
             continue;
         }
         // An attempt: whatever comes of it, the next one waits a fresh election timeout.
@@ -229,7 +248,13 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
         due_after_silence = timing.first_attempt(unit());
         if !alone {
             if !pre_vote(&node, &voters).await {
-                tracing::debug!("pre-vote refused: not campaigning");
+                if !refused_logged {
+                    refused_logged = true;
+                    tracing::info!(
+                        silent_ms = takeover.silent_for().as_millis() as u64,
+                        "no leader heard, but no majority of the voters would vote for this node (cut off from them, or its log is behind): not campaigning (logged once until a leader is heard)"
+                    );
+                }
                 continue;
             }
             tracing::info!(
@@ -319,7 +344,10 @@ mod tests {
         assert!(!may_campaign(Leader, &[1, 2, 3], 2));
         assert!(!may_campaign(Shutdown, &[1, 2, 3], 2));
         assert!(!may_campaign(Learner, &[1, 2, 3], 4), "not a voter");
-        assert!(may_campaign(Follower, &[2], 2), "a one-member cluster elects itself");
+        assert!(
+            may_campaign(Follower, &[2], 2),
+            "a one-member cluster elects itself"
+        );
     }
 
     #[test]
@@ -334,8 +362,9 @@ mod tests {
         assert_eq!(t.retry(0.0), Duration::from_millis(300));
         assert!(t.retry(0.999) < Duration::from_millis(500));
         // Draws differ from call to call.
-        let draws: std::collections::BTreeSet<u128> =
-            (0..50).map(|_| t.first_attempt(unit()).as_micros()).collect();
+        let draws: std::collections::BTreeSet<u128> = (0..50)
+            .map(|_| t.first_attempt(unit()).as_micros())
+            .collect();
         assert!(draws.len() > 10);
     }
 }

@@ -121,7 +121,7 @@ impl NodeOptions {
             limits: Limits::default(),
             clock,
             heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
             snapshot_logs: 100_000,
             snapshot_log_bytes: 64 * 1024 * 1024,
             snapshot_keep_logs: 1000,

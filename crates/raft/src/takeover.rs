@@ -49,6 +49,8 @@ pub struct Takeover {
     answered_term: AtomicU64,
     /// No campaigns at all: this node's clock is out of bounds (see `cluster_time`).
     suppressed: std::sync::atomic::AtomicBool,
+    /// The election timer should attempt a campaign at once (see [`Takeover::ask_attempt`]).
+    attempt_now: std::sync::atomic::AtomicBool,
 }
 
 impl Takeover {
@@ -61,12 +63,25 @@ impl Takeover {
             last_leader_contact: Mutex::new(Instant::now()),
             answered_term: AtomicU64::new(0),
             suppressed: std::sync::atomic::AtomicBool::new(false),
+            attempt_now: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Stops (or allows again) every campaign this module would start.
     pub fn suppress(&self, suppressed: bool) {
         self.suppressed.store(suppressed, Ordering::SeqCst);
+    }
+
+    /// Asks the election timer ([`crate::election`]) to attempt a campaign at once: this node
+    /// refused a pre-vote because its own log is longer, while no leader is heard, so it is
+    /// the one that can win.
+    pub fn ask_attempt(&self) {
+        self.attempt_now.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether an attempt was asked for since the last call (and clears the request).
+    pub fn take_attempt(&self) -> bool {
+        self.attempt_now.swap(false, Ordering::SeqCst)
     }
 
     /// Whether campaigns are suppressed.

@@ -21,7 +21,8 @@ use axum::routing::post;
 use axum::Router;
 
 /// The answer of a store: the same size as `statemanager`'s (`stored`, `timestamp`, `expires_at`).
-const STORE_ANSWER: &str = r#"{"stored":true,"timestamp":1764000000.123456,"expires_at":1764003600.123456}"#;
+const STORE_ANSWER: &str =
+    r#"{"stored":true,"timestamp":1764000000.123456,"expires_at":1764003600.123456}"#;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

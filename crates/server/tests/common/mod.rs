@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod netns;
 pub mod python;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Extra environment it was started with.
     env: Vec<(String, std::ffi::OsString)>,
+    /// The command the binary runs under, e.g. `ip netns exec NAME` (empty: none).
+    wrapper: Vec<String>,
 }
 
 impl Server {
@@ -83,6 +86,20 @@ impl Server {
         flags: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
+        Server::launch_wrapped(&[], dir, data_dir, config, flags, env)
+    }
+
+    /// Like [`Server::launch`], with the binary run under `wrapper` (a command that execs
+    /// its arguments in place, so the PID is the server's: `ip netns exec NAME`); kept for
+    /// restarts.
+    pub fn launch_wrapped(
+        wrapper: &[&str],
+        dir: &Path,
+        data_dir: &Path,
+        config: &str,
+        flags: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         // reqwest is built without a default crypto provider (we use ring, as the server);
         // every test starts a server before it makes a client, so install it here.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -94,7 +111,14 @@ impl Server {
             .append(true)
             .open(dir.join("server.log"))
             .expect("log file");
-        let mut cmd = Command::new(binary());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary());
+                cmd
+            }
+            None => Command::new(binary()),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.join("config.yaml"))
@@ -124,6 +148,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_os_string()))
                 .collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -256,7 +281,10 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_os_str()))
             .collect();
-        let mut next = Server::start_full(&self.dir, &self.data_dir, &config, &flags, &env);
+        let wrapper: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        let mut next =
+            Server::launch_wrapped(&wrapper, &self.dir, &self.data_dir, &config, &flags, &env);
+        next.wait_started();
         self.base = next.base.clone();
         self.https = next.https.clone();
         self.child = next.child.take();
