@@ -28,6 +28,7 @@ pub mod election;
 pub mod entry_cache;
 pub mod error;
 pub mod fuzzing;
+pub mod local_read;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -43,6 +43,7 @@ pub(crate) fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
     }
     format!("{hash:016x}")
 }
+use crate::local_read;
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{NodeId, TypeConfig};
@@ -920,6 +921,10 @@ impl Node {
     /// `reader`).
     async fn linearize(&self) -> Result<(), NodeError> {
         self.check_clock()?;
+        if local_read::SoleVoterView::of(&self.inner.raft).may_read_locally() {
+            local_read::sole_voter_read(&self.inner.time, &self.inner.shared);
+            return Ok(());
+        }
         let (waiter, ready) = oneshot::channel();
         self.inner
             .reads
