@@ -47,30 +47,21 @@ use std::path::{Path, PathBuf};
 use crate::data_dir::sync_dir;
 use crate::StorageError;
 
-/// The magic of version 1 segments (checksums without the segment's name); still read.
-pub(crate) const MAGIC: &[u8; 8] = b"SMWAL001";
-/// The magic of version 2 segments (checksums salted with the name); still read and
-/// continued.
-pub(crate) const MAGIC_V2: &[u8; 8] = b"SMWAL002";
-/// The magic of version 3 segments, the ones written now: each record's payload starts with
-/// the index of the first record of its append (8 bytes LE), and the checksum salt is the
-/// name XOR [`V3_SALT`], so a record of one version never checks out under the other.
-pub(crate) const MAGIC_V3: &[u8; 8] = b"SMWAL003";
-/// Mixed into version 3 salts.
-const V3_SALT: u64 = 0x5633_5633_5633_5633;
-/// Bytes before the caller's payload in a version 3 record: its append's first index.
-const APPEND_PREFIX: usize = 8;
-const HEADER: usize = 16; // len, crc, index
+mod format;
+mod open;
+mod spares;
+
+use format::*;
+pub(crate) use format::{MAGIC, MAGIC_V2, MAGIC_V3};
+use spares::recyclable;
+pub use spares::Spares;
+
 /// Purged segments kept for reuse as new segments.
 pub const MAX_SPARES: usize = 2;
 /// Suffix of a spare segment file.
 const SPARE_SUFFIX: &str = ".wal-spare";
 /// A segment is closed and a new one started once it passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-/// Largest record accepted (a bound against corrupt lengths).
-const MAX_RECORD: usize = 256 * 1024 * 1024;
-/// Largest record index accepted (one below `u64::MAX`, so `last + 1` never overflows).
-const MAX_INDEX: u64 = u64::MAX - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -93,64 +84,6 @@ struct Segment {
     prefixed: bool,
 }
 
-/// The format version a segment's magic names (1, 2 or 3).
-fn version_of(magic: &[u8]) -> Option<u8> {
-    match magic {
-        m if m == MAGIC => Some(1),
-        m if m == MAGIC_V2 => Some(2),
-        m if m == MAGIC_V3 => Some(3),
-        _ => None,
-    }
-}
-
-/// The checksum salt of a segment named `first` of `version`.
-fn salt_of(version: u8, first: u64) -> Option<u64> {
-    match version {
-        1 => None,
-        2 => Some(first),
-        _ => Some(first ^ V3_SALT),
-    }
-}
-
-/// Whether the file at `path` is a segment that may be recycled (version 2 or 3).
-fn recyclable(path: &Path) -> bool {
-    let mut magic = [0u8; 8];
-    File::open(path)
-        .and_then(|f| f.read_exact_at(&mut magic, 0))
-        .is_ok()
-        && matches!(version_of(&magic), Some(2 | 3))
-}
-
-/// Spare segment files, shared by the log (which takes them for new segments) and the code
-/// that purges (which gives them back), so that neither renames under the other's lock.
-#[derive(Debug, Clone, Default)]
-pub struct Spares(std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>);
-
-impl Spares {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self) -> Option<PathBuf> {
-        self.lock().pop()
-    }
-
-    /// Keeps the purged segment at `path` as a spare (renamed) when fewer than
-    /// [`MAX_SPARES`] are kept and it is a version 2 segment, else deletes it.
-    pub fn recycle_or_remove(&self, path: &Path) -> std::io::Result<()> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        if recyclable(path) && self.lock().len() < MAX_SPARES {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let spare =
-                path.with_file_name(format!("spare-{}-{n}{SPARE_SUFFIX}", std::process::id()));
-            fs::rename(path, &spare)?;
-            self.lock().push(spare);
-            return Ok(());
-        }
-        fs::remove_file(path)
-    }
-}
-
 /// The log: segments on disk, and an in-memory index of where each record is.
 #[derive(Debug)]
 pub struct Wal {
@@ -162,245 +95,7 @@ pub struct Wal {
     segment_bytes: u64,
     spares: Spares,
 }
-
-fn segment_name(first: u64) -> String {
-    format!("{first:020}.wal")
-}
-
-fn crc(salt: Option<u64>, index: u64, payload: &[u8]) -> u32 {
-    crc_parts(salt, index, &[payload])
-}
-
-/// The checksum of a record whose stored payload is `parts` concatenated.
-fn crc_parts(salt: Option<u64>, index: u64, parts: &[&[u8]]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    if let Some(salt) = salt {
-        h.update(&salt.to_le_bytes());
-    }
-    h.update(&index.to_le_bytes());
-    for part in parts {
-        h.update(part);
-    }
-    h.finalize()
-}
-
-/// The index a record header at `pos` claims, if `buf` holds a header there.
-fn index_at(buf: &[u8], pos: usize) -> Option<u64> {
-    let header = buf.get(pos..pos + HEADER)?;
-    Some(u64::from_le_bytes(header[8..16].try_into().ok()?))
-}
-
-/// Decodes the record at `pos` of `buf`: `Some((index, payload_range, next_pos))` when it is
-/// whole and its checksum (with `salt`) matches.
-fn record_at(
-    buf: &[u8],
-    pos: usize,
-    salt: Option<u64>,
-) -> Option<(u64, std::ops::Range<usize>, usize)> {
-    let header = buf.get(pos..pos + HEADER)?;
-    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
-    let stored_crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    let index = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    if !(8..=MAX_RECORD).contains(&len) || index > MAX_INDEX {
-        return None;
-    }
-    let end = pos.checked_add(8 + len)?;
-    let payload = pos + HEADER..end;
-    let bytes = buf.get(payload.clone())?;
-    (crc(salt, index, bytes) == stored_crc).then_some((index, payload, end))
-}
-
-/// The valid records that could continue the log anywhere in `buf[from..]`: those with an
-/// index above `after` (at least `first`, the segment's name, when there is none yet), as
-/// `(index, payload range)`. Records are at least a header long and their indexes
-/// consecutive, so such a record has an index within `remaining / HEADER` of that bound: the
-/// index is checked before the checksum, which makes the scan cheap over old or random bytes.
-fn valid_records_after(
-    buf: &[u8],
-    from: usize,
-    after: Option<u64>,
-    first: u64,
-    salt: Option<u64>,
-) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
-    let lowest = after.map_or(first, |a| a.saturating_add(1));
-    let span = (buf.len().saturating_sub(from) / HEADER) as u64 + 1;
-    (from..buf.len().saturating_sub(HEADER - 1)).filter_map(move |p| {
-        if !index_at(buf, p).is_some_and(|i| i >= lowest && i - lowest <= span) {
-            return None;
-        }
-        record_at(buf, p, salt)
-            .filter(|(index, _, _)| after.is_none_or(|a| *index > a))
-            .map(|(index, payload, _)| (index, payload))
-    })
-}
-
-/// The first index of the append a version 3 record belongs to (its payload's prefix).
-fn append_first(buf: &[u8], payload: &std::ops::Range<usize>) -> Option<u64> {
-    let prefix = buf.get(payload.start..payload.start.checked_add(APPEND_PREFIX)?)?;
-    Some(u64::from_le_bytes(prefix.try_into().ok()?))
-}
-
 impl Wal {
-    /// Opens (or creates) the log in `dir`, recovering as described in the module docs.
-    /// Records at or below `purged` (already compacted into a snapshot) are skipped.
-    pub fn open(dir: &Path, purged: Option<u64>) -> Result<Self, StorageError> {
-        crate::data_dir::create_dir_durably(dir)?;
-        let mut firsts = Vec::new();
-        for entry in fs::read_dir(dir)
-            .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?
-        {
-            let entry =
-                entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".wal") {
-                let first: u64 = stem.parse().map_err(|_| StorageError::Corrupt {
-                    what: entry.path().display().to_string(),
-                    detail: "segment file name is not an index".into(),
-                })?;
-                firsts.push(first);
-            }
-        }
-        firsts.sort_unstable();
-        let mut wal = Wal {
-            dir: dir.to_path_buf(),
-            segments: BTreeMap::new(),
-            first: 0,
-            locs: VecDeque::new(),
-            segment_bytes: crate::failpoints::segment_bytes().unwrap_or(SEGMENT_BYTES),
-            spares: Spares::default(),
-        };
-        wal.collect_spares()?;
-        let count = firsts.len();
-        let mut last_index: Option<u64> = None;
-        for (i, first) in firsts.into_iter().enumerate() {
-            let is_last = i + 1 == count;
-            let path = dir.join(segment_name(first));
-            let corrupt = |detail: String| StorageError::Corrupt {
-                what: path.display().to_string(),
-                detail,
-            };
-            let buf = fs::read(&path)
-                .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-            let version = buf.get(..MAGIC.len()).and_then(version_of);
-            let salt = version.and_then(|v| salt_of(v, first));
-            let prefixed = version == Some(3);
-            let Some(_) = version else {
-                if is_last
-                    && buf.len() < MAGIC.len()
-                    && [MAGIC, MAGIC_V2, MAGIC_V3]
-                        .iter()
-                        .any(|m| m.starts_with(&buf))
-                {
-                    // Created, header not yet complete: a segment that never held a record.
-                    drop(file);
-                    fs::remove_file(&path)
-                        .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
-                    continue;
-                }
-                return Err(corrupt("not a statemanager log segment (bad magic)".into()));
-            };
-            let mut pos = MAGIC.len();
-            while pos < buf.len() {
-                match record_at(&buf, pos, salt)
-                    .filter(|(_, payload, _)| !prefixed || payload.len() >= APPEND_PREFIX)
-                {
-                    Some((index, _payload, next)) => {
-                        if let Some(last) = last_index {
-                            let segment_start = pos == MAGIC.len();
-                            let all_purged = purged.is_some_and(|p| last <= p);
-                            if index != last + 1 {
-                                if segment_start && all_purged {
-                                    // A new segment after a snapshot install: what came before
-                                    // was compacted away.
-                                    wal.locs.clear();
-                                } else {
-                                    return Err(corrupt(format!(
-                                        "record at offset {pos} has index {index}, expected {}",
-                                        last + 1
-                                    )));
-                                }
-                            }
-                        }
-                        let len = (next - pos - HEADER) as u32;
-                        if wal.locs.is_empty() {
-                            wal.first = index;
-                        }
-                        let cum_end = wal.total_bytes() + (next - pos) as u64;
-                        wal.locs.push_back(Loc {
-                            segment: first,
-                            offset: pos as u64,
-                            len,
-                            cum_end,
-                        });
-                        last_index = Some(index);
-                        pos = next;
-                    }
-                    None => {
-                        // The record expected here, damaged or missing.
-                        let next = last_index.map_or(first, |l| l.saturating_add(1));
-                        // Valid records after it are left of the same unacknowledged append
-                        // when they say their append began at or before it (version 3: a cut
-                        // can keep a later page of an append and lose an earlier one); any
-                        // other valid record after it means damage to what was acknowledged.
-                        let torn_tail = is_last
-                            && valid_records_after(&buf, pos + 1, last_index, first, salt).all(
-                                |(_, payload)| {
-                                    prefixed
-                                        && append_first(&buf, &payload).is_some_and(|a| a <= next)
-                                },
-                            );
-                        if torn_tail {
-                            // A header naming the next index is an append a crash cut short;
-                            // anything else is what a recycled segment held before.
-                            if salt.is_none() || index_at(&buf, pos) == Some(next) {
-                                tracing::warn!(
-                                    "discarding a torn tail of {} bytes at offset {pos} of {}: an append interrupted by a crash, never acknowledged",
-                                    buf.len() - pos,
-                                    path.display()
-                                );
-                            } else {
-                                tracing::info!(
-                                    "the log ends at offset {pos} of {} (the {} bytes after it are a recycled segment's old content)",
-                                    path.display(),
-                                    buf.len() - pos
-                                );
-                            }
-                            file.set_len(pos as u64)
-                                .and_then(|_| file.sync_all())
-                                .map_err(|e| {
-                                    StorageError::io(format!("truncating {}", path.display()), e)
-                                })?;
-                            break;
-                        }
-                        return Err(corrupt(format!(
-                            "damaged record at offset {pos} with valid records after it"
-                        )));
-                    }
-                }
-            }
-            let size = file.metadata().map(|m| m.len()).unwrap_or(pos as u64);
-            wal.segments.insert(
-                first,
-                Segment {
-                    path,
-                    file,
-                    size,
-                    salt,
-                    prefixed,
-                },
-            );
-        }
-        if let Some(purged) = purged {
-            wal.drop_through(purged);
-        }
-        Ok(wal)
-    }
-
     /// Index of the first record held, if any.
     #[cfg(test)]
     pub fn first_index(&self) -> Option<u64> {
