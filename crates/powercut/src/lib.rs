@@ -18,6 +18,7 @@
 
 mod fs;
 pub mod model;
+pub mod rng;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
