@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod backup;
 pub mod cache_peers;
+pub mod cluster_id;
 pub mod cluster_time;
 pub mod disk;
 pub mod election;

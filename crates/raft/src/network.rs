@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::ClusterSecret;
+use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
 use crate::peer_stream::client::{CallError, StreamPool};
 use crate::peer_stream::Kind;
@@ -40,15 +41,6 @@ pub const RPC_VERSION_HEADER: &str = "x-statemanager-rpc";
 pub const RPC_VERSION: &str = "1";
 /// The header carrying the sender's cluster id.
 pub const CLUSTER_HEADER: &str = "x-statemanager-cluster";
-
-/// This node's cluster id, shared by the network (which sends it) and the peer server (which
-/// checks it). `None` only on a node that waits to join and has not heard from a leader.
-pub type ClusterId = std::sync::Arc<std::sync::RwLock<Option<String>>>;
-
-/// Reads a cluster id cell.
-pub fn cluster_id_of(cell: &ClusterId) -> Option<String> {
-    cell.read().unwrap_or_else(|p| p.into_inner()).clone()
-}
 
 /// How long an idle pooled connection to a peer is kept (peer ports close idle connections
 /// only after twice this).

@@ -21,9 +21,13 @@ use openraft::error::RaftError;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest, VoteResponse,
 };
+use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::election::{
+    grant_pre_vote, term_and_last_log, PreVoteAnswer, PreVoteRequest, VoterView,
+};
 use crate::network::{CLUSTER_HEADER, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use crate::Node;
@@ -319,4 +323,37 @@ pub fn router(node: Node) -> Router {
         .route("/admin/remove", post(remove))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PEER_BODY))
         .with_state(node)
+}
+
+/// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).
+pub(crate) fn answer_pre_vote(node: &Node, request: &PreVoteRequest) -> PreVoteAnswer {
+    let (term, last_log_id, state) = term_and_last_log(node.raft());
+    let view = VoterView {
+        leading: state == ServerState::Leader,
+        term,
+        last_log_id,
+        silent_for: node.takeover().silent_for(),
+        lease: node.takeover().lease(),
+    };
+    let granted = grant_pre_vote(&view, request);
+    if !granted
+        && !view.leading
+        && view.silent_for > view.lease
+        && request.last_log_id < view.last_log_id
+    {
+        // The candidate cannot win, and no leader is heard: this node can. Do not wait for
+        // its own timer (which may be far off) to run out.
+        tracing::info!(
+            candidate = request.candidate,
+            "refused a candidate with a shorter log while the leader is silent: campaigning"
+        );
+        node.takeover().ask_attempt();
+    }
+    tracing::debug!(
+        candidate = request.candidate,
+        next_term = request.next_term,
+        granted,
+        "pre-vote"
+    );
+    PreVoteAnswer { granted, term }
 }

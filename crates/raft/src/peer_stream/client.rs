@@ -23,8 +23,9 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::{AnswerStamp, ClusterTime};
-use crate::network::{cluster_id_of, ClusterId, PeerCredentials, PeerTls, PEER_POOL_IDLE};
+use crate::network::{PeerCredentials, PeerTls, PEER_POOL_IDLE};
 use crate::peer_server::MAX_PEER_BODY;
 use crate::types::NodeId;
 

@@ -216,7 +216,9 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
         Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
-        Ok(Call::PreVote(r)) => answered(node, stamp, &crate::election::answer_pre_vote(node, &r)),
+        Ok(Call::PreVote(r)) => {
+            answered(node, stamp, &crate::peer_server::answer_pre_vote(node, &r))
+        }
         Ok(Call::CacheGet(r)) => {
             answered(node, stamp, &crate::cache_peers::answer_get(node, r).await)
         }
