@@ -14,14 +14,13 @@
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
 //! - [`node`]: the service handle the API talks to;
 //! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);
-//! - [`cache_peers`]: carries the shared cache's forwarded calls over the peer stream.
+//! - [`peer`]: the peer transport (network, peer stream, HTTP routes, credentials, the
+//!   shared cache's calls).
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
 #![warn(missing_docs)]
 
-pub mod auth;
 pub mod backup;
-pub mod cache_peers;
 pub mod cluster_id;
 pub mod cluster_time;
 pub mod disk;
@@ -30,10 +29,8 @@ pub mod entry_cache;
 pub mod error;
 pub mod fuzzing;
 pub mod log_store;
-pub mod network;
 pub mod node;
-pub mod peer_server;
-pub mod peer_stream;
+pub mod peer;
 pub mod reader;
 pub mod recovery;
 pub mod state_machine;
@@ -44,3 +41,20 @@ pub mod writer;
 pub use error::NodeError;
 pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;
+
+// The peer transport's old paths, for the crates that name them (the server's listener,
+// serve and config, the api's admin handlers); the modules live in [`peer`].
+pub use peer::auth;
+pub use peer::cache_peers;
+pub use peer::stream as peer_stream;
+/// The peer network and its credentials (old path; see [`peer::network`] and
+/// [`peer::credentials`]).
+pub mod network {
+    pub use crate::peer::credentials::{PeerCredentials, PeerTls};
+    pub use crate::peer::network::*;
+    pub use crate::peer::wire::PEER_POOL_IDLE;
+}
+/// The HTTP peer router (old path; see [`peer::routes`]).
+pub mod peer_server {
+    pub use crate::peer::routes::{protect, router};
+}

@@ -15,7 +15,7 @@ use openraft::Raft;
 use statemanager_core::{Batch, Clock, Limits, Op, Stored};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::network::PeerNetwork;
+use crate::peer::network::PeerNetwork;
 use crate::types::TypeConfig;
 use crate::NodeError;
 

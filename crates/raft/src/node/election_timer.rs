@@ -8,7 +8,7 @@ use super::{Node, WeakNode};
 use crate::election::{
     is_majority, may_campaign, term_and_last_log, unit, PreVoteAnswer, PreVoteRequest, Timing,
 };
-use crate::peer_stream::Kind;
+use crate::peer::stream::Kind;
 use crate::types::{decode, NodeId};
 
 /// How often the timer looks.

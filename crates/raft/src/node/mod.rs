@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
-use crate::network::PeerNetwork;
+use crate::peer::network::PeerNetwork;
 use crate::reader::ReadWaiter;
 use crate::state_machine::SharedState;
 use crate::types::{NodeId, TypeConfig};
@@ -54,7 +54,7 @@ pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 struct Inner {
     node_id: NodeId,
     cluster_id: ClusterId,
-    peer_secret: Option<crate::auth::ClusterSecret>,
+    peer_secret: Option<crate::peer::auth::ClusterSecret>,
     disk: crate::disk::DiskSpace,
     engine: LogEngine,
     api_addr: String,
@@ -177,7 +177,7 @@ impl Node {
     }
 
     /// The cluster secret peers and administrators must present, if one is configured.
-    pub fn peer_secret(&self) -> Option<&crate::auth::ClusterSecret> {
+    pub fn peer_secret(&self) -> Option<&crate::peer::auth::ClusterSecret> {
         self.inner.peer_secret.as_ref()
     }
 

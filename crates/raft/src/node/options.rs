@@ -26,7 +26,7 @@ pub struct NodeOptions {
     /// Start empty and wait to be added to an existing cluster.
     pub join: bool,
     /// How this node authenticates to peers and checks them.
-    pub peer_credentials: crate::network::PeerCredentials,
+    pub peer_credentials: crate::peer::credentials::PeerCredentials,
     /// Free bytes the data directory's file system must keep for writes to be proposed
     /// (0: no check).
     pub disk_reserve: u64,

@@ -16,7 +16,7 @@ use super::{MAX_PAYLOAD_ENTRIES, SNAPSHOT_CHUNK_TIMEOUT};
 use crate::cluster_id::{derive_cluster_id, ClusterId, META_CLUSTER_ID};
 use crate::cluster_time::ClusterTime;
 use crate::log_store::LogStore;
-use crate::network::PeerNetwork;
+use crate::peer::network::PeerNetwork;
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{NodeId, TypeConfig};

@@ -25,8 +25,8 @@ use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::{AnswerStamp, ClusterTime};
-use crate::network::{PeerCredentials, PeerTls, PEER_POOL_IDLE};
-use crate::peer_server::MAX_PEER_BODY;
+use crate::peer::credentials::{PeerCredentials, PeerTls};
+use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
 
 /// Time allowed to open a TCP connection to a peer.
