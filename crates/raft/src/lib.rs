@@ -4,7 +4,7 @@
 //! ([`statemanager_storage`]) to openraft 0.9, and adds what openraft leaves to the
 //! application:
 //! - [`log_store`]: the Raft log on the log engine; an append is acknowledged to openraft
-//!   only after its fsync; [`entry_cache`] keeps the newest entries in memory for the reads
+//!   only after its fsync; [`log_tail`] keeps the newest entries in memory for the reads
 //!   that follow each append;
 //! - [`state_machine`]: the in-memory [`statemanager_core::State`], persisted by streamed
 //!   snapshot files;
@@ -25,10 +25,10 @@ pub mod cluster_id;
 pub mod cluster_time;
 pub mod disk;
 pub mod election;
-pub mod entry_cache;
 pub mod error;
 pub mod fuzzing;
 pub mod log_store;
+pub mod log_tail;
 pub mod node;
 pub mod peer;
 pub mod reader;
