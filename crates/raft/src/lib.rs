@@ -38,7 +38,7 @@ pub mod takeover;
 pub mod types;
 pub mod writer;
 
-pub use error::NodeError;
+pub use error::{Invariant, NodeError};
 pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;
 
