@@ -172,7 +172,7 @@ impl Node {
     }
 
     /// Reads the peer TLS files again (SIGHUP) for the connections this node opens to peers.
-    pub fn reload_peer_tls(&self) -> Result<(), String> {
+    pub fn reload_peer_tls(&self) -> Result<(), crate::peer::credentials::PeerTlsError> {
         self.inner.network.reload_tls()
     }
 

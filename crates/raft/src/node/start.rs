@@ -16,21 +16,77 @@ use super::{MAX_PAYLOAD_ENTRIES, SNAPSHOT_CHUNK_TIMEOUT};
 use crate::cluster_id::{derive_cluster_id, ClusterId, META_CLUSTER_ID};
 use crate::cluster_time::ClusterTime;
 use crate::log_store::LogStore;
+use crate::peer::credentials::PeerTlsError;
 use crate::peer::network::PeerNetwork;
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{NodeId, TypeConfig};
 use crate::writer::{self, WriteRequest, WriterOptions};
 
-/// Why a node could not start.
+/// Why a node could not start (or, for `recovery`, could not be read or rewritten).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The data directory or its contents.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// openraft refused the configuration or failed to start.
+    /// A start-up task (opening the log or the snapshot) failed to run.
     #[error("raft: {0}")]
-    Raft(String),
+    Task(#[from] tokio::task::JoinError),
+    /// openraft refused the configuration.
+    #[error("raft: {0}")]
+    Config(#[source] Box<openraft::ConfigError>),
+    /// openraft failed to start or stopped.
+    #[error("raft: {0}")]
+    Fatal(#[source] Box<openraft::error::Fatal<NodeId>>),
+    /// The peer TLS files are unusable.
+    #[error("raft: {0}")]
+    PeerTls(#[from] PeerTlsError),
+    /// `peers` is set but does not name this node.
+    #[error(
+        "raft: node_id {node_id} is not in peers ({peers:?}); use join: true to be added later"
+    )]
+    NotInPeers {
+        /// This node.
+        node_id: NodeId,
+        /// The ids `peers` names.
+        peers: Vec<NodeId>,
+    },
+    /// Initialising the new cluster failed.
+    #[error("raft: initialising the cluster: {0}")]
+    Initialize(#[source] Box<InitializeFailure>),
+    /// `recover` found no data directory at the path.
+    #[error("raft: there is no data directory at {}", .0.display())]
+    NoDataDir(std::path::PathBuf),
+    /// `recover` found neither a log nor a snapshot.
+    #[error("raft: {} holds no log and no snapshot: there is nothing to recover", .0.display())]
+    NothingToRecover(std::path::PathBuf),
+    /// A log entry could not be decoded.
+    #[error("raft: log entry {index} cannot be decoded: {source}")]
+    Entry {
+        /// Its index.
+        index: u64,
+        /// Why.
+        source: postcard::Error,
+    },
+    /// A log position could not be encoded.
+    #[error("raft: {0}")]
+    Encode(#[source] postcard::Error),
+}
+
+/// openraft's error when initialising a cluster.
+pub type InitializeFailure =
+    openraft::error::RaftError<NodeId, openraft::error::InitializeError<NodeId, BasicNode>>;
+
+impl From<openraft::ConfigError> for StartError {
+    fn from(e: openraft::ConfigError) -> Self {
+        StartError::Config(Box::new(e))
+    }
+}
+
+impl From<openraft::error::Fatal<NodeId>> for StartError {
+    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
+        StartError::Fatal(Box::new(e))
+    }
 }
 
 /// What [`open_storage`] opened: the data directory (locked), the log and the state machine.
@@ -45,14 +101,11 @@ async fn open_storage(options: &NodeOptions) -> Result<Storage, StartError> {
     let data_dir = DataDir::open(&options.data_dir)?;
     let engine = {
         let dir = data_dir.log_dir();
-        tokio::task::spawn_blocking(move || LogEngine::open(&dir))
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))??
+        tokio::task::spawn_blocking(move || LogEngine::open(&dir)).await??
     };
     let snapshot_dir = data_dir.snapshot_dir();
-    let state_machine = tokio::task::spawn_blocking(move || StateMachine::open(&snapshot_dir))
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))??;
+    let state_machine =
+        tokio::task::spawn_blocking(move || StateMachine::open(&snapshot_dir)).await??;
     Ok(Storage {
         data_dir,
         engine,
@@ -83,11 +136,7 @@ fn raft_config(options: &NodeOptions) -> Result<Arc<openraft::Config>, StartErro
         enable_elect: false,
         ..Default::default()
     };
-    Ok(Arc::new(
-        config
-            .validate()
-            .map_err(|e| StartError::Raft(e.to_string()))?,
-    ))
+    Ok(Arc::new(config.validate()?))
 }
 
 /// The founding members, when this node forms a new cluster (checked before anything is
@@ -111,11 +160,10 @@ pub(crate) fn founders(
         )])));
     }
     if !options.peers.contains_key(&options.node_id) {
-        return Err(StartError::Raft(format!(
-            "node_id {} is not in peers ({:?}); use join: true to be added later",
-            options.node_id,
-            options.peers.keys().collect::<Vec<_>>()
-        )));
+        return Err(StartError::NotInPeers {
+            node_id: options.node_id,
+            peers: options.peers.keys().copied().collect(),
+        });
     }
     Ok(Some(
         options
@@ -196,7 +244,7 @@ async fn form_cluster(
             Err(openraft::error::RaftError::APIError(
                 openraft::error::InitializeError::NotAllowed(_),
             )) => {}
-            Err(e) => return Err(StartError::Raft(format!("initialising the cluster: {e}"))),
+            Err(e) => return Err(StartError::Initialize(Box::new(e))),
         }
     } else if !initialized {
         tracing::info!(
@@ -306,8 +354,7 @@ impl Node {
             cluster_id.clone(),
             options.peer_credentials.clone(),
             time.clone(),
-        )
-        .map_err(StartError::Raft)?;
+        )?;
         let log_store = LogStore::new(engine.clone());
         let raft = Raft::new(
             options.node_id,
@@ -316,13 +363,9 @@ impl Node {
             log_store,
             state_machine,
         )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        .await?;
 
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft.is_initialized().await?;
         let founders = founders(&options, initialized)?;
         settle_cluster_id(
             &engine,
@@ -431,7 +474,11 @@ mod tests {
         let f = founders(&o, false).expect("ok").expect("forms");
         assert_eq!(f.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
         o.node_id = 3;
-        assert!(matches!(founders(&o, false), Err(StartError::Raft(_))));
+        let refused = founders(&o, false).expect_err("not in peers");
+        assert_eq!(
+            refused.to_string(),
+            "raft: node_id 3 is not in peers ([1, 2]); use join: true to be added later"
+        );
     }
 
     #[test]

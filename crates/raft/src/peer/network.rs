@@ -28,7 +28,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::credentials::PeerCredentials;
+use super::credentials::{PeerCredentials, PeerTlsError};
 use super::stream::client::{CallError, StreamPool};
 use super::stream::Kind;
 use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
@@ -36,8 +36,12 @@ use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
 use crate::types::{decode, encode, NodeId, TypeConfig};
 
-fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read peer_tls.{what} {}: {e}", path.display()))
+fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
+    std::fs::read(path).map_err(|source| PeerTlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Creates one client per peer, all sharing the connection pools: the peer stream's for the
@@ -51,7 +55,7 @@ pub struct PeerNetwork {
     time: Arc<ClusterTime>,
 }
 
-fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String> {
+fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, PeerTlsError> {
     // reqwest is built without a default TLS provider; ours is ring (as for the API).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -60,17 +64,18 @@ fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String
         .tcp_nodelay(true);
     if let Some(tls) = &credentials.tls {
         let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)
-            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+            .map_err(|e| PeerTlsError::invalid("ca_cert", &tls.ca_cert, e))?;
         let mut pem = read_pem(&tls.cert_file, "cert_file")?;
         pem.push(b'\n');
         pem.extend(read_pem(&tls.key_file, "key_file")?);
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| PeerTlsError::Identity {
+            source: Box::new(e),
+        })?;
         builder = builder.tls_certs_only(ca).identity(identity);
     }
     builder
         .build()
-        .map_err(|e| format!("cannot build the peer HTTP client: {e}"))
+        .map_err(|source| PeerTlsError::Client { source })
 }
 
 impl PeerNetwork {
@@ -81,7 +86,7 @@ impl PeerNetwork {
         cluster_id: ClusterId,
         credentials: PeerCredentials,
         time: Arc<ClusterTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PeerTlsError> {
         Ok(PeerNetwork {
             http: Arc::new(RwLock::new(build_client(&credentials)?)),
             streams: Arc::new(StreamPool::new(
@@ -97,7 +102,7 @@ impl PeerNetwork {
 
     /// Reads the peer TLS files again (SIGHUP): new connections to peers present the new
     /// certificate; on error the current one stays.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), PeerTlsError> {
         if self.credentials.tls.is_none() {
             return Ok(());
         }

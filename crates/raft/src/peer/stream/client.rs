@@ -25,7 +25,7 @@ use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::{AnswerStamp, ClusterTime};
-use crate::peer::credentials::{PeerCredentials, PeerTls};
+use crate::peer::credentials::{PeerCredentials, PeerTls, PeerTlsError};
 use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
 
@@ -96,37 +96,42 @@ impl std::fmt::Debug for StreamPool {
     }
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, PeerTlsError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?
+        .map_err(|e| PeerTlsError::invalid(what, path, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?;
+        .map_err(|e| PeerTlsError::invalid(what, path, e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "peer_tls.{what} {} holds no certificate",
-            path.display()
-        ));
+        return Err(PeerTlsError::NoCertificate {
+            what,
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
 
 /// The TLS client configuration of a node: the cluster's CA as the only root, and the
 /// node's own certificate as its client certificate.
-fn client_config(tls: &PeerTls) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(tls: &PeerTls) -> Result<Arc<rustls::ClientConfig>, PeerTlsError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(&tls.ca_cert, "ca_cert")? {
         roots
             .add(cert)
-            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+            .map_err(|e| PeerTlsError::invalid("ca_cert", &tls.ca_cert, e))?;
     }
     let chain = read_certs(&tls.cert_file, "cert_file")?;
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("peer_tls.key_file {}: {e}", tls.key_file.display()))?;
+        .map_err(|e| PeerTlsError::invalid("key_file", &tls.key_file, e))?;
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+        .map_err(|e| PeerTlsError::Identity {
+            source: Box::new(e),
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -144,7 +149,7 @@ impl StreamPool {
         cluster_id: ClusterId,
         credentials: &PeerCredentials,
         time: Arc<ClusterTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PeerTlsError> {
         let tls = credentials.tls.as_ref().map(client_config).transpose()?;
         Ok(StreamPool {
             idle: Mutex::new(HashMap::new()),
@@ -164,7 +169,7 @@ impl StreamPool {
     /// Reads the TLS files again (SIGHUP): connections opened from now on present the new
     /// certificate, and idle ones opened with the old one are closed. On error the current
     /// configuration stays.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), PeerTlsError> {
         let Some(files) = &self.tls_files else {
             return Ok(());
         };
