@@ -36,6 +36,28 @@ pub(crate) fn derive_cluster_id(members: &[(NodeId, String)]) -> String {
     format!("{hash:016x}")
 }
 
+/// Why a peer's call was refused by the cluster id check (see `Node::admit_peer`).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterRefusal {
+    /// The peer belongs to another cluster.
+    #[error("peer belongs to cluster {theirs}, this node to cluster {ours}")]
+    Other {
+        /// The peer's cluster id.
+        theirs: String,
+        /// This node's.
+        ours: String,
+    },
+    /// The peer sent none, and this node has one.
+    #[error("peer sent no cluster id; this node belongs to cluster {ours}")]
+    Missing {
+        /// This node's cluster id.
+        ours: String,
+    },
+    /// A joining node could not store the id it was sent.
+    #[error("storing the cluster id: {0}")]
+    Store(#[source] statemanager_storage::StorageError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

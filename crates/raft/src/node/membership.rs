@@ -8,7 +8,7 @@ use openraft::{BasicNode, ServerState};
 use serde::Serialize;
 
 use super::Node;
-use crate::cluster_id::META_CLUSTER_ID;
+use crate::cluster_id::{ClusterRefusal, META_CLUSTER_ID};
 use crate::types::NodeId;
 use crate::writer;
 
@@ -28,10 +28,64 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// openraft's error when a membership change fails.
+pub type ChangeFailure = openraft::error::RaftError<
+    NodeId,
+    openraft::error::ClientWriteError<NodeId, BasicNode>,
+>;
+
+/// Why a membership change did not happen (answered 409 `membership` on the peer port).
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// openraft did not add the node as a learner.
+    #[error("adding node {id} as a learner: {source}")]
+    AddLearner {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The learner did not catch up in time; it was taken out again.
+    #[error("node {id} at {peer_addr} did not catch up within {secs} s (unreachable, or it refuses this cluster's credentials); it was not added")]
+    NotCaughtUp {
+        /// The node.
+        id: NodeId,
+        /// Its peer address.
+        peer_addr: String,
+        /// The time it had, in seconds.
+        secs: u64,
+    },
+    /// openraft did not promote the learner.
+    #[error("promoting node {id} to voter: {source}")]
+    Promote {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The node to remove is not a member.
+    #[error("node {id} is not a member")]
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Removing it would leave no voter.
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    /// openraft did not remove the node.
+    #[error("removing node {id}: {source}")]
+    Remove {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+}
+
 impl Node {
     /// Checks a peer's cluster id. A node waiting to join adopts the first one it is sent
     /// (and stores it); otherwise a different or missing id is refused.
-    pub fn admit_peer(&self, theirs: Option<&str>) -> Result<(), String> {
+    pub fn admit_peer(&self, theirs: Option<&str>) -> Result<(), ClusterRefusal> {
         let mut cell = self
             .inner
             .cluster_id
@@ -39,17 +93,18 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner());
         match (cell.as_deref(), theirs) {
             (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
-            (Some(ours), Some(theirs)) => Err(format!(
-                "peer belongs to cluster {theirs}, this node to cluster {ours}"
-            )),
-            (Some(ours), None) => Err(format!(
-                "peer sent no cluster id; this node belongs to cluster {ours}"
-            )),
+            (Some(ours), Some(theirs)) => Err(ClusterRefusal::Other {
+                theirs: theirs.to_string(),
+                ours: ours.to_string(),
+            }),
+            (Some(ours), None) => Err(ClusterRefusal::Missing {
+                ours: ours.to_string(),
+            }),
             (None, Some(theirs)) => {
                 self.inner
                     .engine
                     .put_meta(META_CLUSTER_ID, theirs.as_bytes())
-                    .map_err(|e| format!("storing the cluster id: {e}"))?;
+                    .map_err(ClusterRefusal::Store)?;
                 tracing::info!(cluster_id = %theirs, "joined cluster");
                 *cell = Some(theirs.to_string());
                 Ok(())
@@ -145,11 +200,14 @@ impl Node {
 
     /// Adds node `id` at `peer_addr`: first as a learner (waiting until it has caught up),
     /// then as a voter. Only the leader can do this.
-    pub async fn add_member(&self, id: NodeId, peer_addr: &str) -> Result<(), String> {
+    pub async fn add_member(&self, id: NodeId, peer_addr: &str) -> Result<(), MembershipError> {
         let raft = &self.inner.raft;
         raft.add_learner(id, BasicNode::new(peer_addr), true)
             .await
-            .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+            .map_err(|e| MembershipError::AddLearner {
+                id,
+                source: Box::new(e),
+            })?;
         // openraft's blocking add returns even when the learner never answered (unreachable,
         // or refusing our credentials). Promoting such a node would only cost availability:
         // check that it holds the log, else take it out again.
@@ -175,11 +233,11 @@ impl Node {
                     false,
                 )
                 .await;
-            return Err(format!(
-                "node {id} at {peer_addr} did not catch up within {} s (unreachable, or it \
-                 refuses this cluster's credentials); it was not added",
-                LEARNER_CATCH_UP.as_secs()
-            ));
+            return Err(MembershipError::NotCaughtUp {
+                id,
+                peer_addr: peer_addr.to_string(),
+                secs: LEARNER_CATCH_UP.as_secs(),
+            });
         }
         let mut voters: std::collections::BTreeSet<NodeId> = raft
             .metrics()
@@ -191,12 +249,15 @@ impl Node {
         voters.insert(id);
         raft.change_membership(voters, false)
             .await
-            .map_err(|e| format!("promoting node {id} to voter: {e}"))?;
+            .map_err(|e| MembershipError::Promote {
+                id,
+                source: Box::new(e),
+            })?;
         Ok(())
     }
 
     /// Removes node `id` from the cluster. Only the leader can do this.
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), String> {
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
         let raft = &self.inner.raft;
         let mut voters: std::collections::BTreeSet<NodeId> = raft
             .metrics()
@@ -206,14 +267,17 @@ impl Node {
             .voter_ids()
             .collect();
         if !voters.remove(&id) && !self.members().iter().any(|m| m.id == id) {
-            return Err(format!("node {id} is not a member"));
+            return Err(MembershipError::NotAMember { id });
         }
         if voters.is_empty() {
-            return Err("cannot remove the last voter".into());
+            return Err(MembershipError::LastVoter);
         }
         raft.change_membership(voters, false)
             .await
-            .map_err(|e| format!("removing node {id}: {e}"))?;
+            .map_err(|e| MembershipError::Remove {
+                id,
+                source: Box::new(e),
+            })?;
         Ok(())
     }
 

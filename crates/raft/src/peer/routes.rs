@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
+use crate::node::membership::MembershipError;
 use crate::Node;
 
 fn refuse(status: StatusCode, message: String) -> Response {
@@ -53,7 +54,7 @@ fn parse<T: DeserializeOwned>(
     let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
     if let Err(reason) = node.admit_peer(theirs) {
         tracing::warn!("refused a peer RPC: {reason}");
-        return Err((StatusCode::FORBIDDEN, reason));
+        return Err((StatusCode::FORBIDDEN, reason.to_string()));
     }
     decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")))
 }
@@ -182,12 +183,12 @@ fn not_leader(node: &Node) -> Option<Response> {
     Some((StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response())
 }
 
-fn admin_result(result: Result<(), String>) -> Response {
+fn admin_result(result: Result<(), MembershipError>) -> Response {
     match result {
         Ok(()) => Json(serde_json::json!({"ok": true})).into_response(),
-        Err(message) => (
+        Err(e) => (
             StatusCode::CONFLICT,
-            Json(serde_json::json!({"error": {"code": "membership", "message": message}})),
+            Json(serde_json::json!({"error": {"code": "membership", "message": e.to_string()}})),
         )
             .into_response(),
     }

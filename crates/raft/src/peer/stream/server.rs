@@ -196,7 +196,7 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
     };
     if let Err(reason) = node.admit_peer(cluster_id.as_deref()) {
         tracing::warn!("refused a peer RPC: {reason}");
-        return refused(reason);
+        return refused(reason.to_string());
     }
     let body = if stamped {
         match split_stamp(body) {
