@@ -150,6 +150,12 @@ impl ApiError {
                     "unavailable",
                     e.to_string(),
                 ),
+                // A bug: the details are logged (in `into_response`), not sent.
+                NodeError::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".into(),
+                ),
             },
         }
     }
@@ -157,6 +163,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Node(NodeError::Internal(broken)) = &self {
+            tracing::error!(error = %broken, "internal error (a bug): answered 500");
+        }
         let (status, code, message) = self.parts();
         let stored_timestamp = match &self {
             ApiError::Node(NodeError::Domain(DomainError::Conflict { stored })) => {
@@ -177,5 +186,24 @@ impl IntoResponse for ApiError {
             },
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use statemanager_raft::Invariant;
+
+    use super::*;
+
+    #[test]
+    fn a_broken_invariant_is_500_internal_without_details() {
+        let e = ApiError::Node(NodeError::Internal(Invariant::BatchResultSize {
+            expected: 2,
+            got: 1,
+        }));
+        let (status, code, message) = e.parts();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(code, "internal");
+        assert_eq!(message, "internal error");
     }
 }

@@ -1,11 +1,7 @@
-//! Backups: a consistent copy of every item in a versioned, checksummed file, and restoring
-//! one into a fresh data directory.
-//!
-//! A backup file uses the snapshot framing of `statemanager_storage` (magic and framing
-//! version, one CRC-32 per record, a terminator with the record count, so any damaged or
-//! truncated byte is detected). Record 0 is a [`BackupHeader`] whose `kind` and `format` say
-//! what follows; every further record is one item `(ItemId, Item)`. A backup holds items
-//! only, no Raft log and no membership: restoring decides the membership.
+//! Backups on the node side: capturing a consistent copy of every item (and writing it to an
+//! unlinked file for `GET /admin/backup`), and restoring a backup into a fresh data directory.
+//! What a backup file is (format, write, read and verify) is the `statemanager_backup` crate,
+//! which the CLI uses too; its items are re-exported here.
 //!
 //! Restoring writes the items as the data directory's snapshot, at a fixed log position
 //! (term 0, index 1) with the membership of the restoring node's configuration, plus the
@@ -18,108 +14,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use openraft::{BasicNode, CommittedLeaderId, Membership};
-use serde::{Deserialize, Serialize};
-use statemanager_core::{Item, ItemId, State, Timestamp};
-use statemanager_storage::{DataDir, LogEngine, SnapshotReader, SnapshotWriter, StorageError};
+use statemanager_core::{Item, ItemId, State};
+use statemanager_storage::{DataDir, LogEngine, StorageError};
 
-use crate::node::{derive_cluster_id, META_CLUSTER_ID};
+use statemanager_backup::corrupt;
+pub use statemanager_backup::{
+    read_backup, write_backup, BackupCapture, BackupHeader, BACKUP_FORMAT, BACKUP_KIND,
+};
+
+use crate::cluster_id::{derive_cluster_id, META_CLUSTER_ID};
+use crate::node::Node;
 use crate::state_machine::{replace_snapshot, Applied};
-use crate::types::{decode, encode, LogId, NodeId, StoredMembership};
-
-/// What `kind` says in every backup header.
-pub const BACKUP_KIND: &str = "statemanager-backup";
-/// The format version of backup files this build writes and reads.
-pub const BACKUP_FORMAT: u32 = 1;
-
-/// The first record of a backup file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackupHeader {
-    /// Always [`BACKUP_KIND`]: tells a backup from a snapshot or any other file.
-    pub kind: String,
-    /// Format version of the records that follow.
-    pub format: u32,
-    /// When the backup was taken (the source node's clock).
-    pub created_at: Timestamp,
-    /// The node that took it.
-    pub source_node: NodeId,
-    /// The cluster it was taken from.
-    pub cluster_id: Option<String>,
-    /// The applied log index the copy is consistent at.
-    pub applied_index: u64,
-    /// The state's time high-water mark (restored, so time never runs backwards).
-    pub high_water: Timestamp,
-    /// Number of item records that follow.
-    pub items: u64,
-}
-
-/// A consistent copy of the items, ready to be written as a backup file.
-#[derive(Debug, Clone)]
-pub struct BackupCapture {
-    /// The header to write.
-    pub header: BackupHeader,
-    /// The items (sharing their strings with the live state).
-    pub items: Vec<(ItemId, Item)>,
-}
-
-fn corrupt(path: &Path, detail: impl Into<String>) -> StorageError {
-    StorageError::Corrupt {
-        what: path.display().to_string(),
-        detail: detail.into(),
-    }
-}
-
-/// Writes `capture` to `path` (atomically: a temporary file, fsync, rename).
-pub fn write_backup(path: &Path, capture: &BackupCapture) -> Result<(), StorageError> {
-    let mut writer = SnapshotWriter::create(path)?;
-    let header = encode(&capture.header).map_err(|e| corrupt(path, e.to_string()))?;
-    writer.write_record(&header)?;
-    for item in &capture.items {
-        let bytes = encode(item).map_err(|e| corrupt(path, e.to_string()))?;
-        writer.write_record(&bytes)?;
-    }
-    writer.finish()?;
-    Ok(())
-}
-
-/// Reads and verifies a whole backup file: magic, every checksum, the record count, the
-/// header's kind and format, and that every item decodes.
-pub fn read_backup(path: &Path) -> Result<BackupCapture, StorageError> {
-    let mut reader = SnapshotReader::open(path)?;
-    let first = reader
-        .next_record()?
-        .ok_or_else(|| corrupt(path, "no header record"))?;
-    let header: BackupHeader = decode(&first)
-        .ok()
-        .filter(|h: &BackupHeader| h.kind == BACKUP_KIND)
-        .ok_or_else(|| {
-            corrupt(
-                path,
-                "not a statemanager backup (a snapshot or other file?)",
-            )
-        })?;
-    if header.format != BACKUP_FORMAT {
-        return Err(corrupt(
-            path,
-            format!(
-                "backup format {} is not supported (this build reads {BACKUP_FORMAT})",
-                header.format
-            ),
-        ));
-    }
-    let mut items = Vec::with_capacity(header.items.min(1 << 20) as usize);
-    while let Some(record) = reader.next_record()? {
-        let item: (ItemId, Item) = decode(&record)
-            .map_err(|e| corrupt(path, format!("item {} cannot be decoded: {e}", items.len())))?;
-        items.push(item);
-    }
-    if items.len() as u64 != header.items {
-        return Err(corrupt(
-            path,
-            format!("header says {} items, found {}", header.items, items.len()),
-        ));
-    }
-    Ok(BackupCapture { header, items })
-}
+use crate::types::{encode, LogId, NodeId, StoredMembership};
+use crate::NodeError;
 
 /// The log position every restored snapshot sits at: the same on every member restored from
 /// the same file, and after the position `initialize` uses (index 0), so a restored node and
@@ -212,4 +119,52 @@ pub fn restore(
         header: capture.header,
         cluster_id,
     })
+}
+
+impl Node {
+    /// A consistent copy of every item for a backup: it holds every store acknowledged before
+    /// the call (a linearizable read), and is taken under one read lock, so it is the state at
+    /// one applied index. Items share their strings with the live state: this copies pointers.
+    pub async fn backup_capture(&self) -> Result<BackupCapture, NodeError> {
+        self.linearize().await?;
+        let applied = self.shared_state().read();
+        let items: Vec<(ItemId, Item)> = applied
+            .state
+            .iter()
+            .map(|(id, item)| (id.clone(), item.clone()))
+            .collect();
+        let header = BackupHeader {
+            kind: BACKUP_KIND.into(),
+            format: BACKUP_FORMAT,
+            created_at: self.now(),
+            source_node: self.id(),
+            cluster_id: self.cluster_id(),
+            applied_index: applied.last_applied.map_or(0, |l| l.index),
+            high_water: applied.state.high_water(),
+            items: items.len() as u64,
+        };
+        Ok(BackupCapture { header, items })
+    }
+
+    /// Writes a backup (see [`Node::backup_capture`]) to an unlinked file in the data
+    /// directory (so it needs no cleanup and inherits the directory's permissions) and
+    /// returns it, rewound, with its header.
+    pub async fn backup_file(&self) -> Result<(std::fs::File, BackupHeader), NodeError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let capture = self.backup_capture().await?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .data_root()
+            .join(format!("backup-{}-{n}.smbackup", std::process::id()));
+        let written = tokio::task::spawn_blocking(move || {
+            write_backup(&path, &capture)?;
+            let file = std::fs::File::open(&path)
+                .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+            let _ = std::fs::remove_file(&path);
+            Ok::<_, StorageError>((file, capture.header))
+        })
+        .await
+        .map_err(|e| NodeError::Unavailable(format!("backup task failed: {e}")))?;
+        written.map_err(|e| NodeError::Unavailable(format!("writing the backup failed: {e}")))
+    }
 }

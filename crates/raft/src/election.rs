@@ -1,6 +1,9 @@
 //! When this node campaigns: our own election timer, with a pre-vote before every campaign.
 //!
-//! openraft 0.9's own timer is switched off (`enable_elect: false`); this module decides.
+//! openraft 0.9's own timer is switched off (`enable_elect: false`); our timer decides. This
+//! module holds the pure rules (the pre-vote messages, [`grant_pre_vote`], [`is_majority`],
+//! [`may_campaign`], [`Timing`]); the timer task is `node::election_timer`, the answer to a
+//! peer's pre-vote is in the peer answers (`peer_server::answer_pre_vote`).
 //! Two things are wrong with that timer for a collector cluster:
 //!
 //! - **A node cut off from the cluster deposes a healthy leader when it comes back.** Alone,
@@ -28,14 +31,12 @@
 //! A one-voter cluster elects itself at once, without a pre-vote. A node whose clock is out of
 //! bounds (`cluster_time`) does not campaign ([`crate::takeover::Takeover::suppressed`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::{LogId, Raft, ServerState};
 use serde::{Deserialize, Serialize};
 
-use crate::peer_stream::Kind;
-use crate::types::{decode, NodeId, TypeConfig};
-use crate::Node;
+use crate::types::{NodeId, TypeConfig};
 
 /// A pre-vote request: "would you vote for me in `next_term`?"
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,160 +117,20 @@ impl Timing {
 }
 
 /// A number in `[0, 1)` from the thread-local generator.
-fn unit() -> f64 {
+pub(crate) fn unit() -> f64 {
     use rand::Rng;
     rand::thread_rng().gen::<f64>()
 }
 
-/// How often the timer looks.
-const TICK: Duration = Duration::from_millis(10);
-
-/// The longest a pre-vote round waits for answers.
-const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(200);
-
 /// This node's current term and last log id, as its metrics last published them.
-fn term_and_last_log(raft: &Raft<TypeConfig>) -> (u64, Option<LogId<NodeId>>, ServerState) {
+pub(crate) fn term_and_last_log(
+    raft: &Raft<TypeConfig>,
+) -> (u64, Option<LogId<NodeId>>, ServerState) {
     let last_log = raft.data_metrics().borrow().last_log;
     let server = raft.server_metrics();
     let m = server.borrow();
     (m.vote.leader_id().term, last_log, m.state)
 }
-
-/// Answers a pre-vote for this node (see [`grant_pre_vote`]).
-pub(crate) fn answer_pre_vote(node: &Node, request: &PreVoteRequest) -> PreVoteAnswer {
-    let (term, last_log_id, state) = term_and_last_log(node.raft());
-    let view = VoterView {
-        leading: state == ServerState::Leader,
-        term,
-        last_log_id,
-        silent_for: node.takeover().silent_for(),
-        lease: node.takeover().lease(),
-    };
-    let granted = grant_pre_vote(&view, request);
-    if !granted
-        && !view.leading
-        && view.silent_for > view.lease
-        && request.last_log_id < view.last_log_id
-    {
-        // The candidate cannot win, and no leader is heard: this node can. Do not wait for
-        // its own timer (which may be far off) to run out.
-        tracing::info!(
-            candidate = request.candidate,
-            "refused a candidate with a shorter log while the leader is silent: campaigning"
-        );
-        node.takeover().ask_attempt();
-    }
-    tracing::debug!(
-        candidate = request.candidate,
-        next_term = request.next_term,
-        granted,
-        "pre-vote"
-    );
-    PreVoteAnswer { granted, term }
-}
-
-/// Asks every other voter whether it would vote for this node in the next term; true when a
-/// majority (this node included) would.
-async fn pre_vote(node: &Node, voters: &[NodeId]) -> bool {
-    let (term, last_log_id, _) = term_and_last_log(node.raft());
-    let request = PreVoteRequest {
-        candidate: node.id(),
-        next_term: term + 1,
-        last_log_id,
-    };
-    let mut calls = tokio::task::JoinSet::new();
-    for &peer in voters.iter().filter(|&&v| v != node.id()) {
-        let Some(addr) = node.member_addr(peer) else {
-            continue;
-        };
-        let network = node.network().clone();
-        let request = request.clone();
-        calls.spawn(async move {
-            let answer = network
-                .stream_call(&addr, Some(peer), Kind::PreVote, &request, PRE_VOTE_TIMEOUT)
-                .await;
-            match answer.map(|bytes| decode::<PreVoteAnswer>(&bytes)) {
-                Ok(Ok(a)) => a.granted,
-                _ => false,
-            }
-        });
-    }
-    let mut granted = 1; // this node's own
-    while let Some(answer) = calls.join_next().await {
-        if answer.unwrap_or(false) {
-            granted += 1;
-            if is_majority(granted, voters.len()) {
-                calls.abort_all();
-                return true;
-            }
-        }
-    }
-    is_majority(granted, voters.len())
-}
-
-/// The election timer (see the module docs); runs until the node is gone.
-pub(crate) async fn run(node: WeakNode, timing: Timing) {
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // No attempt before this much silence from a leader; redrawn after every attempt.
-    let mut due_after_silence = timing.first_attempt(unit());
-    // No attempt before this instant (set after an attempt).
-    let mut not_before: Option<Instant> = None;
-    // Whether a refused pre-vote was logged since a leader was last heard.
-    let mut refused_logged = false;
-    loop {
-        ticker.tick().await;
-        let Some(node) = node.upgrade() else { return };
-        let takeover = node.takeover();
-        let (state, voters) = {
-            let metrics = node.raft().server_metrics();
-            let m = metrics.borrow();
-            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-            (m.state, voters)
-        };
-        if takeover.silent_for() < timing.max {
-            refused_logged = false;
-        }
-        if takeover.suppressed() || !may_campaign(state, &voters, node.id()) {
-            not_before = None;
-            due_after_silence = timing.first_attempt(unit());
-            continue;
-        }
-        let asked = takeover.take_attempt();
-        if !asked && not_before.is_some_and(|t| Instant::now() < t) {
-            continue;
-        }
-        let alone = voters.len() == 1;
-        if !asked && !alone && takeover.silent_for() < due_after_silence {
-            continue;
-        }
-        // An attempt: whatever comes of it, the next one waits a fresh election timeout.
-        not_before = Some(Instant::now() + timing.retry(unit()));
-        due_after_silence = timing.first_attempt(unit());
-        if !alone {
-            if !pre_vote(&node, &voters).await {
-                if !refused_logged {
-                    refused_logged = true;
-                    tracing::info!(
-                        silent_ms = takeover.silent_for().as_millis() as u64,
-                        "no leader heard, but no majority of the voters would vote for this node (cut off from them, or its log is behind): not campaigning (logged once until a leader is heard)"
-                    );
-                }
-                continue;
-            }
-            tracing::info!(
-                silent_ms = takeover.silent_for().as_millis() as u64,
-                "no leader heard for longer than the leader lease and a majority agrees: campaigning"
-            );
-        }
-        if node.raft().trigger().elect().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// A reference to a node that does not keep it alive (the timer ends with the node).
-pub(crate) type WeakNode = crate::node::WeakNode;
 
 #[cfg(test)]
 mod tests {

@@ -36,4 +36,74 @@ pub enum NodeError {
         /// The configured reserve.
         reserve: u64,
     },
+    /// A broken invariant: a bug, neither the client's nor the cluster's doing. Answered as
+    /// 500 `internal` with a generic message; the details go to the log.
+    #[error("internal error: {0}")]
+    Internal(#[from] Invariant),
+}
+
+/// An invariant of this crate that did not hold (see [`NodeError::Internal`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum Invariant {
+    /// A batch was answered with another number of outcomes than it had operations (`apply`
+    /// returns one outcome per operation; answers are refused rather than misattributed).
+    #[error("batch result size mismatch: {expected} operations, {got} outcomes")]
+    BatchResultSize {
+        /// Operations in the batch.
+        expected: usize,
+        /// Outcomes received.
+        got: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{decode, encode};
+
+    #[test]
+    fn the_wire_form_of_the_older_variants_is_unchanged() {
+        // Followers and leaders of one cluster exchange these in `Propose` answers.
+        assert_eq!(
+            encode(&NodeError::NotLeader { leader: Some(3) }).expect("encodes"),
+            [1, 1, 3]
+        );
+        assert_eq!(
+            encode(&NodeError::NoQuorum("x".into())).expect("encodes"),
+            [2, 1, b'x']
+        );
+        assert_eq!(
+            encode(&NodeError::CommitTimeout(5)).expect("encodes"),
+            [3, 5]
+        );
+        assert_eq!(
+            encode(&NodeError::Unavailable(String::new())).expect("encodes"),
+            [5, 0]
+        );
+        assert_eq!(
+            encode(&NodeError::DiskFull {
+                free: 1,
+                reserve: 2
+            })
+            .expect("encodes"),
+            [6, 1, 2]
+        );
+    }
+
+    #[test]
+    fn a_broken_invariant_round_trips_and_names_its_figures() {
+        let e = NodeError::from(Invariant::BatchResultSize {
+            expected: 3,
+            got: 2,
+        });
+        let back: NodeError = decode(&encode(&e).expect("encodes")).expect("decodes");
+        assert!(matches!(
+            back,
+            NodeError::Internal(Invariant::BatchResultSize {
+                expected: 3,
+                got: 2
+            })
+        ));
+        assert!(e.to_string().contains("3 operations, 2 outcomes"));
+    }
 }

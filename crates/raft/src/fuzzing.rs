@@ -21,11 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use statemanager_core::{Batch, Limits, State, Stored, Timestamp};
 
-use crate::auth::ClusterSecret;
-use crate::peer_stream::client::{open_answer, read_hello_answer};
-use crate::peer_stream::frame;
-use crate::peer_stream::server::{decode_call, read_hello, split_request, split_stamp, Call};
-use crate::peer_stream::MAX_HELLO;
+use crate::peer::auth::ClusterSecret;
+use crate::peer::stream::client::{open_answer, read_hello_answer};
+use crate::peer::stream::frame;
+use crate::peer::stream::server::{decode_call, read_hello, split_request, split_stamp, Call};
+use crate::peer::stream::MAX_HELLO;
 use crate::types::{Entry, NodeId, TypeConfig};
 use crate::NodeError;
 
@@ -86,7 +86,7 @@ pub fn peer_decode(data: &[u8]) {
 }
 
 /// Decodes one request body of `kind` and applies what it carries.
-fn decode_one(kind: crate::peer_stream::Kind, body: &[u8]) {
+fn decode_one(kind: crate::peer::stream::Kind, body: &[u8]) {
     let Ok(call) = decode_call(kind, body) else {
         return;
     };
@@ -109,10 +109,10 @@ fn decode_one(kind: crate::peer_stream::Kind, body: &[u8]) {
         }
         Call::ReadIndex => {}
         Call::CacheGet(_) => {
-            decodes_canonically::<crate::cache_peers::CacheGetRequest>(body);
+            decodes_canonically::<crate::peer::cache_peers::CacheGetRequest>(body);
         }
         Call::CacheSet(_) => {
-            decodes_canonically::<crate::cache_peers::CacheSetRequest>(body);
+            decodes_canonically::<crate::peer::cache_peers::CacheSetRequest>(body);
         }
         Call::PreVote(request) => {
             decodes_canonically::<crate::election::PreVoteRequest>(body);
@@ -147,7 +147,7 @@ fn answers(payload: &[u8]) {
     let Ok(body) = open_answer(payload, "fuzz") else {
         return;
     };
-    if let Ok((_, rest)) = crate::peer_stream::client::split_answer(&body) {
+    if let Ok((_, rest)) = crate::peer::stream::client::split_answer(&body) {
         answer_bodies(rest);
     }
     answer_bodies(&body);

@@ -4,7 +4,7 @@
 //! ([`statemanager_storage`]) to openraft 0.9, and adds what openraft leaves to the
 //! application:
 //! - [`log_store`]: the Raft log on the log engine; an append is acknowledged to openraft
-//!   only after its fsync; [`entry_cache`] keeps the newest entries in memory for the reads
+//!   only after its fsync; [`log_tail`] keeps the newest entries in memory for the reads
 //!   that follow each append;
 //! - [`state_machine`]: the in-memory [`statemanager_core::State`], persisted by streamed
 //!   snapshot files;
@@ -14,26 +14,24 @@
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
 //! - [`node`]: the service handle the API talks to;
 //! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);
-//! - [`cache_peers`]: carries the shared cache's forwarded calls over the peer stream.
+//! - [`peer`]: the peer transport (network, peer stream, HTTP routes, credentials, the
+//!   shared cache's calls).
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
 #![warn(missing_docs)]
 
-pub mod auth;
 pub mod backup;
-pub mod cache_peers;
+pub mod cluster_id;
 pub mod cluster_time;
 pub mod disk;
 pub mod election;
-pub mod entry_cache;
 pub mod error;
 pub mod fuzzing;
 pub mod local_read;
 pub mod log_store;
-pub mod network;
+pub mod log_tail;
 pub mod node;
-pub mod peer_server;
-pub mod peer_stream;
+pub mod peer;
 pub mod reader;
 pub mod recovery;
 pub mod state_machine;
@@ -41,6 +39,23 @@ pub mod takeover;
 pub mod types;
 pub mod writer;
 
-pub use error::NodeError;
+pub use error::{Invariant, NodeError};
 pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;
+
+// The peer transport's old paths, for the crates that name them (the server's listener,
+// serve and config, the api's admin handlers); the modules live in [`peer`].
+pub use peer::auth;
+pub use peer::cache_peers;
+pub use peer::stream as peer_stream;
+/// The peer network and its credentials (old path; see [`peer::network`] and
+/// [`peer::credentials`]).
+pub mod network {
+    pub use crate::peer::credentials::{PeerCredentials, PeerTls};
+    pub use crate::peer::network::*;
+    pub use crate::peer::wire::PEER_POOL_IDLE;
+}
+/// The HTTP peer router (old path; see [`peer::routes`]).
+pub mod peer_server {
+    pub use crate::peer::routes::{protect, router};
+}

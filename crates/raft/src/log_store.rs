@@ -9,7 +9,7 @@
 //! before its own append is flushed). [`LogStore::read_committed`] takes it only when it names
 //! an entry the log holds (or one already compacted away) and otherwise logs why and starts
 //! without it: the leader commits those entries again.
-//! The newest entries are also kept in an [`EntryCache`], which answers the reads openraft
+//! The newest entries are also kept in a [`LogTail`], which answers the reads openraft
 //! makes right after an append (apply, replication) without touching the WAL.
 
 use std::fmt::Debug;
@@ -20,18 +20,18 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError, Vote};
 use statemanager_storage::{LogEngine, StorageError};
 
-use crate::entry_cache::{CacheLimits, EntryCache};
+use crate::log_tail::{LogTail, TailLimits};
 use crate::types::{decode, encode, Entry, LogId, NodeId, RaftStorageError, TypeConfig};
 
 const META_VOTE: &str = "vote";
 const META_COMMITTED: &str = "committed";
 const META_PURGED: &str = "purged";
 
-/// The log store handle (cheap to clone; all clones share the engine and the cache).
+/// The log store handle (cheap to clone; all clones share the engine and the log tail).
 #[derive(Debug, Clone)]
 pub struct LogStore {
     engine: LogEngine,
-    cache: Arc<Mutex<EntryCache>>,
+    tail: Arc<Mutex<LogTail>>,
     purges: Arc<Purges>,
 }
 
@@ -97,23 +97,23 @@ fn corrupt(what: String, e: postcard::Error) -> StorageError {
 }
 
 impl LogStore {
-    /// A log store on `engine`, with a cache of the default size.
+    /// A log store on `engine`, with a log tail of the default size.
     pub fn new(engine: LogEngine) -> Self {
-        Self::with_cache(engine, CacheLimits::default())
+        Self::with_tail(engine, TailLimits::default())
     }
 
-    /// A log store on `engine` whose entry cache has `limits`.
-    pub fn with_cache(engine: LogEngine, limits: CacheLimits) -> Self {
+    /// A log store on `engine` whose log tail has `limits`.
+    pub fn with_tail(engine: LogEngine, limits: TailLimits) -> Self {
         LogStore {
             purges: Arc::new(Purges::start(engine.clone())),
             engine,
-            cache: Arc::new(Mutex::new(EntryCache::new(limits))),
+            tail: Arc::new(Mutex::new(LogTail::new(limits))),
         }
     }
 
-    fn cache(&self) -> MutexGuard<'_, EntryCache> {
-        // Every change to the cache is a single call that leaves it consistent.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn tail(&self) -> MutexGuard<'_, LogTail> {
+        // Every change to the tail is a single call that leaves it consistent.
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -192,7 +192,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
         let (start, end) = bounds(&range);
-        if let Some(hit) = self.cache().get(start, end) {
+        if let Some(hit) = self.tail().get(start, end) {
             return Ok(hit);
         }
         self.entries(start, end).map_err(read_err)
@@ -279,23 +279,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let result = match result {
             Ok(r) => r,
             Err(e) => {
-                self.cache().clear();
+                self.tail().clear();
                 return Err(e);
             }
         };
         match result {
             Ok(()) => {
                 // Durable now: readers may be served from memory.
-                let mut cache = self.cache();
+                let mut tail = self.tail();
                 for (entry, bytes) in appended {
-                    cache.push(entry, bytes);
+                    tail.push(entry, bytes);
                 }
-                drop(cache);
+                drop(tail);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
-                self.cache().clear();
+                self.tail().clear();
                 // A failed fsync is fatal: we never retry it (the kernel may have dropped the
                 // dirty pages, so a retry could "succeed" without the data).
                 tracing::error!(error = %e, "appending to the raft log failed; stopping");
@@ -306,8 +306,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
-        // Cut the cache first: no reader may be served an entry the log no longer has.
-        self.cache().truncate_from(log_id.index);
+        // Cut the tail first: no reader may be served an entry the log no longer has.
+        self.tail().truncate_from(log_id.index);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.truncate_from(log_id.index))
             .await
@@ -321,7 +321,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// before the thread is done only means the log starts earlier on restart.
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         let marker = encode(&log_id).map_err(write_err)?;
-        self.cache().purge_through(log_id.index);
+        self.tail().purge_through(log_id.index);
         let files = self.engine.forget_through(log_id.index);
         {
             let mut latest = self.purges.latest.lock().unwrap_or_else(|p| p.into_inner());
@@ -353,151 +353,4 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Start-up with each metadata file of the log missing, empty, zeroed, short or stale:
-    //! the commit hint (written in place, never fsync'd) is tolerated in every state; the
-    //! vote and the purge marker (replaced atomically and fsync'd, so a power cut cannot
-    //! damage them) are taken when whole and refused with a clear error when damaged, since
-    //! that is corruption no power cut explains.
-    use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-    use std::path::Path;
-
-    fn log_id(term: u64, index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
-    }
-
-    /// A log dir with entries 1..=5 of term 2, a vote, a commit hint at 4 and no purge.
-    fn prepared(dir: &Path) -> LogEngine {
-        let engine = LogEngine::open(dir).unwrap();
-        let records: Vec<(u64, Vec<u8>)> = (1..=5)
-            .map(|i| {
-                let entry = Entry {
-                    log_id: log_id(2, i),
-                    payload: EntryPayload::Blank,
-                };
-                (i, encode(&entry).unwrap())
-            })
-            .collect();
-        engine.append(&records).unwrap();
-        engine
-            .put_meta(META_VOTE, &encode(&Vote::new(2, 1)).unwrap())
-            .unwrap();
-        engine
-            .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(2, 4))).unwrap())
-            .unwrap();
-        engine
-    }
-
-    /// The ways a file can come back after a cut, applied to `path`.
-    fn damaged(path: &Path) -> Vec<(&'static str, Option<Vec<u8>>)> {
-        let whole = std::fs::read(path).unwrap();
-        vec![
-            ("missing", None),
-            ("empty", Some(Vec::new())),
-            ("zeroed", Some(vec![0u8; whole.len()])),
-            ("short", Some(whole[..whole.len() / 2].to_vec())),
-            ("one byte", Some(whole[..1].to_vec())),
-        ]
-    }
-
-    fn put(path: &Path, contents: &Option<Vec<u8>>) {
-        match contents {
-            None => {
-                let _ = std::fs::remove_file(path);
-            }
-            Some(bytes) => std::fs::write(path, bytes).unwrap(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_commit_hint_in_any_state_is_tolerated() {
-        let tmp = tempfile::tempdir().unwrap();
-        drop(prepared(tmp.path()));
-        let path = tmp.path().join("meta").join(META_COMMITTED);
-        for (how, contents) in damaged(&path) {
-            put(&path, &contents);
-            let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
-            assert_eq!(store.read_committed().await.unwrap(), None, "{how}");
-            let state = store.get_log_state().await.unwrap();
-            assert_eq!(state.last_log_id, Some(log_id(2, 5)), "{how}");
-        }
-        // Stale (older than the last commit): taken, the leader commits the rest again.
-        let engine = LogEngine::open(tmp.path()).unwrap();
-        engine
-            .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(2, 2))).unwrap())
-            .unwrap();
-        let mut store = LogStore::new(engine);
-        assert_eq!(store.read_committed().await.unwrap(), Some(log_id(2, 2)));
-        // Ahead of the log (a follower's hint whose entries the cut took): ignored.
-        let engine = LogEngine::open(tmp.path()).unwrap();
-        engine
-            .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(2, 9))).unwrap())
-            .unwrap();
-        let mut store = LogStore::new(engine);
-        assert_eq!(store.read_committed().await.unwrap(), None);
-        // Naming an entry of another term at that index: ignored.
-        let engine = LogEngine::open(tmp.path()).unwrap();
-        engine
-            .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(3, 4))).unwrap())
-            .unwrap();
-        let mut store = LogStore::new(engine);
-        assert_eq!(store.read_committed().await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn a_vote_missing_is_none_and_a_damaged_one_is_a_clear_error() {
-        let tmp = tempfile::tempdir().unwrap();
-        drop(prepared(tmp.path()));
-        let path = tmp.path().join("meta").join(META_VOTE);
-        let whole = std::fs::read(&path).unwrap();
-        for (how, contents) in damaged(&path) {
-            put(&path, &contents);
-            let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
-            let read = store.read_vote().await;
-            match how {
-                "missing" => assert_eq!(read.unwrap(), None),
-                _ => {
-                    let err = read.unwrap_err().to_string();
-                    assert!(err.contains("vote"), "{how}: {err}");
-                }
-            }
-        }
-        std::fs::write(&path, &whole).unwrap();
-        let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
-        assert!(store.read_vote().await.unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn a_purge_marker_missing_or_stale_keeps_more_log_and_a_damaged_one_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = prepared(tmp.path());
-        let marker = |id: LogId| encode(&id).unwrap();
-        engine
-            .purge_through(3, (META_PURGED, &marker(log_id(2, 3))))
-            .unwrap();
-        drop(engine);
-        let path = tmp.path().join("meta").join(META_PURGED);
-        // Stale: an older marker (the cut came before the newer one was renamed into place).
-        LogEngine::open(tmp.path())
-            .unwrap()
-            .put_meta(META_PURGED, &marker(log_id(2, 1)))
-            .unwrap();
-        let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
-        let state = store.get_log_state().await.unwrap();
-        assert_eq!(state.last_purged_log_id, Some(log_id(2, 1)));
-        assert_eq!(state.last_log_id, Some(log_id(2, 5)));
-        for (how, contents) in damaged(&path) {
-            put(&path, &contents);
-            let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
-            let state = store.get_log_state().await;
-            match how {
-                "missing" => assert_eq!(state.unwrap().last_purged_log_id, None),
-                _ => {
-                    let err = state.unwrap_err().to_string();
-                    assert!(err.contains("purged"), "{how}: {err}");
-                }
-            }
-        }
-    }
-}
+mod tests;

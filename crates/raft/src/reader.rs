@@ -20,7 +20,7 @@ use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
-use crate::network::PeerNetwork;
+use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::types::TypeConfig;
 use crate::NodeError;

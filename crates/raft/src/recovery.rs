@@ -44,10 +44,7 @@ struct Survivor {
 /// log onto its snapshot, in memory.
 fn read_survivor(data_dir: &Path) -> Result<Survivor, StartError> {
     if !data_dir.is_dir() {
-        return Err(StartError::Raft(format!(
-            "there is no data directory at {}",
-            data_dir.display()
-        )));
+        return Err(StartError::NoDataDir(data_dir.to_path_buf()));
     }
     let dir = DataDir::open(data_dir)?;
     let engine = LogEngine::open(&dir.log_dir())?;
@@ -55,8 +52,7 @@ fn read_survivor(data_dir: &Path) -> Result<Survivor, StartError> {
     let start = applied.last_applied.map_or(0, |l| l.index + 1);
     let mut replayed = 0;
     for (index, bytes) in engine.read_range(start, u64::MAX)? {
-        let entry: Entry = decode(&bytes)
-            .map_err(|e| StartError::Raft(format!("log entry {index} cannot be decoded: {e}")))?;
+        let entry: Entry = decode(&bytes).map_err(|source| StartError::Entry { index, source })?;
         if let EntryPayload::Normal(batch) = &entry.payload {
             applied.state.apply(batch);
         }
@@ -64,10 +60,7 @@ fn read_survivor(data_dir: &Path) -> Result<Survivor, StartError> {
         replayed += 1;
     }
     if applied.last_applied.is_none() {
-        return Err(StartError::Raft(format!(
-            "{} holds no log and no snapshot: there is nothing to recover",
-            data_dir.display()
-        )));
+        return Err(StartError::NothingToRecover(data_dir.to_path_buf()));
     }
     Ok(Survivor {
         dir,
@@ -115,9 +108,9 @@ pub fn force_single_member(
         format!("recovered-{node_id}-{}", last.map_or(0, |l| l.index)),
     )?;
     if let Some(last) = last {
-        let bytes = encode(&last).map_err(|e| StartError::Raft(e.to_string()))?;
+        let bytes = encode(&last).map_err(StartError::Encode)?;
         engine.purge_through(last.index, ("purged", &bytes))?;
-        let committed = encode(&Some(last)).map_err(|e| StartError::Raft(e.to_string()))?;
+        let committed = encode(&Some(last)).map_err(StartError::Encode)?;
         engine.put_meta("committed", &committed)?;
     }
     Ok(RecoverySummary {

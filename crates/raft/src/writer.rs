@@ -15,7 +15,8 @@ use openraft::Raft;
 use statemanager_core::{Batch, Clock, Limits, Op, Stored};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::network::PeerNetwork;
+use crate::error::Invariant;
+use crate::peer::network::PeerNetwork;
 use crate::types::TypeConfig;
 use crate::NodeError;
 
@@ -140,10 +141,12 @@ fn deliver(
                 got = outcomes.len(),
                 "batch result size mismatch"
             );
+            let broken = Invariant::BatchResultSize {
+                expected: replies.len(),
+                got: outcomes.len(),
+            };
             for reply in replies {
-                let _ = reply.send(Err(NodeError::Unavailable(
-                    "internal error: batch result size mismatch".into(),
-                )));
+                let _ = reply.send(Err(NodeError::Internal(broken.clone())));
             }
         }
         Err(e) => {
@@ -203,12 +206,14 @@ pub async fn run(
                             let _ = reply.send(outcome);
                         }
                     }
-                    Ok(_) => deliver(
-                        replies,
-                        Err(NodeError::Unavailable(
-                            "internal error: batch result size mismatch".into(),
-                        )),
-                    ),
+                    Ok(outcomes) => {
+                        let broken = Invariant::BatchResultSize {
+                            expected: replies.len(),
+                            got: outcomes.len(),
+                        };
+                        tracing::error!(error = %broken, "the leader's answer to a handed-over batch");
+                        deliver(replies, Err(NodeError::Internal(broken)))
+                    }
                     Err(e) => deliver(replies, Err(e)),
                 }
                 drop(permit);

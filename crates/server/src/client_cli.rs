@@ -402,7 +402,7 @@ async fn backup(client: &Client, out: &Path, as_json: bool) -> Result<(), Failur
     };
     let verified = {
         let partial = partial.clone();
-        tokio::task::spawn_blocking(move || statemanager_raft::backup::read_backup(&partial))
+        tokio::task::spawn_blocking(move || statemanager_backup::read_backup(&partial))
             .await
             .map_err(|e| Failure(exit::LOCAL, e.to_string()))?
     };

@@ -1,5 +1,5 @@
 //! The shared cache's transport: `get_data`/`set_data` forwarded to a key's owner over the
-//! peer stream ([`crate::peer_stream`], kinds `CacheGet` and `CacheSet`), on the same
+//! peer stream ([`crate::peer::stream`], kinds `CacheGet` and `CacheSet`), on the same
 //! persistent, authenticated connections as Raft traffic (cluster secret, peer TLS, cluster
 //! id). One hop: the owner answers from its own cache and never forwards again.
 //!
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use statemanager_cache::shared::BoxFuture;
 use statemanager_cache::{CacheError, CachePeers, ForwardedGet, ForwardedSet, GetOutcome};
 
-use crate::peer_stream::Kind;
+use crate::peer::stream::Kind;
 use crate::types::decode;
 use crate::Node;
 

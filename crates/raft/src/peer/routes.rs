@@ -1,4 +1,5 @@
-//! The peer port's server side: Raft RPCs from other nodes, and node information.
+//! The HTTP peer router: Raft RPCs from other nodes, node information and membership admin
+//! on the peer port (the answers themselves are [`super::answer`]).
 //!
 //! Routes (all on `peer_listen`, never on the client port):
 //! - `POST /raft/append`, `/raft/vote`, `/raft/snapshot`: postcard bodies (see `network`);
@@ -8,7 +9,7 @@
 //!
 //! The server crate adds the forwarding routes (`/forward/...`) to this router. Nodes send
 //! appends, votes, hand-overs and read-index requests over the peer stream
-//! ([`crate::peer_stream`]), which answers them with the same functions; these routes serve
+//! ([`crate::peer::stream`]), which answers them with the same functions; these routes serve
 //! peers that do not speak it.
 
 use axum::body::Bytes;
@@ -17,14 +18,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::error::RaftError;
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::network::{CLUSTER_HEADER, RPC_VERSION, RPC_VERSION_HEADER};
+use crate::node::membership::MembershipError;
+use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use crate::Node;
 
@@ -54,7 +54,7 @@ fn parse<T: DeserializeOwned>(
     let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
     if let Err(reason) = node.admit_peer(theirs) {
         tracing::warn!("refused a peer RPC: {reason}");
-        return Err((StatusCode::FORBIDDEN, reason));
+        return Err((StatusCode::FORBIDDEN, reason.to_string()));
     }
     decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")))
 }
@@ -66,55 +66,6 @@ fn reply<T: Serialize>(value: &T) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode: {e}"),
         ),
-    }
-}
-
-/// An AppendEntries from the leader (over HTTP or the peer stream).
-pub(crate) async fn answer_append(
-    node: &Node,
-    rpc: AppendEntriesRequest<TypeConfig>,
-) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-    let answer = node.raft().append_entries(rpc).await;
-    if let Ok(response) = &answer {
-        node.takeover().note_append(response);
-    }
-    answer
-}
-
-/// A RequestVote from a candidate (over HTTP or the peer stream).
-pub(crate) async fn answer_vote(
-    node: &Node,
-    rpc: VoteRequest<NodeId>,
-) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
-    let candidate = rpc.vote.leader_id.node_id;
-    let answer = node.raft().vote(rpc.clone()).await;
-    if let Ok(response) = &answer {
-        let rounds = node.takeover().rounds_after_vote(&rpc, response);
-        let split = rpc.vote.leader_id.term == response.vote.leader_id.term;
-        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate, split);
-    }
-    answer
-}
-
-/// A read index for a follower: the leader confirms its leadership with a quorum first, and
-/// with it a cluster time (see `reader`), which the answer's stamp carries.
-pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
-    if let Some(reason) = node.time().refusal() {
-        return Err(reason);
-    }
-    let t = node.begin_leader_read();
-    match tokio::time::timeout(
-        std::time::Duration::from_millis(1500),
-        node.raft().ensure_linearizable(),
-    )
-    .await
-    {
-        Ok(Ok(log_id)) => {
-            node.time().confirm(t);
-            Ok(log_id.map_or(0, |l| l.index))
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("leadership could not be confirmed in time".into()),
     }
 }
 
@@ -232,12 +183,12 @@ fn not_leader(node: &Node) -> Option<Response> {
     Some((StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response())
 }
 
-fn admin_result(result: Result<(), String>) -> Response {
+fn admin_result(result: Result<(), MembershipError>) -> Response {
     match result {
         Ok(()) => Json(serde_json::json!({"ok": true})).into_response(),
-        Err(message) => (
+        Err(e) => (
             StatusCode::CONFLICT,
-            Json(serde_json::json!({"error": {"code": "membership", "message": message}})),
+            Json(serde_json::json!({"error": {"code": "membership", "message": e.to_string()}})),
         )
             .into_response(),
     }
@@ -258,12 +209,6 @@ async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Res
     }
     admin_result(node.remove_member(req.id).await)
 }
-
-/// Largest peer request accepted. An append carries at most `MAX_PAYLOAD_ENTRIES` entries of
-/// at most ~4 MiB (the writer's batch bound, plus one item over it), and snapshot chunks are
-/// 3 MiB; axum's default of 2 MiB refused the first append after an election (which carries a
-/// backlog of entries), and the cluster could not elect a working leader.
-pub const MAX_PEER_BODY: usize = 512 * 1024 * 1024;
 
 /// Wraps the whole peer router (Raft RPCs, admin, forwarding): with a cluster secret
 /// configured, every request must carry it (401 `unauthorized` otherwise, logged at most once

@@ -4,11 +4,11 @@
 //! the core reads the committed entries it hands to the state machine, and on a leader each
 //! replication stream reads the entries it sends to its follower. From the WAL that is a
 //! `pread`, a checksum and a decode (allocating every namespace, key and value) per entry and
-//! per reader. The cache holds the entries most recently appended (their batches are shared,
+//! per reader. The tail holds the entries most recently appended (their batches are shared,
 //! so a hit costs a pointer copy) and answers any read it fully covers; everything else
 //! (a follower far behind, the first reads after a restart) goes to the WAL as before.
 //!
-//! Invariant: the cached entries are a contiguous run of indexes ending at the log's last
+//! Invariant: the entries held are a contiguous run of indexes ending at the log's last
 //! entry. [`crate::log_store::LogStore`] keeps it by pushing only after a durable append,
 //! cutting it before the log is truncated, and clearing it when an append fails.
 
@@ -18,22 +18,22 @@ use openraft::RaftLogId;
 
 use crate::types::Entry;
 
-/// Bounds of the cache: whichever is reached first evicts the oldest entries.
+/// Bounds of the tail: whichever is reached first evicts the oldest entries.
 #[derive(Debug, Clone, Copy)]
-pub struct CacheLimits {
+pub struct TailLimits {
     /// Most entries held.
     pub max_entries: usize,
     /// Most encoded bytes held (the size of the entries' WAL records).
     pub max_bytes: usize,
 }
 
-impl Default for CacheLimits {
+impl Default for TailLimits {
     /// 1,024 entries or 4 MiB: about a quarter of a second of log at full write speed on the
     /// benchmark machine, enough for the state machine and for every follower that keeps up.
     /// (32 MiB measured worse: p99 10.1 vs 8.0 ms and 3 % fewer stores/s, because values
     /// then stay allocated for seconds instead of being reused while hot.)
     fn default() -> Self {
-        CacheLimits {
+        TailLimits {
             max_entries: 1024,
             max_bytes: 4 * 1024 * 1024,
         }
@@ -42,20 +42,20 @@ impl Default for CacheLimits {
 
 /// The newest entries of the log (see the module docs).
 #[derive(Debug)]
-pub struct EntryCache {
+pub struct LogTail {
     entries: VecDeque<(Entry, usize)>,
     bytes: usize,
-    limits: CacheLimits,
+    limits: TailLimits,
 }
 
 fn index_of(entry: &Entry) -> u64 {
     entry.get_log_id().index
 }
 
-impl EntryCache {
-    /// An empty cache with `limits`.
-    pub fn new(limits: CacheLimits) -> Self {
-        EntryCache {
+impl LogTail {
+    /// An empty tail with `limits`.
+    pub fn new(limits: TailLimits) -> Self {
+        LogTail {
             entries: VecDeque::new(),
             bytes: 0,
             limits,
@@ -63,7 +63,7 @@ impl EntryCache {
     }
 
     /// Adds `entry` (whose WAL record is `bytes` long) after the newest one. An entry that
-    /// does not continue the cached run replaces it, so the run stays contiguous.
+    /// does not continue the run held replaces it, so the run stays contiguous.
     pub fn push(&mut self, entry: Entry, bytes: usize) {
         if let Some((last, _)) = self.entries.back() {
             if index_of(last).checked_add(1) != Some(index_of(&entry)) {
@@ -80,7 +80,7 @@ impl EntryCache {
         }
     }
 
-    /// The entries with `start <= index < end`, when the cache holds all of them that exist
+    /// The entries with `start <= index < end`, when the tail holds all of them that exist
     /// (the run covers `start` and the log ends inside `end` or at the run's end); `None`
     /// when the WAL must be read.
     pub fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
@@ -159,8 +159,8 @@ mod tests {
         entries.iter().map(index_of).collect()
     }
 
-    fn cache_of(range: std::ops::RangeInclusive<u64>, limits: CacheLimits) -> EntryCache {
-        let mut c = EntryCache::new(limits);
+    fn tail_of(range: std::ops::RangeInclusive<u64>, limits: TailLimits) -> LogTail {
+        let mut c = LogTail::new(limits);
         for i in range {
             c.push(entry(i), 10);
         }
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn reads_inside_the_run_are_answered_and_others_go_to_the_wal() {
-        let c = cache_of(5..=9, CacheLimits::default());
+        let c = tail_of(5..=9, TailLimits::default());
         assert_eq!(indexes(&c.get(5, 10).unwrap()), vec![5, 6, 7, 8, 9]);
         assert_eq!(indexes(&c.get(7, 9).unwrap()), vec![7, 8]);
         // Past the log's end: what exists, as the WAL would answer.
@@ -178,23 +178,23 @@ mod tests {
         // Older than the run, or after it: the WAL decides.
         assert!(c.get(4, 8).is_none());
         assert!(c.get(10, 12).is_none());
-        assert!(EntryCache::new(CacheLimits::default()).get(0, 5).is_none());
+        assert!(LogTail::new(TailLimits::default()).get(0, 5).is_none());
     }
 
     #[test]
     fn limits_evict_the_oldest_entries() {
-        let by_count = cache_of(
+        let by_count = tail_of(
             1..=10,
-            CacheLimits {
+            TailLimits {
                 max_entries: 3,
                 max_bytes: usize::MAX,
             },
         );
         assert_eq!(indexes(&by_count.get(8, 11).unwrap()), vec![8, 9, 10]);
         assert!(by_count.get(7, 11).is_none());
-        let by_bytes = cache_of(
+        let by_bytes = tail_of(
             1..=10,
-            CacheLimits {
+            TailLimits {
                 max_entries: usize::MAX,
                 max_bytes: 45,
             },
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn truncation_purge_and_gaps_keep_the_run_contiguous() {
-        let mut c = cache_of(1..=10, CacheLimits::default());
+        let mut c = tail_of(1..=10, TailLimits::default());
         c.truncate_from(8);
         assert_eq!(
             indexes(&c.get(1, 100).unwrap()),

@@ -8,7 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, MIN_VERSION, PREFACE, REFUSED, VERSION};
 use crate::cluster_time::CallStamp;
-use crate::peer_server::{answer_append, answer_read_index, answer_vote, MAX_PEER_BODY};
+use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::wire::MAX_PEER_BODY;
 use crate::types::{NodeId, TypeConfig};
 use crate::Node;
 
@@ -145,9 +146,9 @@ pub enum Call {
     /// A read-index request (it has no body).
     ReadIndex,
     /// A `get_data` forwarded to this node as the key's owner.
-    CacheGet(crate::cache_peers::CacheGetRequest),
+    CacheGet(crate::peer::cache_peers::CacheGetRequest),
     /// A `set_data` forwarded to this node as the key's owner.
-    CacheSet(crate::cache_peers::CacheSetRequest),
+    CacheSet(crate::peer::cache_peers::CacheSetRequest),
     /// A pre-vote (see `election`).
     PreVote(crate::election::PreVoteRequest),
 }
@@ -195,7 +196,7 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
     };
     if let Err(reason) = node.admit_peer(cluster_id.as_deref()) {
         tracing::warn!("refused a peer RPC: {reason}");
-        return refused(reason);
+        return refused(reason.to_string());
     }
     let body = if stamped {
         match split_stamp(body) {
@@ -216,11 +217,17 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
         Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
-        Ok(Call::PreVote(r)) => answered(node, stamp, &crate::election::answer_pre_vote(node, &r)),
-        Ok(Call::CacheGet(r)) => {
-            answered(node, stamp, &crate::cache_peers::answer_get(node, r).await)
+        Ok(Call::PreVote(r)) => {
+            answered(node, stamp, &crate::peer::answer::answer_pre_vote(node, &r))
         }
-        Ok(Call::CacheSet(r)) => answered(node, stamp, &crate::cache_peers::answer_set(node, r)),
+        Ok(Call::CacheGet(r)) => answered(
+            node,
+            stamp,
+            &crate::peer::cache_peers::answer_get(node, r).await,
+        ),
+        Ok(Call::CacheSet(r)) => {
+            answered(node, stamp, &crate::peer::cache_peers::answer_set(node, r))
+        }
         Err(reason) => refused(reason),
     }
 }

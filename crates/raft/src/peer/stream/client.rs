@@ -23,9 +23,10 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
+use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::{AnswerStamp, ClusterTime};
-use crate::network::{cluster_id_of, ClusterId, PeerCredentials, PeerTls, PEER_POOL_IDLE};
-use crate::peer_server::MAX_PEER_BODY;
+use crate::peer::credentials::{PeerCredentials, PeerTls, PeerTlsError};
+use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
 
 /// Time allowed to open a TCP connection to a peer.
@@ -95,37 +96,42 @@ impl std::fmt::Debug for StreamPool {
     }
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, PeerTlsError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?
+        .map_err(|e| PeerTlsError::invalid(what, path, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("peer_tls.{what} {}: {e}", path.display()))?;
+        .map_err(|e| PeerTlsError::invalid(what, path, e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "peer_tls.{what} {} holds no certificate",
-            path.display()
-        ));
+        return Err(PeerTlsError::NoCertificate {
+            what,
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
 
 /// The TLS client configuration of a node: the cluster's CA as the only root, and the
 /// node's own certificate as its client certificate.
-fn client_config(tls: &PeerTls) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(tls: &PeerTls) -> Result<Arc<rustls::ClientConfig>, PeerTlsError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(&tls.ca_cert, "ca_cert")? {
         roots
             .add(cert)
-            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+            .map_err(|e| PeerTlsError::invalid("ca_cert", &tls.ca_cert, e))?;
     }
     let chain = read_certs(&tls.cert_file, "cert_file")?;
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("peer_tls.key_file {}: {e}", tls.key_file.display()))?;
+        .map_err(|e| PeerTlsError::invalid("key_file", &tls.key_file, e))?;
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+        .map_err(|e| PeerTlsError::Identity {
+            source: Box::new(e),
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -143,7 +149,7 @@ impl StreamPool {
         cluster_id: ClusterId,
         credentials: &PeerCredentials,
         time: Arc<ClusterTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PeerTlsError> {
         let tls = credentials.tls.as_ref().map(client_config).transpose()?;
         Ok(StreamPool {
             idle: Mutex::new(HashMap::new()),
@@ -163,7 +169,7 @@ impl StreamPool {
     /// Reads the TLS files again (SIGHUP): connections opened from now on present the new
     /// certificate, and idle ones opened with the old one are closed. On error the current
     /// configuration stays.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), PeerTlsError> {
         let Some(files) = &self.tls_files else {
             return Ok(());
         };
@@ -403,139 +409,4 @@ pub fn read_hello_answer(answer: &[u8]) -> Result<Result<(), String>, postcard::
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    use super::*;
-
-    /// What the fake peer does with each connection.
-    #[derive(Clone, Copy)]
-    enum Peer {
-        /// Answers like an HTTP server that does not know the preface.
-        Http,
-        /// Refuses the hello.
-        RefuseHello,
-        /// Answers `calls` calls with their index, then closes the connection.
-        Answer { calls: usize },
-        /// Reads a call and closes without answering.
-        Vanish,
-    }
-
-    /// A fake peer on a free port; counts the connections it accepted.
-    async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut preface = [0u8; 8];
-                    if conn.read_exact(&mut preface).await.is_err() {
-                        return;
-                    }
-                    if let Peer::Http = behaviour {
-                        let _ = conn
-                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                        return;
-                    }
-                    let hello = frame::read(&mut conn, MAX_HELLO).await.unwrap();
-                    let hello: Hello = postcard::from_bytes(&hello).unwrap();
-                    assert_eq!(hello.version, VERSION);
-                    let verdict: Result<(), String> = match behaviour {
-                        Peer::RefuseHello => Err("no".into()),
-                        _ => Ok(()),
-                    };
-                    let mut f = FrameBuf::with_capacity(16);
-                    f.encode(&verdict).unwrap();
-                    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
-                    let calls = match behaviour {
-                        Peer::Answer { calls } => calls,
-                        Peer::Vanish => {
-                            let _ = frame::read(&mut conn, 1 << 20).await;
-                            return;
-                        }
-                        _ => return,
-                    };
-                    for n in 0..calls {
-                        if frame::read(&mut conn, 1 << 20).await.is_err() {
-                            return;
-                        }
-                        let mut f = FrameBuf::with_capacity(16);
-                        f.extend(&[ANSWERED]);
-                        f.encode(&AnswerStamp::default()).unwrap();
-                        f.encode(&(n as u64)).unwrap();
-                        frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
-                    }
-                });
-            }
-        });
-        (addr, accepted)
-    }
-
-    fn pool() -> StreamPool {
-        let clock = Arc::new(statemanager_core::ManualClock::default());
-        let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
-        StreamPool::new(
-            Arc::new(RwLock::new(None)),
-            &PeerCredentials::default(),
-            time,
-        )
-        .unwrap()
-    }
-
-    async fn call(pool: &StreamPool, addr: &str) -> Result<u64, CallError> {
-        pool.call(addr, Some(2), Kind::ReadIndex, &(), Duration::from_secs(5))
-            .await
-            .map(|body| postcard::from_bytes(&body).unwrap())
-    }
-
-    #[tokio::test]
-    async fn connections_are_reused_and_replaced_when_the_peer_closed_them() {
-        let (addr, accepted) = fake_peer(Peer::Answer { calls: 2 }).await;
-        let pool = pool();
-        assert_eq!(call(&pool, &addr).await, Ok(0));
-        assert_eq!(call(&pool, &addr).await, Ok(1), "same connection");
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
-        // The peer closed it after two calls: the pool notices and opens a new one.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(call(&pool, &addr).await, Ok(0));
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn each_failure_says_whether_the_peer_may_have_acted() {
-        let pool = pool();
-        // Nobody listening: not sent.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let nowhere = closed.local_addr().unwrap().to_string();
-        drop(closed);
-        assert!(matches!(
-            call(&pool, &nowhere).await,
-            Err(CallError::NotSent(_))
-        ));
-        // A refused hello: refused, nothing done.
-        let (addr, _) = fake_peer(Peer::RefuseHello).await;
-        assert_eq!(
-            call(&pool, &addr).await,
-            Err(CallError::Refused("no".into()))
-        );
-        // Read and never answered: lost (it may have acted).
-        let (addr, _) = fake_peer(Peer::Vanish).await;
-        assert!(matches!(call(&pool, &addr).await, Err(CallError::Lost(_))));
-    }
-
-    #[tokio::test]
-    async fn a_peer_that_speaks_http_only_is_remembered() {
-        let (addr, accepted) = fake_peer(Peer::Http).await;
-        let pool = pool();
-        assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
-        assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not asked twice");
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 //! The peer network: Raft RPCs between nodes over HTTP on the peer port.
 //!
 //! Appends, votes, hand-overs (`propose`) and read-index requests go over the peer stream
-//! ([`crate::peer_stream`]); snapshots and everything else, and every RPC to a peer that
+//! ([`crate::peer::stream`]); snapshots and everything else, and every RPC to a peer that
 //! does not speak the stream, are `POST /raft/{append,vote,snapshot,...}` with a postcard
 //! body, answered with a postcard `Result` of openraft's response or error. Every request carries
 //! `x-statemanager-rpc: 1` (the format version), so a node refuses a peer speaking another
@@ -12,7 +12,7 @@
 //! certificate when `peer_tls` is configured, and `Authorization: Bearer <cluster_secret>`
 //! when a secret is; the peer server checks both (see `peer_server`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -28,71 +28,24 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth::ClusterSecret;
+use super::credentials::{PeerCredentials, PeerTlsError};
+use super::stream::client::{CallError, StreamPool};
+use super::stream::Kind;
+use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
+use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
-use crate::peer_stream::client::{CallError, StreamPool};
-use crate::peer_stream::Kind;
 use crate::types::{decode, encode, NodeId, TypeConfig};
 
-/// The header naming the peer RPC format version.
-pub const RPC_VERSION_HEADER: &str = "x-statemanager-rpc";
-/// The peer RPC format version this build speaks.
-pub const RPC_VERSION: &str = "1";
-/// The header carrying the sender's cluster id.
-pub const CLUSTER_HEADER: &str = "x-statemanager-cluster";
-
-/// This node's cluster id, shared by the network (which sends it) and the peer server (which
-/// checks it). `None` only on a node that waits to join and has not heard from a leader.
-pub type ClusterId = std::sync::Arc<std::sync::RwLock<Option<String>>>;
-
-/// Reads a cluster id cell.
-pub fn cluster_id_of(cell: &ClusterId) -> Option<String> {
-    cell.read().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-/// How long an idle pooled connection to a peer is kept (peer ports close idle connections
-/// only after twice this).
-pub const PEER_POOL_IDLE: Duration = Duration::from_secs(15);
-
-/// Mutual TLS on the peer port: this node's certificate and key, and the cluster's CA.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerTls {
-    /// This node's certificate chain (PEM), signed by `ca_cert`; presented as server and as
-    /// client.
-    pub cert_file: PathBuf,
-    /// Its private key (PEM).
-    pub key_file: PathBuf,
-    /// The cluster's CA (PEM): peers must present certificates it signed.
-    pub ca_cert: PathBuf,
-}
-
-/// How a node proves itself to its peers (and checks them): a shared secret, mutual TLS,
-/// both, or neither (a trusted network only; see `docs/security.md`).
-#[derive(Debug, Clone, Default)]
-pub struct PeerCredentials {
-    /// Sent as `Authorization: Bearer` with every peer request, required on every one.
-    pub secret: Option<ClusterSecret>,
-    /// HTTPS with client certificates on the peer port.
-    pub tls: Option<PeerTls>,
-}
-
-impl PeerCredentials {
-    /// `https` with peer TLS, else `http`.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-}
-
-fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read peer_tls.{what} {}: {e}", path.display()))
+fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
+    std::fs::read(path).map_err(|source| PeerTlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Creates one client per peer, all sharing the connection pools: the peer stream's for the
-/// hot RPCs (see [`crate::peer_stream`]), a keep-alive HTTP one for everything else.
+/// hot RPCs (see [`crate::peer::stream`]), a keep-alive HTTP one for everything else.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     http: Arc<RwLock<reqwest::Client>>,
@@ -102,7 +55,7 @@ pub struct PeerNetwork {
     time: Arc<ClusterTime>,
 }
 
-fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String> {
+fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, PeerTlsError> {
     // reqwest is built without a default TLS provider; ours is ring (as for the API).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -111,17 +64,18 @@ fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, String
         .tcp_nodelay(true);
     if let Some(tls) = &credentials.tls {
         let ca = reqwest::Certificate::from_pem_bundle(&read_pem(&tls.ca_cert, "ca_cert")?)
-            .map_err(|e| format!("peer_tls.ca_cert {}: {e}", tls.ca_cert.display()))?;
+            .map_err(|e| PeerTlsError::invalid("ca_cert", &tls.ca_cert, e))?;
         let mut pem = read_pem(&tls.cert_file, "cert_file")?;
         pem.push(b'\n');
         pem.extend(read_pem(&tls.key_file, "key_file")?);
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("peer_tls.cert_file/key_file: {e}"))?;
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| PeerTlsError::Identity {
+            source: Box::new(e),
+        })?;
         builder = builder.tls_certs_only(ca).identity(identity);
     }
     builder
         .build()
-        .map_err(|e| format!("cannot build the peer HTTP client: {e}"))
+        .map_err(|source| PeerTlsError::Client { source })
 }
 
 impl PeerNetwork {
@@ -132,7 +86,7 @@ impl PeerNetwork {
         cluster_id: ClusterId,
         credentials: PeerCredentials,
         time: Arc<ClusterTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PeerTlsError> {
         Ok(PeerNetwork {
             http: Arc::new(RwLock::new(build_client(&credentials)?)),
             streams: Arc::new(StreamPool::new(
@@ -148,7 +102,7 @@ impl PeerNetwork {
 
     /// Reads the peer TLS files again (SIGHUP): new connections to peers present the new
     /// certificate; on error the current one stays.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), PeerTlsError> {
         if self.credentials.tls.is_none() {
             return Ok(());
         }

@@ -1,0 +1,326 @@
+//! Membership administration: the members and the leader as this node sees them, the
+//! cluster id check of peers, adding a member (as a learner that must catch up first) and
+//! removing one, and handing leadership over before this node stops.
+
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState};
+use serde::Serialize;
+
+use super::Node;
+use crate::cluster_id::{ClusterRefusal, META_CLUSTER_ID};
+use crate::types::NodeId;
+use crate::writer;
+
+/// How long a node being added may take to catch up before the add is abandoned.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
+
+/// One member of the cluster, as the leader (or this node) sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    /// Node id.
+    pub id: NodeId,
+    /// Its peer address.
+    pub peer_addr: String,
+    /// `voter` or `learner`.
+    pub state: &'static str,
+    /// The last log index known to be replicated to it (leader only).
+    pub matched_index: Option<u64>,
+}
+
+/// openraft's error when a membership change fails.
+pub type ChangeFailure =
+    openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>;
+
+/// Why a membership change did not happen (answered 409 `membership` on the peer port).
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// openraft did not add the node as a learner.
+    #[error("adding node {id} as a learner: {source}")]
+    AddLearner {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The learner did not catch up in time; it was taken out again.
+    #[error("node {id} at {peer_addr} did not catch up within {secs} s (unreachable, or it refuses this cluster's credentials); it was not added")]
+    NotCaughtUp {
+        /// The node.
+        id: NodeId,
+        /// Its peer address.
+        peer_addr: String,
+        /// The time it had, in seconds.
+        secs: u64,
+    },
+    /// openraft did not promote the learner.
+    #[error("promoting node {id} to voter: {source}")]
+    Promote {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The node to remove is not a member.
+    #[error("node {id} is not a member")]
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Removing it would leave no voter.
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    /// openraft did not remove the node.
+    #[error("removing node {id}: {source}")]
+    Remove {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+}
+
+impl Node {
+    /// Checks a peer's cluster id. A node waiting to join adopts the first one it is sent
+    /// (and stores it); otherwise a different or missing id is refused.
+    pub fn admit_peer(&self, theirs: Option<&str>) -> Result<(), ClusterRefusal> {
+        let mut cell = self
+            .inner
+            .cluster_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match (cell.as_deref(), theirs) {
+            (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
+            (Some(ours), Some(theirs)) => Err(ClusterRefusal::Other {
+                theirs: theirs.to_string(),
+                ours: ours.to_string(),
+            }),
+            (Some(ours), None) => Err(ClusterRefusal::Missing {
+                ours: ours.to_string(),
+            }),
+            (None, Some(theirs)) => {
+                self.inner
+                    .engine
+                    .put_meta(META_CLUSTER_ID, theirs.as_bytes())
+                    .map_err(ClusterRefusal::Store)?;
+                tracing::info!(cluster_id = %theirs, "joined cluster");
+                *cell = Some(theirs.to_string());
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// The ids of the members (voters and learners), this node included; just this node
+    /// before it belongs to a cluster.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let ids: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            vec![self.inner.node_id]
+        } else {
+            ids
+        }
+    }
+
+    /// The peer address of member `id`.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The current leader's id and peer address, if a leader is known and it is not us.
+    pub fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        if leader == self.inner.node_id {
+            return None;
+        }
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
+    /// The index of the last committed log entry, as this node knows it.
+    pub async fn commit_index(&self) -> Option<u64> {
+        self.inner
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether this node leads and heard from a quorum within an election timeout.
+    pub fn leads_with_quorum(&self) -> bool {
+        self.status().role == "leader"
+            && writer::quorum_lost(&self.inner.raft, self.inner.election_max).is_none()
+    }
+
+    /// The members of the cluster, with replication progress when this node leads.
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                peer_addr: node.addr.clone(),
+                state: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                },
+                matched_index: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten())
+                    .map(|l| l.index)
+                    .or_else(|| (*id == self.inner.node_id).then(|| m.last_log_index.unwrap_or(0))),
+            })
+            .collect()
+    }
+
+    /// Adds node `id` at `peer_addr`: first as a learner (waiting until it has caught up),
+    /// then as a voter. Only the leader can do this.
+    pub async fn add_member(&self, id: NodeId, peer_addr: &str) -> Result<(), MembershipError> {
+        let raft = &self.inner.raft;
+        raft.add_learner(id, BasicNode::new(peer_addr), true)
+            .await
+            .map_err(|e| MembershipError::AddLearner {
+                id,
+                source: Box::new(e),
+            })?;
+        // openraft's blocking add returns even when the learner never answered (unreachable,
+        // or refusing our credentials). Promoting such a node would only cost availability:
+        // check that it holds the log, else take it out again.
+        let target = raft.metrics().borrow().last_log_index;
+        let caught_up = raft
+            .wait(Some(LEARNER_CATCH_UP))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten())
+                        .map(|l| l.index)
+                        >= target
+                },
+                "learner caught up",
+            )
+            .await
+            .is_ok();
+        if !caught_up {
+            let _ = raft
+                .change_membership(
+                    openraft::ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id])),
+                    false,
+                )
+                .await;
+            return Err(MembershipError::NotCaughtUp {
+                id,
+                peer_addr: peer_addr.to_string(),
+                secs: LEARNER_CATCH_UP.as_secs(),
+            });
+        }
+        let mut voters: std::collections::BTreeSet<NodeId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        voters.insert(id);
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| MembershipError::Promote {
+                id,
+                source: Box::new(e),
+            })?;
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster. Only the leader can do this.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
+        let raft = &self.inner.raft;
+        let mut voters: std::collections::BTreeSet<NodeId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if !voters.remove(&id) && !self.members().iter().any(|m| m.id == id) {
+            return Err(MembershipError::NotAMember { id });
+        }
+        if voters.is_empty() {
+            return Err(MembershipError::LastVoter);
+        }
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| MembershipError::Remove {
+                id,
+                source: Box::new(e),
+            })?;
+        Ok(())
+    }
+
+    /// When this node leads a multi-voter cluster, asks the most up-to-date other voter to
+    /// start an election now, so that stopping this node does not leave the cluster
+    /// leaderless for an election timeout. Returns the node asked, if any.
+    pub async fn hand_over_leadership(&self) -> Option<NodeId> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let membership = m.membership_config.membership().clone();
+        let replication = m.replication.clone().unwrap_or_default();
+        let (target, _) = membership
+            .voter_ids()
+            .filter(|id| *id != self.inner.node_id)
+            .map(|id| (id, replication.get(&id).copied().flatten().map(|l| l.index)))
+            .max_by_key(|(_, matched)| *matched)?;
+        let addr = membership.get_node(&target)?.addr.clone();
+        let asked = self
+            .peer_request(reqwest::Method::POST, &addr, "/raft/elect")
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await;
+        match asked {
+            Ok(r) if r.status().is_success() => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Waits (at most `limit`) until some leader is known; `true` if one is.
+    pub async fn wait_for_leader(&self, limit: Duration) -> bool {
+        let mut watch = self.inner.raft.metrics();
+        tokio::time::timeout(limit, async {
+            loop {
+                if watch.borrow().current_leader.is_some() {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && self.inner.raft.metrics().borrow().current_leader.is_some()
+    }
+}

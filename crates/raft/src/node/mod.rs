@@ -1,0 +1,353 @@
+//! The node: the service handle the API talks to (`store`, `fetch`, `list`, `delete`, and
+//! the hand-over of a follower's batch), and the rooms it is built from:
+//! - [`options`]: [`NodeOptions`], what a node needs to start, and its defaults;
+//! - [`start`]: start-up in named steps (storage, openraft's configuration, the cluster id,
+//!   formation, the background tasks);
+//! - [`membership`]: members, the leader, adding and removing members, hand-over;
+//! - [`status`]: readiness, `/status`, namespace statistics, a fatal stop;
+//! - [`tasks`]: the background loops (snapshots, purges, leader changes, the clock watch);
+//! - [`election_timer`]: when this node campaigns (a pre-vote before each campaign; the pure
+//!   rules are in [`crate::election`]).
+//!
+//! Backup capture is `crate::backup`; the cluster id is [`crate::cluster_id`].
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::Raft;
+use statemanager_core::{
+    Batch, Clock, Item, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
+};
+use statemanager_storage::{DataDir, LogEngine};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::cluster_id::{cluster_id_of, ClusterId};
+use crate::cluster_time::ClusterTime;
+use crate::local_read;
+use crate::peer::network::PeerNetwork;
+use crate::reader::ReadWaiter;
+use crate::state_machine::SharedState;
+use crate::types::{NodeId, TypeConfig};
+use crate::writer::{self, WriteRequest};
+use crate::NodeError;
+
+pub(crate) mod election_timer;
+pub mod membership;
+pub mod options;
+pub mod start;
+pub mod status;
+mod tasks;
+
+pub use membership::Member;
+pub use options::NodeOptions;
+pub use start::StartError;
+pub use status::{NamespaceStats, NodeStatus};
+
+/// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
+
+/// Time allowed to send one snapshot chunk, and to install the state after the last one.
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a [`Node`] handle shares: set once at start-up (see `start`).
+struct Inner {
+    node_id: NodeId,
+    cluster_id: ClusterId,
+    peer_secret: Option<crate::peer::auth::ClusterSecret>,
+    disk: crate::disk::DiskSpace,
+    engine: LogEngine,
+    api_addr: String,
+    network: PeerNetwork,
+    raft: Raft<TypeConfig>,
+    shared: Arc<SharedState>,
+    writes: mpsc::Sender<WriteRequest>,
+    reads: mpsc::Sender<ReadWaiter>,
+    /// Cluster time (also the clock batches are stamped with, as `clock`).
+    time: Arc<ClusterTime>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    election_max: Duration,
+    commit_timeout: Duration,
+    takeover: Arc<crate::takeover::Takeover>,
+    cache: Option<Arc<statemanager_cache::Cache>>,
+    /// The shared cache built on this node (it holds the node: a weak reference, no cycle).
+    shared_cache: std::sync::OnceLock<std::sync::Weak<statemanager_cache::SharedCache>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    data_dir: DataDir,
+}
+
+/// A reference to a running node that does not keep it alive (for its own background tasks).
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, while it runs.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// This node's cluster time and clock offsets (see [`crate::cluster_time`]).
+    pub fn time(&self) -> &ClusterTime {
+        &self.inner.time
+    }
+
+    /// Where this node's clock stands against its peers' now (for `/status`).
+    pub fn clock_verdict(&self) -> crate::cluster_time::Verdict {
+        let (voters, leader) = {
+            let metrics = self.inner.raft.server_metrics();
+            let m = metrics.borrow();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (voters, m.current_leader)
+        };
+        self.inner.time.verdict(&voters, leader)
+    }
+
+    /// On the leader, before a read-index round for a follower: the cluster time the round
+    /// confirms (see `reader`).
+    pub(crate) fn begin_leader_read(&self) -> u64 {
+        let high_water = self.inner.shared.read().state.high_water();
+        self.inner.time.begin_read(high_water, true)
+    }
+
+    /// `Err(Unavailable)` while this node's clock is out of bounds.
+    fn check_clock(&self) -> Result<(), NodeError> {
+        match self.inner.time.refusal() {
+            Some(reason) => Err(NodeError::Unavailable(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// This node's cluster id (`None` while waiting to join).
+    pub fn cluster_id(&self) -> Option<String> {
+        cluster_id_of(&self.inner.cluster_id)
+    }
+
+    /// This node's share of the shared cache, if it has one.
+    pub fn local_cache(&self) -> Option<&Arc<statemanager_cache::Cache>> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Registers the shared cache built on this node: calls forwarded by peers go through
+    /// it (it notes the peers they found down). Only the first registration counts.
+    pub fn set_shared_cache(&self, shared: &Arc<statemanager_cache::SharedCache>) {
+        let _ = self.inner.shared_cache.set(Arc::downgrade(shared));
+    }
+
+    /// The shared cache registered with [`Node::set_shared_cache`], while it lives.
+    pub fn shared_cache(&self) -> Option<Arc<statemanager_cache::SharedCache>> {
+        self.inner.shared_cache.get()?.upgrade()
+    }
+
+    /// The peer network (the shared cache forwards over it).
+    pub fn network(&self) -> &PeerNetwork {
+        &self.inner.network
+    }
+
+    /// The Raft handle (for the peer server's RPC routes).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// Leader-contact tracking for prompt failover (see [`crate::takeover`]).
+    pub fn takeover(&self) -> &crate::takeover::Takeover {
+        &self.inner.takeover
+    }
+
+    /// This node's client address.
+    pub fn api_addr(&self) -> &str {
+        &self.inner.api_addr
+    }
+
+    /// Reads the peer TLS files again (SIGHUP) for the connections this node opens to peers.
+    pub fn reload_peer_tls(&self) -> Result<(), crate::peer::credentials::PeerTlsError> {
+        self.inner.network.reload_tls()
+    }
+
+    /// The cluster secret peers and administrators must present, if one is configured.
+    pub fn peer_secret(&self) -> Option<&crate::peer::auth::ClusterSecret> {
+        self.inner.peer_secret.as_ref()
+    }
+
+    /// A request to `path` on the peer at `addr` with this node's credentials (keep-alive
+    /// connections shared with the Raft network; see `PeerNetwork::request`).
+    pub fn peer_request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.inner.network.request(method, addr, path)
+    }
+
+    /// The limits this node stamps into its batches.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Stores an item; returns once the entry holding it is fsync'd, committed and applied.
+    pub async fn store(&self, op: StoreOp) -> Result<Stored, NodeError> {
+        self.write(Op::Store(op)).await
+    }
+
+    /// Deletes an item through the log; `Err(Domain(NotFound))` when it was not there.
+    pub async fn delete(&self, id: ItemId) -> Result<Stored, NodeError> {
+        self.write(Op::Delete(id)).await
+    }
+
+    async fn write(&self, op: Op) -> Result<Stored, NodeError> {
+        self.check_clock()?;
+        // Deletions are accepted on a full disk: they are what lets space be reclaimed.
+        if matches!(op, Op::Store(_)) {
+            self.check_disk()?;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writes
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
+        answer
+            .await
+            .map_err(|_| NodeError::OutcomeUnknown("the node stopped before answering".into()))?
+    }
+
+    /// Proposes a batch handed over by a follower, as one entry (see `writer`).
+    pub async fn propose_forwarded(
+        &self,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Result<Stored, NodeError>>, NodeError> {
+        if let Some(reason) = writer::quorum_lost(&self.inner.raft, self.inner.election_max) {
+            return Err(NodeError::NoQuorum(reason));
+        }
+        self.check_clock()?;
+        if ops.iter().any(|op| matches!(op, Op::Store(_))) {
+            self.check_disk()?;
+        }
+        let batch = Batch {
+            now: self.inner.clock.now(),
+            limits: self.inner.limits,
+            ops,
+        };
+        let outcomes = writer::propose(&self.inner.raft, batch, self.inner.commit_timeout).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.map_err(NodeError::from))
+            .collect())
+    }
+
+    /// `Err(DiskFull)` while this node's data directory is short of its reserve.
+    fn check_disk(&self) -> Result<(), NodeError> {
+        self.inner.disk.check().map_err(|free| {
+            static LAST_WARNING: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+            let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                *last = Some(std::time::Instant::now());
+                tracing::error!(
+                    free,
+                    reserve = self.inner.disk.reserve(),
+                    dir = %self.inner.disk.dir().display(),
+                    "disk full: refusing writes until space is freed (logged once a minute)"
+                );
+            }
+            NodeError::DiskFull {
+                free,
+                reserve: self.inner.disk.reserve(),
+            }
+        })
+    }
+
+    /// Reads an item linearizably: the answer reflects every store acknowledged before the
+    /// call. Expired items are absent.
+    /// The time the read uses is cluster time (see [`crate::cluster_time`]): once a fetch on
+    /// any node has found an item expired, no later fetch on any node finds it.
+    pub async fn fetch(&self, id: &ItemId) -> Result<Option<Item>, NodeError> {
+        self.linearize().await?;
+        let applied = self.inner.shared.read();
+        let now = self.inner.time.read_time(applied.state.high_water());
+        Ok(applied.state.get(id, now).cloned())
+    }
+
+    /// Waits until this node may answer linearizably (one shared read-index round, see
+    /// `reader`).
+    pub(crate) async fn linearize(&self) -> Result<(), NodeError> {
+        self.check_clock()?;
+        if local_read::SoleVoterView::of(&self.inner.raft).may_read_locally() {
+            local_read::sole_voter_read(&self.inner.time, &self.inner.shared);
+            return Ok(());
+        }
+        let (waiter, ready) = oneshot::channel();
+        self.inner
+            .reads
+            .send(waiter)
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?;
+        ready
+            .await
+            .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+    }
+
+    /// The live items of `namespace`, sorted by key, at most `limit` of them (linearizable,
+    /// like a fetch); the flag says whether more were left out. For debugging: it scans
+    /// every item.
+    pub async fn list(
+        &self,
+        namespace: &Namespace,
+        limit: usize,
+    ) -> Result<(Vec<(Key, Item)>, bool), NodeError> {
+        self.linearize().await?;
+        let applied = self.inner.shared.read();
+        let now = self.inner.time.read_time(applied.state.high_water());
+        let mut items: Vec<(Key, Item)> = applied
+            .state
+            .iter()
+            .filter(|(id, item)| &id.namespace == namespace && item.expires_at > now)
+            .map(|(id, item)| (id.key.clone(), item.clone()))
+            .collect();
+        drop(applied);
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let truncated = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, truncated))
+    }
+
+    /// The clock's time now (the time reads are taken at).
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Stops Raft (flushing what it has) and the background tasks.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+
+    /// The applied state (for backup capture).
+    pub(crate) fn shared_state(&self) -> &SharedState {
+        &self.inner.shared
+    }
+
+    /// The data directory's root (backups are written there, unlinked).
+    pub(crate) fn data_root(&self) -> &Path {
+        self.inner.data_dir.root()
+    }
+}

@@ -1,0 +1,168 @@
+//! What the node reports about itself: readiness (`/ready`), status (`/status`,
+//! `/metrics`), namespace statistics for the console, disk space, and a fatal stop.
+
+use openraft::ServerState;
+use statemanager_core::{Namespace, Timestamp};
+
+use super::Node;
+use crate::types::NodeId;
+
+/// The live items of one namespace, for the console (`GET /admin/namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceStats {
+    /// The namespace (a protected one starts with NUL, see `Namespace::protected`).
+    pub namespace: Namespace,
+    /// Live items.
+    pub items: u64,
+    /// Sum of their data sizes, in bytes.
+    pub bytes: u64,
+    /// The earliest expiry among them.
+    pub next_expiry: Option<Timestamp>,
+}
+
+/// A snapshot of the node's state for `/status` and `/metrics`.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    /// The current leader, if known.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+    /// Items held.
+    pub items: u64,
+    /// Bytes of item data held.
+    pub data_bytes: u64,
+    /// Earliest expiry of a held item.
+    pub next_expiry: Option<Timestamp>,
+    /// Items purged by expiry since start.
+    pub expired_total: u64,
+}
+
+impl Node {
+    /// Every namespace with live items, sorted, with its counts, as this node has applied
+    /// them (a local read, not linearizable: a status page). It scans every item, under the
+    /// state's read lock: cheap next to `/admin/list`, but not for tight loops.
+    pub fn namespace_stats(&self) -> (Timestamp, Vec<NamespaceStats>) {
+        let applied = self.inner.shared.read();
+        let now = self.inner.clock.now().max(applied.state.high_water());
+        let mut by_namespace: std::collections::HashMap<&Namespace, NamespaceStats> =
+            std::collections::HashMap::new();
+        for (id, item) in applied.state.iter() {
+            if item.expires_at <= now {
+                continue;
+            }
+            let stats = by_namespace
+                .entry(&id.namespace)
+                .or_insert_with(|| NamespaceStats {
+                    namespace: id.namespace.clone(),
+                    items: 0,
+                    bytes: 0,
+                    next_expiry: None,
+                });
+            stats.items += 1;
+            stats.bytes += item.data.len() as u64;
+            stats.next_expiry = Some(match stats.next_expiry {
+                Some(t) => t.min(item.expires_at),
+                None => item.expires_at,
+            });
+        }
+        let mut list: Vec<NamespaceStats> = by_namespace.into_values().collect();
+        drop(applied);
+        list.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        (now, list)
+    }
+
+    /// Free bytes on the data directory's file system (`None` if unreadable) and the
+    /// configured `disk_reserve`.
+    pub fn disk_space(&self) -> (Option<u64>, u64) {
+        (self.inner.disk.free(), self.inner.disk.reserve())
+    }
+
+    /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if let Err(e) = &m.running_state {
+            return Err(format!("raft has stopped: {e}"));
+        }
+        if let Some(reason) = self.inner.time.refusal() {
+            return Err(reason);
+        }
+        match m.state {
+            ServerState::Leader => {
+                if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+                    return Err("the leader has not yet committed an entry of its term".into());
+                }
+                let voters = m.membership_config.membership().voter_ids().count();
+                if voters > 1 {
+                    let fresh = m
+                        .millis_since_quorum_ack
+                        .is_some_and(|ms| ms <= self.inner.election_max.as_millis() as u64);
+                    if !fresh {
+                        return Err("the leader has not heard from a quorum recently".into());
+                    }
+                }
+                Ok(())
+            }
+            // A follower's readiness depends on its leader: see `follower_readiness`.
+            ServerState::Follower => match m.current_leader {
+                Some(_) => Ok(()),
+                None => Err("no leader is known (election in progress or no quorum)".into()),
+            },
+            ServerState::Candidate => Err("an election is in progress".into()),
+            ServerState::Learner => Err("this node is a learner (not yet a voting member)".into()),
+            ServerState::Shutdown => Err("the node is stopping".into()),
+        }
+    }
+
+    /// The node's current state.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let stats = self.inner.shared.read().state.stats();
+        NodeStatus {
+            node_id: self.inner.node_id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            items: stats.items,
+            data_bytes: stats.data_bytes,
+            next_expiry: stats.next_expiry,
+            expired_total: stats.expired_total,
+        }
+    }
+
+    /// Resolves when Raft has stopped on its own (a storage failure), with the reason.
+    ///
+    /// It waits for the core's server-metrics channel to close (the core task has ended)
+    /// rather than watching every metrics change: the full metrics change many times per
+    /// batch, and each change would wake this task.
+    pub async fn fatal(&self) -> String {
+        let mut server = self.inner.raft.server_metrics();
+        loop {
+            if let Err(e) = &self.inner.raft.metrics().borrow().running_state {
+                return e.to_string();
+            }
+            if server.changed().await.is_err() {
+                break;
+            }
+        }
+        match &self.inner.raft.metrics().borrow().running_state {
+            Err(e) => e.to_string(),
+            Ok(()) => "raft stopped".into(),
+        }
+    }
+}

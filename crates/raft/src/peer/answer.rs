@@ -1,0 +1,95 @@
+//! The answers to peer calls that both transports give (the peer stream,
+//! [`super::stream::server`], and the HTTP routes, [`super::routes`]): appends, votes, read
+//! indexes and pre-votes.
+
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::ServerState;
+
+use crate::election::{
+    grant_pre_vote, term_and_last_log, PreVoteAnswer, PreVoteRequest, VoterView,
+};
+use crate::types::{NodeId, TypeConfig};
+use crate::Node;
+
+/// An AppendEntries from the leader (over HTTP or the peer stream).
+pub(crate) async fn answer_append(
+    node: &Node,
+    rpc: AppendEntriesRequest<TypeConfig>,
+) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+    let answer = node.raft().append_entries(rpc).await;
+    if let Ok(response) = &answer {
+        node.takeover().note_append(response);
+    }
+    answer
+}
+
+/// A RequestVote from a candidate (over HTTP or the peer stream).
+pub(crate) async fn answer_vote(
+    node: &Node,
+    rpc: VoteRequest<NodeId>,
+) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+    let candidate = rpc.vote.leader_id.node_id;
+    let answer = node.raft().vote(rpc.clone()).await;
+    if let Ok(response) = &answer {
+        let rounds = node.takeover().rounds_after_vote(&rpc, response);
+        let split = rpc.vote.leader_id.term == response.vote.leader_id.term;
+        crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate, split);
+    }
+    answer
+}
+
+/// A read index for a follower: the leader confirms its leadership with a quorum first, and
+/// with it a cluster time (see `reader`), which the answer's stamp carries.
+pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
+    if let Some(reason) = node.time().refusal() {
+        return Err(reason);
+    }
+    let t = node.begin_leader_read();
+    match tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        node.raft().ensure_linearizable(),
+    )
+    .await
+    {
+        Ok(Ok(log_id)) => {
+            node.time().confirm(t);
+            Ok(log_id.map_or(0, |l| l.index))
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("leadership could not be confirmed in time".into()),
+    }
+}
+
+/// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).
+pub(crate) fn answer_pre_vote(node: &Node, request: &PreVoteRequest) -> PreVoteAnswer {
+    let (term, last_log_id, state) = term_and_last_log(node.raft());
+    let view = VoterView {
+        leading: state == ServerState::Leader,
+        term,
+        last_log_id,
+        silent_for: node.takeover().silent_for(),
+        lease: node.takeover().lease(),
+    };
+    let granted = grant_pre_vote(&view, request);
+    if !granted
+        && !view.leading
+        && view.silent_for > view.lease
+        && request.last_log_id < view.last_log_id
+    {
+        // The candidate cannot win, and no leader is heard: this node can. Do not wait for
+        // its own timer (which may be far off) to run out.
+        tracing::info!(
+            candidate = request.candidate,
+            "refused a candidate with a shorter log while the leader is silent: campaigning"
+        );
+        node.takeover().ask_attempt();
+    }
+    tracing::debug!(
+        candidate = request.candidate,
+        next_term = request.next_term,
+        granted,
+        "pre-vote"
+    );
+    PreVoteAnswer { granted, term }
+}

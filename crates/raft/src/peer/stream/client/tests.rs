@@ -1,0 +1,136 @@
+//! Tests of the peer stream's client side.
+
+use std::sync::atomic::AtomicUsize;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// What the fake peer does with each connection.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// Answers like an HTTP server that does not know the preface.
+    Http,
+    /// Refuses the hello.
+    RefuseHello,
+    /// Answers `calls` calls with their index, then closes the connection.
+    Answer { calls: usize },
+    /// Reads a call and closes without answering.
+    Vanish,
+}
+
+/// A fake peer on a free port; counts the connections it accepted.
+async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut preface = [0u8; 8];
+                if conn.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                if let Peer::Http = behaviour {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let hello = frame::read(&mut conn, MAX_HELLO).await.unwrap();
+                let hello: Hello = postcard::from_bytes(&hello).unwrap();
+                assert_eq!(hello.version, VERSION);
+                let verdict: Result<(), String> = match behaviour {
+                    Peer::RefuseHello => Err("no".into()),
+                    _ => Ok(()),
+                };
+                let mut f = FrameBuf::with_capacity(16);
+                f.encode(&verdict).unwrap();
+                frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+                let calls = match behaviour {
+                    Peer::Answer { calls } => calls,
+                    Peer::Vanish => {
+                        let _ = frame::read(&mut conn, 1 << 20).await;
+                        return;
+                    }
+                    _ => return,
+                };
+                for n in 0..calls {
+                    if frame::read(&mut conn, 1 << 20).await.is_err() {
+                        return;
+                    }
+                    let mut f = FrameBuf::with_capacity(16);
+                    f.extend(&[ANSWERED]);
+                    f.encode(&AnswerStamp::default()).unwrap();
+                    f.encode(&(n as u64)).unwrap();
+                    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn pool() -> StreamPool {
+    let clock = Arc::new(statemanager_core::ManualClock::default());
+    let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
+    StreamPool::new(
+        Arc::new(RwLock::new(None)),
+        &PeerCredentials::default(),
+        time,
+    )
+    .unwrap()
+}
+
+async fn call(pool: &StreamPool, addr: &str) -> Result<u64, CallError> {
+    pool.call(addr, Some(2), Kind::ReadIndex, &(), Duration::from_secs(5))
+        .await
+        .map(|body| postcard::from_bytes(&body).unwrap())
+}
+
+#[tokio::test]
+async fn connections_are_reused_and_replaced_when_the_peer_closed_them() {
+    let (addr, accepted) = fake_peer(Peer::Answer { calls: 2 }).await;
+    let pool = pool();
+    assert_eq!(call(&pool, &addr).await, Ok(0));
+    assert_eq!(call(&pool, &addr).await, Ok(1), "same connection");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The peer closed it after two calls: the pool notices and opens a new one.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(call(&pool, &addr).await, Ok(0));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn each_failure_says_whether_the_peer_may_have_acted() {
+    let pool = pool();
+    // Nobody listening: not sent.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    assert!(matches!(
+        call(&pool, &nowhere).await,
+        Err(CallError::NotSent(_))
+    ));
+    // A refused hello: refused, nothing done.
+    let (addr, _) = fake_peer(Peer::RefuseHello).await;
+    assert_eq!(
+        call(&pool, &addr).await,
+        Err(CallError::Refused("no".into()))
+    );
+    // Read and never answered: lost (it may have acted).
+    let (addr, _) = fake_peer(Peer::Vanish).await;
+    assert!(matches!(call(&pool, &addr).await, Err(CallError::Lost(_))));
+}
+
+#[tokio::test]
+async fn a_peer_that_speaks_http_only_is_remembered() {
+    let (addr, accepted) = fake_peer(Peer::Http).await;
+    let pool = pool();
+    assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
+    assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "not asked twice");
+}
