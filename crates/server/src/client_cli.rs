@@ -179,7 +179,7 @@ fn server_address(args: &ServerArgs) -> Result<String, Failure> {
         return Ok(server.clone());
     }
     let loaded = crate::config::load(args.config.as_deref(), &|var| std::env::var(var).ok())
-        .map_err(|m| Failure(exit::LOCAL, m))?;
+        .map_err(|m| Failure(exit::LOCAL, m.to_string()))?;
     let c = loaded.config;
     let host = match c.host.as_str() {
         "0.0.0.0" | "" => "127.0.0.1".to_string(),

@@ -204,12 +204,12 @@ fn mint_token(args: TokenArgs) -> ExitCode {
     };
     let loaded = match config::load(args.config.as_deref(), &|var| std::env::var(var).ok()) {
         Ok(loaded) => loaded,
-        Err(message) => return fail(message),
+        Err(message) => return fail(message.to_string()),
     };
     let keys = match loaded.config.keyring() {
         Ok(Some(keys)) => keys,
         Ok(None) => return fail("no namespace keys are configured (namespace_keys)".into()),
-        Err(message) => return fail(message),
+        Err(message) => return fail(message.to_string()),
     };
     if args.namespace.is_empty() || args.namespace.len() > 1000 {
         return fail("--namespace must be 1 to 1000 bytes".into());

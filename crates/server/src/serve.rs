@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use statemanager_api::{app, AdminAccess, ApiState, Namespaces, RateLimiter, RequestLimits};
 use statemanager_cache::{Cache, CacheLimits, SharedCache};
-use statemanager_core::{Clock, Limits, Timestamp};
-use statemanager_raft::{Node, NodeOptions};
+use statemanager_core::{Clock, Timestamp};
+use statemanager_raft::Node;
 use tokio::net::TcpListener;
 
 use crate::config::{self, Config, LogLevel};
@@ -143,7 +143,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         }
         false => None,
     };
-    let peer_credentials = config.peer_credentials().map_err(anyhow::Error::msg)?;
+    let peer_credentials = config.peer_credentials()?;
     let peer_tls_settings = config.peer_tls.as_ref().map(|t| tls::TlsSettings {
         cert_file: Some(t.cert_file.clone()),
         key_file: Some(t.key_file.clone()),
@@ -175,32 +175,6 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
     let https_addr = https.as_ref().map(|(_, a, _)| *a);
     let local = http_addr.or(https_addr).context("no listener")?;
 
-    let mut options = NodeOptions::new(config.data_dir.clone(), Arc::new(SystemClock));
-    options.node_id = config.node_id;
-    options.api_addr = local.to_string();
-    options.peer_addr = peer_addr.map(|a| a.to_string());
-    options.peers = config.peers.clone();
-    options.join = config.join;
-    options.peer_credentials = peer_credentials.clone();
-    options.disk_reserve = config.disk_reserve;
-    options.limits = Limits {
-        max_item_bytes: config.max_item_size,
-        max_items: config.max_items,
-        max_items_per_namespace: config.max_items_per_namespace,
-    };
-    options.heartbeat = Duration::from_millis(config.heartbeat_ms);
-    options.election_timeout = (
-        Duration::from_millis(config.election_timeout_min_ms),
-        Duration::from_millis(config.election_timeout_max_ms),
-    );
-    options.snapshot_logs = config.snapshot_logs;
-    options.snapshot_log_bytes = config.snapshot_log_bytes;
-    options.snapshot_keep_logs = config.snapshot_keep_logs;
-    options.commit_timeout = Duration::from_millis(config.commit_timeout_ms);
-    options.read_timeout = Duration::from_millis(config.commit_timeout_ms);
-    options.purge_interval = Duration::from_millis(config.purge_interval_ms);
-    options.max_clock_offset = Duration::from_millis(config.max_clock_offset_ms);
-    options.max_batch_ops = config.max_batch_ops as usize;
     // The ephemeral cache: this node's share; peers forward the keys it owns to it.
     let cache = Arc::new(Cache::new(
         CacheLimits {
@@ -209,7 +183,13 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         },
         Arc::new(SystemClock),
     ));
-    options.cache = Some(cache.clone());
+    let options = config.node_options(
+        local.to_string(),
+        peer_addr.map(|a| a.to_string()),
+        peer_credentials.clone(),
+        cache.clone(),
+        Arc::new(SystemClock),
+    );
     let node = Node::start(options)
         .await
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
@@ -259,7 +239,7 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
             }
         }
     });
-    let namespaces = match config.keyring().map_err(anyhow::Error::msg)? {
+    let namespaces = match config.keyring()? {
         Some(keys) => Namespaces::protected(
             keys,
             config.token_rule(),

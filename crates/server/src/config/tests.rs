@@ -1,0 +1,243 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, text).unwrap();
+    let shown = path.display().to_string();
+    load(Some(&path), env)
+        .map(|mut l| {
+            for w in &mut l.warnings {
+                *w = w.replace(&shown, "FILE");
+            }
+            l
+        })
+        .map_err(|e| e.to_string().replace(&shown, "FILE"))
+}
+
+#[test]
+fn defaults_without_file() {
+    let loaded = load(None, &no_env).unwrap();
+    assert_eq!(loaded.config, Config::default());
+    assert_eq!(loaded.config.port, 8184);
+    assert_eq!(loaded.config.max_item_size, 16384);
+    assert_eq!(loaded.config.max_items, 1024);
+}
+
+#[test]
+fn flat_file_with_sizes() {
+    let c = load_text(
+        "host: 0.0.0.0\nport: 0\nmax_persistent_data_item_size: 16 KB\nmax_persistent_data_items: 50\nmax_items_per_namespace: 5\n",
+        &no_env,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.host, "0.0.0.0");
+    assert_eq!(c.port, 0);
+    assert_eq!(c.max_item_size, 16384);
+    assert_eq!(c.max_items, 50);
+    assert_eq!(c.max_items_per_namespace, Some(5));
+}
+
+#[test]
+fn cachemanager_mapping_is_read_inside() {
+    let loaded = load_text(
+        "cachemanager:\n  port: 9000\n  max_persistent_data_item_size: 1mb\n  peers: [a, b]\n  logging:\n    loggers:\n      opsview:\n        level: DEBUG\n",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(loaded.config.port, 9000);
+    assert_eq!(loaded.config.max_item_size, 1 << 20);
+    assert_eq!(loaded.config.log_level, LogLevel::Debug);
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0].contains("Opsview Deploy"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn opsview_cache_manager_settings_are_understood_not_warned_about() {
+    let loaded = load_text(
+        "cachemanager:\n  worker_timeout: 30\n  peer_refresh_time: 5\n  peer_connection_timeout: 0.5\n  cache_purge_time: 30\n  max_cache_size: 0B\n  max_item_size: 0B\n  timestamp_error_margin: 30\n  frobnicate: 1\n",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec!["unknown configuration key 'frobnicate' in FILE; ignored"]
+    );
+    let c = loaded.config;
+    assert_eq!(c.worker_timeout, 30);
+    assert_eq!(c.peer_refresh_ms, 5000);
+    assert_eq!(c.peer_connection_timeout_ms, 500);
+    assert_eq!(c.housekeeping_interval, 30);
+    // 0B: no limit, as in the original (the item limit is then what a request can carry).
+    assert_eq!(c.max_cache_size, u64::MAX);
+    assert_eq!(c.cache_item_limit(), MAX_CACHE_ITEM);
+    // The original's defaults.
+    let d = Config::default();
+    assert_eq!(
+        (d.max_cache_size, d.cache_item_limit()),
+        (1 << 30, 10 << 20)
+    );
+    assert_eq!(d.worker_timeout, 30);
+    assert!(load_text("peer_connection_timeout: soon\n", &no_env)
+        .unwrap_err()
+        .contains("'peer_connection_timeout'"));
+    assert!(load_text("peer_refresh_time: -1\n", &no_env)
+        .unwrap_err()
+        .contains("'peer_refresh_time'"));
+}
+
+#[test]
+fn unknown_keys_warn_and_bad_values_fail_naming_key_and_file() {
+    let loaded = load_text("port: 1\nfrobnicate: 3\n", &no_env).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec!["unknown configuration key 'frobnicate' in FILE; ignored"]
+    );
+    let err = load_text("port: seventy\n", &no_env).unwrap_err();
+    assert_eq!(
+        err,
+        "invalid value for 'port' in FILE: expected a whole number, got 'seventy'"
+    );
+    let err = load_text("port: 70000\n", &no_env).unwrap_err();
+    assert!(err.starts_with("invalid value for 'port' in FILE"), "{err}");
+    let err = load_text("max_persistent_data_item_size: 16 TB\n", &no_env).unwrap_err();
+    assert!(
+        err.starts_with("invalid value for 'max_persistent_data_item_size' in FILE"),
+        "{err}"
+    );
+    let err = load_text("log_stderr: maybe\n", &no_env).unwrap_err();
+    assert!(err.contains("'log_stderr'"), "{err}");
+    assert!(load_text("- a\n- b\n", &no_env)
+        .unwrap_err()
+        .contains("must be a mapping"));
+    assert!(load_text("port: [\n", &no_env)
+        .unwrap_err()
+        .contains("not valid YAML"));
+}
+
+#[test]
+fn environment_overrides_file() {
+    let env = |var: &str| match var {
+        "STATEMANAGER_PORT" => Some("9999".to_string()),
+        "STATEMANAGER_LOG_STDERR" => Some("true".to_string()),
+        "STATEMANAGER_MAX_PERSISTENT_DATA_ITEM_SIZE" => Some("2KB".to_string()),
+        _ => None,
+    };
+    let c = load_text("port: 1\n", &env).unwrap().config;
+    assert_eq!(c.port, 9999);
+    assert!(c.log_stderr);
+    assert_eq!(c.max_item_size, 2048);
+    let bad = |var: &str| (var == "STATEMANAGER_PORT").then(|| "x".to_string());
+    let err = load(None, &bad).unwrap_err().to_string();
+    assert!(
+        err.contains("environment variable STATEMANAGER_PORT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_example_config_is_the_defaults_and_lists_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/statemanager.yaml");
+    let loaded = load(Some(&path), &no_env).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config, Config::default());
+    let text = std::fs::read_to_string(&path).unwrap();
+    for key in KEYS {
+        assert!(
+            text.contains(&format!("{key}:")),
+            "example config lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn debian_packaged_config_is_the_defaults_with_debian_paths() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/debian/statemanager.yaml");
+    let loaded = load(Some(&path), &no_env).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let expected = Config {
+        data_dir: PathBuf::from("/var/lib/statemanager"),
+        log_stderr: true,
+        ..Config::default()
+    };
+    assert_eq!(loaded.config, expected);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for key in KEYS {
+        assert!(
+            text.contains(&format!("{key}:")),
+            "packaged config lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn namespace_keys_as_string_list_and_file() {
+    const K: &str = "MDEyMzQ1Njc4OWFiY2RlZg==";
+    let c = load_text(&format!("namespace_keys: {K},{K}\n"), &no_env)
+        .unwrap()
+        .config;
+    assert_eq!(c.namespace_keys.len(), 2);
+    let c = load_text(&format!("namespace_keys:\n  - {K}\n"), &no_env)
+        .unwrap()
+        .config;
+    assert!(c.keyring().unwrap().is_some());
+    let err = load_text("namespace_keys: notakey\n", &no_env).unwrap_err();
+    assert!(
+        err.starts_with("invalid value for 'namespace_keys' in FILE"),
+        "{err}"
+    );
+    let err = load_text("require_namespace_token: true\n", &no_env).unwrap_err();
+    assert!(err.contains("no namespace_keys"), "{err}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("keys");
+    std::fs::write(&keyfile, format!("{K}\n")).unwrap();
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = format!("namespace_keys_file: {}\n", keyfile.display());
+    let err = load_text(&text, &no_env).unwrap_err();
+    assert!(err.contains("must be 0600"), "{err}");
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(load_text(&text, &no_env)
+        .unwrap()
+        .config
+        .keyring()
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn peers_map_with_integer_or_string_ids() {
+    let c = load_text(
+        "node_id: 2\npeer_listen: 127.0.0.1:9002\npeers:\n  1: 127.0.0.1:9001\n  \"2\": 127.0.0.1:9002\n",
+        &no_env,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.peers.len(), 2);
+    assert_eq!(c.peers[&1], "127.0.0.1:9001");
+    let err = load_text("peers: [a, b]\n", &no_env).unwrap_err();
+    assert!(
+        err.starts_with("invalid value for 'peers' in FILE"),
+        "{err}"
+    );
+    let err = load_text("node_id: 3\npeer_listen: x:1\npeers:\n  1: a:1\n", &no_env).unwrap_err();
+    assert!(err.contains("not in peers"), "{err}");
+}
+
+#[test]
+fn timing_relations_are_checked() {
+    let err = load_text("heartbeat_interval_ms: 500\n", &no_env).unwrap_err();
+    assert!(err.contains("election_timeout_min_ms"), "{err}");
+}
