@@ -1,0 +1,130 @@
+//! `statemanager serve`: configuration, logging and the runtime, then the server in four
+//! steps: [`bind`] the listeners, [`build`] the node, the cache and the API's state,
+//! [`spawn`] the background tasks and the listeners, and [`drain`] on a signal.
+
+mod bind;
+mod build;
+mod drain;
+mod spawn;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use statemanager_core::{Clock, Timestamp};
+
+use crate::config::{self, Config, LogLevel};
+use crate::logging::{self, Sink};
+use crate::notify::Notifier;
+use crate::ServeArgs;
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Timestamp::from_micros(micros)
+    }
+}
+
+/// Entry point of `serve`: loads the configuration, starts logging and the runtime.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let loaded = match config::load(args.config.as_deref(), &|var| std::env::var(var).ok()) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("statemanager: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = loaded.config;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(host) = args.host {
+        config.host = host;
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if args.log_stderr {
+        config.log_stderr = true;
+    }
+    if args.debug {
+        config.log_level = config.log_level.max_verbose(LogLevel::Debug);
+    }
+    let sink = if args.debug || config.log_stderr {
+        Sink::Stderr
+    } else {
+        Sink::Syslog
+    };
+    logging::init(config.log_level, sink);
+    let notifier = Notifier::from_env();
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads as usize);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "async runtime: {} worker threads",
+        runtime.metrics().num_workers()
+    );
+    match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if sink == Sink::Syslog {
+                // The operator starting us by hand should see why, not only syslog.
+                eprintln!("statemanager: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl LogLevel {
+    fn max_verbose(self, other: LogLevel) -> LogLevel {
+        let rank = |l: LogLevel| match l {
+            LogLevel::Error => 0,
+            LogLevel::Warning => 1,
+            LogLevel::Notice => 2,
+            LogLevel::Debug => 3,
+            LogLevel::Trace => 4,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// The server: bind, build, spawn, serve until stopped, drain.
+async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> anyhow::Result<()> {
+    // Before anything records a metric: handles taken earlier would record nowhere.
+    let metrics_handle = crate::telemetry::install();
+    let bound = bind::bind(&config).await?;
+    let peer_credentials = config.peer_credentials()?;
+    let mut built = build::build(&config, &bound, &peer_credentials, addr_file).await?;
+    let tasks = spawn::background(&config, &mut built, metrics_handle);
+    let draining = built.api_state.draining.clone();
+    let announce = tokio::spawn(spawn::announce_ready(
+        built.api_state.clone(),
+        notifier.clone(),
+        bound.describe(),
+    ));
+    let listeners = spawn::listeners(&config, bound, &built.node, built.api_state)?;
+    drain::until_stopped(built.node, listeners, announce, draining, notifier, tasks).await
+}
