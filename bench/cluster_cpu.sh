@@ -33,20 +33,13 @@ BENCH_TMP=${BENCH_TMP:-/tmp}
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 TICK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "$BENCH_TMP/sm-cpu.XXXXXX")
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if [[ $(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ') == "$$" ]]; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Read by lib.sh.
+# shellcheck disable=SC2034
+PROBLEMS=$WORK/problems.txt RAW_LOG=/dev/null
+# Shared helpers (process bookkeeping: every process started here is stopped by PID on exit).
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
+bench_traps
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -72,7 +65,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             "$bin" serve --config "$dir/node.yaml" --port "${P[n]}" --data-dir "$dir/data" \
                 --log-stderr >"$dir/server.log" 2>&1 &
             nodes+=("$!")
-            PIDS+=("$!")
+            track "$!"
         done
         urls="http://127.0.0.1:${P[0]},http://127.0.0.1:${P[1]},http://127.0.0.1:${P[2]}"
         leader=$(python3 "$HERE/cluster.py" sm-leader --urls "$urls" --timeout 60)
@@ -98,14 +91,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
             -s "$HERE/lua/sm_store.lua" "$url" >"$WORK/wrk.out" 2>&1 &
         wpid=$!
-        PIDS+=("$wpid")
+        track "$wpid"
         wticks=0
         while kill -0 "$wpid" 2>/dev/null; do
             w=$(ticks "$wpid")
             ((w > wticks)) && wticks=$w
             sleep 0.2
         done
-        wait "$wpid" || true
+        reap "$wpid"
         for p in $perf_pid; do wait "$p" || true; done
         node_ticks=0
         roles=""
@@ -143,8 +136,7 @@ EOF
                 curl -s --max-time 5 "http://127.0.0.1:${P[i]}/metrics" | grep -E "${METRICS_GREP:-batch|append|raft_}" | grep -v '^#' | sed 's/^/    /'
             done
         fi
-        for pid in "${nodes[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-        for pid in "${nodes[@]}"; do wait "$pid" 2>/dev/null || true; done
+        for pid in "${nodes[@]}"; do stop_pid "$pid" 30; done
         if [[ -n ${KEEP_LOGS:-} ]]; then
             for n in 0 1 2; do cp "$WORK/r$round-b$b-n$n/server.log" "$KEEP_LOGS/server-$b-$round-$n.log"; done
         fi

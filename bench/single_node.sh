@@ -6,6 +6,8 @@
 # Steps (each system is started fresh in a temp dir, measured, and stopped before the next):
 #   1. statemanager: preload KEYS keys (k0..), then wrk POST /store_data and POST /fetch_data
 #      with random keys among them.
+#   1b. The HTTP ceiling (crates/server/examples/http_ceiling.rs): the same wrk runs against a
+#      server that does no work, the most this machine's HTTP stack does.
 #   2. etcd: the same preload and the same wrk parameters against its JSON gateway
 #      (/v3/kv/put, /v3/kv/range).
 #   3. Redis: the same preload, then redis-benchmark SET and GET.
@@ -25,7 +27,9 @@
 #   REDIS_REQUESTS=200000  redis-benchmark -n (per test)
 #   MEM_ITEMS=100000    items for the memory step
 #   RESTART_ITEMS=1000000 RESTART_VALUE_SIZE=1024  items and value size for the restart step
-#   SKIP_ETCD=1 SKIP_REDIS=1 SKIP_MEMORY=1 SKIP_RESTART=1  skip a step
+#   SKIP_CEILING=1 SKIP_ETCD=1 SKIP_REDIS=1 SKIP_MEMORY=1 SKIP_RESTART=1  skip a step
+#   CEILING_BIN=target/release/examples/http_ceiling   the HTTP ceiling server
+#                                        (cargo build --release --example http_ceiling)
 #   SM_BIN=target/release/statemanager   binary to test (copied first, so a rebuild mid-run
 #                                        does not change what is measured)
 #   BENCH_TMP=/tmp      where temp data dirs go (same disk as the results, on purpose)
@@ -49,6 +53,8 @@ SKIP_REDIS=${SKIP_REDIS:-0}
 SKIP_MEMORY=${SKIP_MEMORY:-0}
 SKIP_RESTART=${SKIP_RESTART:-0}
 SM_BIN=${SM_BIN:-$ROOT/target/release/statemanager}
+CEILING_BIN=${CEILING_BIN:-$ROOT/target/release/examples/http_ceiling}
+SKIP_CEILING=${SKIP_CEILING:-0}
 BENCH_TMP=${BENCH_TMP:-/tmp}
 
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -66,67 +72,11 @@ PROBLEMS=$WORK/problems.txt
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 
 # ---------------------------------------------------------------------------------------------
-# Process bookkeeping: every PID we start goes into PIDS; the EXIT trap stops them by PID.
+# Shared helpers (process bookkeeping, bounded waits, wrk runs, preloads): bench/lib.sh.
 
-PIDS=()
-
-# secs_since NANOS: seconds elapsed since a `date +%s%N` value, 3 decimals.
-secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-
-# alive PID: true while PID runs (a zombie child awaiting `wait` counts as gone).
-alive() {
-    [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-
-# stop_pid PID [SECONDS]: SIGTERM, wait up to SECONDS (default 60), then SIGKILL. Prints the
-# seconds it took to exit after SIGTERM.
-stop_pid() {
-    local pid=$1 limit=${2:-60} t0 i
-    t0=$(date +%s%N)
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < limit * 50; i++)); do
-        alive "$pid" || break
-        sleep 0.02
-    done
-    if alive "$pid"; then
-        echo "problem: PID $pid still running ${limit}s after SIGTERM; sending SIGKILL" >>"$PROBLEMS"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    secs_since "$t0"
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if alive "$pid"; then stop_pid "$pid" 20 >/dev/null; fi
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# log: print to the terminal and keep in the raw log.
-log() { echo "$*" | tee -a "$RAW_LOG"; }
-problem() { log "PROBLEM: $*"; echo "$*" >>"$PROBLEMS"; }
-
-# wait_for SECONDS DESCRIPTION CMD...: run CMD every 0.05 s until it succeeds, at most SECONDS.
-wait_for() {
-    local limit=$1 what=$2 i end=$((SECONDS + $1))
-    shift 2
-    for ((i = 0; i < limit * 20 && SECONDS <= end; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    problem "timed out after ${limit}s waiting for $what"
-    return 1
-}
-
-free_port() {  # outside the ephemeral range (see cluster.py free-ports)
-    python3 "$HERE/cluster.py" free-ports 1
-}
-
-http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
+bench_traps
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -146,55 +96,13 @@ start_sm() {
     "$SM" serve --config "$dir/config.yaml" --port "$port" --data-dir "$dir/data" \
         --addr-file "$dir/addr.json" --log-stderr >>"$dir/server.log" 2>&1 &
     SM_PID=$!
-    PIDS+=("$SM_PID")
+    track "$SM_PID"
     wait_for 60 "statemanager $name address file" test -s "$dir/addr.json"
     SM_URL=http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/addr.json")
     wait_for 60 "statemanager $name /ready" http_200 "$SM_URL/ready"
 }
 
 sm_items() { curl -s --max-time 5 "$SM_URL/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])'; }
-
-# ---------------------------------------------------------------------------------------------
-# wrk runs: run_wrk SYSTEM OPERATION LUA_SCRIPT URL. Full output goes to the raw log; the
-# BENCHRESULT line printed by lua/common.lua's done() becomes a row of the table.
-
-run_wrk() {
-    local system=$1 op=$2 script=$3 url=$4 out
-    log ""
-    log "### $system $op: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s lua/$script $url"
-    out=$(timeout $((DURATION + 120)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
-        --latency -s "$HERE/lua/$script" "$url" 2>&1) || problem "wrk exited with status $? ($system $op)"
-    log "$out"
-    local line
-    line=$(grep '^BENCHRESULT' <<<"$out" || true)
-    if [[ -z $line ]]; then
-        problem "no BENCHRESULT from wrk ($system $op)"
-        return
-    fi
-    # BENCHRESULT key=value ... -> a row.
-    python3 - "$system" "$op" "$line" >>"$ROWS" <<'EOF'
-import sys
-system, op, line = sys.argv[1], sys.argv[2], sys.argv[3]
-kv = dict(f.split("=", 1) for f in line.split()[1:])
-other = sum(int(kv[k]) for k in ("connect_err", "read_err", "write_err", "timeout"))
-print("\t".join([system, op, kv["rps"], kv["p50_ms"], kv["p99_ms"], kv["non200"], kv["miss"], str(other)]))
-EOF
-    local bad
-    bad=$(tail -n1 "$ROWS" | awk -F'\t' '{print $6 + $7 + $8}')
-    if ((bad > 0)); then
-        problem "$system $op: $(tail -n1 "$ROWS" | awk -F'\t' '{printf "%s non-200, %s misses, %s socket errors/timeouts", $6, $7, $8}') (samples: $(grep '^BENCHSAMPLE' <<<"$out" | head -n2 | cut -c13-300 | tr '\n' ' '))"
-    fi
-}
-
-# preload SYSTEM KIND URL COUNT VALUE_SIZE: store COUNT distinct keys exactly once each.
-preload() {
-    local system=$1 kind=$2 url=$3 count=$4 size=$5 out
-    log "preload $system: $count keys x $size bytes"
-    out=$(python3 "$HERE/load.py" --kind "$kind" --url "$url" --count "$count" --value-size "$size" \
-        --concurrency "$CONNS" --timeout 1200) || problem "preload of $system incomplete: $out"
-    log "  $out"
-    LAST_LOAD=$out
-}
 
 log "# single_node.sh $STAMP"
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)"
@@ -228,14 +136,34 @@ print(f"- Cache wake-up: {w['woken']} waiters ({w['trials']} trials x {w['waiter
 EOF2
 stop_pid "$SM_PID" 60 >/dev/null
 
+# ---- 1b. the HTTP ceiling --------------------------------------------------------------------
+# A minimal axum server that reads the same bodies and answers the same sizes with no work
+# (crates/server/examples/http_ceiling.rs): what this machine's HTTP stack can do at most.
+if [[ $SKIP_CEILING != 1 ]]; then
+    if [[ -x $CEILING_BIN ]]; then
+        log ""
+        "$CEILING_BIN" 127.0.0.1:0 "$WORK/ceiling.addr" >/dev/null 2>&1 &
+        CEILING_PID=$!
+        track "$CEILING_PID"
+        if wait_for 30 "the ceiling's address file" test -s "$WORK/ceiling.addr"; then
+            CEILING_URL=http://$(addr_of "$WORK/ceiling.addr")
+            run_wrk ceiling store sm_store.lua "$CEILING_URL"
+            run_wrk ceiling fetch sm_fetch.lua "$CEILING_URL"
+        fi
+        stop_pid "$CEILING_PID" 10
+    else
+        problem "no ceiling server at $CEILING_BIN (cargo build --release --example http_ceiling)"
+    fi
+fi
+
 # ---- 2. etcd --------------------------------------------------------------------------------
 if [[ $SKIP_ETCD != 1 ]]; then
     log ""
     log "## etcd"
     ETCD_DIR=$WORK/etcd
     mkdir -p "$ETCD_DIR"
-    CPORT=$(free_port)
-    PPORT=$(free_port)
+    CPORT=$(free_ports 1)
+    PPORT=$(free_ports 1)
     # Default fsync behaviour (etcd always fsyncs its WAL on commit); loopback only.
     etcd --name bench --data-dir "$ETCD_DIR/data" \
         --listen-client-urls "http://127.0.0.1:$CPORT" --advertise-client-urls "http://127.0.0.1:$CPORT" \
@@ -243,7 +171,7 @@ if [[ $SKIP_ETCD != 1 ]]; then
         --initial-cluster "bench=http://127.0.0.1:$PPORT" --initial-cluster-state new \
         --logger zap --log-level warn >"$ETCD_DIR/etcd.log" 2>&1 &
     ETCD_PID=$!
-    PIDS+=("$ETCD_PID")
+    track "$ETCD_PID"
     ETCD_URL=http://127.0.0.1:$CPORT
     wait_for 60 "etcd /health" http_200 "$ETCD_URL/health"
     preload etcd etcd "$ETCD_URL" "$KEYS" "$VALUE_SIZE"
@@ -258,13 +186,13 @@ if [[ $SKIP_REDIS != 1 ]]; then
     log "## redis"
     REDIS_DIR=$WORK/redis
     mkdir -p "$REDIS_DIR"
-    RPORT=$(free_port)
+    RPORT=$(free_ports 1)
     # AOF with fsync before every reply (Redis batches the fsync per event-loop turn, which is
     # its group commit); no RDB snapshots.
     redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$REDIS_DIR" --appendonly yes \
         --appendfsync always --save '' --daemonize no >"$REDIS_DIR/redis.log" 2>&1 &
     REDIS_PID=$!
-    PIDS+=("$REDIS_PID")
+    track "$REDIS_PID"
     wait_for 60 "redis PING" redis-cli -p "$RPORT" ping
     # Preload the keys redis-benchmark -r uses (key:000000000000 ..), 1 KiB random values.
     log "preload redis: $KEYS keys x $VALUE_SIZE bytes"
@@ -312,11 +240,29 @@ for system, op, r, p50, p99, bad, miss, other in rows:
     rps[(system, op)] = float(r)
     print(f"| {system} | {op} | {float(r):,.0f} | {float(p50):.2f} | {float(p99):.2f} | {bad} | {miss} | {other} |")
 print()
-for other in ("etcd", "redis"):
+p99 = {(r[0], r[1]): float(r[4]) for r in rows}
+for other in ("ceiling", "etcd", "redis"):
     for op in ("store", "fetch"):
         a, b = rps.get(("statemanager", op)), rps.get((other, op))
         if a and b:
             print(f"- statemanager/{other} {op}: **{a / b:.2f}×** ({a:,.0f} / {b:,.0f} requests/s)")
+print()
+# The targets of issue 17.
+def target(text, value, goal, fmt):
+    if value is None:
+        return
+    met = "met" if value >= goal else "not met"
+    print(f"- target {text}: {fmt.format(value)} ({met})")
+def ratio(op, other):
+    a, b = rps.get(("statemanager", op)), rps.get((other, op))
+    return a / b if a and b else None
+target("stores ≥ 0.5× the ceiling", ratio("store", "ceiling"), 0.5, "{:.2f}×")
+target("stores ≥ 1.0× Redis SET (appendfsync always)", ratio("store", "redis"), 1.0, "{:.2f}×")
+target("fetches ≥ 0.8× the ceiling", ratio("fetch", "ceiling"), 0.8, "{:.2f}×")
+for op in ("store", "fetch"):
+    v = p99.get(("statemanager", op))
+    if v is not None:
+        print(f"- target {op} p99 ≤ 5 ms: {v:.2f} ms ({'met' if v <= 5 else 'not met'})")
 EOF
 }
 
@@ -351,7 +297,7 @@ fi
 if [[ $SKIP_RESTART != 1 ]]; then
     log ""
     log "## restart: $RESTART_ITEMS distinct items x $RESTART_VALUE_SIZE bytes"
-    PORT=$(free_port)   # fixed, so the restarted server can be polled from its first moment
+    PORT=$(free_ports 1)   # fixed, so the restarted server can be polled from its first moment
     start_sm restart $((RESTART_ITEMS * 2)) "$PORT"
     preload statemanager-restart statemanager "$SM_URL" "$RESTART_ITEMS" "$RESTART_VALUE_SIZE"
     load_summary=$LAST_LOAD
@@ -360,7 +306,8 @@ if [[ $SKIP_RESTART != 1 ]]; then
     rss_full=$(rss_kib "$SM_PID")
     size_before=$(du -sh "$WORK/restart/data" | cut -f1)
     log "items: $items; VmRSS $rss_full KiB; data dir $size_before"
-    stop_secs=$(stop_pid "$SM_PID" 300)
+    stop_pid "$SM_PID" 300
+    stop_secs=$STOP_SECS
     size=$(du -sh "$WORK/restart/data" | cut -f1)
     log "stopped (SIGTERM) in ${stop_secs}s; data dir after stop: $size"
 
@@ -374,7 +321,7 @@ if [[ $SKIP_RESTART != 1 ]]; then
     "$SM" serve --config "$WORK/restart/config.yaml" --port "$PORT" --data-dir "$WORK/restart/data" \
         --log-stderr >>"$WORK/restart/server.log" 2>&1 &
     SM_PID=$!
-    PIDS+=("$SM_PID")
+    track "$SM_PID"
     ready=0
     end=$((SECONDS + 600))
     for ((i = 0; i < 600 * 100 && SECONDS <= end; i++)); do   # at most 10 minutes, 10 ms apart

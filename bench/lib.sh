@@ -1,0 +1,145 @@
+# shellcheck shell=bash disable=SC2034  # STOP_SECS and LAST_LOAD are read by the scripts
+# bench/lib.sh: what the benchmark scripts share (sourced, not run). A script sets HERE, WORK,
+# RAW_LOG, PROBLEMS and ROWS (where needed) before using these, then calls `bench_traps`.
+#
+# Processes: every process a script starts is registered with `track PID`; `stop_pid` signals
+# only a registered PID that is still a child of this shell, and forgets it once reaped, so a
+# recycled PID is never signalled. On exit every registered PID is stopped (SIGTERM, then
+# SIGKILL after a bound), `bench_cleanup_hook` runs if the script defines one, and WORK is
+# removed. Every wait is bounded.
+
+declare -A OURS=()
+
+# track PID: register a process this script started.
+track() { OURS[$1]=1; }
+
+# alive PID: true while PID runs (a zombie awaiting `wait` counts as gone).
+alive() {
+    [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# our_child PID: true when PID is a child of this shell.
+our_child() { [[ $(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ') == "$$" ]]; }
+
+# reap PID: wait for an exited child and forget it.
+reap() { wait "$1" 2>/dev/null || true; unset "OURS[$1]"; }
+
+# secs_since NANOS: seconds elapsed since a `date +%s%N` value, 3 decimals.
+secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+
+# stop_pid PID [SECONDS]: SIGTERM, up to SECONDS (default 30) for it to exit, then SIGKILL;
+# reaps it. Sets STOP_SECS to the seconds it took to exit after SIGTERM.
+stop_pid() {
+    local pid=$1 limit=${2:-30} i t0
+    t0=$(date +%s%N)
+    if our_child "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < limit * 50; i++)); do
+            alive "$pid" || break
+            sleep 0.02
+        done
+        if alive "$pid"; then
+            echo "PID $pid still running ${limit}s after SIGTERM; sent SIGKILL" >>"$PROBLEMS"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    reap "$pid"
+    STOP_SECS=$(secs_since "$t0")
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${!OURS[@]}"; do stop_pid "$pid" 20; done
+    if declare -F bench_cleanup_hook >/dev/null; then bench_cleanup_hook; fi
+    rm -rf "$WORK"
+}
+
+# bench_traps: stop what was started and remove WORK on exit or interrupt.
+bench_traps() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# log: print to the terminal and keep in the raw log. problem: the same, and note it.
+log() { echo "$*" | tee -a "$RAW_LOG"; }
+problem() { log "PROBLEM: $*"; echo "$*" >>"$PROBLEMS"; }
+
+# wait_for SECONDS DESCRIPTION CMD...: run CMD every 0.05 s until it succeeds, at most SECONDS.
+wait_for() {
+    local limit=$1 what=$2 i end=$((SECONDS + $1))
+    shift 2
+    for ((i = 0; i < limit * 20 && SECONDS <= end; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    problem "timed out after ${limit}s waiting for $what"
+    return 1
+}
+
+# http_200 URL: true when GET URL answers 200 within 2 s.
+http_200() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") == 200 ]]; }
+
+# json_field DOTTED.KEY < JSON: print one field.
+json_field() { python3 -c 'import json,sys; v=json.load(sys.stdin); exec("for k in sys.argv[1].split(\".\"): v=v[k]"); print(v)' "$1"; }
+
+# free_ports N: N distinct free ports outside the ephemeral range (see cluster.py).
+free_ports() { python3 "$HERE/cluster.py" free-ports "$1"; }
+
+# addr_of FILE [KEY]: the address (default "http") in an --addr-file.
+addr_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "${2:-http}"; }
+
+# run_wrk LABEL... SCRIPT URL: one wrk run with lua/SCRIPT. The full output goes to the raw
+# log; the BENCHRESULT line printed by lua/common.lua's done() becomes a row of ROWS: the
+# LABEL columns, then rps, p50_ms, p99_ms, non-200, misses, other errors (tab-separated).
+run_wrk() {
+    local url=${*: -1} script=${*: -2:1} out line bad
+    local labels=("${@:1:$#-2}")
+    log ""
+    log "### ${labels[*]}: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s lua/$script $url"
+    out=$(timeout $((DURATION + 120)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
+        --latency -s "$HERE/lua/$script" "$url" 2>&1) || problem "wrk exited with status $? (${labels[*]})"
+    log "$out"
+    line=$(grep '^BENCHRESULT' <<<"$out" || true)
+    if [[ -z $line ]]; then
+        problem "no BENCHRESULT from wrk (${labels[*]})"
+        return
+    fi
+    python3 - "$line" "${labels[@]}" >>"$ROWS" <<'PY'
+import sys
+line, labels = sys.argv[1], sys.argv[2:]
+kv = dict(f.split("=", 1) for f in line.split()[1:])
+other = sum(int(kv[k]) for k in ("connect_err", "read_err", "write_err", "timeout"))
+print("\t".join(labels + [kv["rps"], kv["p50_ms"], kv["p99_ms"], kv["non200"], kv["miss"], str(other)]))
+PY
+    bad=$(tail -n1 "$ROWS" | awk -F'\t' '{print $(NF-2) + $(NF-1) + $NF}')
+    if ((bad > 0)); then
+        problem "${labels[*]}: $(tail -n1 "$ROWS" | awk -F'\t' '{printf "%s non-200, %s misses, %s socket errors/timeouts", $(NF-2), $(NF-1), $NF}') (samples: $(grep '^BENCHSAMPLE' <<<"$out" | head -n2 | cut -c13-300 | tr '\n' ' '))"
+    fi
+}
+
+# preload SYSTEM KIND URL [COUNT] [SIZE]: store COUNT (default KEYS) distinct keys of SIZE
+# (default VALUE_SIZE) bytes exactly once each through URL. Sets LAST_LOAD to load.py's line.
+preload() {
+    local system=$1 kind=$2 url=$3 count=${4:-$KEYS} size=${5:-$VALUE_SIZE} out
+    log "preload $system via $url: $count keys x $size bytes"
+    out=$(timeout 1300 python3 "$HERE/load.py" --kind "$kind" --url "$url" --count "$count" \
+        --value-size "$size" --concurrency "$CONNS" --timeout 1200) || problem "preload of $system incomplete: $out"
+    log "  $out"
+    LAST_LOAD=$out
+}
+
+# wait_for_idle SECONDS: wait (every 10 s, at most SECONDS) until no cargo or rustc runs.
+wait_for_idle() {
+    local limit=$1 waited=0 i
+    for ((i = 0; i <= limit / 10; i++)); do
+        if ! pgrep -x cargo >/dev/null && ! pgrep -x rustc >/dev/null; then break; fi
+        if ((i == 0)); then log "cargo/rustc running; waiting (every 10 s, at most ${limit}s)"; fi
+        if ((waited >= limit)); then
+            problem "cargo/rustc still running after ${limit}s; measuring anyway"
+            break
+        fi
+        sleep 10
+        waited=$((waited + 10))
+    done
+    log "waited ${waited}s for cargo/rustc"
+}
