@@ -16,6 +16,30 @@ use statemanager_core::{ItemId, Key};
 
 use crate::error::ApiError;
 use crate::namespaces::Namespaces;
+use crate::SharedState;
+
+/// The request body, read under the server's limits (see [`read`]): the extractor every
+/// handler that takes a JSON body starts with.
+pub struct RequestBody(pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<SharedState> for RequestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &SharedState,
+    ) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read(
+            &parts.headers,
+            body,
+            state.body_limit,
+            state.limits.body_timeout,
+        )
+        .await
+        .map(RequestBody)
+    }
+}
 
 /// Reads `body`, at most `limit` bytes, all of it within `timeout` (slow senders get 408).
 pub async fn read(

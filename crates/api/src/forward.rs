@@ -23,6 +23,24 @@ const WAIT_FOR_LEADER: Duration = Duration::from_millis(1000);
 /// default) plus the hop, so a client hears within 2 s.
 const FORWARD_TIMEOUT: Duration = Duration::from_millis(1900);
 
+/// The answer to a request this node handled, or the leader's: when `result` says this node
+/// is not the leader (it did nothing) and forwarding is on, the same `body` goes to the
+/// leader's `/forward{path}` and its answer is returned unchanged; any other error is this
+/// node's answer; a value is answered by `answer`.
+pub async fn answer_or_forward<T>(
+    state: &ApiState,
+    path: &str,
+    body: Bytes,
+    result: Result<T, NodeError>,
+    answer: impl FnOnce(T) -> Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    match result {
+        Ok(value) => answer(value),
+        Err(NodeError::NotLeader { .. }) if state.forwarding => to_leader(state, path, body).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sends `body` to the leader's `/forward{path}` and relays its answer.
 pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Response, ApiError> {
     let node = &state.node;

@@ -12,17 +12,17 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use statemanager_core::{ItemId, Key, Namespace};
 use statemanager_raft::auth::ClusterSecret;
-use statemanager_raft::NodeError;
 
-use crate::body;
+use crate::body::{self, RequestBody};
 use crate::error::ApiError;
+use crate::forward;
 use crate::SharedState;
 
 /// Most keys `/admin/list` returns at once.
@@ -141,18 +141,10 @@ pub async fn namespaces(State(state): State<SharedState>) -> Json<Value> {
 }
 
 /// The item an admin request `{"namespace", "protected"?, "key"}` addresses.
-async fn admin_item(
+fn admin_item(
     state: &SharedState,
-    headers: &HeaderMap,
-    request: Body,
+    bytes: axum::body::Bytes,
 ) -> Result<(ItemId, axum::body::Bytes), ApiError> {
-    let bytes = body::read(
-        headers,
-        request,
-        state.body_limit,
-        state.limits.body_timeout,
-    )
-    .await?;
     let obj = body::parse_object(&bytes)?;
     let id = ItemId {
         namespace: admin_namespace(state, &obj)?,
@@ -165,23 +157,20 @@ async fn admin_item(
 /// answers it (linearizable), for the console's "show value".
 pub async fn fetch(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Body,
+    RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
-    let (id, bytes) = admin_item(&state, &headers, request).await?;
-    let item = match state.node.fetch(&id).await {
-        Ok(item) => item.ok_or(ApiError::NotFound)?,
-        Err(NodeError::NotLeader { .. }) if state.forwarding => {
-            return crate::forward::to_leader(&state, "/admin/fetch", bytes).await;
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Json(json!({
-        "data": item.data.as_ref(),
-        "timestamp": item.timestamp.as_secs_f64(),
-        "expires_at": item.expires_at.as_secs_f64(),
-    }))
-    .into_response())
+    let (id, bytes) = admin_item(&state, bytes)?;
+    let result = state.node.fetch(&id).await;
+    forward::answer_or_forward(&state, "/admin/fetch", bytes, result, |item| {
+        let item = item.ok_or(ApiError::NotFound)?;
+        Ok(Json(json!({
+            "data": item.data.as_ref(),
+            "timestamp": item.timestamp.as_secs_f64(),
+            "expires_at": item.expires_at.as_secs_f64(),
+        }))
+        .into_response())
+    })
+    .await
 }
 
 /// `POST /admin/delete {"namespace", "protected"?, "key"}`: deletes one item through the log,
@@ -189,22 +178,19 @@ pub async fn fetch(
 /// port it also needs [`CONSOLE_HEADER`].
 pub async fn delete(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Body,
+    RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
-    let (id, bytes) = admin_item(&state, &headers, request).await?;
+    let (id, bytes) = admin_item(&state, bytes)?;
     tracing::info!(
         namespace = id.namespace.as_str().trim_start_matches('\0'),
         key = id.key.as_str(),
         "admin delete"
     );
-    match state.node.delete(id).await {
-        Ok(_) => Ok(Json(json!({"deleted": true})).into_response()),
-        Err(NodeError::NotLeader { .. }) if state.forwarding => {
-            crate::forward::to_leader(&state, "/admin/delete", bytes).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    let result = state.node.delete(id).await;
+    forward::answer_or_forward(&state, "/admin/delete", bytes, result, |_| {
+        Ok(Json(json!({"deleted": true})).into_response())
+    })
+    .await
 }
 
 /// `POST /admin/list {"namespace", "protected"?, "limit"?}`: the live keys of a namespace (a
@@ -212,16 +198,8 @@ pub async fn delete(
 /// sorted, with their times and sizes.
 pub async fn list(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Body,
+    RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(
-        &headers,
-        request,
-        state.body_limit,
-        state.limits.body_timeout,
-    )
-    .await?;
     let obj = body::parse_object(&bytes)?;
     let namespace_text = body::string(&obj, "namespace")?;
     let namespace = admin_namespace(&state, &obj)?;

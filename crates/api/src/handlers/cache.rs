@@ -16,7 +16,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use statemanager_core::{Key, Namespace, MAX_TTL_SECS};
 
-use crate::body;
+use crate::body::{self, RequestBody};
 use crate::error::ApiError;
 use crate::{Namespaces, SharedState};
 
@@ -140,16 +140,8 @@ pub(crate) fn decode_set(bytes: &[u8], namespaces: &Namespaces) -> Result<SetReq
 /// Looks up a cached value, taking or waiting for the compute lock (see the crate docs).
 pub async fn get_data(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Body,
+    RequestBody(bytes): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(
-        &headers,
-        request,
-        state.body_limit,
-        state.limits.body_timeout,
-    )
-    .await?;
     let req = decode_get(&bytes, &state.namespaces)?;
     let got = match &state.shared_cache {
         Some(shared) => {

@@ -2,18 +2,16 @@
 
 use std::borrow::Cow;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use statemanager_core::{Limits, StoreOp};
 use statemanager_proto::StoreDataResponse;
-use statemanager_raft::NodeError;
 
-use crate::body;
+use crate::body::{self, RequestBody};
 use crate::error::ApiError;
+use crate::forward;
 use crate::{Namespaces, SharedState};
 
 /// The well-formed request, parsed without building a JSON tree (the fast path). Anything it
@@ -74,29 +72,18 @@ pub(crate) fn decode(
 /// Stores an item; answers once it is durable.
 pub async fn store_data(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Body,
+    RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(
-        &headers,
-        request,
-        state.body_limit,
-        state.limits.body_timeout,
-    )
-    .await?;
     let op = decode(&bytes, &state.node.limits(), &state.namespaces)?;
-    let stored = match state.node.store(op).await {
-        Ok(stored) => stored,
-        // Refused before proposing (nothing happened here): the leader decides.
-        Err(NodeError::NotLeader { .. }) if state.forwarding => {
-            return crate::forward::to_leader(&state, "/store_data", bytes).await;
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Json(StoreDataResponse {
-        stored: true,
-        timestamp: stored.timestamp.as_secs_f64(),
-        expires_at: stored.expires_at.as_secs_f64(),
+    let result = state.node.store(op).await;
+    // Refused before proposing (nothing happened here): the leader decides.
+    forward::answer_or_forward(&state, "/store_data", bytes, result, |stored| {
+        Ok(Json(StoreDataResponse {
+            stored: true,
+            timestamp: stored.timestamp.as_secs_f64(),
+            expires_at: stored.expires_at.as_secs_f64(),
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
