@@ -27,7 +27,6 @@ pub mod disk;
 pub mod election;
 pub mod error;
 pub mod fuzzing;
-pub mod local_read;
 pub mod log_store;
 pub mod log_tail;
 pub mod node;

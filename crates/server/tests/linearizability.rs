@@ -168,9 +168,9 @@ async fn leader_kill_scenario() -> (usize, Verdict) {
 }
 
 /// One node, six clients for 6 s; after 2 s the node is killed with kill -9 and started again
-/// at once on the same data dir (the clients follow it to its new port). A sole voter serves
-/// reads without a read-index round once it has applied an entry of its term
-/// (`raft::local_read`): across the restart, the history must stay linearizable.
+/// at once on the same data dir (the clients follow it to its new port): across the restart
+/// (reads right after it wait for the new term's first entry), the history must stay
+/// linearizable.
 async fn single_node_restart_scenario() -> (usize, Verdict) {
     let mut server = Server::start("");
     server.wait_ready().await;

@@ -25,7 +25,6 @@ use tokio::task::JoinHandle;
 
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
-use crate::local_read;
 use crate::peer::network::PeerNetwork;
 use crate::reader::ReadWaiter;
 use crate::state_machine::SharedState;
@@ -285,10 +284,6 @@ impl Node {
     /// `reader`).
     pub(crate) async fn linearize(&self) -> Result<(), NodeError> {
         self.check_clock()?;
-        if local_read::SoleVoterView::of(&self.inner.raft).may_read_locally() {
-            local_read::sole_voter_read(&self.inner.time, &self.inner.shared);
-            return Ok(());
-        }
         let (waiter, ready) = oneshot::channel();
         self.inner
             .reads
