@@ -16,18 +16,18 @@ use statemanager_core::{ItemId, Key};
 
 use crate::error::ApiError;
 use crate::namespaces::Namespaces;
-use crate::SharedState;
+use crate::SharedApiState;
 
 /// The request body, read under the server's limits (see [`read`]): the extractor every
 /// handler that takes a JSON body starts with.
 pub struct RequestBody(pub axum::body::Bytes);
 
-impl axum::extract::FromRequest<SharedState> for RequestBody {
+impl axum::extract::FromRequest<SharedApiState> for RequestBody {
     type Rejection = ApiError;
 
     async fn from_request(
         request: axum::extract::Request,
-        state: &SharedState,
+        state: &SharedApiState,
     ) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
         read(

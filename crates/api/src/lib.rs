@@ -20,4 +20,4 @@ pub use handlers::openapi::OPENAPI_JSON;
 pub use handlers::probes::readiness;
 pub use limits::{RateLimiter, RequestLimits};
 pub use namespaces::Namespaces;
-pub use router::{app, forward_router, ApiState, SharedState, ROUTES};
+pub use router::{app, forward_router, ApiState, SharedApiState, ROUTES};

@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::SharedState;
+use crate::SharedApiState;
 
 /// How often a refusal of one client is logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -62,7 +62,7 @@ impl Default for RequestLimits {
 }
 
 /// 431 `header_too_large` when the request's head is over the limit (`None`: within it).
-pub fn head_refusal(state: &SharedState, request: &Request) -> Option<Response> {
+pub fn head_refusal(state: &SharedApiState, request: &Request) -> Option<Response> {
     let uri = request.uri();
     let uri_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
         + uri.authority().map_or(0, |a| a.as_str().len())
@@ -87,7 +87,7 @@ pub fn head_refusal(state: &SharedState, request: &Request) -> Option<Response> 
 
 /// 429 `rate_limited` (with `Retry-After`) when the client is over `client_rate_limit`
 /// (`None`: admitted, or no limit configured).
-pub fn rate_refusal(state: &SharedState, request: &Request) -> Option<Response> {
+pub fn rate_refusal(state: &SharedApiState, request: &Request) -> Option<Response> {
     let limiter = state.limits.rate.as_ref()?;
     let ConnectInfo(addr) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
     if limiter.admit(addr.ip(), Instant::now()) {

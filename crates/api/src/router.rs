@@ -88,9 +88,9 @@ impl ApiState {
 /// every middleware layer make cost one reference count (cloning the whole state showed up at
 /// 4 % of a node's CPU under load).
 #[derive(Clone)]
-pub struct SharedState(Arc<ApiState>);
+pub struct SharedApiState(Arc<ApiState>);
 
-impl std::ops::Deref for SharedState {
+impl std::ops::Deref for SharedApiState {
     type Target = ApiState;
 
     fn deref(&self) -> &ApiState {
@@ -100,7 +100,7 @@ impl std::ops::Deref for SharedState {
 
 /// The whole HTTP API.
 pub fn app(state: ApiState) -> Router {
-    let state = SharedState(Arc::new(state));
+    let state = SharedApiState(Arc::new(state));
     let admin_routes = Router::new()
         .route("/admin/list", post(admin::list))
         .route("/admin/backup", get(admin::backup))
@@ -141,7 +141,7 @@ pub fn app(state: ApiState) -> Router {
 /// Why a request is refused before its handler runs, checked in this order: the client's
 /// request rate (429, only when `client_rate_limit` is set), the head size (431), and the
 /// node stopping (503 `unavailable`; in-flight requests finish).
-fn refusal(state: &SharedState, request: &Request) -> Option<Response> {
+fn refusal(state: &SharedApiState, request: &Request) -> Option<Response> {
     crate::limits::rate_refusal(state, request)
         .or_else(|| crate::limits::head_refusal(state, request))
         .or_else(|| {
@@ -159,7 +159,7 @@ fn refusal(state: &SharedState, request: &Request) -> Option<Response> {
 
 /// The routes other nodes forward client requests to (served on the peer port).
 pub fn forward_router(state: ApiState) -> Router {
-    let state = SharedState(Arc::new(ApiState {
+    let state = SharedApiState(Arc::new(ApiState {
         forwarding: false,
         admin: AdminAccess::Open,
         ..state
@@ -254,7 +254,7 @@ fn record_request(endpoint: &'static str, status: u16, seconds: f64) {
 /// route (`unknown` otherwise), so clients cannot grow the label set. Refusals for size, time
 /// and rate (408, 413, 429, 431) are logged once a minute per client.
 async fn gate(
-    axum::extract::State(state): axum::extract::State<SharedState>,
+    axum::extract::State(state): axum::extract::State<SharedApiState>,
     request: Request,
     next: Next,
 ) -> Response {

@@ -276,3 +276,91 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use statemanager_core::{DomainError, ItemId, Key, Namespace, Op, Stored, Timestamp, Ttl};
+    use tokio::sync::oneshot;
+
+    use super::{deliver, op_bytes};
+    use crate::error::{Invariant, NodeError};
+
+    fn id(key: &str) -> ItemId {
+        ItemId {
+            namespace: Namespace::new("ns").unwrap(),
+            key: Key::new(key).unwrap(),
+        }
+    }
+
+    fn stored(secs: u64) -> Stored {
+        Stored {
+            timestamp: Timestamp::from_micros(secs * 1_000_000),
+            expires_at: Timestamp::from_micros((secs + 60) * 1_000_000),
+        }
+    }
+
+    type Reply = oneshot::Receiver<Result<Stored, NodeError>>;
+
+    fn channels(n: usize) -> (Vec<oneshot::Sender<Result<Stored, NodeError>>>, Vec<Reply>) {
+        (0..n).map(|_| oneshot::channel()).unzip()
+    }
+
+    #[test]
+    fn a_store_counts_its_data_and_names_a_delete_its_names() {
+        let store = Op::Store(statemanager_core::StoreOp {
+            id: id("key"),
+            data: Arc::from("0123456789"),
+            ttl: Ttl::from_secs(60).unwrap(),
+            timestamp: None,
+        });
+        assert_eq!(op_bytes(&store), 10 + 2 + 3);
+        assert_eq!(op_bytes(&Op::Delete(id("key"))), 2 + 3);
+    }
+
+    #[test]
+    fn each_caller_gets_its_own_outcome_in_order() {
+        let (senders, mut receivers) = channels(3);
+        let stored_at = DomainError::Conflict {
+            stored: Timestamp::from_micros(7),
+        };
+        deliver(
+            senders,
+            Ok(vec![Ok(stored(1)), Err(stored_at), Ok(stored(3))]),
+        );
+        assert_eq!(receivers[0].try_recv().unwrap().unwrap(), stored(1));
+        assert!(matches!(
+            receivers[1].try_recv().unwrap(),
+            Err(NodeError::Domain(DomainError::Conflict { .. }))
+        ));
+        assert_eq!(receivers[2].try_recv().unwrap().unwrap(), stored(3));
+    }
+
+    #[test]
+    fn a_result_of_the_wrong_size_is_an_internal_error_for_everyone() {
+        let (senders, mut receivers) = channels(2);
+        deliver(senders, Ok(vec![Ok(stored(1))]));
+        for receiver in &mut receivers {
+            assert!(matches!(
+                receiver.try_recv().unwrap(),
+                Err(NodeError::Internal(Invariant::BatchResultSize {
+                    expected: 2,
+                    got: 1
+                }))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_fails_every_caller_with_the_same_error() {
+        let (senders, mut receivers) = channels(2);
+        deliver(senders, Err(NodeError::CommitTimeout(1500)));
+        for receiver in &mut receivers {
+            assert!(matches!(
+                receiver.try_recv().unwrap(),
+                Err(NodeError::CommitTimeout(1500))
+            ));
+        }
+    }
+}

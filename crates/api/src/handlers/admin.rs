@@ -23,7 +23,7 @@ use statemanager_raft::auth::ClusterSecret;
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
 use crate::forward;
-use crate::SharedState;
+use crate::SharedApiState;
 
 /// Most keys `/admin/list` returns at once.
 pub const MAX_LIST_LIMIT: usize = 100_000;
@@ -45,7 +45,7 @@ pub enum AdminAccess {
 /// credential, and `POST /admin/delete` without [`CONSOLE_HEADER`] (403 `forbidden`, the
 /// defence against cross-site requests).
 pub async fn require_admin(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -87,7 +87,7 @@ pub const CONSOLE_HEADER: &str = "x-statemanager-console";
 /// needs, or sees, its token); otherwise the name as any endpoint resolves it (a token
 /// addresses its protected namespace).
 fn admin_namespace(
-    state: &SharedState,
+    state: &SharedApiState,
     obj: &serde_json::Map<String, Value>,
 ) -> Result<Namespace, ApiError> {
     let text = body::string(obj, "namespace")?;
@@ -113,7 +113,7 @@ fn namespace_json(namespace: &Namespace) -> (String, bool) {
 /// `GET /admin/namespaces`: every namespace with live items on this node, sorted, with its
 /// item count, bytes and next expiry, and the limits they count against. A local read (a
 /// status page, not linearizable); it scans every item, so poll it every few seconds at most.
-pub async fn namespaces(State(state): State<SharedState>) -> Json<Value> {
+pub async fn namespaces(State(state): State<SharedApiState>) -> Json<Value> {
     let (now, stats) = state.node.namespace_stats();
     let limits = state.node.limits();
     let status = state.node.status();
@@ -142,7 +142,7 @@ pub async fn namespaces(State(state): State<SharedState>) -> Json<Value> {
 
 /// The item an admin request `{"namespace", "protected"?, "key"}` addresses.
 fn admin_item(
-    state: &SharedState,
+    state: &SharedApiState,
     bytes: axum::body::Bytes,
 ) -> Result<(ItemId, axum::body::Bytes), ApiError> {
     let obj = body::parse_object(&bytes)?;
@@ -156,7 +156,7 @@ fn admin_item(
 /// `POST /admin/fetch {"namespace", "protected"?, "key"}`: one item, as `/fetch_data`
 /// answers it (linearizable), for the console's "show value".
 pub async fn fetch(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let (id, bytes) = admin_item(&state, bytes)?;
@@ -177,7 +177,7 @@ pub async fn fetch(
 /// as `/delete_data` does (200 `{"deleted": true}`, 404 when nothing was there). On the client
 /// port it also needs [`CONSOLE_HEADER`].
 pub async fn delete(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let (id, bytes) = admin_item(&state, bytes)?;
@@ -197,7 +197,7 @@ pub async fn delete(
 /// token, or the decoded name with `"protected": true`, addresses its protected namespace),
 /// sorted, with their times and sizes.
 pub async fn list(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let obj = body::parse_object(&bytes)?;
@@ -234,7 +234,7 @@ pub async fn list(
 
 /// `GET /admin/backup`: a backup file (see `statemanager_raft::backup`), streamed. It holds
 /// every item acknowledged before the request arrived.
-pub async fn backup(State(state): State<SharedState>) -> Result<Response, ApiError> {
+pub async fn backup(State(state): State<SharedApiState>) -> Result<Response, ApiError> {
     let (file, header) = state.node.backup_file().await?;
     tracing::info!(
         items = header.items,

@@ -18,7 +18,7 @@ use statemanager_core::{Key, Namespace, MAX_TTL_SECS};
 
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
-use crate::{Namespaces, SharedState};
+use crate::{Namespaces, SharedApiState};
 
 /// Longest `max_wait_time` honoured, in seconds; longer waits are shortened to it.
 pub const MAX_WAIT_SECS: i64 = 3600;
@@ -139,7 +139,7 @@ pub(crate) fn decode_set(bytes: &[u8], namespaces: &Namespaces) -> Result<SetReq
 
 /// Looks up a cached value, taking or waiting for the compute lock (see the crate docs).
 pub async fn get_data(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let req = decode_get(&bytes, &state.namespaces)?;
@@ -165,7 +165,7 @@ pub async fn get_data(
 
 /// Stores a value for `ttl` seconds, releasing the key's lock and waking every waiter.
 pub async fn set_data(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Json<&'static str>, ApiError> {

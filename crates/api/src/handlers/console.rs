@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::{ApiState, SharedState};
+use crate::{ApiState, SharedApiState};
 
 /// The console's page.
 pub const INDEX_HTML: &str = include_str!("../console/index.html");
@@ -122,12 +122,12 @@ pub async fn node_summary(state: &ApiState) -> Value {
 
 /// `GET /status/traffic`: this node's request rate and p50/p99 latency per endpoint over the
 /// last minutes (see [`crate::traffic`]).
-pub async fn traffic(State(state): State<SharedState>) -> Json<Value> {
+pub async fn traffic(State(state): State<SharedApiState>) -> Json<Value> {
     Json(state.traffic.series())
 }
 
 /// `GET /forward/node` on the peer port: [`node_summary`].
-pub async fn node(State(state): State<SharedState>) -> Json<Value> {
+pub async fn node(State(state): State<SharedApiState>) -> Json<Value> {
     Json(node_summary(&state).await)
 }
 
@@ -137,7 +137,7 @@ pub async fn node(State(state): State<SharedState>) -> Json<Value> {
 /// far a member's applied index is behind the highest commit index any member reported.
 /// `admin` says what the admin endpoints need on this port (`open`, `secret`, `closed`), so
 /// the console asks for credentials only when they are needed.
-pub async fn cluster(State(state): State<SharedState>) -> Json<Value> {
+pub async fn cluster(State(state): State<SharedApiState>) -> Json<Value> {
     let s = state.node.status();
     let members = state.node.members();
     let mut asks = tokio::task::JoinSet::new();

@@ -8,12 +8,12 @@ use serde_json::json;
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
 use crate::forward;
-use crate::SharedState;
+use crate::SharedApiState;
 
 /// Deletes an item through the log: 200 once the deletion is durable, 404 when there was
 /// nothing to delete (so a retried delete answers 404 and changes nothing).
 pub async fn delete_data(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let id = body::item_id(&bytes, &state.namespaces)?;

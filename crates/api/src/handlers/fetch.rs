@@ -8,11 +8,11 @@ use statemanager_proto::FetchDataResponse;
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
 use crate::forward;
-use crate::SharedState;
+use crate::SharedApiState;
 
 /// Reads an item linearizably; 404 when missing or expired.
 pub async fn fetch_data(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let id = body::item_id(&bytes, &state.namespaces)?;

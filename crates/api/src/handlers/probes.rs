@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 use statemanager_proto::ReadyResponse;
 
-use crate::{ApiState, SharedState};
+use crate::{ApiState, SharedApiState};
 
 /// The banner text (the Cache Manager's, so existing probes keep matching).
 pub const BANNER: &str = "ITRS Group Cache Manager API";
@@ -61,7 +61,7 @@ pub async fn readiness(state: &ApiState) -> Result<(), String> {
 }
 
 /// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
-pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
+pub async fn ready(State(state): State<SharedApiState>) -> impl IntoResponse {
     match readiness(&state).await {
         Ok(()) => (
             StatusCode::OK,
@@ -81,7 +81,7 @@ pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
 }
 
 /// `GET /status`: the Cache Manager's fields plus the node's and the store's.
-pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
+pub async fn status(State(state): State<SharedApiState>) -> impl IntoResponse {
     let s = state.node.status();
     let limits = state.node.limits();
     let cache = state.cache.stats();
@@ -178,7 +178,7 @@ pub async fn status(State(state): State<SharedState>) -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text format. Gauges and cache counters are read from the node
 /// and the cache at scrape time; request, fsync, batch and conflict metrics are recorded as
 /// they happen.
-pub async fn metrics(State(state): State<SharedState>) -> axum::response::Response {
+pub async fn metrics(State(state): State<SharedApiState>) -> axum::response::Response {
     let Some(render) = state.render_metrics.clone() else {
         return crate::error::ApiError::UnknownEndpoint("/metrics".into()).into_response();
     };

@@ -12,7 +12,7 @@ use statemanager_proto::StoreDataResponse;
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
 use crate::forward;
-use crate::{Namespaces, SharedState};
+use crate::{Namespaces, SharedApiState};
 
 /// The well-formed request, parsed without building a JSON tree (the fast path). Anything it
 /// refuses is parsed again field by field, so the error names the field and the rule.
@@ -71,7 +71,7 @@ pub(crate) fn decode(
 
 /// Stores an item; answers once it is durable.
 pub async fn store_data(
-    State(state): State<SharedState>,
+    State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let op = decode(&bytes, &state.node.limits(), &state.namespaces)?;
