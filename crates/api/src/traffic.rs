@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use statemanager_proto::{TrafficPoint, TrafficSeries};
 
 /// How often the server samples its metrics.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -174,9 +174,9 @@ impl TrafficHistory {
     /// `GET /status/traffic`'s answer: per endpoint that served a request in the window, one
     /// point per interval between samples: its end `t`, the request `rate` per second, and
     /// the `p50` and `p99` latency in seconds (`null` without requests).
-    pub fn series(&self) -> Value {
+    pub fn answer(&self) -> TrafficSeries {
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let mut series: BTreeMap<&str, (Vec<Value>, f64)> = BTreeMap::new();
+        let mut series: BTreeMap<&str, (Vec<TrafficPoint>, f64)> = BTreeMap::new();
         for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
             let seconds = b.at - a.at;
             if seconds <= 0.0 {
@@ -188,29 +188,38 @@ impl TrafficHistory {
                 let before = before.map(|c| c.buckets.as_slice());
                 let (points, total) = series.entry(name).or_default();
                 *total += requests;
-                points.push(json!({
-                    "t": b.at,
-                    "rate": requests / seconds,
-                    "p50": quantile(0.5, &now.buckets, before),
-                    "p99": quantile(0.99, &now.buckets, before),
-                }));
+                points.push(TrafficPoint {
+                    p50: quantile(0.5, &now.buckets, before),
+                    p99: quantile(0.99, &now.buckets, before),
+                    rate: requests / seconds,
+                    t: b.at,
+                });
             }
         }
-        let endpoints: serde_json::Map<String, Value> = series
+        let endpoints = series
             .into_iter()
             .filter(|(_, (_, total))| *total > 0.0)
-            .map(|(name, (points, _))| (name.to_string(), Value::Array(points)))
+            .map(|(name, (points, _))| (name.to_string(), points))
             .collect();
-        json!({
-            "interval": SAMPLE_EVERY.as_secs_f64(),
-            "endpoints": endpoints,
-        })
+        TrafficSeries {
+            endpoints,
+            interval: SAMPLE_EVERY.as_secs_f64(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
+
+    impl TrafficHistory {
+        /// [`TrafficHistory::answer`] as the JSON value it is sent as.
+        fn series(&self) -> Value {
+            serde_json::to_value(self.answer()).expect("serializes")
+        }
+    }
 
     fn exposition(status_count: u64, fast: u64, slow: u64) -> String {
         format!(

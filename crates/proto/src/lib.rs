@@ -2,7 +2,26 @@
 //!
 //! Times are Unix seconds as `f64` (what plugnpy sends and expects); errors are always
 //! `{"error":{"code","message",...}}` with a stable snake_case `code`.
+//!
+//! Answers are declared with their fields in alphabetical order wherever the server sent
+//! them as `serde_json::json!` objects before they were typed (serde_json sorts an object's
+//! keys without its `preserve_order` feature): a struct serializes its fields in declaration
+//! order, so the order keeps the bytes on the wire as they were.
 #![warn(missing_docs)]
+
+mod admin;
+mod cache;
+mod console;
+mod status;
+
+pub use admin::{
+    AdminFetchResponse, ListResponse, ListedKey, NamespaceSummary, NamespacesResponse,
+};
+pub use cache::GetDataResponse;
+pub use console::{ClusterStatus, NodeCacheSummary, NodeSummary, TrafficPoint, TrafficSeries};
+pub use status::{
+    ClockStatus, HealthResponse, LeaderRef, PeerStatus, ReadyResponse, StatusResponse,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,38 +72,11 @@ pub struct FetchDataResponse {
     pub expires_at: f64,
 }
 
-/// `POST /admin/list` answer.
+/// `POST /delete_data` and `POST /admin/delete` answer: `{"deleted":true}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListResponse {
-    /// The namespace as it was asked for.
-    pub namespace: String,
-    /// Its live keys, sorted.
-    pub keys: Vec<ListedKey>,
-    /// Whether more keys exist than were returned (raise `limit`).
-    pub truncated: bool,
-}
-
-/// One key in a [`ListResponse`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListedKey {
-    /// The key.
-    pub key: String,
-    /// The item's timestamp.
-    pub timestamp: f64,
-    /// When it expires.
-    pub expires_at: f64,
-    /// Size of its data in bytes.
-    pub bytes: u64,
-}
-
-/// `GET /ready` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReadyResponse {
-    /// Whether this node can serve linearizable reads and writes now.
-    pub ready: bool,
-    /// Why not, when not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+pub struct DeleteResponse {
+    /// Always `true` (a delete of nothing is 404 `not_found`).
+    pub deleted: bool,
 }
 
 /// Every error answer: `{"error": {...}}`.
@@ -107,4 +99,22 @@ pub struct ErrorDetail {
     /// For errors a leader could answer: the leader's node id, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn delete_response_is_sent_as_before() {
+        let answer = DeleteResponse { deleted: true };
+        let expected = r#"{"deleted":true}"#;
+        assert_eq!(
+            serde_json::to_string(&answer).expect("serializes"),
+            expected
+        );
+        assert_eq!(json!({"deleted": true}).to_string(), expected);
+    }
 }

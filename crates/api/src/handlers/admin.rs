@@ -16,8 +16,12 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use statemanager_core::{ItemId, Key, Namespace};
+use statemanager_proto::{
+    AdminFetchResponse, DeleteResponse, ListResponse, ListedKey, NamespaceSummary,
+    NamespacesResponse,
+};
 use statemanager_raft::auth::ClusterSecret;
 
 use crate::body::{self, RequestBody};
@@ -113,31 +117,31 @@ fn namespace_json(namespace: &Namespace) -> (String, bool) {
 /// `GET /admin/namespaces`: every namespace with live items on this node, sorted, with its
 /// item count, bytes and next expiry, and the limits they count against. A local read (a
 /// status page, not linearizable); it scans every item, so poll it every few seconds at most.
-pub async fn namespaces(State(state): State<SharedApiState>) -> Json<Value> {
+pub async fn namespaces(State(state): State<SharedApiState>) -> Json<NamespacesResponse> {
     let (now, stats) = state.node.namespace_stats();
     let limits = state.node.limits();
     let status = state.node.status();
-    let list: Vec<Value> = stats
+    let list = stats
         .iter()
         .map(|n| {
             let (name, protected) = namespace_json(&n.namespace);
-            json!({
-                "namespace": name,
-                "protected": protected,
-                "items": n.items,
-                "bytes": n.bytes,
-                "next_expiry": n.next_expiry.map(|t| t.as_secs_f64()),
-            })
+            NamespaceSummary {
+                bytes: n.bytes,
+                items: n.items,
+                namespace: name,
+                next_expiry: n.next_expiry.map(|t| t.as_secs_f64()),
+                protected,
+            }
         })
         .collect();
-    Json(json!({
-        "now": now.as_secs_f64(),
-        "items": status.items,
-        "bytes": status.data_bytes,
-        "max_items": limits.max_items,
-        "max_items_per_namespace": limits.max_items_per_namespace,
-        "namespaces": list,
-    }))
+    Json(NamespacesResponse {
+        bytes: status.data_bytes,
+        items: status.items,
+        max_items: limits.max_items,
+        max_items_per_namespace: limits.max_items_per_namespace,
+        namespaces: list,
+        now: now.as_secs_f64(),
+    })
 }
 
 /// The item an admin request `{"namespace", "protected"?, "key"}` addresses.
@@ -163,11 +167,11 @@ pub async fn fetch(
     let result = state.node.fetch(&id).await;
     forward::answer_or_forward(&state, "/admin/fetch", bytes, result, |item| {
         let item = item.ok_or(ApiError::NotFound)?;
-        Ok(Json(json!({
-            "data": item.data.as_ref(),
-            "timestamp": item.timestamp.as_secs_f64(),
-            "expires_at": item.expires_at.as_secs_f64(),
-        }))
+        Ok(Json(AdminFetchResponse {
+            data: item.data.to_string(),
+            expires_at: item.expires_at.as_secs_f64(),
+            timestamp: item.timestamp.as_secs_f64(),
+        })
         .into_response())
     })
     .await
@@ -188,7 +192,7 @@ pub async fn delete(
     );
     let result = state.node.delete(id).await;
     forward::answer_or_forward(&state, "/admin/delete", bytes, result, |_| {
-        Ok(Json(json!({"deleted": true})).into_response())
+        Ok(Json(DeleteResponse { deleted: true }).into_response())
     })
     .await
 }
@@ -213,22 +217,20 @@ pub async fn list(
         }
     };
     let (items, truncated) = state.node.list(&namespace, limit).await?;
-    let keys: Vec<Value> = items
+    let keys = items
         .iter()
-        .map(|(key, item)| {
-            json!({
-                "key": key.as_str(),
-                "timestamp": item.timestamp.as_secs_f64(),
-                "expires_at": item.expires_at.as_secs_f64(),
-                "bytes": item.data.len(),
-            })
+        .map(|(key, item)| ListedKey {
+            bytes: item.data.len() as u64,
+            expires_at: item.expires_at.as_secs_f64(),
+            key: key.as_str().to_string(),
+            timestamp: item.timestamp.as_secs_f64(),
         })
         .collect();
-    Ok(Json(json!({
-        "namespace": namespace_text,
-        "keys": keys,
-        "truncated": truncated,
-    }))
+    Ok(Json(ListResponse {
+        keys,
+        namespace: namespace_text.to_string(),
+        truncated,
+    })
     .into_response())
 }
 

@@ -13,8 +13,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use statemanager_core::{Key, Namespace, MAX_TTL_SECS};
+use statemanager_proto::GetDataResponse;
 
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
@@ -141,7 +142,7 @@ pub(crate) fn decode_set(bytes: &[u8], namespaces: &Namespaces) -> Result<SetReq
 pub async fn get_data(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GetDataResponse>, ApiError> {
     let req = decode_get(&bytes, &state.namespaces)?;
     let got = match &state.shared_cache {
         Some(shared) => {
@@ -156,11 +157,11 @@ pub async fn get_data(
                 .await
         }
     };
-    Ok(Json(json!({
-        "data": got.data.as_deref(),
-        "lock": got.lock,
-        "expiry": got.expiry,
-    })))
+    Ok(Json(GetDataResponse {
+        data: got.data.as_deref().map(str::to_string),
+        expiry: got.expiry,
+        lock: got.lock,
+    }))
 }
 
 /// Stores a value for `ttl` seconds, releasing the key's lock and waking every waiter.

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use statemanager_proto::DeleteResponse;
 
 use crate::body::{self, RequestBody};
 use crate::error::ApiError;
@@ -19,7 +19,7 @@ pub async fn delete_data(
     let id = body::item_id(&bytes, &state.namespaces)?;
     let result = state.node.delete(id).await;
     forward::answer_or_forward(&state, "/delete_data", bytes, result, |_| {
-        Ok(Json(json!({"deleted": true})).into_response())
+        Ok(Json(DeleteResponse { deleted: true }).into_response())
     })
     .await
 }

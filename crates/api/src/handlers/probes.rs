@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
-use statemanager_proto::ReadyResponse;
+use statemanager_proto::{
+    ClockStatus, HealthResponse, LeaderRef, PeerStatus, ReadyResponse, StatusResponse,
+};
 
 use crate::{ApiState, SharedApiState};
 
@@ -19,12 +20,53 @@ pub async fn banner() -> impl IntoResponse {
 
 /// `GET /health`: 200 while the process serves.
 pub async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(HealthResponse {
+        status: "ok".to_string(),
+    })
+}
+
+/// Why this node is not ready (the `reason` of `GET /ready`; its text is the message).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The node's own verdict (Raft stopped, clock out of bounds, a leader without an entry
+    /// of its term or without a quorum heard recently, …).
+    #[error("{0}")]
+    Node(String),
+    /// The leader did not answer `/peer/info`.
+    #[error("the leader (node {leader}) does not answer: {source}")]
+    LeaderSilent {
+        /// The leader's node id.
+        leader: u64,
+        /// The request's failure.
+        source: reqwest::Error,
+    },
+    /// The leader's `/peer/info` answer could not be read.
+    #[error("the leader (node {leader}) answered oddly: {source}")]
+    LeaderOdd {
+        /// The leader's node id.
+        leader: u64,
+        /// The decoding failure.
+        source: reqwest::Error,
+    },
+    /// The leader has not heard from a quorum recently.
+    #[error("the leader (node {leader}) has not heard from a quorum recently")]
+    LeaderWithoutQuorum {
+        /// The leader's node id.
+        leader: u64,
+    },
+    /// This follower has not yet applied everything the leader had committed.
+    #[error("catching up: applied {applied} of the leader's committed {commit}")]
+    CatchingUp {
+        /// This node's applied index.
+        applied: u64,
+        /// The leader's commit index.
+        commit: u64,
+    },
 }
 
 /// A follower is ready while its leader heard from a quorum within an election timeout and
 /// the follower has applied everything that leader had committed.
-async fn follower_readiness(state: &ApiState) -> Result<(), String> {
+async fn follower_readiness(state: &ApiState) -> Result<(), NotReady> {
     let Some((leader, addr)) = state.node.remote_leader() else {
         return Ok(()); // we lead: readiness() decided
     };
@@ -34,35 +76,37 @@ async fn follower_readiness(state: &ApiState) -> Result<(), String> {
         .timeout(std::time::Duration::from_millis(500))
         .send()
         .await
-        .map_err(|e| format!("the leader (node {leader}) does not answer: {e}"))?
+        .map_err(|source| NotReady::LeaderSilent { leader, source })?
         .json()
         .await
-        .map_err(|e| format!("the leader (node {leader}) answered oddly: {e}"))?;
-    if info["quorum_fresh"] != json!(true) {
-        return Err(format!(
-            "the leader (node {leader}) has not heard from a quorum recently"
-        ));
+        .map_err(|source| NotReady::LeaderOdd { leader, source })?;
+    if info["quorum_fresh"].as_bool() != Some(true) {
+        return Err(NotReady::LeaderWithoutQuorum { leader });
     }
     let commit = info["commit_index"].as_u64().unwrap_or(0);
     let applied = state.node.status().applied_index;
     if applied < commit {
-        return Err(format!(
-            "catching up: applied {applied} of the leader's committed {commit}"
-        ));
+        return Err(NotReady::CatchingUp { applied, commit });
     }
     Ok(())
 }
 
 /// `Ok` when this node can serve linearizable reads and writes now, else the reason: the
-/// verdict of `GET /ready` (also used for systemd's `READY=1`).
-pub async fn readiness(state: &ApiState) -> Result<(), String> {
-    state.node.readiness()?;
+/// verdict of `GET /ready` and of the console's `ready`.
+pub async fn check_readiness(state: &ApiState) -> Result<(), NotReady> {
+    state.node.readiness().map_err(NotReady::Node)?;
     follower_readiness(state).await
+}
+
+/// [`check_readiness`] with the reason as text, as the server's systemd notifier
+/// (`READY=1`, `STATUS=`) takes it.
+pub async fn readiness(state: &ApiState) -> Result<(), String> {
+    check_readiness(state).await.map_err(|e| e.to_string())
 }
 
 /// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
 pub async fn ready(State(state): State<SharedApiState>) -> impl IntoResponse {
-    match readiness(&state).await {
+    match check_readiness(&state).await {
         Ok(()) => (
             StatusCode::OK,
             Json(ReadyResponse {
@@ -74,7 +118,7 @@ pub async fn ready(State(state): State<SharedApiState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(ReadyResponse {
                 ready: false,
-                reason: Some(reason),
+                reason: Some(reason.to_string()),
             }),
         ),
     }
@@ -124,55 +168,61 @@ pub async fn status(State(state): State<SharedApiState>) -> impl IntoResponse {
                 }
                 _ => ("up", None),
             };
-        peers.push(json!({
-            "id": m.id,
-            "peer_addr": m.peer_addr,
-            "api_addr": api,
-            "state": m.state,
-            "matched_index": m.matched_index,
-            "cache": cache_state,
-            "cache_down_since": down_since,
+        peers.push(PeerStatus {
+            api_addr: api,
+            cache: cache_state.to_string(),
+            cache_down_since: down_since,
             // The peer's clock minus this node's, as estimated from peer RPCs (null: unknown).
-            "clock_offset_ms": offset_ms(m.id),
-        }));
+            clock_offset_ms: offset_ms(m.id),
+            id: m.id,
+            matched_index: m.matched_index,
+            peer_addr: m.peer_addr.clone(),
+            state: m.state.to_string(),
+        });
     }
     let leader_api = s.leader.and_then(|id| {
         peers
             .iter()
-            .find(|p| p["id"] == json!(id))
-            .and_then(|p| p["api_addr"].as_str().map(str::to_string))
+            .find(|p| p.id == id)
+            .and_then(|p| p.api_addr.clone())
     });
     let max_cache = state.cache.limits().max_cache_size.max(1);
     let percent = (cache.size as f64 * 1000.0 / max_cache as f64).round() / 10.0;
-    Json(json!({
-        "ref": state.run_ref,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.started.elapsed().as_secs(),
-        "peers": if members.len() > 1 { json!(peers) } else { json!([]) },
-        "cache_items": cache.items,
-        "cache_size": cache.size,
-        "cache_percent": percent,
-        "max_item_size": cache.largest_item,
-        "cache_locks": cache.locks,
-        "max_persistent_data_item_size": limits.max_item_bytes,
-        "node_id": s.node_id,
-        "role": s.role,
-        "leader": s.leader.map(|id| json!({"id": id, "api": leader_api})),
-        "commit_index": state.node.commit_index().await,
-        "term": s.term,
-        "last_log_index": s.last_log_index,
-        "applied_index": s.applied_index,
-        "items": s.items,
-        "bytes": s.data_bytes,
-        "max_items": limits.max_items,
-        "oldest_expiry": s.next_expiry.map(|t| t.as_secs_f64()),
-        "clock": {
-            "max_offset_ms": time.bound() / 1000,
-            "out_of_bounds": time.out_of_bounds(),
-            "reason": time.refusal(),
-            "cluster_time": time.floors().1 as f64 / 1_000_000.0,
+    if members.len() <= 1 {
+        peers.clear();
+    }
+    Json(StatusResponse {
+        applied_index: s.applied_index,
+        bytes: s.data_bytes,
+        cache_items: cache.items,
+        cache_locks: cache.locks,
+        cache_percent: percent,
+        cache_size: cache.size,
+        clock: ClockStatus {
+            cluster_time: time.floors().1 as f64 / 1_000_000.0,
+            max_offset_ms: time.bound() / 1000,
+            out_of_bounds: time.out_of_bounds(),
+            reason: time.refusal(),
         },
-    }))
+        commit_index: state.node.commit_index().await,
+        items: s.items,
+        last_log_index: s.last_log_index,
+        leader: s.leader.map(|id| LeaderRef {
+            api: leader_api,
+            id,
+        }),
+        max_item_size: cache.largest_item,
+        max_items: limits.max_items,
+        max_persistent_data_item_size: limits.max_item_bytes,
+        node_id: s.node_id,
+        oldest_expiry: s.next_expiry.map(|t| t.as_secs_f64()),
+        peers,
+        run_ref: state.run_ref.clone(),
+        role: s.role.to_string(),
+        term: s.term,
+        uptime: state.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
 /// `GET /metrics`: Prometheus text format. Gauges and cache counters are read from the node
@@ -218,4 +268,29 @@ pub async fn metrics(State(state): State<SharedApiState>) -> axum::response::Res
         render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotReady;
+
+    #[test]
+    fn not_ready_reasons_read_as_before() {
+        assert_eq!(
+            NotReady::Node("raft has stopped: x".into()).to_string(),
+            "raft has stopped: x"
+        );
+        assert_eq!(
+            NotReady::LeaderWithoutQuorum { leader: 2 }.to_string(),
+            "the leader (node 2) has not heard from a quorum recently"
+        );
+        assert_eq!(
+            NotReady::CatchingUp {
+                applied: 5,
+                commit: 9
+            }
+            .to_string(),
+            "catching up: applied 5 of the leader's committed 9"
+        );
+    }
 }
