@@ -15,6 +15,11 @@ pub enum NodeError {
         leader: Option<u64>,
     },
     /// No quorum could be reached; nothing was proposed.
+    ///
+    /// The reason is text, not a typed cause: it crosses the wire between nodes (a leader's
+    /// answer to a follower's `Propose`), whose form must not change. The typed cause is
+    /// logged where it happens, and formatted into this text with its sources
+    /// ([`with_sources`]).
     #[error("no quorum: {0}")]
     NoQuorum(String),
     /// The write was proposed but not committed in time: it may still commit.
@@ -22,9 +27,15 @@ pub enum NodeError {
     CommitTimeout(u64),
     /// The write was proposed, then the node stopped or the answer was lost before its
     /// outcome was known: it may still commit (answered like a commit timeout).
+    ///
+    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
+    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("the write was proposed but its outcome is unknown ({0}); it may still be applied")]
     OutcomeUnknown(String),
     /// The node is stopping or not ready; nothing was proposed.
+    ///
+    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
+    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("{0}")]
     Unavailable(String),
     /// The data directory's file system has less free space than the reserve; nothing was
@@ -54,6 +65,22 @@ pub enum Invariant {
         /// Outcomes received.
         got: usize,
     },
+}
+
+/// `e` followed by its sources, joined with `": "`: how a typed error becomes text at a
+/// boundary (a log line, a reason sent to a peer, the message of a [`NodeError`]).
+///
+/// The errors of this crate name only their own layer in `Display` and keep the cause as
+/// their `source`, so nothing is said twice.
+pub fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -105,5 +132,15 @@ mod tests {
             })
         ));
         assert!(e.to_string().contains("3 operations, 2 outcomes"));
+    }
+
+    #[test]
+    fn with_sources_appends_each_cause_in_order() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(with_sources(&e), "outer: inner");
+        assert_eq!(with_sources(&std::io::Error::other("alone")), "alone");
     }
 }

@@ -20,6 +20,7 @@ use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
+use crate::error::with_sources;
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::types::TypeConfig;
@@ -60,7 +61,10 @@ pub async fn linearize(
             let index = match network.read_index(&node.addr, f.leader_id, timeout).await {
                 Ok(index) => index,
                 Err(e) => {
-                    tracing::debug!(error = %e, "no read index from the leader; forwarding");
+                    tracing::debug!(
+                        error = %with_sources(&e),
+                        "no read index from the leader; forwarding"
+                    );
                     return Err(not_leader);
                 }
             };

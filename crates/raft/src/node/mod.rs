@@ -42,7 +42,7 @@ mod tasks;
 pub use membership::Member;
 pub use options::NodeOptions;
 pub use start::StartError;
-pub use status::{NamespaceStats, NodeStatus};
+pub use status::{NamespaceStats, NodeStatus, NotReady};
 
 /// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;

@@ -20,6 +20,43 @@ pub struct NamespaceStats {
     pub next_expiry: Option<Timestamp>,
 }
 
+/// Why this node cannot serve linearizable reads and writes now (the verdict of `/ready`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotReady {
+    /// Raft stopped on its own (a storage failure); openraft's reason is the source.
+    #[error("raft has stopped")]
+    Stopped(#[source] Box<openraft::error::Fatal<NodeId>>),
+    /// This node's clock is out of bounds; the clock check's reason.
+    #[error("{0}")]
+    Clock(String),
+    /// This node leads but has not yet committed an entry of its term.
+    #[error("the leader has not yet committed an entry of its term")]
+    NoEntryOfTerm,
+    /// This node leads but has not heard from a quorum within the election timeout.
+    #[error("the leader has not heard from a quorum recently")]
+    QuorumSilent,
+    /// This node follows no known leader.
+    #[error("no leader is known (election in progress or no quorum)")]
+    NoLeader,
+    /// This node is a candidate.
+    #[error("an election is in progress")]
+    Election,
+    /// This node is a learner.
+    #[error("this node is a learner (not yet a voting member)")]
+    Learner,
+    /// This node is shutting down.
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+/// The reason as text, with its source (`raft has stopped: <openraft's reason>`), for the
+/// callers that report it as a message (the API's `/ready`).
+impl From<NotReady> for String {
+    fn from(e: NotReady) -> String {
+        crate::error::with_sources(&e)
+    }
+}
+
 /// A snapshot of the node's state for `/status` and `/metrics`.
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -86,18 +123,18 @@ impl Node {
     }
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let m = self.inner.raft.metrics().borrow().clone();
         if let Err(e) = &m.running_state {
-            return Err(format!("raft has stopped: {e}"));
+            return Err(NotReady::Stopped(Box::new(e.clone())));
         }
         if let Some(reason) = self.inner.time.refusal() {
-            return Err(reason);
+            return Err(NotReady::Clock(reason));
         }
         match m.state {
             ServerState::Leader => {
                 if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
-                    return Err("the leader has not yet committed an entry of its term".into());
+                    return Err(NotReady::NoEntryOfTerm);
                 }
                 let voters = m.membership_config.membership().voter_ids().count();
                 if voters > 1 {
@@ -105,7 +142,7 @@ impl Node {
                         .millis_since_quorum_ack
                         .is_some_and(|ms| ms <= self.inner.election_max.as_millis() as u64);
                     if !fresh {
-                        return Err("the leader has not heard from a quorum recently".into());
+                        return Err(NotReady::QuorumSilent);
                     }
                 }
                 Ok(())
@@ -113,11 +150,11 @@ impl Node {
             // A follower's readiness depends on its leader: see `follower_readiness`.
             ServerState::Follower => match m.current_leader {
                 Some(_) => Ok(()),
-                None => Err("no leader is known (election in progress or no quorum)".into()),
+                None => Err(NotReady::NoLeader),
             },
-            ServerState::Candidate => Err("an election is in progress".into()),
-            ServerState::Learner => Err("this node is a learner (not yet a voting member)".into()),
-            ServerState::Shutdown => Err("the node is stopping".into()),
+            ServerState::Candidate => Err(NotReady::Election),
+            ServerState::Learner => Err(NotReady::Learner),
+            ServerState::Shutdown => Err(NotReady::Stopping),
         }
     }
 

@@ -9,6 +9,7 @@ use openraft::ServerState;
 use crate::election::{
     grant_pre_vote, term_and_last_log, PreVoteAnswer, PreVoteRequest, VoterView,
 };
+use crate::peer::error::ReadIndexRefusal;
 use crate::types::{NodeId, TypeConfig};
 use crate::Node;
 
@@ -41,9 +42,9 @@ pub(crate) async fn answer_vote(
 
 /// A read index for a follower: the leader confirms its leadership with a quorum first, and
 /// with it a cluster time (see `reader`), which the answer's stamp carries.
-pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
+pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, ReadIndexRefusal> {
     if let Some(reason) = node.time().refusal() {
-        return Err(reason);
+        return Err(ReadIndexRefusal::Clock(reason));
     }
     let t = node.begin_leader_read();
     match tokio::time::timeout(
@@ -56,8 +57,8 @@ pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
             node.time().confirm(t);
             Ok(log_id.map_or(0, |l| l.index))
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("leadership could not be confirmed in time".into()),
+        Ok(Err(e)) => Err(ReadIndexRefusal::Leadership(e)),
+        Err(_) => Err(ReadIndexRefusal::Timeout),
     }
 }
 

@@ -10,12 +10,14 @@
 //! - [`answer`]: the answers both transports give (append, vote, read index, pre-vote);
 //! - [`routes`]: the HTTP peer router (Raft RPCs, node info, membership admin) and
 //!   `protect`, the cluster-secret check on every peer route;
-//! - [`cache_peers`]: the shared cache's calls on the peer stream, both sides.
+//! - [`cache_peers`]: the shared cache's calls on the peer stream, both sides;
+//! - [`error`]: the transport's errors, client and server side.
 
 pub mod answer;
 pub mod auth;
 pub mod cache_peers;
 pub mod credentials;
+pub mod error;
 pub mod network;
 pub mod routes;
 pub mod stream;

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::node::membership::MembershipError;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::error::wire_reason;
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use crate::Node;
@@ -118,7 +119,7 @@ async fn read_index(State(node): State<Node>, headers: HeaderMap) -> Response {
     if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
         return refuse(code, m);
     }
-    reply(&answer_read_index(&node).await)
+    reply(&wire_reason(answer_read_index(&node).await))
 }
 
 /// `POST /raft/propose`: a follower hands over a batch of client operations (already
