@@ -1,6 +1,9 @@
-//! Errors of the node service, as the API sees them.
+//! Errors of the node service, as the API sees them, and of membership changes (answered
+//! on the peer port).
 
 use statemanager_core::DomainError;
+
+use crate::types::NodeId;
 
 /// Why a store or fetch did not succeed.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -64,6 +67,60 @@ pub enum Invariant {
         expected: usize,
         /// Outcomes received.
         got: usize,
+    },
+}
+
+/// openraft's error when a membership change fails.
+pub type ChangeFailure = openraft::error::RaftError<
+    NodeId,
+    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+>;
+
+/// Why a membership change did not happen (answered 409 `membership` on the peer port).
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// openraft did not add the node as a learner.
+    #[error("adding node {id} as a learner: {source}")]
+    AddLearner {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The learner did not catch up in time; it was taken out again.
+    #[error("node {id} at {peer_addr} did not catch up within {secs} s (unreachable, or it refuses this cluster's credentials); it was not added")]
+    NotCaughtUp {
+        /// The node.
+        id: NodeId,
+        /// Its peer address.
+        peer_addr: String,
+        /// The time it had, in seconds.
+        secs: u64,
+    },
+    /// openraft did not promote the learner.
+    #[error("promoting node {id} to voter: {source}")]
+    Promote {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The node to remove is not a member.
+    #[error("node {id} is not a member")]
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Removing it would leave no voter.
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    /// openraft did not remove the node.
+    #[error("removing node {id}: {source}")]
+    Remove {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
     },
 }
 

@@ -22,7 +22,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::node::membership::MembershipError;
+use crate::error::MembershipError;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::error::wire_reason;
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
