@@ -4,29 +4,16 @@
 
 use std::time::Duration;
 
-use openraft::{BasicNode, ServerState};
-use serde::Serialize;
-
 use super::Node;
 use crate::cluster_id::{ClusterRefusal, META_CLUSTER_ID};
 use crate::types::NodeId;
+/// Defined with the other plain views of a node (see [`crate::view`]).
+pub use crate::view::Member;
 use crate::writer;
+use openraft::{BasicNode, ServerState};
 
 /// How long a node being added may take to catch up before the add is abandoned.
 const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
-
-/// One member of the cluster, as the leader (or this node) sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Member {
-    /// Node id.
-    pub id: NodeId,
-    /// Its peer address.
-    pub peer_addr: String,
-    /// `voter` or `learner`.
-    pub state: &'static str,
-    /// The last log index known to be replicated to it (leader only).
-    pub matched_index: Option<u64>,
-}
 
 // The errors live in `crate::error`, which the peer routes may use without depending on
 // `node`; re-exported here so their old paths still work.

@@ -35,6 +35,7 @@ use crate::NodeError;
 pub(crate) mod election_timer;
 pub mod membership;
 pub mod options;
+mod peer_host;
 pub mod start;
 pub mod status;
 mod tasks;

@@ -6,6 +6,8 @@ use statemanager_core::{Namespace, Timestamp};
 
 use super::Node;
 use crate::types::NodeId;
+/// Defined with the other plain views of a node (see [`crate::view`]).
+pub use crate::view::NodeStatus;
 
 /// The live items of one namespace, for the console (`GET /admin/namespaces`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,31 +57,6 @@ impl From<NotReady> for String {
     fn from(e: NotReady) -> String {
         crate::error::with_sources(&e)
     }
-}
-
-/// A snapshot of the node's state for `/status` and `/metrics`.
-#[derive(Debug, Clone)]
-pub struct NodeStatus {
-    /// This node.
-    pub node_id: NodeId,
-    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
-    pub role: &'static str,
-    /// The current leader, if known.
-    pub leader: Option<NodeId>,
-    /// The current term.
-    pub term: u64,
-    /// Index of the last log entry.
-    pub last_log_index: u64,
-    /// Index of the last applied entry.
-    pub applied_index: u64,
-    /// Items held.
-    pub items: u64,
-    /// Bytes of item data held.
-    pub data_bytes: u64,
-    /// Earliest expiry of a held item.
-    pub next_expiry: Option<Timestamp>,
-    /// Items purged by expiry since start.
-    pub expired_total: u64,
 }
 
 impl Node {

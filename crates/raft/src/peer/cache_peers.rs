@@ -16,9 +16,9 @@ use statemanager_cache::{CacheError, CachePeers, ForwardedGet, ForwardedSet, Get
 
 use crate::error::with_sources;
 use crate::peer::error::{CacheAnswerError, CacheCallError};
+use crate::peer::host::PeerHost;
 use crate::peer::stream::Kind;
 use crate::types::decode;
-use crate::Node;
 
 /// A forwarded `get_data`, as it travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +66,8 @@ pub type CacheSetAnswer = Result<(), (u64, u64)>;
 
 /// Answers a forwarded `get_data` from this node's own cache share (through its
 /// `SharedCache` when one is registered, which also notes the peers the sender found down).
-pub(crate) async fn answer_get(
-    node: &Node,
+pub(crate) async fn answer_get<H: PeerHost>(
+    node: &H,
     r: CacheGetRequest,
 ) -> Result<CacheGetAnswer, CacheAnswerError> {
     let got = if let Some(shared) = node.shared_cache() {
@@ -95,8 +95,8 @@ pub(crate) async fn answer_get(
 }
 
 /// Stores a forwarded `set_data` in this node's own cache share.
-pub(crate) fn answer_set(
-    node: &Node,
+pub(crate) fn answer_set<H: PeerHost>(
+    node: &H,
     r: CacheSetRequest,
 ) -> Result<CacheSetAnswer, CacheAnswerError> {
     let stored = if let Some(shared) = node.shared_cache() {
@@ -117,15 +117,16 @@ pub(crate) fn answer_set(
     })
 }
 
-/// The members of `node`'s cluster, reached over its peer stream.
+/// The members of `node`'s cluster, reached over its peer stream (`H`: the node,
+/// [`crate::Node`]).
 #[derive(Clone)]
-pub struct NodeCachePeers {
-    node: Node,
+pub struct NodeCachePeers<H> {
+    node: H,
 }
 
-impl NodeCachePeers {
+impl<H: PeerHost> NodeCachePeers<H> {
     /// The transport of `node`'s shared cache.
-    pub fn new(node: Node) -> Self {
+    pub fn new(node: H) -> Self {
         NodeCachePeers { node }
     }
 
@@ -196,7 +197,7 @@ impl NodeCachePeers {
     }
 }
 
-impl CachePeers for NodeCachePeers {
+impl<H: PeerHost> CachePeers for NodeCachePeers<H> {
     fn members(&self) -> Vec<u64> {
         self.node.member_ids()
     }

@@ -11,9 +11,9 @@ use crate::cluster_time::CallStamp;
 use crate::error::with_sources;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::error::{wire_reason, HelloError, RequestError};
+use crate::peer::host::PeerHost;
 use crate::peer::wire::MAX_PEER_BODY;
 use crate::types::{NodeId, TypeConfig};
-use crate::Node;
 
 /// Read buffer of a connection: an append of a full batch arrives in a few reads.
 const READ_BUFFER: usize = 64 * 1024;
@@ -42,7 +42,7 @@ pub fn read_hello(hello: &[u8]) -> Result<Hello, HelloError> {
 }
 
 /// Whether `hello` may use this node's peer stream (`Err` says why not); its version.
-fn admit(node: &Node, hello: &[u8]) -> Result<u32, HelloError> {
+fn admit<H: PeerHost>(node: &H, hello: &[u8]) -> Result<u32, HelloError> {
     let hello = read_hello(hello)?;
     if let Some(secret) = node.peer_secret() {
         if !secret.admits(hello.authorization.as_deref()) {
@@ -57,8 +57,8 @@ fn admit(node: &Node, hello: &[u8]) -> Result<u32, HelloError> {
 /// the connection closed. Authentication is the HTTP routes': the listener has already
 /// required a client certificate under `peer_tls`, and the hello must carry the cluster
 /// secret when one is configured; every call carries the caller's cluster id.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    node: Node,
+pub async fn serve<H: PeerHost, S: AsyncRead + AsyncWrite + Unpin>(
+    node: H,
     stream: S,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -124,7 +124,7 @@ fn refused(reason: String) -> FrameBuf {
 
 /// An answer: `[ANSWERED]`, the clock stamp when the connection speaks version 2 (`stamp`:
 /// this node's clock when the call arrived), then the value.
-fn answered<T: serde::Serialize>(node: &Node, stamp: Option<u64>, value: &T) -> FrameBuf {
+fn answered<H: PeerHost, T: serde::Serialize>(node: &H, stamp: Option<u64>, value: &T) -> FrameBuf {
     let mut answer = FrameBuf::with_capacity(256);
     answer.extend(&[ANSWERED]);
     let stamped = match stamp {
@@ -192,7 +192,7 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, RequestError> {
 
 /// Answers one request frame: `[kind][cluster id][stamp, when `stamped`][postcard
 /// request]`; `received_at`: this node's clock when it arrived.
-async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> FrameBuf {
+async fn call<H: PeerHost>(node: &H, request: &[u8], stamped: bool, received_at: u64) -> FrameBuf {
     let (kind, cluster_id, body) = match split_request(request) {
         Ok(parts) => parts,
         Err(e) => return refused(with_sources(&e)),
