@@ -128,13 +128,17 @@ pub enum MembershipError {
 /// boundary (a log line, a reason sent to a peer, the message of a [`NodeError`]).
 ///
 /// The errors of this crate name only their own layer in `Display` and keep the cause as
-/// their `source`, so nothing is said twice.
+/// their `source`. Some foreign errors (openraft's storage errors) also end their own text
+/// with their source's: a cause the text already ends with is not said twice.
 pub fn with_sources(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         next = cause.source();
     }
     text
@@ -199,5 +203,14 @@ mod tests {
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(with_sources(&e), "outer: inner");
         assert_eq!(with_sources(&std::io::Error::other("alone")), "alone");
+    }
+
+    #[test]
+    fn with_sources_does_not_repeat_a_cause_the_text_already_ends_with() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing the log: {0}")]
+        struct SaysItsSource(#[source] std::io::Error);
+        let e = SaysItsSource(std::io::Error::other("disk gone"));
+        assert_eq!(with_sources(&e), "writing the log: disk gone");
     }
 }

@@ -180,3 +180,27 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::Fatal;
+    use openraft::{AnyError, StorageIOError};
+
+    use super::NotReady;
+
+    #[test]
+    fn a_stopped_raft_reads_as_before_with_its_reason() {
+        let storage: Fatal<u64> = openraft::StorageError::from(StorageIOError::<u64>::write_logs(
+            AnyError::error("disk gone"),
+        ))
+        .into();
+        for fatal in [Fatal::Panicked, storage] {
+            let before = format!("raft has stopped: {fatal}");
+            assert_eq!(String::from(NotReady::Stopped(Box::new(fatal))), before);
+        }
+        assert_eq!(
+            String::from(NotReady::NoLeader),
+            "no leader is known (election in progress or no quorum)"
+        );
+    }
+}

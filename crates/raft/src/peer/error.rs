@@ -216,4 +216,16 @@ mod tests {
         let e = CacheCallError::from(CallError::NotSent("cannot connect".into()));
         assert_eq!(with_sources(&e), "not sent: cannot connect");
     }
+
+    #[test]
+    fn a_refused_secret_says_why_as_before() {
+        let short = crate::peer::auth::ClusterSecret::new("short").expect_err("too short");
+        assert_eq!(
+            short.to_string(),
+            "cluster_secret must be at least 16 bytes (it is 5)"
+        );
+        let spaced = crate::peer::auth::ClusterSecret::new("has a space in the middle")
+            .expect_err("a space");
+        assert_eq!(spaced, SecretError::NotPrintable);
+    }
 }
