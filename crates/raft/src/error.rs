@@ -1,6 +1,9 @@
-//! Errors of the node service, as the API sees them.
+//! Errors of the node service, as the API sees them, and of membership changes (answered
+//! on the peer port).
 
 use statemanager_core::DomainError;
+
+use crate::types::NodeId;
 
 /// Why a store or fetch did not succeed.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -15,6 +18,11 @@ pub enum NodeError {
         leader: Option<u64>,
     },
     /// No quorum could be reached; nothing was proposed.
+    ///
+    /// The reason is text, not a typed cause: it crosses the wire between nodes (a leader's
+    /// answer to a follower's `Propose`), whose form must not change. The typed cause is
+    /// logged where it happens, and formatted into this text with its sources
+    /// ([`with_sources`]).
     #[error("no quorum: {0}")]
     NoQuorum(String),
     /// The write was proposed but not committed in time: it may still commit.
@@ -22,9 +30,15 @@ pub enum NodeError {
     CommitTimeout(u64),
     /// The write was proposed, then the node stopped or the answer was lost before its
     /// outcome was known: it may still commit (answered like a commit timeout).
+    ///
+    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
+    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("the write was proposed but its outcome is unknown ({0}); it may still be applied")]
     OutcomeUnknown(String),
     /// The node is stopping or not ready; nothing was proposed.
+    ///
+    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
+    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("{0}")]
     Unavailable(String),
     /// The data directory's file system has less free space than the reserve; nothing was
@@ -54,6 +68,80 @@ pub enum Invariant {
         /// Outcomes received.
         got: usize,
     },
+}
+
+/// openraft's error when a membership change fails.
+pub type ChangeFailure = openraft::error::RaftError<
+    NodeId,
+    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+>;
+
+/// Why a membership change did not happen (answered 409 `membership` on the peer port).
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// openraft did not add the node as a learner.
+    #[error("adding node {id} as a learner: {source}")]
+    AddLearner {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The learner did not catch up in time; it was taken out again.
+    #[error("node {id} at {peer_addr} did not catch up within {secs} s (unreachable, or it refuses this cluster's credentials); it was not added")]
+    NotCaughtUp {
+        /// The node.
+        id: NodeId,
+        /// Its peer address.
+        peer_addr: String,
+        /// The time it had, in seconds.
+        secs: u64,
+    },
+    /// openraft did not promote the learner.
+    #[error("promoting node {id} to voter: {source}")]
+    Promote {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+    /// The node to remove is not a member.
+    #[error("node {id} is not a member")]
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Removing it would leave no voter.
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    /// openraft did not remove the node.
+    #[error("removing node {id}: {source}")]
+    Remove {
+        /// The node.
+        id: NodeId,
+        /// Why.
+        source: Box<ChangeFailure>,
+    },
+}
+
+/// `e` followed by its sources, joined with `": "`: how a typed error becomes text at a
+/// boundary (a log line, a reason sent to a peer, the message of a [`NodeError`]).
+///
+/// The errors of this crate name only their own layer in `Display` and keep the cause as
+/// their `source`. Some foreign errors (openraft's storage errors) also end their own text
+/// with their source's: a cause the text already ends with is not said twice.
+pub fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -105,5 +193,24 @@ mod tests {
             })
         ));
         assert!(e.to_string().contains("3 operations, 2 outcomes"));
+    }
+
+    #[test]
+    fn with_sources_appends_each_cause_in_order() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(with_sources(&e), "outer: inner");
+        assert_eq!(with_sources(&std::io::Error::other("alone")), "alone");
+    }
+
+    #[test]
+    fn with_sources_does_not_repeat_a_cause_the_text_already_ends_with() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing the log: {0}")]
+        struct SaysItsSource(#[source] std::io::Error);
+        let e = SaysItsSource(std::io::Error::other("disk gone"));
+        assert_eq!(with_sources(&e), "writing the log: disk gone");
     }
 }

@@ -15,7 +15,9 @@
 //! - [`node`]: the service handle the API talks to;
 //! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);
 //! - [`peer`]: the peer transport (network, peer stream, HTTP routes, credentials, the
-//!   shared cache's calls).
+//!   shared cache's calls); it reaches the node only through [`peer::host::PeerHost`],
+//!   which [`node::Node`] implements;
+//! - [`view`]: plain data a node reports ([`NodeStatus`], [`view::Member`]), shared by both.
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
 #![warn(missing_docs)]
@@ -36,6 +38,7 @@ pub mod recovery;
 pub mod state_machine;
 pub mod takeover;
 pub mod types;
+pub mod view;
 pub mod writer;
 
 pub use error::{Invariant, NodeError};

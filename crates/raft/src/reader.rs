@@ -12,6 +12,7 @@
 //! and `confirm` after; on a follower, the leader's confirmed time arrives with the read
 //! index. A fetch then reads at `ClusterTime::read_time`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
+use crate::error::with_sources;
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::types::TypeConfig;
@@ -60,7 +62,10 @@ pub async fn linearize(
             let index = match network.read_index(&node.addr, f.leader_id, timeout).await {
                 Ok(index) => index,
                 Err(e) => {
-                    tracing::debug!(error = %e, "no read index from the leader; forwarding");
+                    tracing::debug!(
+                        error = %with_sources(&e),
+                        "no read index from the leader; forwarding"
+                    );
                     return Err(not_leader);
                 }
             };
@@ -90,17 +95,31 @@ pub async fn run(
     time: Arc<ClusterTime>,
     shared: Arc<SharedState>,
     timeout: Duration,
-    mut rx: mpsc::Receiver<ReadWaiter>,
+    rx: mpsc::Receiver<ReadWaiter>,
 ) {
+    rounds(rx, || linearize(&raft, &network, &time, &shared, timeout)).await
+}
+
+/// Serves the queued reads in rounds until every sender of `rx` is dropped: each round takes
+/// every read queued so far, runs `round` once and hands its result to each of them. A read
+/// queued while a round runs waits for the next one.
+async fn rounds<F, R>(mut rx: mpsc::Receiver<ReadWaiter>, mut round: F)
+where
+    F: FnMut() -> R,
+    R: Future<Output = Result<(), NodeError>>,
+{
     let mut waiters = Vec::new();
     while let Some(first) = rx.recv().await {
         waiters.push(first);
         while let Ok(next) = rx.try_recv() {
             waiters.push(next);
         }
-        let result = linearize(&raft, &network, &time, &shared, timeout).await;
+        let result = round().await;
         for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

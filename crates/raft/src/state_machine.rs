@@ -407,3 +407,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.open_current().await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,81 +4,20 @@
 
 use std::time::Duration;
 
-use openraft::{BasicNode, ServerState};
-use serde::Serialize;
-
 use super::Node;
 use crate::cluster_id::{ClusterRefusal, META_CLUSTER_ID};
 use crate::types::NodeId;
+/// Defined with the other plain views of a node (see [`crate::view`]).
+pub use crate::view::Member;
 use crate::writer;
+use openraft::{BasicNode, ServerState};
 
 /// How long a node being added may take to catch up before the add is abandoned.
 const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
 
-/// One member of the cluster, as the leader (or this node) sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Member {
-    /// Node id.
-    pub id: NodeId,
-    /// Its peer address.
-    pub peer_addr: String,
-    /// `voter` or `learner`.
-    pub state: &'static str,
-    /// The last log index known to be replicated to it (leader only).
-    pub matched_index: Option<u64>,
-}
-
-/// openraft's error when a membership change fails.
-pub type ChangeFailure =
-    openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>;
-
-/// Why a membership change did not happen (answered 409 `membership` on the peer port).
-#[derive(Debug, thiserror::Error)]
-pub enum MembershipError {
-    /// openraft did not add the node as a learner.
-    #[error("adding node {id} as a learner: {source}")]
-    AddLearner {
-        /// The node.
-        id: NodeId,
-        /// Why.
-        source: Box<ChangeFailure>,
-    },
-    /// The learner did not catch up in time; it was taken out again.
-    #[error("node {id} at {peer_addr} did not catch up within {secs} s (unreachable, or it refuses this cluster's credentials); it was not added")]
-    NotCaughtUp {
-        /// The node.
-        id: NodeId,
-        /// Its peer address.
-        peer_addr: String,
-        /// The time it had, in seconds.
-        secs: u64,
-    },
-    /// openraft did not promote the learner.
-    #[error("promoting node {id} to voter: {source}")]
-    Promote {
-        /// The node.
-        id: NodeId,
-        /// Why.
-        source: Box<ChangeFailure>,
-    },
-    /// The node to remove is not a member.
-    #[error("node {id} is not a member")]
-    NotAMember {
-        /// The node.
-        id: NodeId,
-    },
-    /// Removing it would leave no voter.
-    #[error("cannot remove the last voter")]
-    LastVoter,
-    /// openraft did not remove the node.
-    #[error("removing node {id}: {source}")]
-    Remove {
-        /// The node.
-        id: NodeId,
-        /// Why.
-        source: Box<ChangeFailure>,
-    },
-}
+// The errors live in `crate::error`, which the peer routes may use without depending on
+// `node`; re-exported here so their old paths still work.
+pub use crate::error::{ChangeFailure, MembershipError};
 
 impl Node {
     /// Checks a peer's cluster id. A node waiting to join adopts the first one it is sent

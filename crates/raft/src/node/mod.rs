@@ -35,6 +35,7 @@ use crate::NodeError;
 pub(crate) mod election_timer;
 pub mod membership;
 pub mod options;
+mod peer_host;
 pub mod start;
 pub mod status;
 mod tasks;
@@ -42,7 +43,7 @@ mod tasks;
 pub use membership::Member;
 pub use options::NodeOptions;
 pub use start::StartError;
-pub use status::{NamespaceStats, NodeStatus};
+pub use status::{NamespaceStats, NodeStatus, NotReady};
 
 /// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;

@@ -6,6 +6,8 @@ use statemanager_core::{Namespace, Timestamp};
 
 use super::Node;
 use crate::types::NodeId;
+/// Defined with the other plain views of a node (see [`crate::view`]).
+pub use crate::view::NodeStatus;
 
 /// The live items of one namespace, for the console (`GET /admin/namespaces`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,29 +22,41 @@ pub struct NamespaceStats {
     pub next_expiry: Option<Timestamp>,
 }
 
-/// A snapshot of the node's state for `/status` and `/metrics`.
-#[derive(Debug, Clone)]
-pub struct NodeStatus {
-    /// This node.
-    pub node_id: NodeId,
-    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
-    pub role: &'static str,
-    /// The current leader, if known.
-    pub leader: Option<NodeId>,
-    /// The current term.
-    pub term: u64,
-    /// Index of the last log entry.
-    pub last_log_index: u64,
-    /// Index of the last applied entry.
-    pub applied_index: u64,
-    /// Items held.
-    pub items: u64,
-    /// Bytes of item data held.
-    pub data_bytes: u64,
-    /// Earliest expiry of a held item.
-    pub next_expiry: Option<Timestamp>,
-    /// Items purged by expiry since start.
-    pub expired_total: u64,
+/// Why this node cannot serve linearizable reads and writes now (the verdict of `/ready`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotReady {
+    /// Raft stopped on its own (a storage failure); openraft's reason is the source.
+    #[error("raft has stopped")]
+    Stopped(#[source] Box<openraft::error::Fatal<NodeId>>),
+    /// This node's clock is out of bounds; the clock check's reason.
+    #[error("{0}")]
+    Clock(String),
+    /// This node leads but has not yet committed an entry of its term.
+    #[error("the leader has not yet committed an entry of its term")]
+    NoEntryOfTerm,
+    /// This node leads but has not heard from a quorum within the election timeout.
+    #[error("the leader has not heard from a quorum recently")]
+    QuorumSilent,
+    /// This node follows no known leader.
+    #[error("no leader is known (election in progress or no quorum)")]
+    NoLeader,
+    /// This node is a candidate.
+    #[error("an election is in progress")]
+    Election,
+    /// This node is a learner.
+    #[error("this node is a learner (not yet a voting member)")]
+    Learner,
+    /// This node is shutting down.
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+/// The reason as text, with its source (`raft has stopped: <openraft's reason>`), for the
+/// callers that report it as a message (the API's `/ready`).
+impl From<NotReady> for String {
+    fn from(e: NotReady) -> String {
+        crate::error::with_sources(&e)
+    }
 }
 
 impl Node {
@@ -86,18 +100,18 @@ impl Node {
     }
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let m = self.inner.raft.metrics().borrow().clone();
         if let Err(e) = &m.running_state {
-            return Err(format!("raft has stopped: {e}"));
+            return Err(NotReady::Stopped(Box::new(e.clone())));
         }
         if let Some(reason) = self.inner.time.refusal() {
-            return Err(reason);
+            return Err(NotReady::Clock(reason));
         }
         match m.state {
             ServerState::Leader => {
                 if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
-                    return Err("the leader has not yet committed an entry of its term".into());
+                    return Err(NotReady::NoEntryOfTerm);
                 }
                 let voters = m.membership_config.membership().voter_ids().count();
                 if voters > 1 {
@@ -105,7 +119,7 @@ impl Node {
                         .millis_since_quorum_ack
                         .is_some_and(|ms| ms <= self.inner.election_max.as_millis() as u64);
                     if !fresh {
-                        return Err("the leader has not heard from a quorum recently".into());
+                        return Err(NotReady::QuorumSilent);
                     }
                 }
                 Ok(())
@@ -113,11 +127,11 @@ impl Node {
             // A follower's readiness depends on its leader: see `follower_readiness`.
             ServerState::Follower => match m.current_leader {
                 Some(_) => Ok(()),
-                None => Err("no leader is known (election in progress or no quorum)".into()),
+                None => Err(NotReady::NoLeader),
             },
-            ServerState::Candidate => Err("an election is in progress".into()),
-            ServerState::Learner => Err("this node is a learner (not yet a voting member)".into()),
-            ServerState::Shutdown => Err("the node is stopping".into()),
+            ServerState::Candidate => Err(NotReady::Election),
+            ServerState::Learner => Err(NotReady::Learner),
+            ServerState::Shutdown => Err(NotReady::Stopping),
         }
     }
 
@@ -164,5 +178,29 @@ impl Node {
             Err(e) => e.to_string(),
             Ok(()) => "raft stopped".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::Fatal;
+    use openraft::{AnyError, StorageIOError};
+
+    use super::NotReady;
+
+    #[test]
+    fn a_stopped_raft_reads_as_before_with_its_reason() {
+        let storage: Fatal<u64> = openraft::StorageError::from(StorageIOError::<u64>::write_logs(
+            AnyError::error("disk gone"),
+        ))
+        .into();
+        for fatal in [Fatal::Panicked, storage] {
+            let before = format!("raft has stopped: {fatal}");
+            assert_eq!(String::from(NotReady::Stopped(Box::new(fatal))), before);
+        }
+        assert_eq!(
+            String::from(NotReady::NoLeader),
+            "no leader is known (election in progress or no quorum)"
+        );
     }
 }

@@ -9,12 +9,13 @@ use openraft::ServerState;
 use crate::election::{
     grant_pre_vote, term_and_last_log, PreVoteAnswer, PreVoteRequest, VoterView,
 };
+use crate::peer::error::ReadIndexRefusal;
+use crate::peer::host::PeerHost;
 use crate::types::{NodeId, TypeConfig};
-use crate::Node;
 
 /// An AppendEntries from the leader (over HTTP or the peer stream).
-pub(crate) async fn answer_append(
-    node: &Node,
+pub(crate) async fn answer_append<H: PeerHost>(
+    node: &H,
     rpc: AppendEntriesRequest<TypeConfig>,
 ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
     let answer = node.raft().append_entries(rpc).await;
@@ -25,8 +26,8 @@ pub(crate) async fn answer_append(
 }
 
 /// A RequestVote from a candidate (over HTTP or the peer stream).
-pub(crate) async fn answer_vote(
-    node: &Node,
+pub(crate) async fn answer_vote<H: PeerHost>(
+    node: &H,
     rpc: VoteRequest<NodeId>,
 ) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
     let candidate = rpc.vote.leader_id.node_id;
@@ -41,9 +42,9 @@ pub(crate) async fn answer_vote(
 
 /// A read index for a follower: the leader confirms its leadership with a quorum first, and
 /// with it a cluster time (see `reader`), which the answer's stamp carries.
-pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
+pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, ReadIndexRefusal> {
     if let Some(reason) = node.time().refusal() {
-        return Err(reason);
+        return Err(ReadIndexRefusal::Clock(reason));
     }
     let t = node.begin_leader_read();
     match tokio::time::timeout(
@@ -56,13 +57,13 @@ pub(crate) async fn answer_read_index(node: &Node) -> Result<u64, String> {
             node.time().confirm(t);
             Ok(log_id.map_or(0, |l| l.index))
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("leadership could not be confirmed in time".into()),
+        Ok(Err(e)) => Err(ReadIndexRefusal::Leadership(e)),
+        Err(_) => Err(ReadIndexRefusal::Timeout),
     }
 }
 
 /// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).
-pub(crate) fn answer_pre_vote(node: &Node, request: &PreVoteRequest) -> PreVoteAnswer {
+pub(crate) fn answer_pre_vote<H: PeerHost>(node: &H, request: &PreVoteRequest) -> PreVoteAnswer {
     let (term, last_log_id, state) = term_and_last_log(node.raft());
     let view = VoterView {
         leading: state == ServerState::Leader,

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use super::error::SecretError;
+
 /// Shortest secret accepted (bytes): shorter ones are guessable.
 pub const MIN_SECRET_BYTES: usize = 16;
 
@@ -31,16 +33,16 @@ impl fmt::Debug for ClusterSecret {
 
 impl ClusterSecret {
     /// The secret `text` (surrounding whitespace ignored), or why it cannot be used.
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, SecretError> {
         let text = text.trim();
         if text.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "cluster_secret must be at least {MIN_SECRET_BYTES} bytes (it is {})",
-                text.len()
-            ));
+            return Err(SecretError::TooShort {
+                len: text.len(),
+                min: MIN_SECRET_BYTES,
+            });
         }
         if !text.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("cluster_secret must be printable ASCII without spaces".into());
+            return Err(SecretError::NotPrintable);
         }
         Ok(ClusterSecret {
             header: format!("Bearer {text}").into(),

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use statemanager_cache::shared::BoxFuture;
 use statemanager_cache::{CacheError, CachePeers, ForwardedGet, ForwardedSet, GetOutcome};
 
+use crate::error::with_sources;
+use crate::peer::error::{CacheAnswerError, CacheCallError};
+use crate::peer::host::PeerHost;
 use crate::peer::stream::Kind;
 use crate::types::decode;
-use crate::Node;
 
 /// A forwarded `get_data`, as it travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +66,10 @@ pub type CacheSetAnswer = Result<(), (u64, u64)>;
 
 /// Answers a forwarded `get_data` from this node's own cache share (through its
 /// `SharedCache` when one is registered, which also notes the peers the sender found down).
-pub(crate) async fn answer_get(node: &Node, r: CacheGetRequest) -> Result<CacheGetAnswer, String> {
+pub(crate) async fn answer_get<H: PeerHost>(
+    node: &H,
+    r: CacheGetRequest,
+) -> Result<CacheGetAnswer, CacheAnswerError> {
     let got = if let Some(shared) = node.shared_cache() {
         shared
             .answer_get(ForwardedGet {
@@ -76,9 +81,7 @@ pub(crate) async fn answer_get(node: &Node, r: CacheGetRequest) -> Result<CacheG
             })
             .await
     } else {
-        let cache = node
-            .local_cache()
-            .ok_or_else(|| "this node has no cache".to_string())?;
+        let cache = node.local_cache().ok_or(CacheAnswerError::NoCache)?;
         let until = tokio::time::Instant::now() + Duration::from_millis(r.wait_left_ms);
         cache
             .get_until(&r.namespace, &r.key, r.wait_secs, until)
@@ -92,7 +95,10 @@ pub(crate) async fn answer_get(node: &Node, r: CacheGetRequest) -> Result<CacheG
 }
 
 /// Stores a forwarded `set_data` in this node's own cache share.
-pub(crate) fn answer_set(node: &Node, r: CacheSetRequest) -> Result<CacheSetAnswer, String> {
+pub(crate) fn answer_set<H: PeerHost>(
+    node: &H,
+    r: CacheSetRequest,
+) -> Result<CacheSetAnswer, CacheAnswerError> {
     let stored = if let Some(shared) = node.shared_cache() {
         shared.answer_set(ForwardedSet {
             namespace: r.namespace,
@@ -102,9 +108,7 @@ pub(crate) fn answer_set(node: &Node, r: CacheSetRequest) -> Result<CacheSetAnsw
             skipped: r.skipped,
         })
     } else {
-        let cache = node
-            .local_cache()
-            .ok_or_else(|| "this node has no cache".to_string())?;
+        let cache = node.local_cache().ok_or(CacheAnswerError::NoCache)?;
         cache.set(&r.namespace, &r.key, &r.data, r.ttl_secs)
     };
     Ok(match stored {
@@ -113,15 +117,16 @@ pub(crate) fn answer_set(node: &Node, r: CacheSetRequest) -> Result<CacheSetAnsw
     })
 }
 
-/// The members of `node`'s cluster, reached over its peer stream.
+/// The members of `node`'s cluster, reached over its peer stream (`H`: the node,
+/// [`crate::Node`]).
 #[derive(Clone)]
-pub struct NodeCachePeers {
-    node: Node,
+pub struct NodeCachePeers<H> {
+    node: H,
 }
 
-impl NodeCachePeers {
+impl<H: PeerHost> NodeCachePeers<H> {
     /// The transport of `node`'s shared cache.
-    pub fn new(node: Node) -> Self {
+    pub fn new(node: H) -> Self {
         NodeCachePeers { node }
     }
 
@@ -131,24 +136,74 @@ impl NodeCachePeers {
         kind: Kind,
         request: &(impl Serialize + Sync),
         timeout: Duration,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, CacheCallError> {
         let addr = self
             .node
             .member_addr(id)
-            .ok_or_else(|| format!("node {id} is not a member"))?;
-        self.node
+            .ok_or(CacheCallError::NotAMember { id })?;
+        Ok(self
+            .node
             .network()
             .stream_call(&addr, Some(id), kind, request, timeout)
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
+    }
+
+    /// A forwarded `get_data` to `node`.
+    async fn get_from(
+        &self,
+        node: u64,
+        r: ForwardedGet,
+        timeout: Duration,
+    ) -> Result<GetOutcome, CacheCallError> {
+        let request = CacheGetRequest {
+            namespace: r.namespace,
+            key: r.key,
+            wait_secs: r.wait_secs,
+            wait_left_ms: r.wait_left_ms,
+            skipped: r.skipped,
+        };
+        let bytes = self.call(node, Kind::CacheGet, &request, timeout).await?;
+        // On the wire the owner's reason is text.
+        let answer = decode::<Result<CacheGetAnswer, String>>(&bytes)
+            .map_err(CacheCallError::Undecodable)?
+            .map_err(CacheCallError::Refused)?;
+        Ok(GetOutcome {
+            data: answer.data.map(Into::into),
+            lock: answer.lock,
+            expiry: answer.expiry,
+        })
+    }
+
+    /// A forwarded `set_data` to `node`.
+    async fn set_on(
+        &self,
+        node: u64,
+        r: ForwardedSet,
+        timeout: Duration,
+    ) -> Result<Result<(), CacheError>, CacheCallError> {
+        let request = CacheSetRequest {
+            namespace: r.namespace,
+            key: r.key,
+            data: r.data,
+            ttl_secs: r.ttl_secs,
+            skipped: r.skipped,
+        };
+        let bytes = self.call(node, Kind::CacheSet, &request, timeout).await?;
+        // On the wire the owner's reason is text.
+        let answer = decode::<Result<CacheSetAnswer, String>>(&bytes)
+            .map_err(CacheCallError::Undecodable)?
+            .map_err(CacheCallError::Refused)?;
+        Ok(answer.map_err(|(size, limit)| CacheError::TooLarge { size, limit }))
     }
 }
 
-impl CachePeers for NodeCachePeers {
+impl<H: PeerHost> CachePeers for NodeCachePeers<H> {
     fn members(&self) -> Vec<u64> {
         self.node.member_ids()
     }
 
+    // The `CachePeers` trait (the cache crate's) takes the reason as text: the typed error
+    // is formatted with its sources here.
     fn get(
         &self,
         node: u64,
@@ -156,21 +211,9 @@ impl CachePeers for NodeCachePeers {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<GetOutcome, String>> {
         Box::pin(async move {
-            let request = CacheGetRequest {
-                namespace: r.namespace,
-                key: r.key,
-                wait_secs: r.wait_secs,
-                wait_left_ms: r.wait_left_ms,
-                skipped: r.skipped,
-            };
-            let bytes = self.call(node, Kind::CacheGet, &request, timeout).await?;
-            let answer = decode::<Result<CacheGetAnswer, String>>(&bytes)
-                .map_err(|e| format!("undecodable answer: {e}"))??;
-            Ok(GetOutcome {
-                data: answer.data.map(Into::into),
-                lock: answer.lock,
-                expiry: answer.expiry,
-            })
+            self.get_from(node, r, timeout)
+                .await
+                .map_err(|e| with_sources(&e))
         })
     }
 
@@ -181,17 +224,9 @@ impl CachePeers for NodeCachePeers {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Result<(), CacheError>, String>> {
         Box::pin(async move {
-            let request = CacheSetRequest {
-                namespace: r.namespace,
-                key: r.key,
-                data: r.data,
-                ttl_secs: r.ttl_secs,
-                skipped: r.skipped,
-            };
-            let bytes = self.call(node, Kind::CacheSet, &request, timeout).await?;
-            let answer = decode::<Result<CacheSetAnswer, String>>(&bytes)
-                .map_err(|e| format!("undecodable answer: {e}"))??;
-            Ok(answer.map_err(|(size, limit)| CacheError::TooLarge { size, limit }))
+            self.set_on(node, r, timeout)
+                .await
+                .map_err(|e| with_sources(&e))
         })
     }
 }

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::credentials::{PeerCredentials, PeerTlsError};
+use super::error::ReadIndexError;
 use super::stream::client::{CallError, StreamPool};
 use super::stream::Kind;
 use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
@@ -159,28 +160,32 @@ impl PeerNetwork {
         addr: &str,
         leader: Option<NodeId>,
         timeout: Duration,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, ReadIndexError> {
+        // On the wire the leader's answer is `Result<u64, String>`: its reason is text.
         match self
             .streams
             .call(addr, leader, Kind::ReadIndex, &(), timeout)
             .await
         {
             Ok(bytes) => {
-                return decode::<Result<u64, String>>(&bytes).map_err(|e| e.to_string())?
+                return decode::<Result<u64, String>>(&bytes)
+                    .map_err(ReadIndexError::Undecodable)?
+                    .map_err(ReadIndexError::Refused)
             }
             Err(CallError::HttpOnly) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         let request = self
             .request(reqwest::Method::POST, addr, "/raft/read_index")
             .timeout(timeout);
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(ReadIndexError::Http)?;
         if !response.status().is_success() {
-            return Err(format!("leader answered {}", response.status()));
+            return Err(ReadIndexError::Status(response.status()));
         }
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        let answer: Result<u64, String> = decode(&bytes).map_err(|e| e.to_string())?;
-        answer
+        let bytes = response.bytes().await.map_err(ReadIndexError::Http)?;
+        decode::<Result<u64, String>>(&bytes)
+            .map_err(ReadIndexError::Undecodable)?
+            .map_err(ReadIndexError::Refused)
     }
 
     /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.

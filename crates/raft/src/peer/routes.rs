@@ -22,11 +22,12 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::node::membership::MembershipError;
+use crate::error::MembershipError;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::error::wire_reason;
+use crate::peer::host::PeerHost;
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::types::{decode, encode, NodeId, TypeConfig};
-use crate::Node;
 
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
@@ -34,8 +35,8 @@ fn refuse(status: StatusCode, message: String) -> Response {
 
 /// Checks the RPC version and the sender's cluster id, and decodes the body; `Err` is the
 /// status and message to refuse with.
-fn parse<T: DeserializeOwned>(
-    node: &Node,
+fn parse<T: DeserializeOwned, H: PeerHost>(
+    node: &H,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, (StatusCode, String)> {
@@ -69,7 +70,7 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
-async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+async fn append<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
     let rpc: AppendEntriesRequest<TypeConfig> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
@@ -77,7 +78,7 @@ async fn append(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Re
     reply(&answer_append(&node, rpc).await)
 }
 
-async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+async fn vote<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
     let rpc: VoteRequest<NodeId> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
@@ -85,7 +86,7 @@ async fn vote(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Resp
     reply(&answer_vote(&node, rpc).await)
 }
 
-async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+async fn snapshot<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
     let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&node, &headers, &body) {
         Ok(rpc) => rpc,
         Err((code, m)) => return refuse(code, m),
@@ -98,7 +99,7 @@ async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> 
     reply(&answer)
 }
 
-async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
+async fn info<H: PeerHost>(State(node): State<H>) -> Json<serde_json::Value> {
     let s = node.status();
     Json(serde_json::json!({
         "node_id": s.node_id,
@@ -114,16 +115,16 @@ async fn info(State(node): State<Node>) -> Json<serde_json::Value> {
 }
 
 /// `POST /raft/read_index`: a follower asks for a read index (see `reader`).
-async fn read_index(State(node): State<Node>, headers: HeaderMap) -> Response {
-    if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
+async fn read_index<H: PeerHost>(State(node): State<H>, headers: HeaderMap) -> Response {
+    if let Err((code, m)) = parse::<(), H>(&node, &headers, &encode(&()).unwrap_or_default()) {
         return refuse(code, m);
     }
-    reply(&answer_read_index(&node).await)
+    reply(&wire_reason(answer_read_index(&node).await))
 }
 
 /// `POST /raft/propose`: a follower hands over a batch of client operations (already
 /// validated there). Proposed here as one entry; never forwarded again.
-async fn propose(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+async fn propose<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
     let ops: Vec<statemanager_core::Op> = match parse(&node, &headers, &body) {
         Ok(ops) => ops,
         Err((code, m)) => return refuse(code, m),
@@ -132,8 +133,8 @@ async fn propose(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> R
 }
 
 /// `POST /raft/elect`: a stopping leader asks this node to start an election now.
-async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
-    if let Err((code, m)) = parse::<()>(&node, &headers, &encode(&()).unwrap_or_default()) {
+async fn elect<H: PeerHost>(State(node): State<H>, headers: HeaderMap) -> Response {
+    if let Err((code, m)) = parse::<(), H>(&node, &headers, &encode(&()).unwrap_or_default()) {
         return refuse(code, m);
     }
     if let Some(reason) = node.time().refusal() {
@@ -146,7 +147,7 @@ async fn elect(State(node): State<Node>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /admin/cluster`: this node's view of the cluster.
-async fn cluster(State(node): State<Node>) -> Json<serde_json::Value> {
+async fn cluster<H: PeerHost>(State(node): State<H>) -> Json<serde_json::Value> {
     let s = node.status();
     Json(serde_json::json!({
         "node_id": s.node_id,
@@ -172,7 +173,7 @@ struct RemoveRequest {
 }
 
 /// Answers 421 (misdirected) with the leader's peer address when this node does not lead.
-fn not_leader(node: &Node) -> Option<Response> {
+fn not_leader<H: PeerHost>(node: &H) -> Option<Response> {
     if node.status().role == "leader" {
         return None;
     }
@@ -195,7 +196,7 @@ fn admin_result(result: Result<(), MembershipError>) -> Response {
 }
 
 /// `POST /admin/add {"id", "peer_addr"}`: add a node (learner, then voter once caught up).
-async fn add(State(node): State<Node>, Json(req): Json<AddRequest>) -> Response {
+async fn add<H: PeerHost>(State(node): State<H>, Json(req): Json<AddRequest>) -> Response {
     if let Some(r) = not_leader(&node) {
         return r;
     }
@@ -203,7 +204,7 @@ async fn add(State(node): State<Node>, Json(req): Json<AddRequest>) -> Response 
 }
 
 /// `POST /admin/remove {"id"}`: remove a node.
-async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Response {
+async fn remove<H: PeerHost>(State(node): State<H>, Json(req): Json<RemoveRequest>) -> Response {
     if let Some(r) = not_leader(&node) {
         return r;
     }
@@ -214,12 +215,15 @@ async fn remove(State(node): State<Node>, Json(req): Json<RemoveRequest>) -> Res
 /// configured, every request must carry it (401 `unauthorized` otherwise, logged at most once
 /// a minute). Peer TLS, when configured, is enforced by the listener itself (client
 /// certificates signed by the cluster's CA), before any request is read.
-pub fn protect(router: Router, node: Node) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(node, check_secret))
+pub fn protect<H: PeerHost>(router: Router, node: H) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        node,
+        check_secret::<H>,
+    ))
 }
 
-async fn check_secret(
-    State(node): State<Node>,
+async fn check_secret<H: PeerHost>(
+    State(node): State<H>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -250,18 +254,18 @@ async fn check_secret(
 }
 
 /// The peer router (Raft RPCs, node info, membership admin), with `node` as state.
-pub fn router(node: Node) -> Router {
+pub fn router<H: PeerHost>(node: H) -> Router {
     Router::new()
-        .route("/raft/append", post(append))
-        .route("/raft/vote", post(vote))
-        .route("/raft/snapshot", post(snapshot))
-        .route("/raft/elect", post(elect))
-        .route("/raft/read_index", post(read_index))
-        .route("/raft/propose", post(propose))
-        .route("/peer/info", get(info))
-        .route("/admin/cluster", get(cluster))
-        .route("/admin/add", post(add))
-        .route("/admin/remove", post(remove))
+        .route("/raft/append", post(append::<H>))
+        .route("/raft/vote", post(vote::<H>))
+        .route("/raft/snapshot", post(snapshot::<H>))
+        .route("/raft/elect", post(elect::<H>))
+        .route("/raft/read_index", post(read_index::<H>))
+        .route("/raft/propose", post(propose::<H>))
+        .route("/peer/info", get(info::<H>))
+        .route("/admin/cluster", get(cluster::<H>))
+        .route("/admin/add", post(add::<H>))
+        .route("/admin/remove", post(remove::<H>))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PEER_BODY))
         .with_state(node)
 }

@@ -128,7 +128,7 @@ impl Config {
         };
         ClusterSecret::new(&text)
             .map(Some)
-            .map_err(ConfigError::ClusterSecret)
+            .map_err(|e| ConfigError::ClusterSecret(e.to_string()))
     }
 
     /// How this node authenticates to its peers.

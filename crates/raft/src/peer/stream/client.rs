@@ -26,6 +26,9 @@ use super::{Hello, Kind, ANSWERED, MAX_HELLO, PREFACE, REFUSED, VERSION};
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::{AnswerStamp, ClusterTime};
 use crate::peer::credentials::{PeerCredentials, PeerTls, PeerTlsError};
+/// Why a call has no answer (defined with the peer transport's other errors).
+pub use crate::peer::error::CallError;
+use crate::peer::error::HelloAnswerError;
 use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
 
@@ -50,32 +53,6 @@ struct Idle {
     since: Instant,
     /// The TLS generation it was opened with (see [`StreamPool::reload_tls`]).
     generation: u64,
-}
-
-/// Why a call has no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// The peer speaks HTTP only (it answered the preface with HTTP): use the HTTP route.
-    HttpOnly,
-    /// The request never reached the peer whole (no connection, refused hello, failed
-    /// write): the peer did nothing.
-    NotSent(String),
-    /// The request was sent but no answer came (timeout, connection lost): the peer may have
-    /// acted on it.
-    Lost(String),
-    /// The peer refused the call (cluster id, version, undecodable): it did nothing.
-    Refused(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::HttpOnly => f.write_str("the peer does not speak the peer stream"),
-            CallError::NotSent(m) => write!(f, "not sent: {m}"),
-            CallError::Lost(m) => write!(f, "sent, no answer: {m}"),
-            CallError::Refused(m) => write!(f, "refused by the peer: {m}"),
-        }
-    }
 }
 
 /// Idle connections to every peer, and how to open new ones.
@@ -293,9 +270,11 @@ impl StreamPool {
             Err(_) => return Err(not_sent("no hello from", &"timed out")),
         };
         match read_hello_answer(&answer) {
-            Ok(Ok(())) => Ok(conn),
-            Ok(Err(reason)) => Err(CallError::Refused(reason)),
-            Err(e) => Err(not_sent("undecodable hello answer from", &e)),
+            Ok(()) => Ok(conn),
+            Err(HelloAnswerError::Refused(reason)) => Err(CallError::Refused(reason)),
+            Err(HelloAnswerError::Undecodable(e)) => {
+                Err(not_sent("undecodable hello answer from", &e))
+            }
         }
     }
 
@@ -403,9 +382,13 @@ pub fn split_answer(body: &[u8]) -> Result<(AnswerStamp, &[u8]), postcard::Error
     postcard::take_from_bytes::<AnswerStamp>(body)
 }
 
-/// Decodes the answer to a hello: `Ok` when the peer admitted this node.
-pub fn read_hello_answer(answer: &[u8]) -> Result<Result<(), String>, postcard::Error> {
+/// Decodes the answer to a hello: `Ok` when the peer admitted this node, else the peer's
+/// reason or why the answer could not be read.
+pub fn read_hello_answer(answer: &[u8]) -> Result<(), HelloAnswerError> {
+    // On the wire the peer's reason is text (`Result<(), String>`).
     postcard::from_bytes::<Result<(), String>>(answer)
+        .map_err(HelloAnswerError::Undecodable)?
+        .map_err(HelloAnswerError::Refused)
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, MIN_VERSION, PREFACE, REFUSED, VERSION};
 use crate::cluster_time::CallStamp;
+use crate::error::with_sources;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::error::{wire_reason, HelloError, RequestError};
+use crate::peer::host::PeerHost;
 use crate::peer::wire::MAX_PEER_BODY;
 use crate::types::{NodeId, TypeConfig};
-use crate::Node;
 
 /// Read buffer of a connection: an append of a full batch arrives in a few reads.
 const READ_BUFFER: usize = 64 * 1024;
@@ -27,24 +29,24 @@ fn warn_refused(reason: &str) {
 }
 
 /// Decodes a hello frame and checks its version; `Err` says why the peer is refused.
-pub fn read_hello(hello: &[u8]) -> Result<Hello, String> {
-    let hello: Hello =
-        postcard::from_bytes(hello).map_err(|e| format!("undecodable hello: {e}"))?;
+pub fn read_hello(hello: &[u8]) -> Result<Hello, HelloError> {
+    let hello: Hello = postcard::from_bytes(hello).map_err(HelloError::Undecodable)?;
     if !(MIN_VERSION..=VERSION).contains(&hello.version) {
-        return Err(format!(
-            "peer stream version {} is not {MIN_VERSION} to {VERSION}",
-            hello.version
-        ));
+        return Err(HelloError::Version {
+            version: hello.version,
+            min: MIN_VERSION,
+            max: VERSION,
+        });
     }
     Ok(hello)
 }
 
 /// Whether `hello` may use this node's peer stream (`Err` says why not); its version.
-fn admit(node: &Node, hello: &[u8]) -> Result<u32, String> {
+fn admit<H: PeerHost>(node: &H, hello: &[u8]) -> Result<u32, HelloError> {
     let hello = read_hello(hello)?;
     if let Some(secret) = node.peer_secret() {
         if !secret.admits(hello.authorization.as_deref()) {
-            return Err("the peer stream needs the cluster secret".into());
+            return Err(HelloError::NoSecret);
         }
     }
     Ok(hello.version)
@@ -55,8 +57,8 @@ fn admit(node: &Node, hello: &[u8]) -> Result<u32, String> {
 /// the connection closed. Authentication is the HTTP routes': the listener has already
 /// required a client certificate under `peer_tls`, and the hello must carry the cluster
 /// secret when one is configured; every call carries the caller's cluster id.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    node: Node,
+pub async fn serve<H: PeerHost, S: AsyncRead + AsyncWrite + Unpin>(
+    node: H,
     stream: S,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -68,7 +70,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let Ok(hello) = frame::read(&mut conn, MAX_HELLO).await else {
         return;
     };
-    let verdict = admit(&node, &hello);
+    // On the wire the reason is text (`Result<(), String>`).
+    let verdict = admit(&node, &hello).map_err(|e| with_sources(&e));
     let mut answer = FrameBuf::with_capacity(64);
     if answer.encode(&verdict.as_ref().map(|_| ())).is_err() {
         return;
@@ -121,7 +124,7 @@ fn refused(reason: String) -> FrameBuf {
 
 /// An answer: `[ANSWERED]`, the clock stamp when the connection speaks version 2 (`stamp`:
 /// this node's clock when the call arrived), then the value.
-fn answered<T: serde::Serialize>(node: &Node, stamp: Option<u64>, value: &T) -> FrameBuf {
+fn answered<H: PeerHost, T: serde::Serialize>(node: &H, stamp: Option<u64>, value: &T) -> FrameBuf {
     let mut answer = FrameBuf::with_capacity(256);
     answer.extend(&[ANSWERED]);
     let stamped = match stamp {
@@ -155,26 +158,26 @@ pub enum Call {
 
 /// Splits a request frame, `[kind][cluster id][postcard request]`, into its kind, the
 /// caller's cluster id and the undecoded request (decoded only once the caller is admitted).
-pub fn split_request(request: &[u8]) -> Result<(Kind, Option<String>, &[u8]), String> {
+pub fn split_request(request: &[u8]) -> Result<(Kind, Option<String>, &[u8]), RequestError> {
     let Some((&kind, rest)) = request.split_first() else {
-        return Err("empty request".into());
+        return Err(RequestError::Empty);
     };
     let Some(kind) = Kind::from_byte(kind) else {
-        return Err(format!("unknown call {kind}"));
+        return Err(RequestError::UnknownCall(kind));
     };
-    let (cluster_id, body) = postcard::take_from_bytes::<Option<String>>(rest)
-        .map_err(|e| format!("undecodable request: {e}"))?;
+    let (cluster_id, body) =
+        postcard::take_from_bytes::<Option<String>>(rest).map_err(RequestError::Undecodable)?;
     Ok((kind, cluster_id, body))
 }
 
 /// Splits the clock stamp (protocol version 2) off the body of a request.
-pub fn split_stamp(body: &[u8]) -> Result<(CallStamp, &[u8]), String> {
-    postcard::take_from_bytes::<CallStamp>(body).map_err(|e| format!("undecodable stamp: {e}"))
+pub fn split_stamp(body: &[u8]) -> Result<(CallStamp, &[u8]), RequestError> {
+    postcard::take_from_bytes::<CallStamp>(body).map_err(RequestError::UndecodableStamp)
 }
 
 /// Decodes the request of a call of `kind`.
-pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
-    let undecodable = |e: postcard::Error| format!("undecodable {kind:?} request: {e}");
+pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, RequestError> {
+    let undecodable = |source| RequestError::UndecodableCall { kind, source };
     match kind {
         Kind::Append => postcard::from_bytes(body).map(Call::Append),
         Kind::Vote => postcard::from_bytes(body).map(Call::Vote),
@@ -189,10 +192,10 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, String> {
 
 /// Answers one request frame: `[kind][cluster id][stamp, when `stamped`][postcard
 /// request]`; `received_at`: this node's clock when it arrived.
-async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> FrameBuf {
+async fn call<H: PeerHost>(node: &H, request: &[u8], stamped: bool, received_at: u64) -> FrameBuf {
     let (kind, cluster_id, body) = match split_request(request) {
         Ok(parts) => parts,
-        Err(reason) => return refused(reason),
+        Err(e) => return refused(with_sources(&e)),
     };
     if let Err(reason) = node.admit_peer(cluster_id.as_deref()) {
         tracing::warn!("refused a peer RPC: {reason}");
@@ -206,7 +209,7 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
                 node.time().on_call(&stamp, kind == Kind::Append);
                 body
             }
-            Err(reason) => return refused(reason),
+            Err(e) => return refused(with_sources(&e)),
         }
     } else {
         body
@@ -216,18 +219,20 @@ async fn call(node: &Node, request: &[u8], stamped: bool, received_at: u64) -> F
         Ok(Call::Append(rpc)) => answered(node, stamp, &answer_append(node, rpc).await),
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
-        Ok(Call::ReadIndex) => answered(node, stamp, &answer_read_index(node).await),
+        Ok(Call::ReadIndex) => answered(node, stamp, &wire_reason(answer_read_index(node).await)),
         Ok(Call::PreVote(r)) => {
             answered(node, stamp, &crate::peer::answer::answer_pre_vote(node, &r))
         }
         Ok(Call::CacheGet(r)) => answered(
             node,
             stamp,
-            &crate::peer::cache_peers::answer_get(node, r).await,
+            &wire_reason(crate::peer::cache_peers::answer_get(node, r).await),
         ),
-        Ok(Call::CacheSet(r)) => {
-            answered(node, stamp, &crate::peer::cache_peers::answer_set(node, r))
-        }
-        Err(reason) => refused(reason),
+        Ok(Call::CacheSet(r)) => answered(
+            node,
+            stamp,
+            &wire_reason(crate::peer::cache_peers::answer_set(node, r)),
+        ),
+        Err(e) => refused(with_sources(&e)),
     }
 }

@@ -1,0 +1,294 @@
+//! Tests of the state machine adapter: apply (one outcome per operation, Raft's
+//! bookkeeping), snapshots built, received, installed and loaded at start-up.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::{CommittedLeaderId, Membership};
+use statemanager_core::{Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Ttl};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::types::SharedBatch;
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+fn id(key: &str) -> ItemId {
+    ItemId {
+        namespace: Namespace::new("ns").expect("a valid namespace"),
+        key: Key::new(key).expect("a valid key"),
+    }
+}
+
+fn store(key: &str, data: &str) -> Op {
+    Op::Store(StoreOp {
+        id: id(key),
+        data: Arc::from(data),
+        ttl: Ttl::from_secs(3600).expect("a valid ttl"),
+        timestamp: None,
+    })
+}
+
+fn secs(s: u64) -> Timestamp {
+    Timestamp::from_micros(s * 1_000_000)
+}
+
+fn normal(index: u64, now: u64, ops: Vec<Op>) -> Entry {
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(SharedBatch::new(Batch {
+            now: secs(now),
+            limits: Limits::default(),
+            ops,
+        })),
+    }
+}
+
+fn membership(index: u64, voters: &[NodeId]) -> Entry {
+    let ids: BTreeSet<NodeId> = voters.iter().copied().collect();
+    let nodes: BTreeMap<NodeId, openraft::BasicNode> = voters
+        .iter()
+        .map(|&n| {
+            (
+                n,
+                openraft::BasicNode::new(format!("127.0.0.1:{}", 7000 + n)),
+            )
+        })
+        .collect();
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Membership(Membership::new(vec![ids], nodes)),
+    }
+}
+
+/// Entries 1..=4: a blank, a membership of {1, 2, 3}, then two batches.
+fn history() -> Vec<Entry> {
+    vec![
+        Entry {
+            log_id: log_id(1, 1),
+            payload: EntryPayload::Blank,
+        },
+        membership(2, &[1, 2, 3]),
+        normal(3, 100, vec![store("a", "alpha"), store("b", "beta")]),
+        normal(4, 101, vec![store("c", "gamma"), Op::Delete(id("b"))]),
+    ]
+}
+
+/// The items of `applied`, sorted, as comparable values.
+fn items(applied: &Applied) -> Vec<(String, String, Timestamp, Timestamp)> {
+    let mut list: Vec<_> = applied
+        .state
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("{}/{}", k.namespace.as_str(), k.key.as_str()),
+                v.data.to_string(),
+                v.timestamp,
+                v.expires_at,
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Asserts that two states hold the same items, log position, membership and time.
+fn assert_same(a: &Applied, b: &Applied) {
+    assert_eq!(items(a), items(b));
+    assert_eq!(a.last_applied, b.last_applied);
+    assert_eq!(a.membership, b.membership);
+    assert_eq!(a.state.high_water(), b.state.high_water());
+}
+
+#[tokio::test]
+async fn a_batch_gets_one_outcome_per_operation_in_order() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut sm = StateMachine::open(dir.path()).expect("opens");
+    let results = sm
+        .apply(vec![normal(
+            1,
+            100,
+            vec![
+                store("a", "alpha"),
+                Op::Delete(id("missing")),
+                store("b", "beta"),
+                Op::Delete(id("a")),
+            ],
+        )])
+        .await
+        .expect("applies");
+    assert_eq!(results.len(), 1, "one result per entry");
+    let outcomes = &results[0].0;
+    assert_eq!(outcomes.len(), 4, "one outcome per operation");
+    assert!(outcomes[0].is_ok());
+    assert_eq!(outcomes[1], Err(DomainError::NotFound));
+    assert!(outcomes[2].is_ok());
+    assert!(outcomes[3].is_ok(), "deletes what the first op stored");
+    let shared = sm.shared();
+    let applied = shared.read();
+    assert_eq!(items(&applied).len(), 1, "only b is left");
+    assert_eq!(applied.last_applied, Some(log_id(1, 1)));
+}
+
+#[tokio::test]
+async fn blank_and_membership_entries_have_no_outcomes_and_are_reported() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut sm = StateMachine::open(dir.path()).expect("opens");
+    let (last, members) = sm.applied_state().await.expect("reads");
+    assert_eq!(last, None, "nothing applied yet");
+    assert_eq!(members, StoredMembership::default());
+    let results = sm.apply(history()).await.expect("applies");
+    assert_eq!(results.len(), 4, "one result per entry");
+    assert!(results[0].0.is_empty(), "blank");
+    assert!(results[1].0.is_empty(), "membership");
+    assert_eq!(results[2].0.len(), 2);
+    assert_eq!(results[3].0.len(), 2);
+    let (last, members) = sm.applied_state().await.expect("reads");
+    assert_eq!(last, Some(log_id(1, 4)));
+    assert_eq!(members.log_id(), &Some(log_id(1, 2)));
+    let voters: Vec<NodeId> = members.membership().voter_ids().collect();
+    assert_eq!(voters, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
+    let source_dir = tempfile::tempdir().expect("a temp dir");
+    let mut source = StateMachine::open(source_dir.path()).expect("opens");
+    source.apply(history()).await.expect("applies");
+    let mut built = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("builds");
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, 4)));
+    assert_eq!(built.meta.last_membership.log_id(), &Some(log_id(1, 2)));
+
+    // The transfer as openraft makes it: chunks written into the receiving file.
+    let mut bytes = Vec::new();
+    built
+        .snapshot
+        .read_to_end(&mut bytes)
+        .await
+        .expect("reads the snapshot");
+    let target_dir = tempfile::tempdir().expect("a temp dir");
+    let mut target = StateMachine::open(target_dir.path()).expect("opens");
+    let mut receiving = target.begin_receiving_snapshot().await.expect("begins");
+    receiving.write_all(&bytes).await.expect("writes");
+    target
+        .install_snapshot(&built.meta, receiving)
+        .await
+        .expect("installs");
+
+    assert_same(&source.shared().read(), &target.shared().read());
+    let (last, members) = target.applied_state().await.expect("reads");
+    assert_eq!(last, Some(log_id(1, 4)));
+    assert_eq!(members, built.meta.last_membership);
+    let current = target
+        .get_current_snapshot()
+        .await
+        .expect("reads")
+        .expect("the installed snapshot is current");
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 4)));
+    let left: Vec<String> = std::fs::read_dir(target_dir.path())
+        .expect("lists")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left, [CURRENT], "no incoming file is left behind");
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
+    let source_dir = tempfile::tempdir().expect("a temp dir");
+    let mut source = StateMachine::open(source_dir.path()).expect("opens");
+    source.apply(history()).await.expect("applies");
+    let built = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("builds");
+    let target_dir = tempfile::tempdir().expect("a temp dir");
+    let mut target = StateMachine::open(target_dir.path()).expect("opens");
+    let mut meta = built.meta.clone();
+    meta.last_log_id = Some(log_id(1, 9));
+    assert!(target
+        .install_snapshot(&meta, built.snapshot)
+        .await
+        .is_err());
+    let applied = target.shared();
+    let applied = applied.read();
+    assert_eq!(applied.last_applied, None, "the state is untouched");
+    assert!(items(&applied).is_empty());
+    assert!(!target_dir.path().join(CURRENT).exists());
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_last_snapshot_and_drops_leftovers() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let before = {
+        let mut sm = StateMachine::open(dir.path()).expect("opens");
+        sm.apply(history()).await.expect("applies");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("builds");
+        // Applied after the snapshot: not in it (openraft re-applies it from the log).
+        sm.apply(vec![normal(5, 102, vec![store("d", "delta")])])
+            .await
+            .expect("applies");
+        let shared = sm.shared();
+        let applied = shared.read();
+        assert_eq!(items(&applied).len(), 3);
+        (items(&applied), applied.membership.clone())
+    };
+    // An interrupted build and an interrupted transfer.
+    std::fs::write(dir.path().join("current.snap.tmp"), b"half").expect("writes");
+    std::fs::write(dir.path().join("incoming-3.snap"), b"half").expect("writes");
+
+    let mut sm = StateMachine::open(dir.path()).expect("reopens");
+    let (last, members) = sm.applied_state().await.expect("reads");
+    assert_eq!(last, Some(log_id(1, 4)), "as of the snapshot");
+    assert_eq!(members, before.1);
+    let now = items(&sm.shared().read());
+    let expected: Vec<_> = before.0.into_iter().filter(|i| i.0 != "ns/d").collect();
+    assert_eq!(now, expected);
+    assert!(!dir.path().join("current.snap.tmp").exists());
+    assert!(!dir.path().join("incoming-3.snap").exists());
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join(CURRENT), b"not a snapshot").expect("writes");
+    assert!(StateMachine::open(dir.path()).is_err());
+    assert!(load_current(dir.path()).is_err());
+}
+
+#[test]
+fn an_offline_replacement_is_what_a_start_up_loads() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    assert!(load_current(dir.path())
+        .expect("empty")
+        .state
+        .iter()
+        .next()
+        .is_none());
+    let mut applied = Applied::default();
+    applied.state.apply(&Batch {
+        now: secs(100),
+        limits: Limits::default(),
+        ops: vec![store("a", "alpha")],
+    });
+    applied.last_applied = Some(log_id(2, 7));
+    replace_snapshot(dir.path(), &applied, "restored".into()).expect("writes");
+    let loaded = load_current(dir.path()).expect("loads");
+    assert_same(&applied, &loaded);
+}
