@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::bind::Bound;
 use super::build::Built;
 use crate::config::Config;
+use crate::error_chain::Chain;
 use crate::notify::Notifier;
 use crate::{listener, tls};
 
@@ -223,7 +224,10 @@ async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>, node: Node
                     config.reload_from_config(new);
                     tracing::info!("SIGHUP: TLS certificates reloaded");
                 }
-                Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: keeping the current TLS certificates: {}",
+                    Chain(&e)
+                ),
             }
         }
         // The certificate this node presents to its peers, as a client.
