@@ -10,6 +10,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use statemanager_client::{Client, ClientOptions, Method};
 
+use crate::error_chain::Chain;
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -57,7 +59,29 @@ pub struct PeerAuthArgs {
     client_key: Option<PathBuf>,
 }
 
-fn client_for(target: &str, auth: &PeerAuthArgs) -> Result<Client, String> {
+/// Why a cluster command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterCliError {
+    /// The client could not be built, or the request got no usable answer.
+    #[error(transparent)]
+    Client(#[from] statemanager_client::Error),
+    /// A node answered 421 without naming a leader.
+    #[error("no leader is known; try again shortly")]
+    NoLeader,
+    /// The node refused the command.
+    #[error("{message} ({status})")]
+    Refused {
+        /// The answer's `error.message`.
+        message: String,
+        /// Its HTTP status.
+        status: u16,
+    },
+    /// Each node asked named another leader.
+    #[error("the leader kept moving; try again")]
+    LeaderKeptMoving,
+}
+
+fn client_for(target: &str, auth: &PeerAuthArgs) -> Result<Client, ClusterCliError> {
     let scheme = if auth.cacert.is_some() {
         "https"
     } else {
@@ -69,10 +93,14 @@ fn client_for(target: &str, auth: &PeerAuthArgs) -> Result<Client, String> {
     options.ca_cert = auth.cacert.clone();
     options.client_cert = auth.cert.clone();
     options.client_key = auth.client_key.clone();
-    Client::new(options).map_err(|e| e.to_string())
+    Ok(Client::new(options)?)
 }
 
-async fn call(peer: &str, auth: &PeerAuthArgs, command: &ClusterCommand) -> Result<Value, String> {
+async fn call(
+    peer: &str,
+    auth: &PeerAuthArgs,
+    command: &ClusterCommand,
+) -> Result<Value, ClusterCliError> {
     let mut target = peer.to_string();
     for _ in 0..3 {
         let client = client_for(&target, auth)?;
@@ -86,28 +114,28 @@ async fn call(peer: &str, auth: &PeerAuthArgs, command: &ClusterCommand) -> Resu
                 let body = json!({"id": id});
                 client.raw(Method::POST, "/admin/remove", Some(&body)).await
             }
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if status == 421 {
             match body["leader_peer"].as_str() {
                 Some(leader) => {
                     target = leader.to_string();
                     continue;
                 }
-                None => return Err("no leader is known; try again shortly".into()),
+                None => return Err(ClusterCliError::NoLeader),
             }
         }
         if !(200..300).contains(&status) {
-            return Err(format!(
-                "{} ({status})",
-                body["error"]["message"]
+            return Err(ClusterCliError::Refused {
+                message: body["error"]["message"]
                     .as_str()
                     .unwrap_or("request failed")
-            ));
+                    .to_string(),
+                status,
+            });
         }
         return Ok(body);
     }
-    Err("the leader kept moving; try again".into())
+    Err(ClusterCliError::LeaderKeptMoving)
 }
 
 /// Runs a cluster command against `peer`; `json` prints machine-readable output.
@@ -131,8 +159,8 @@ pub fn run(peer: &str, auth: &PeerAuthArgs, command: ClusterCommand, as_json: bo
             }
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("statemanager: {message}");
+        Err(e) => {
+            eprintln!("statemanager: {}", Chain(&e));
             ExitCode::FAILURE
         }
     }

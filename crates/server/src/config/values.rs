@@ -8,26 +8,31 @@ use std::path::PathBuf;
 use serde_norway::Value;
 use statemanager_raft::auth::ClusterSecret;
 use statemanager_raft::network::PeerTls;
-use statemanager_token::Keyring;
+use statemanager_token::{Keyring, TokenError};
 
 use super::LogLevel;
-use crate::size::parse_size;
+use crate::size::{parse_size, SizeError};
 use crate::tls::TlsSettings;
 
 /// Why a value is not acceptable for its key (the reason only: the key and its source are
 /// added by [`super::ConfigError::InvalidValue`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct ValueError {
-    reason: String,
+pub enum ValueError {
+    /// Not what the key takes (the reason says what was expected and what was found).
+    #[error("{0}")]
+    Reason(String),
+    /// Not a size.
+    #[error(transparent)]
+    Size(#[from] SizeError),
+    /// Namespace keys that cannot make a keyring.
+    #[error(transparent)]
+    Keys(#[from] TokenError),
 }
 
 impl ValueError {
     /// A reason.
     pub fn new(reason: impl Into<String>) -> ValueError {
-        ValueError {
-            reason: reason.into(),
-        }
+        ValueError::Reason(reason.into())
     }
 }
 
@@ -88,7 +93,7 @@ pub fn as_string(v: &Value) -> Result<String, ValueError> {
 pub fn as_size(v: &Value) -> Result<u64, ValueError> {
     match v {
         Value::Number(_) => as_u64(v),
-        Value::String(s) => parse_size(s).map_err(|e| ValueError::new(e.to_string())),
+        Value::String(s) => Ok(parse_size(s)?),
         other => Err(format!("expected a size such as 16KB, got {}", describe(other)).into()),
     }
 }
@@ -164,8 +169,7 @@ pub fn parse_namespace_keys(v: &Value) -> Result<Vec<String>, ValueError> {
     };
     let keys: Vec<String> = keys.into_iter().filter(|k| !k.is_empty()).collect();
     if !keys.is_empty() {
-        Keyring::new(keys.iter().map(String::as_str))
-            .map_err(|e| ValueError::new(e.to_string()))?;
+        Keyring::new(keys.iter().map(String::as_str))?;
     }
     Ok(keys)
 }

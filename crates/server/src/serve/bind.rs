@@ -66,7 +66,7 @@ pub(super) async fn bind(config: &Config) -> anyhow::Result<Bound> {
     };
     let https = match config.tls_enabled {
         true => {
-            let server_config = tls::server_config(&config.tls).map_err(anyhow::Error::msg)?;
+            let server_config = tls::server_config(&config.tls)?;
             let listener = std::net::TcpListener::bind((config.host.as_str(), config.tls_port))
                 .with_context(|| format!("cannot listen on {}:{}", config.host, config.tls_port))?;
             listener
@@ -95,7 +95,7 @@ pub(super) async fn bind(config: &Config) -> anyhow::Result<Bound> {
                 .context("reading the bound peer address")?;
             let tls = match &peer_tls_settings {
                 Some(settings) => Some(RustlsConfig::from_config(
-                    tls::server_config(settings).map_err(|e| anyhow::anyhow!("peer_tls: {e}"))?,
+                    tls::server_config(settings).context("peer_tls")?,
                 )),
                 None => None,
             };

@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::bind::Bound;
 use super::build::Built;
 use crate::config::Config;
+use crate::error_chain::Chain;
 use crate::notify::Notifier;
 use crate::{listener, tls};
 
@@ -82,7 +83,7 @@ pub(super) fn background(
 /// The running listeners.
 pub(super) struct Listeners {
     /// One task per listener; one ending early stops the server.
-    pub servers: JoinSet<Result<(), String>>,
+    pub servers: JoinSet<()>,
     /// Tells the listeners to stop accepting and drain.
     pub stop_tx: tokio::sync::watch::Sender<bool>,
     /// The SIGHUP handler.
@@ -113,11 +114,14 @@ pub(super) fn listeners(
     if let Some((listener, _)) = bound.http {
         let api = api.clone();
         let stop_rx = stop_rx.clone();
-        servers.spawn(async move {
-            listener::serve(listener, api, listener_limits, None, None, stop_rx)
-                .await
-                .map_err(|e| format!("HTTP: {e}"))
-        });
+        servers.spawn(listener::serve(
+            listener,
+            api,
+            listener_limits,
+            None,
+            None,
+            stop_rx,
+        ));
     }
     let mut tls_reload = Vec::new();
     if let Some((listener, _, peer_tls)) = bound.peer {
@@ -139,29 +143,28 @@ pub(super) fn listeners(
             ..listener_limits
         };
         let stream_node = node.clone();
-        servers.spawn(async move {
-            listener::serve(
-                listener,
-                peer_routes,
-                peer_limits,
-                peer_tls,
-                Some(stream_node),
-                stop_rx,
-            )
-            .await
-            .map_err(|e| format!("peer port: {e}"))
-        });
+        servers.spawn(listener::serve(
+            listener,
+            peer_routes,
+            peer_limits,
+            peer_tls,
+            Some(stream_node),
+            stop_rx,
+        ));
     }
     if let Some((listener, _, rustls_config)) = bound.https {
         let listener = TcpListener::from_std(listener).context("HTTPS listener")?;
         let api = api.clone();
         let stop_rx = stop_rx.clone();
         let tls = rustls_config.clone();
-        servers.spawn(async move {
-            listener::serve(listener, api, listener_limits, Some(tls), None, stop_rx)
-                .await
-                .map_err(|e| format!("HTTPS: {e}"))
-        });
+        servers.spawn(listener::serve(
+            listener,
+            api,
+            listener_limits,
+            Some(tls),
+            None,
+            stop_rx,
+        ));
         tls_reload.push((config.tls.clone(), rustls_config));
     }
 
@@ -221,7 +224,10 @@ async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>, node: Node
                     config.reload_from_config(new);
                     tracing::info!("SIGHUP: TLS certificates reloaded");
                 }
-                Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificates: {e}"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: keeping the current TLS certificates: {}",
+                    Chain(&e)
+                ),
             }
         }
         // The certificate this node presents to its peers, as a client.
