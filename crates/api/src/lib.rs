@@ -17,7 +17,7 @@ pub mod traffic;
 
 pub use handlers::admin::AdminAccess;
 pub use handlers::openapi::OPENAPI_JSON;
-pub use handlers::probes::{check_readiness, readiness, NotReady};
+pub use handlers::probes::{check_readiness, Unready};
 pub use limits::{RateLimiter, RequestLimits};
 pub use namespaces::Namespaces;
 pub use router::{app, forward_router, ApiState, SharedApiState, ROUTES};

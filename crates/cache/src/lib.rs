@@ -26,4 +26,4 @@ pub mod shared;
 
 pub use cache::{Cache, CacheError, CacheLimits, CacheStats, GetOutcome};
 pub use health::PeerState;
-pub use shared::{CachePeer, CachePeers, ForwardedGet, ForwardedSet, SharedCache};
+pub use shared::{CachePeer, CachePeers, ForwardedGet, ForwardedSet, NoAnswer, SharedCache};

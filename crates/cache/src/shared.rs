@@ -75,6 +75,31 @@ pub struct ForwardedSet {
     pub skipped: Vec<u64>,
 }
 
+/// Why a forwarded `get_data`/`set_data` got no answer: the transport's own error (a
+/// timeout, a refused or broken peer stream, an undecodable answer), kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from the cache peer")]
+pub struct NoAnswer(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl NoAnswer {
+    /// The reason with each of its causes, for the log.
+    pub fn reason(&self) -> String {
+        let mut text = String::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let said = cause.to_string();
+            if !text.ends_with(&said) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&said);
+            }
+            next = cause.source();
+        }
+        text
+    }
+}
+
 /// How a node reaches the other members' caches. The server implements it over the peer
 /// stream; tests implement it in memory.
 pub trait CachePeers: Send + Sync {
@@ -86,14 +111,14 @@ pub trait CachePeers: Send + Sync {
         node: u64,
         request: ForwardedGet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<GetOutcome, String>>;
+    ) -> BoxFuture<'_, Result<GetOutcome, NoAnswer>>;
     /// Forwards a `set_data` to `node`; `Err` (why) when no answer came within `timeout`.
     fn set(
         &self,
         node: u64,
         request: ForwardedSet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Result<(), CacheError>, String>>;
+    ) -> BoxFuture<'_, Result<Result<(), CacheError>, NoAnswer>>;
 }
 
 /// One cache peer as `/status` shows it.
@@ -239,7 +264,7 @@ impl SharedCache {
             };
             match self.peers.get(node, probe, self.timeout).await {
                 Ok(_) => self.answered(node, &members),
-                Err(why) => self.failed(node, &why),
+                Err(why) => self.failed(node, &why.reason()),
             }
         }
     }
@@ -297,7 +322,7 @@ impl SharedCache {
                         return outcome;
                     }
                     Err(why) => {
-                        self.failed(node, &why);
+                        self.failed(node, &why.reason());
                         skipped.push(node);
                         break;
                     }
@@ -351,7 +376,7 @@ impl SharedCache {
                     return stored;
                 }
                 Err(why) => {
-                    self.failed(node, &why);
+                    self.failed(node, &why.reason());
                     skipped.push(node);
                 }
             }

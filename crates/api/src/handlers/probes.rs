@@ -25,13 +25,14 @@ pub async fn health() -> impl IntoResponse {
     })
 }
 
-/// Why this node is not ready (the `reason` of `GET /ready`; its text is the message).
+/// Why this node is not ready to serve (the `reason` of `GET /ready`; its text is the
+/// message): the node's own verdict, or what a follower learnt from its leader.
 #[derive(Debug, thiserror::Error)]
-pub enum NotReady {
+pub enum Unready {
     /// The node's own verdict (Raft stopped, clock out of bounds, a leader without an entry
-    /// of its term or without a quorum heard recently, …).
-    #[error("{0}")]
-    Node(String),
+    /// of its term or without a quorum heard recently, …), said with its causes.
+    #[error("{}", statemanager_raft::error::with_sources(.0))]
+    Node(#[from] statemanager_raft::node::NotReady),
     /// The leader did not answer `/peer/info`.
     #[error("the leader (node {leader}) does not answer: {source}")]
     LeaderSilent {
@@ -66,7 +67,7 @@ pub enum NotReady {
 
 /// A follower is ready while its leader heard from a quorum within an election timeout and
 /// the follower has applied everything that leader had committed.
-async fn follower_readiness(state: &ApiState) -> Result<(), NotReady> {
+async fn follower_readiness(state: &ApiState) -> Result<(), Unready> {
     let Some((leader, addr)) = state.node.remote_leader() else {
         return Ok(()); // we lead: readiness() decided
     };
@@ -76,32 +77,26 @@ async fn follower_readiness(state: &ApiState) -> Result<(), NotReady> {
         .timeout(std::time::Duration::from_millis(500))
         .send()
         .await
-        .map_err(|source| NotReady::LeaderSilent { leader, source })?
+        .map_err(|source| Unready::LeaderSilent { leader, source })?
         .json()
         .await
-        .map_err(|source| NotReady::LeaderOdd { leader, source })?;
+        .map_err(|source| Unready::LeaderOdd { leader, source })?;
     if info["quorum_fresh"].as_bool() != Some(true) {
-        return Err(NotReady::LeaderWithoutQuorum { leader });
+        return Err(Unready::LeaderWithoutQuorum { leader });
     }
     let commit = info["commit_index"].as_u64().unwrap_or(0);
     let applied = state.node.status().applied_index;
     if applied < commit {
-        return Err(NotReady::CatchingUp { applied, commit });
+        return Err(Unready::CatchingUp { applied, commit });
     }
     Ok(())
 }
 
 /// `Ok` when this node can serve linearizable reads and writes now, else the reason: the
 /// verdict of `GET /ready` and of the console's `ready`.
-pub async fn check_readiness(state: &ApiState) -> Result<(), NotReady> {
-    state.node.readiness().map_err(NotReady::Node)?;
+pub async fn check_readiness(state: &ApiState) -> Result<(), Unready> {
+    state.node.readiness()?;
     follower_readiness(state).await
-}
-
-/// [`check_readiness`] with the reason as text, as the server's systemd notifier
-/// (`READY=1`, `STATUS=`) takes it.
-pub async fn readiness(state: &ApiState) -> Result<(), String> {
-    check_readiness(state).await.map_err(|e| e.to_string())
 }
 
 /// `GET /ready`: 200 when this node can serve linearizable reads and writes now, else 503.
@@ -272,20 +267,21 @@ pub async fn metrics(State(state): State<SharedApiState>) -> axum::response::Res
 
 #[cfg(test)]
 mod tests {
-    use super::NotReady;
+    use super::Unready;
+    use statemanager_raft::node::NotReady;
 
     #[test]
     fn not_ready_reasons_read_as_before() {
         assert_eq!(
-            NotReady::Node("raft has stopped: x".into()).to_string(),
-            "raft has stopped: x"
+            Unready::Node(NotReady::Clock("the clock is 3 s ahead".into())).to_string(),
+            "the clock is 3 s ahead"
         );
         assert_eq!(
-            NotReady::LeaderWithoutQuorum { leader: 2 }.to_string(),
+            Unready::LeaderWithoutQuorum { leader: 2 }.to_string(),
             "the leader (node 2) has not heard from a quorum recently"
         );
         assert_eq!(
-            NotReady::CatchingUp {
+            Unready::CatchingUp {
                 applied: 5,
                 commit: 9
             }

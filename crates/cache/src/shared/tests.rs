@@ -46,16 +46,16 @@ impl CachePeers for Peers {
         node: u64,
         r: ForwardedGet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<GetOutcome, String>> {
+    ) -> BoxFuture<'_, Result<GetOutcome, NoAnswer>> {
         let router = self.0.router(node);
         Box::pin(async move {
             let Some(router) = router else {
                 tokio::time::sleep(timeout).await;
-                return Err("timed out".into());
+                return Err(NoAnswer("timed out".into()));
             };
             tokio::time::timeout(timeout, router.answer_get(r))
                 .await
-                .map_err(|_| "timed out".to_string())
+                .map_err(|_| NoAnswer("timed out".into()))
         })
     }
 
@@ -64,14 +64,14 @@ impl CachePeers for Peers {
         node: u64,
         r: ForwardedSet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Result<(), CacheError>, String>> {
+    ) -> BoxFuture<'_, Result<Result<(), CacheError>, NoAnswer>> {
         let router = self.0.router(node);
         Box::pin(async move {
             match router {
                 Some(router) => Ok(router.answer_set(r)),
                 None => {
                     tokio::time::sleep(timeout).await;
-                    Err("timed out".into())
+                    Err(NoAnswer("timed out".into()))
                 }
             }
         })
@@ -349,4 +349,18 @@ async fn too_large_is_refused_before_anything_is_sent() {
         c.node(3).get("n", &key, 0).await.data.as_deref(),
         Some("old")
     );
+}
+
+#[test]
+fn no_answer_gives_the_transport_reason_with_its_causes() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("the peer stream to node 2 broke")]
+    struct Broken(#[source] std::io::Error);
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+    let why = NoAnswer(Box::new(Broken(io)));
+    assert_eq!(
+        why.reason(),
+        "the peer stream to node 2 broke: connection reset"
+    );
+    assert_eq!(NoAnswer("timed out".into()).reason(), "timed out");
 }

@@ -51,14 +51,6 @@ pub enum NotReady {
     Stopping,
 }
 
-/// The reason as text, with its source (`raft has stopped: <openraft's reason>`), for the
-/// callers that report it as a message (the API's `/ready`).
-impl From<NotReady> for String {
-    fn from(e: NotReady) -> String {
-        crate::error::with_sources(&e)
-    }
-}
-
 impl Node {
     /// Every namespace with live items, sorted, with its counts, as this node has applied
     /// them (a local read, not linearizable: a status page). It scans every item, under the
@@ -196,10 +188,13 @@ mod tests {
         .into();
         for fatal in [Fatal::Panicked, storage] {
             let before = format!("raft has stopped: {fatal}");
-            assert_eq!(String::from(NotReady::Stopped(Box::new(fatal))), before);
+            assert_eq!(
+                crate::error::with_sources(&NotReady::Stopped(Box::new(fatal))),
+                before
+            );
         }
         assert_eq!(
-            String::from(NotReady::NoLeader),
+            crate::error::with_sources(&NotReady::NoLeader),
             "no leader is known (election in progress or no quorum)"
         );
     }

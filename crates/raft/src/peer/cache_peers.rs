@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use statemanager_cache::shared::BoxFuture;
-use statemanager_cache::{CacheError, CachePeers, ForwardedGet, ForwardedSet, GetOutcome};
+use statemanager_cache::{
+    CacheError, CachePeers, ForwardedGet, ForwardedSet, GetOutcome, NoAnswer,
+};
 
-use crate::error::with_sources;
 use crate::peer::error::{CacheAnswerError, CacheCallError};
 use crate::peer::host::PeerHost;
 use crate::peer::stream::Kind;
@@ -202,18 +203,17 @@ impl<H: PeerHost> CachePeers for NodeCachePeers<H> {
         self.node.member_ids()
     }
 
-    // The `CachePeers` trait (the cache crate's) takes the reason as text: the typed error
-    // is formatted with its sources here.
+    // The cache crate's `NoAnswer` keeps the typed error as its source.
     fn get(
         &self,
         node: u64,
         r: ForwardedGet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<GetOutcome, String>> {
+    ) -> BoxFuture<'_, Result<GetOutcome, NoAnswer>> {
         Box::pin(async move {
             self.get_from(node, r, timeout)
                 .await
-                .map_err(|e| with_sources(&e))
+                .map_err(|e| NoAnswer(Box::new(e)))
         })
     }
 
@@ -222,11 +222,11 @@ impl<H: PeerHost> CachePeers for NodeCachePeers<H> {
         node: u64,
         r: ForwardedSet,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Result<(), CacheError>, String>> {
+    ) -> BoxFuture<'_, Result<Result<(), CacheError>, NoAnswer>> {
         Box::pin(async move {
             self.set_on(node, r, timeout)
                 .await
-                .map_err(|e| with_sources(&e))
+                .map_err(|e| NoAnswer(Box::new(e)))
         })
     }
 }

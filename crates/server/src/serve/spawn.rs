@@ -187,13 +187,14 @@ pub(super) async fn announce_ready(state: ApiState, notifier: Notifier, serving:
     }
     let mut last_reason: Option<String> = None;
     loop {
-        match statemanager_api::readiness(&state).await {
+        match statemanager_api::check_readiness(&state).await {
             Ok(()) => {
                 notifier.ready(&serving);
                 tracing::debug!("told the service manager READY=1");
                 return;
             }
-            Err(reason) => {
+            Err(unready) => {
+                let reason = unready.to_string();
                 if last_reason.as_deref() != Some(reason.as_str()) {
                     notifier.status(&format!("starting: {reason}"));
                     last_reason = Some(reason);
