@@ -58,9 +58,64 @@ pub enum ClusterRefusal {
     Store(#[source] statemanager_storage::StorageError),
 }
 
+/// What a node does with the cluster id a peer sent, given its own (see [`admission`]).
+#[derive(Debug)]
+pub enum Admission<'a> {
+    /// The peer belongs to this node's cluster (or neither has an id yet).
+    Admit,
+    /// This node waits to join and has no id: it adopts (and stores) the peer's.
+    Adopt(&'a str),
+    /// The peer belongs elsewhere, or sent no id to a node that has one.
+    Refuse(ClusterRefusal),
+}
+
+/// The rule of a peer's admission, decided from the two ids alone: the same id is admitted,
+/// a node without one adopts the first it is sent, anything else is refused.
+pub fn admission<'a>(ours: Option<&str>, theirs: Option<&'a str>) -> Admission<'a> {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) if ours == theirs => Admission::Admit,
+        (Some(ours), Some(theirs)) => Admission::Refuse(ClusterRefusal::Other {
+            theirs: theirs.to_string(),
+            ours: ours.to_string(),
+        }),
+        (Some(ours), None) => Admission::Refuse(ClusterRefusal::Missing {
+            ours: ours.to_string(),
+        }),
+        (None, Some(theirs)) => Admission::Adopt(theirs),
+        (None, None) => Admission::Admit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_admitted_by_the_same_id_and_a_node_without_one_adopts_the_first() {
+        assert!(matches!(
+            admission(Some("c1"), Some("c1")),
+            Admission::Admit
+        ));
+        assert!(matches!(admission(None, None), Admission::Admit));
+        assert!(matches!(
+            admission(None, Some("c9")),
+            Admission::Adopt("c9")
+        ));
+        match admission(Some("c1"), Some("c2")) {
+            Admission::Refuse(e @ ClusterRefusal::Other { .. }) => assert_eq!(
+                e.to_string(),
+                "peer belongs to cluster c2, this node to cluster c1"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        match admission(Some("c1"), None) {
+            Admission::Refuse(e @ ClusterRefusal::Missing { .. }) => assert_eq!(
+                e.to_string(),
+                "peer sent no cluster id; this node belongs to cluster c1"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 
     #[test]
     fn the_order_of_the_members_does_not_matter() {

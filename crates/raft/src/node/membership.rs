@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::Node;
-use crate::cluster_id::{ClusterRefusal, META_CLUSTER_ID};
+use crate::cluster_id::{admission, Admission, ClusterRefusal, META_CLUSTER_ID};
 use crate::types::NodeId;
 /// Defined with the other plain views of a node (see [`crate::view`]).
 pub use crate::view::Member;
@@ -28,16 +28,10 @@ impl Node {
             .cluster_id
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        match (cell.as_deref(), theirs) {
-            (Some(ours), Some(theirs)) if ours == theirs => Ok(()),
-            (Some(ours), Some(theirs)) => Err(ClusterRefusal::Other {
-                theirs: theirs.to_string(),
-                ours: ours.to_string(),
-            }),
-            (Some(ours), None) => Err(ClusterRefusal::Missing {
-                ours: ours.to_string(),
-            }),
-            (None, Some(theirs)) => {
+        match admission(cell.as_deref(), theirs) {
+            Admission::Admit => Ok(()),
+            Admission::Refuse(refusal) => Err(refusal),
+            Admission::Adopt(theirs) => {
                 self.inner
                     .engine
                     .put_meta(META_CLUSTER_ID, theirs.as_bytes())
@@ -46,7 +40,6 @@ impl Node {
                 *cell = Some(theirs.to_string());
                 Ok(())
             }
-            (None, None) => Ok(()),
         }
     }
 
@@ -112,27 +105,7 @@ impl Node {
 
     /// The members of the cluster, with replication progress when this node leads.
     pub fn members(&self) -> Vec<Member> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                peer_addr: node.addr.clone(),
-                state: if voters.contains(id) {
-                    "voter"
-                } else {
-                    "learner"
-                },
-                matched_index: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).copied().flatten())
-                    .map(|l| l.index)
-                    .or_else(|| (*id == self.inner.node_id).then(|| m.last_log_index.unwrap_or(0))),
-            })
-            .collect()
+        members_of(&self.inner.raft.metrics().borrow(), self.inner.node_id)
     }
 
     /// Adds node `id` at `peer_addr`: first as a learner (waiting until it has caught up),
@@ -261,5 +234,82 @@ impl Node {
         .await
         .is_ok()
             && self.inner.raft.metrics().borrow().current_leader.is_some()
+    }
+}
+
+/// The members in `m`'s membership, voters and learners, with the index each has matched
+/// when `m` is a leader's (this node's own: its last log index).
+fn members_of(m: &openraft::RaftMetrics<NodeId, BasicNode>, me: NodeId) -> Vec<Member> {
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            peer_addr: node.addr.clone(),
+            state: if voters.contains(id) {
+                "voter"
+            } else {
+                "learner"
+            },
+            matched_index: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).copied().flatten())
+                .map(|l| l.index)
+                .or_else(|| (*id == me).then(|| m.last_log_index.unwrap_or(0))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, ServerState};
+
+    use super::members_of;
+    use crate::node::metrics_fixture::metrics;
+    use crate::types::StoredMembership;
+
+    #[test]
+    fn a_leader_lists_voters_and_learners_with_what_each_matched() {
+        let mut m = metrics(ServerState::Leader, &[1, 2]);
+        let nodes: BTreeMap<u64, BasicNode> = [1, 2, 3]
+            .into_iter()
+            .map(|id| (id, BasicNode::new(format!("127.0.0.1:{id}"))))
+            .collect();
+        let voters: BTreeSet<u64> = [1, 2].into_iter().collect();
+        m.membership_config = Arc::new(StoredMembership::new(
+            None,
+            Membership::new(vec![voters], nodes),
+        ));
+        m.last_log_index = Some(9);
+        let at = |index| Some(LogId::new(CommittedLeaderId::new(5, 1), index));
+        m.replication = Some([(2, at(8)), (3, None)].into_iter().collect());
+        let listed: Vec<_> = members_of(&m, 1)
+            .into_iter()
+            .map(|x| (x.id, x.peer_addr, x.state, x.matched_index))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (1, "127.0.0.1:1".to_string(), "voter", Some(9)),
+                (2, "127.0.0.1:2".to_string(), "voter", Some(8)),
+                (3, "127.0.0.1:3".to_string(), "learner", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_follower_knows_only_its_own_progress() {
+        let mut m = metrics(ServerState::Follower, &[1, 2, 3]);
+        m.last_log_index = None;
+        let matched: Vec<_> = members_of(&m, 2)
+            .into_iter()
+            .map(|x| x.matched_index)
+            .collect();
+        assert_eq!(matched, vec![None, Some(0), None]);
     }
 }

@@ -34,9 +34,12 @@ use crate::NodeError;
 
 pub(crate) mod election_timer;
 pub mod membership;
+#[cfg(test)]
+mod metrics_fixture;
 pub mod options;
 mod peer_host;
 pub mod start;
+mod start_error;
 pub mod status;
 mod tasks;
 

@@ -100,31 +100,7 @@ impl Node {
         if let Some(reason) = self.inner.time.refusal() {
             return Err(NotReady::Clock(reason));
         }
-        match m.state {
-            ServerState::Leader => {
-                if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
-                    return Err(NotReady::NoEntryOfTerm);
-                }
-                let voters = m.membership_config.membership().voter_ids().count();
-                if voters > 1 {
-                    let fresh = m
-                        .millis_since_quorum_ack
-                        .is_some_and(|ms| ms <= self.inner.election_max.as_millis() as u64);
-                    if !fresh {
-                        return Err(NotReady::QuorumSilent);
-                    }
-                }
-                Ok(())
-            }
-            // A follower's readiness depends on its leader: see `follower_readiness`.
-            ServerState::Follower => match m.current_leader {
-                Some(_) => Ok(()),
-                None => Err(NotReady::NoLeader),
-            },
-            ServerState::Candidate => Err(NotReady::Election),
-            ServerState::Learner => Err(NotReady::Learner),
-            ServerState::Shutdown => Err(NotReady::Stopping),
-        }
+        role_verdict(&m, self.inner.election_max)
     }
 
     /// The node's current state.
@@ -173,8 +149,48 @@ impl Node {
     }
 }
 
+/// The part of [`Node::readiness`] that follows from the node's role in openraft's
+/// metrics: a leader needs an entry of its term applied and, with other voters, a quorum
+/// heard within `election_max`; a follower needs a known leader (what the leader says is the
+/// API's part); a candidate, a learner or a stopping node is not ready.
+pub(crate) fn role_verdict(
+    m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+    election_max: std::time::Duration,
+) -> Result<(), NotReady> {
+    match m.state {
+        ServerState::Leader => {
+            if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+                return Err(NotReady::NoEntryOfTerm);
+            }
+            let voters = m.membership_config.membership().voter_ids().count();
+            if voters > 1 {
+                let fresh = m
+                    .millis_since_quorum_ack
+                    .is_some_and(|ms| ms <= election_max.as_millis() as u64);
+                if !fresh {
+                    return Err(NotReady::QuorumSilent);
+                }
+            }
+            Ok(())
+        }
+        ServerState::Follower => match m.current_leader {
+            Some(_) => Ok(()),
+            None => Err(NotReady::NoLeader),
+        },
+        ServerState::Candidate => Err(NotReady::Election),
+        ServerState::Learner => Err(NotReady::Learner),
+        ServerState::Shutdown => Err(NotReady::Stopping),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use openraft::{CommittedLeaderId, LogId, ServerState};
+
+    use super::role_verdict;
+    use crate::node::metrics_fixture::metrics;
     use openraft::error::Fatal;
     use openraft::{AnyError, StorageIOError};
 
@@ -197,5 +213,64 @@ mod tests {
             crate::error::with_sources(&NotReady::NoLeader),
             "no leader is known (election in progress or no quorum)"
         );
+    }
+
+    fn applied_in_term(term: u64) -> Option<LogId<u64>> {
+        Some(LogId::new(CommittedLeaderId::new(term, 1), 7))
+    }
+
+    const ELECTION_MAX: Duration = Duration::from_millis(600);
+
+    #[test]
+    fn a_leader_is_ready_once_an_entry_of_its_term_is_applied() {
+        let mut m = metrics(ServerState::Leader, &[1]);
+        m.last_applied = applied_in_term(4);
+        assert!(matches!(
+            role_verdict(&m, ELECTION_MAX),
+            Err(NotReady::NoEntryOfTerm)
+        ));
+        m.last_applied = applied_in_term(5);
+        assert!(role_verdict(&m, ELECTION_MAX).is_ok());
+    }
+
+    #[test]
+    fn a_leader_with_other_voters_needs_a_quorum_heard_within_the_election_timeout() {
+        let mut m = metrics(ServerState::Leader, &[1, 2, 3]);
+        m.last_applied = applied_in_term(5);
+        m.millis_since_quorum_ack = None;
+        assert!(matches!(
+            role_verdict(&m, ELECTION_MAX),
+            Err(NotReady::QuorumSilent)
+        ));
+        m.millis_since_quorum_ack = Some(601);
+        assert!(matches!(
+            role_verdict(&m, ELECTION_MAX),
+            Err(NotReady::QuorumSilent)
+        ));
+        m.millis_since_quorum_ack = Some(600);
+        assert!(role_verdict(&m, ELECTION_MAX).is_ok());
+    }
+
+    #[test]
+    fn a_follower_needs_a_leader_and_other_roles_are_not_ready() {
+        let mut m = metrics(ServerState::Follower, &[1, 2, 3]);
+        assert!(matches!(
+            role_verdict(&m, ELECTION_MAX),
+            Err(NotReady::NoLeader)
+        ));
+        m.current_leader = Some(2);
+        assert!(role_verdict(&m, ELECTION_MAX).is_ok());
+        for (state, want) in [
+            (ServerState::Candidate, "an election is in progress"),
+            (
+                ServerState::Learner,
+                "this node is a learner (not yet a voting member)",
+            ),
+            (ServerState::Shutdown, "the node is stopping"),
+        ] {
+            let m = metrics(state, &[1, 2, 3]);
+            let got = role_verdict(&m, ELECTION_MAX).expect_err("not ready");
+            assert_eq!(got.to_string(), want);
+        }
     }
 }
