@@ -149,13 +149,7 @@ impl Node {
                 secs: LEARNER_CATCH_UP.as_secs(),
             });
         }
-        let mut voters: std::collections::BTreeSet<NodeId> = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let mut voters = self.voter_ids();
         voters.insert(id);
         raft.change_membership(voters, false)
             .await
@@ -166,16 +160,17 @@ impl Node {
         Ok(())
     }
 
+    /// The voters of the membership as this node knows it.
+    fn voter_ids(&self) -> std::collections::BTreeSet<NodeId> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
     /// Removes node `id` from the cluster. Only the leader can do this.
     pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
         let raft = &self.inner.raft;
-        let mut voters: std::collections::BTreeSet<NodeId> = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let mut voters = self.voter_ids();
         if !voters.remove(&id) && !self.members().iter().any(|m| m.id == id) {
             return Err(MembershipError::NotAMember { id });
         }
