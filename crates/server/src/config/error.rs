@@ -82,7 +82,7 @@ pub enum ConfigError {
     },
     /// The namespace keys (from the file) are not valid.
     #[error("invalid namespace keys: {0}")]
-    NamespaceKeys(String),
+    NamespaceKeys(#[source] statemanager_token::TokenError),
     /// `require_namespace_token` without any key.
     #[error("require_namespace_token is set but no namespace_keys are configured")]
     TokenRequiredWithoutKeys,
@@ -91,7 +91,7 @@ pub enum ConfigError {
     TwoClusterSecrets,
     /// The cluster secret (from the file) is not valid.
     #[error("invalid cluster secret: {0}")]
-    ClusterSecret(String),
+    ClusterSecret(#[source] statemanager_raft::peer::error::SecretError),
     /// `peers` without `peer_listen`.
     #[error("peers is set but peer_listen is not: other nodes could not reach this one")]
     PeersWithoutPeerListen,

@@ -115,7 +115,7 @@ impl Config {
         }
         Keyring::new(keys.iter().map(String::as_str))
             .map(Some)
-            .map_err(|e| ConfigError::NamespaceKeys(e.to_string()))
+            .map_err(ConfigError::NamespaceKeys)
     }
 
     /// The cluster secret: `cluster_secret`, or the content of `cluster_secret_file`.
@@ -128,7 +128,7 @@ impl Config {
         };
         ClusterSecret::new(&text)
             .map(Some)
-            .map_err(|e| ConfigError::ClusterSecret(e.to_string()))
+            .map_err(ConfigError::ClusterSecret)
     }
 
     /// How this node authenticates to its peers.
