@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use statemanager_raft::NodeError;
+use statemanager_raft::{NodeError, Reason};
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -63,8 +63,9 @@ pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Resp
         .map_err(|e| {
             if e.is_connect() {
                 // Never sent: nothing happened.
-                ApiError::Node(NodeError::NoQuorum(format!(
-                    "cannot reach the leader (node {leader}): {e}"
+                ApiError::Node(NodeError::NoQuorum(Reason::caused(
+                    format!("cannot reach the leader (node {leader})"),
+                    e,
                 )))
             } else {
                 // Sent, no answer in time: the leader may still apply it.
@@ -74,8 +75,9 @@ pub async fn to_leader(state: &ApiState, path: &str, body: Bytes) -> Result<Resp
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     // The leader handled the request: a truncated answer leaves the outcome open.
     let bytes = answer.bytes().await.map_err(|e| {
-        ApiError::Node(NodeError::OutcomeUnknown(format!(
-            "the leader (node {leader}) did not finish its answer: {e}"
+        ApiError::Node(NodeError::OutcomeUnknown(Reason::caused(
+            format!("the leader (node {leader}) did not finish its answer"),
+            e,
         )))
     })?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())

@@ -26,7 +26,7 @@ use crate::cluster_id::{derive_cluster_id, META_CLUSTER_ID};
 use crate::node::Node;
 use crate::state_machine::{replace_snapshot, Applied};
 use crate::types::{encode, LogId, NodeId, StoredMembership};
-use crate::NodeError;
+use crate::{NodeError, Reason};
 
 /// The log position every restored snapshot sits at: the same on every member restored from
 /// the same file, and after the position `initialize` uses (index 0), so a restored node and
@@ -164,7 +164,7 @@ impl Node {
             Ok::<_, StorageError>((file, capture.header))
         })
         .await
-        .map_err(|e| NodeError::Unavailable(format!("backup task failed: {e}")))?;
-        written.map_err(|e| NodeError::Unavailable(format!("writing the backup failed: {e}")))
+        .map_err(|e| NodeError::Unavailable(Reason::caused("backup task failed", e)))?;
+        written.map_err(|e| NodeError::Unavailable(Reason::caused("writing the backup failed", e)))
     }
 }

@@ -18,29 +18,18 @@ pub enum NodeError {
         leader: Option<u64>,
     },
     /// No quorum could be reached; nothing was proposed.
-    ///
-    /// The reason is text, not a typed cause: it crosses the wire between nodes (a leader's
-    /// answer to a follower's `Propose`), whose form must not change. The typed cause is
-    /// logged where it happens, and formatted into this text with its sources
-    /// ([`with_sources`]).
     #[error("no quorum: {0}")]
-    NoQuorum(String),
+    NoQuorum(#[source] Reason),
     /// The write was proposed but not committed in time: it may still commit.
     #[error("the write was proposed but not committed within {0} ms; it may still be applied")]
     CommitTimeout(u64),
     /// The write was proposed, then the node stopped or the answer was lost before its
     /// outcome was known: it may still commit (answered like a commit timeout).
-    ///
-    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
-    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("the write was proposed but its outcome is unknown ({0}); it may still be applied")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Reason),
     /// The node is stopping or not ready; nothing was proposed.
-    ///
-    /// The reason is text for the same cause as [`NodeError::NoQuorum`]'s: it crosses the
-    /// wire between nodes as it is; the typed cause is logged where it happens.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] Reason),
     /// The data directory's file system has less free space than the reserve; nothing was
     /// proposed.
     #[error("the disk is full: {free} bytes free, {reserve} reserved (disk_reserve); writes resume once space is freed")]
@@ -54,6 +43,95 @@ pub enum NodeError {
     /// 500 `internal` with a generic message; the details go to the log.
     #[error("internal error: {0}")]
     Internal(#[from] Invariant),
+}
+
+/// The reason of a [`NodeError`] that is neither the client's nor the domain's doing: its
+/// text and, on the node where it arose, the typed error behind it as the `source`.
+///
+/// Only the text crosses the wire (a leader's answer to a follower's `Propose`), encoded as
+/// a plain string, as these reasons always were; a reason decoded from a peer has no source.
+#[derive(Debug, Clone)]
+pub struct Reason {
+    text: String,
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Reason {
+    /// A reason told in words, with no error behind it.
+    pub fn text(text: impl Into<String>) -> Self {
+        Reason {
+            text: text.into(),
+            cause: None,
+        }
+    }
+
+    /// The error itself as the reason: its text, and the error as the source.
+    pub fn of(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Reason {
+            text: error.to_string(),
+            cause: Some(std::sync::Arc::new(error)),
+        }
+    }
+
+    /// `context: error`, the error kept as the source.
+    pub fn caused(
+        context: impl std::fmt::Display,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Reason {
+            text: format!("{context}: {error}"),
+            cause: Some(std::sync::Arc::new(error)),
+        }
+    }
+
+    /// The text, as it is said to clients and peers.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Reason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Reason::text(text)
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Reason::text(text)
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Reason::text)
+    }
 }
 
 /// An invariant of this crate that did not hold (see [`NodeError::Internal`]).
@@ -165,7 +243,7 @@ mod tests {
             [3, 5]
         );
         assert_eq!(
-            encode(&NodeError::Unavailable(String::new())).expect("encodes"),
+            encode(&NodeError::Unavailable(String::new().into())).expect("encodes"),
             [5, 0]
         );
         assert_eq!(
@@ -212,5 +290,33 @@ mod tests {
         struct SaysItsSource(#[source] std::io::Error);
         let e = SaysItsSource(std::io::Error::other("disk gone"));
         assert_eq!(with_sources(&e), "writing the log: disk gone");
+    }
+
+    #[test]
+    fn a_reason_keeps_its_error_here_and_crosses_the_wire_as_its_text() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = NodeError::NoQuorum(Reason::caused("cannot reach the leader", io));
+        assert_eq!(e.to_string(), "no quorum: cannot reach the leader: refused");
+        // Here: the reason, then the I/O error behind it.
+        let reason = std::error::Error::source(&e).expect("the reason");
+        let io = reason.source().expect("the I/O error");
+        assert_eq!(io.to_string(), "refused");
+        assert_eq!(
+            with_sources(&e),
+            "no quorum: cannot reach the leader: refused"
+        );
+        // On the wire: the text as a plain string, exactly as a `String` reason was.
+        let bytes = encode(&e).expect("encodes");
+        assert_eq!(
+            bytes,
+            encode(&NodeError::NoQuorum(
+                "cannot reach the leader: refused".into()
+            ))
+            .expect("encodes")
+        );
+        let back: NodeError = decode(&bytes).expect("decodes");
+        assert_eq!(back.to_string(), e.to_string());
+        let reason = std::error::Error::source(&back).expect("the reason");
+        assert!(reason.source().is_none());
     }
 }

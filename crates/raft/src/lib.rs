@@ -41,7 +41,7 @@ pub mod types;
 pub mod view;
 pub mod writer;
 
-pub use error::{Invariant, NodeError};
+pub use error::{Invariant, NodeError, Reason};
 pub use node::{NamespaceStats, Node, NodeOptions, NodeStatus};
 pub use types::TypeConfig;
 

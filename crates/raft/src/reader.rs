@@ -25,7 +25,7 @@ use crate::error::with_sources;
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::types::TypeConfig;
-use crate::NodeError;
+use crate::{NodeError, Reason};
 
 /// A queued fetch waiting for a read index.
 pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
@@ -76,15 +76,18 @@ pub async fn linearize(
                 .map_err(|_| not_leader)
         }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
-            Err(NodeError::NoQuorum(q.to_string()))
+            Err(NodeError::NoQuorum(Reason::of(q)))
         }
-        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(format!(
-            "the node is stopping ({f})"
-        ))),
-        Err(_) => Err(NodeError::NoQuorum(format!(
-            "leadership could not be confirmed within {} ms",
-            timeout.as_millis()
-        ))),
+        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(
+            format!("the node is stopping ({f})").into(),
+        )),
+        Err(_) => Err(NodeError::NoQuorum(
+            format!(
+                "leadership could not be confirmed within {} ms",
+                timeout.as_millis()
+            )
+            .into(),
+        )),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Invariant;
 use crate::peer::network::PeerNetwork;
 use crate::types::TypeConfig;
-use crate::NodeError;
+use crate::{NodeError, Reason};
 
 /// One queued operation and where its answer goes.
 #[derive(Debug)]
@@ -105,11 +105,12 @@ pub async fn propose(
             })
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(NodeError::Unavailable(e.to_string()))
+            Err(NodeError::Unavailable(Reason::of(e)))
         }
         // The entry may have been appended before the core stopped.
-        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::OutcomeUnknown(format!(
-            "the node is stopping: {f}"
+        Ok(Err(RaftError::Fatal(f))) => Err(NodeError::OutcomeUnknown(Reason::caused(
+            "the node is stopping",
+            f,
         ))),
         Err(_) => Err(NodeError::CommitTimeout(commit_timeout.as_millis() as u64)),
     }
@@ -224,7 +225,7 @@ pub async fn run(
         // before proposing: the client learns at once that nothing happened (no_quorum),
         // instead of waiting for a commit timeout with an unknown outcome.
         if let Some(reason) = quorum_lost(&raft, options.quorum_timeout) {
-            deliver(replies, Err(NodeError::NoQuorum(reason)));
+            deliver(replies, Err(NodeError::NoQuorum(reason.into())));
             continue;
         }
         let batch = Batch {
@@ -253,7 +254,7 @@ pub async fn run(
                             })
                         }
                         Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => {
-                            Err(NodeError::Unavailable(e.to_string()))
+                            Err(NodeError::Unavailable(Reason::of(e)))
                         }
                         // The entry is in the log; only its answer is gone.
                         Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
@@ -268,9 +269,9 @@ pub async fn run(
             Err(fatal) => {
                 deliver(
                     replies,
-                    Err(NodeError::Unavailable(format!(
-                        "the node is stopping ({fatal})"
-                    ))),
+                    Err(NodeError::Unavailable(
+                        format!("the node is stopping ({fatal})").into(),
+                    )),
                 );
             }
         }

@@ -124,7 +124,7 @@ impl Node {
     /// `Err(Unavailable)` while this node's clock is out of bounds.
     fn check_clock(&self) -> Result<(), NodeError> {
         match self.inner.time.refusal() {
-            Some(reason) => Err(NodeError::Unavailable(reason)),
+            Some(reason) => Err(NodeError::Unavailable(reason.into())),
             None => Ok(()),
         }
     }
@@ -234,7 +234,7 @@ impl Node {
         ops: Vec<Op>,
     ) -> Result<Vec<Result<Stored, NodeError>>, NodeError> {
         if let Some(reason) = writer::quorum_lost(&self.inner.raft, self.inner.election_max) {
-            return Err(NodeError::NoQuorum(reason));
+            return Err(NodeError::NoQuorum(reason.into()));
         }
         self.check_clock()?;
         if ops.iter().any(|op| matches!(op, Op::Store(_))) {

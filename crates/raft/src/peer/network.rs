@@ -198,7 +198,7 @@ impl PeerNetwork {
         ops: &[statemanager_core::Op],
         timeout: Duration,
     ) -> Result<Vec<Result<statemanager_core::Stored, crate::NodeError>>, crate::NodeError> {
-        use crate::NodeError;
+        use crate::{NodeError, Reason};
         type Answer = Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError>;
         match self
             .streams
@@ -209,39 +209,43 @@ impl PeerNetwork {
                 // The leader handled the batch: an answer that cannot be read leaves the
                 // outcome open.
                 return decode::<Answer>(&bytes).map_err(|e| {
-                    NodeError::OutcomeUnknown(format!("the leader's answer is unreadable: {e}"))
+                    NodeError::OutcomeUnknown(Reason::caused(
+                        "the leader's answer is unreadable",
+                        e,
+                    ))
                 })?;
             }
             Err(CallError::HttpOnly) => {}
             Err(CallError::NotSent(m)) => {
-                return Err(NodeError::NoQuorum(format!("cannot reach the leader: {m}")))
+                return Err(NodeError::NoQuorum(
+                    format!("cannot reach the leader: {m}").into(),
+                ))
             }
             Err(CallError::Refused(m)) => {
-                return Err(NodeError::Unavailable(format!(
-                    "the leader refused the batch: {m}"
-                )))
+                return Err(NodeError::Unavailable(
+                    format!("the leader refused the batch: {m}").into(),
+                ))
             }
             Err(CallError::Lost(_)) => {
                 return Err(NodeError::CommitTimeout(timeout.as_millis() as u64))
             }
         }
-        let body = encode(&ops).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        let body = encode(&ops).map_err(|e| NodeError::Unavailable(Reason::of(e)))?;
         let request = self
             .request(reqwest::Method::POST, addr, "/raft/propose")
             .timeout(timeout)
             .body(body);
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
-                NodeError::NoQuorum(format!("cannot reach the leader: {e}"))
+                NodeError::NoQuorum(Reason::caused("cannot reach the leader", e))
             } else {
                 NodeError::CommitTimeout(timeout.as_millis() as u64)
             }
         })?;
         if !response.status().is_success() {
-            return Err(NodeError::Unavailable(format!(
-                "the leader refused the batch: {}",
-                response.status()
-            )));
+            return Err(NodeError::Unavailable(
+                format!("the leader refused the batch: {}", response.status()).into(),
+            ));
         }
         let bytes = response
             .bytes()
@@ -250,7 +254,7 @@ impl PeerNetwork {
         // The leader handled the batch: an answer that cannot be read leaves the outcome open.
         let answer: Result<Vec<Result<statemanager_core::Stored, NodeError>>, NodeError> =
             decode(&bytes).map_err(|e| {
-                NodeError::OutcomeUnknown(format!("the leader's answer is unreadable: {e}"))
+                NodeError::OutcomeUnknown(Reason::caused("the leader's answer is unreadable", e))
             })?;
         answer
     }
