@@ -116,6 +116,15 @@ impl From<&str> for Reason {
     }
 }
 
+/// Reasons are equal when they say the same (their causes are not compared).
+impl PartialEq for Reason {
+    fn eq(&self, other: &Reason) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Reason {}
+
 impl PartialEq<&str> for Reason {
     fn eq(&self, other: &&str) -> bool {
         self.text == *other

@@ -11,6 +11,7 @@
 
 use super::stream::Kind;
 use crate::types::NodeId;
+use crate::Reason;
 
 /// Why a call on the peer stream has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,11 +22,11 @@ pub enum CallError {
     /// The request never reached the peer whole (no connection, refused hello, failed
     /// write): the peer did nothing.
     #[error("not sent: {0}")]
-    NotSent(String),
+    NotSent(#[source] Reason),
     /// The request was sent but no answer came (timeout, connection lost): the peer may have
     /// acted on it.
     #[error("sent, no answer: {0}")]
-    Lost(String),
+    Lost(#[source] Reason),
     /// The peer refused the call (cluster id, version, undecodable): it did nothing.
     #[error("refused by the peer: {0}")]
     Refused(String),

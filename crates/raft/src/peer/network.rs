@@ -217,9 +217,10 @@ impl PeerNetwork {
             }
             Err(CallError::HttpOnly) => {}
             Err(CallError::NotSent(m)) => {
-                return Err(NodeError::NoQuorum(
-                    format!("cannot reach the leader: {m}").into(),
-                ))
+                return Err(NodeError::NoQuorum(Reason::caused(
+                    "cannot reach the leader",
+                    m,
+                )))
             }
             Err(CallError::Refused(m)) => {
                 return Err(NodeError::Unavailable(

@@ -31,6 +31,7 @@ pub use crate::peer::error::CallError;
 use crate::peer::error::HelloAnswerError;
 use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
+use crate::Reason;
 
 /// Time allowed to open a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -205,13 +206,10 @@ impl StreamPool {
             return Err(CallError::HttpOnly);
         }
         metrics::counter!("statemanager_peer_stream_connects_total").increment(1);
-        let not_sent = |what: &str, e: &dyn std::fmt::Display| {
-            CallError::NotSent(format!("{what} {addr}: {e}"))
-        };
         let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(not_sent("cannot connect to", &e)),
-            Err(_) => return Err(not_sent("cannot connect to", &"timed out")),
+            Ok(Err(e)) => return Err(not_sent("cannot connect to", addr, e)),
+            Err(_) => return Err(timed_out("cannot connect to", addr)),
         };
         let _ = tcp.set_nodelay(true);
         let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -221,12 +219,12 @@ impl StreamPool {
                 let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = ServerName::try_from(host.to_string())
-                    .map_err(|e| not_sent("no TLS server name for", &e))?;
+                    .map_err(|e| not_sent("no TLS server name for", addr, e))?;
                 let connector = tokio_rustls::TlsConnector::from(config);
                 match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
                     Ok(Ok(stream)) => Box::new(stream),
-                    Ok(Err(e)) => return Err(not_sent("TLS handshake with", &e)),
-                    Err(_) => return Err(not_sent("TLS handshake with", &"timed out")),
+                    Ok(Err(e)) => return Err(not_sent("TLS handshake with", addr, e)),
+                    Err(_) => return Err(timed_out("TLS handshake with", addr)),
                 }
             }
         };
@@ -237,10 +235,10 @@ impl StreamPool {
                 version: VERSION,
                 authorization: self.authorization.clone(),
             })
-            .map_err(|e| not_sent("cannot encode the hello to", &e))?;
+            .map_err(|e| not_sent("cannot encode the hello to", addr, e))?;
         let hello = hello
             .finish()
-            .ok_or_else(|| not_sent("hello too large for", &"?"))?;
+            .ok_or_else(|| CallError::NotSent(format!("hello too large for {addr}: ?").into()))?;
         let mut opening = PREFACE.to_vec();
         opening.extend_from_slice(&hello);
         let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -266,14 +264,14 @@ impl StreamPool {
                     .insert(addr.to_string(), Instant::now());
                 return Err(CallError::HttpOnly);
             }
-            Ok(Err(e)) => return Err(not_sent("no hello from", &e)),
-            Err(_) => return Err(not_sent("no hello from", &"timed out")),
+            Ok(Err(e)) => return Err(not_sent("no hello from", addr, e)),
+            Err(_) => return Err(timed_out("no hello from", addr)),
         };
         match read_hello_answer(&answer) {
             Ok(()) => Ok(conn),
             Err(HelloAnswerError::Refused(reason)) => Err(CallError::Refused(reason)),
             Err(HelloAnswerError::Undecodable(e)) => {
-                Err(not_sent("undecodable hello answer from", &e))
+                Err(not_sent("undecodable hello answer from", addr, e))
             }
         }
     }
@@ -299,15 +297,16 @@ impl StreamPool {
             .encode(&cluster_id_of(&self.cluster_id))
             .and_then(|_| frame.encode(&self.time.call_stamp()))
             .and_then(|_| frame.encode(request))
-            .map_err(|e| CallError::NotSent(format!("cannot encode the request: {e}")))?;
+            .map_err(|e| CallError::NotSent(Reason::caused("cannot encode the request", e)))?;
         let frame = frame
             .finish()
             .ok_or_else(|| CallError::NotSent("request too large".into()))?;
         let deadline = tokio::time::Instant::now() + timeout;
         let (body, t0) = self.send(addr, &frame, deadline).await?;
         let t3 = self.time.wall();
-        let (stamp, answer) = split_answer(&body)
-            .map_err(|e| CallError::Lost(format!("malformed answer from {addr}: {e}")))?;
+        let (stamp, answer) = split_answer(&body).map_err(|e| {
+            CallError::Lost(Reason::caused(format!("malformed answer from {addr}"), e))
+        })?;
         self.time.on_answer(peer, t0, &stamp, t3);
         Ok(answer.to_vec())
     }
@@ -333,20 +332,16 @@ impl StreamPool {
                 Some(conn) => conn,
                 None => match tokio::time::timeout_at(deadline, self.connect(addr)).await {
                     Ok(conn) => conn?,
-                    Err(_) => {
-                        return Err(CallError::NotSent(format!(
-                            "connecting to {addr}: timed out"
-                        )))
-                    }
+                    Err(_) => return Err(timed_out("connecting to", addr)),
                 },
             };
             let t0 = self.time.wall();
             match tokio::time::timeout_at(deadline, frame::write(&mut conn, frame)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) if was_pooled => continue,
-                Ok(Err(e)) => return Err(CallError::NotSent(format!("writing to {addr}: {e}"))),
+                Ok(Err(e)) => return Err(not_sent("writing to", addr, e)),
                 // write_all had not handed the whole frame to the kernel.
-                Err(_) => return Err(CallError::NotSent(format!("writing to {addr}: timed out"))),
+                Err(_) => return Err(timed_out("writing to", addr)),
             }
             let answer = match tokio::time::timeout_at(
                 deadline,
@@ -355,14 +350,39 @@ impl StreamPool {
             .await
             {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => return Err(CallError::Lost(format!("reading from {addr}: {e}"))),
-                Err(_) => return Err(CallError::Lost(format!("no answer from {addr} in time"))),
+                Ok(Err(e)) => {
+                    return Err(CallError::Lost(Reason::caused(
+                        format!("reading from {addr}"),
+                        e,
+                    )))
+                }
+                Err(_) => {
+                    return Err(CallError::Lost(
+                        format!("no answer from {addr} in time").into(),
+                    ))
+                }
             };
             self.put_idle(addr, conn, generation);
             return open_answer(&answer, addr).map(|body| (body, t0));
         }
-        Err(CallError::NotSent(format!("no connection to {addr}")))
+        Err(CallError::NotSent(
+            format!("no connection to {addr}").into(),
+        ))
     }
+}
+
+/// The call never reached `addr` whole: `what addr: error`, the error kept as the source.
+fn not_sent(
+    what: &str,
+    addr: &str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> CallError {
+    CallError::NotSent(Reason::caused(format!("{what} {addr}"), error))
+}
+
+/// The call never reached `addr` whole: `what addr` did not finish in time.
+fn timed_out(what: &str, addr: &str) -> CallError {
+    CallError::NotSent(format!("{what} {addr}: timed out").into())
 }
 
 /// The body of an answer frame from `addr` (`[ANSWERED][body]`), or the peer's refusal.
@@ -373,7 +393,9 @@ pub fn open_answer(answer: &[u8], addr: &str) -> Result<Vec<u8>, CallError> {
             postcard::from_bytes::<String>(reason)
                 .unwrap_or_else(|_| "(undecodable reason)".into()),
         )),
-        _ => Err(CallError::Lost(format!("malformed answer from {addr}"))),
+        _ => Err(CallError::Lost(
+            format!("malformed answer from {addr}").into(),
+        )),
     }
 }
 

@@ -134,3 +134,21 @@ async fn a_peer_that_speaks_http_only_is_remembered() {
     assert_eq!(call(&pool, &addr).await, Err(CallError::HttpOnly));
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "not asked twice");
 }
+
+#[tokio::test]
+async fn a_failure_keeps_the_io_error_behind_it_as_its_source() {
+    let pool = pool();
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let failure = call(&pool, &nowhere).await.expect_err("nobody listens");
+    assert!(failure
+        .to_string()
+        .starts_with(&format!("not sent: cannot connect to {nowhere}: ")));
+    let reason = std::error::Error::source(&failure).expect("the reason");
+    let io = reason.source().expect("the I/O error behind it");
+    assert_eq!(
+        io.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+}
