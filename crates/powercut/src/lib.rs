@@ -120,9 +120,32 @@ impl Drop for Mount {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
             if let Err(e) = session.umount_and_join() {
-                eprintln!("unmounting {}: {e}", self.dir.display());
+                // Busy: a handle on the file system is still open somewhere. Detach the
+                // mount lazily (the kernel finishes once the handles close) rather than
+                // leave a dead mount behind ("transport endpoint is not connected").
+                if let Err(lazy) = detach(&self.dir) {
+                    eprintln!(
+                        "unmounting {}: {e}; detaching it failed too: {lazy}",
+                        self.dir.display()
+                    );
+                }
             }
         }
+    }
+}
+
+/// `umount2(dir, MNT_DETACH)`: a lazy unmount, for a mount that is still busy.
+fn detach(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; umount2 takes
+    // no other pointer.
+    let rc = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -164,6 +187,31 @@ mod tests {
         // The old handle is dead.
         assert!(kept.write_all(b"late").is_err());
         assert_eq!(std::fs::read(root.join("d/kept")).unwrap(), b"durable");
+        // Handles closed first: a busy mount could not be unmounted at once.
+        drop(kept);
+        drop(lost);
         drop(mount);
+        assert!(
+            !is_mounted(tmp.path()),
+            "the mount is gone once the Mount is dropped"
+        );
+    }
+
+    /// A mount dropped while a handle on it is still open is detached, not left behind.
+    #[test]
+    fn a_busy_mount_is_detached_when_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mount = Mount::new(tmp.path()).expect("mount (root and /dev/fuse needed)");
+        let held = std::fs::File::create(mount.path().join("held")).unwrap();
+        drop(mount);
+        assert!(!is_mounted(tmp.path()), "detached although busy");
+        drop(held);
+    }
+
+    /// Whether `dir` is a mount point now (`/proc/self/mounts`).
+    fn is_mounted(dir: &Path) -> bool {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let dir = dir.to_str().unwrap();
+        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir))
     }
 }
