@@ -84,19 +84,7 @@ pub struct NoAnswer(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 impl NoAnswer {
     /// The reason with each of its causes, for the log.
     pub fn reason(&self) -> String {
-        let mut text = String::new();
-        let mut next = std::error::Error::source(self);
-        while let Some(cause) = next {
-            let said = cause.to_string();
-            if !text.ends_with(&said) {
-                if !text.is_empty() {
-                    text.push_str(": ");
-                }
-                text.push_str(&said);
-            }
-            next = cause.source();
-        }
-        text
+        statemanager_core::error_chain::Chain(self.0.as_ref()).to_string()
     }
 }
 

@@ -12,6 +12,7 @@ mod arc_str;
 mod clock;
 mod command;
 mod error;
+pub mod error_chain;
 mod limits;
 mod names;
 mod state;

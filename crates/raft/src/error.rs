@@ -218,17 +218,7 @@ pub enum MembershipError {
 /// their `source`. Some foreign errors (openraft's storage errors) also end their own text
 /// with their source's: a cause the text already ends with is not said twice.
 pub fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let said = cause.to_string();
-        if !text.ends_with(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        next = cause.source();
-    }
-    text
+    statemanager_core::error_chain::Chain(e).to_string()
 }
 
 #[cfg(test)]

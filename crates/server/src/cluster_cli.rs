@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use statemanager_client::{Client, ClientOptions, Method};
 
-use crate::error_chain::Chain;
+use statemanager_core::error_chain::Chain;
 
 /// What to do.
 #[derive(Debug, Subcommand)]

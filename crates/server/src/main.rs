@@ -3,7 +3,6 @@
 mod client_cli;
 mod cluster_cli;
 mod config;
-mod error_chain;
 mod listener;
 mod logging;
 mod notify;

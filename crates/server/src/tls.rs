@@ -27,7 +27,7 @@ pub struct TlsSettings {
 
 /// Why the TLS configuration cannot be built: each names the setting and the file. The
 /// message does not repeat the source; print it with its source chain
-/// ([`crate::error_chain::Chain`], or `{:#}` through `anyhow`).
+/// ([`statemanager_core::error_chain::Chain`], or `{:#}` through `anyhow`).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A setting another one needs is missing.

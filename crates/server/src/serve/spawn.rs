@@ -16,9 +16,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::bind::Bound;
 use super::build::Built;
 use crate::config::Config;
-use crate::error_chain::Chain;
 use crate::notify::Notifier;
 use crate::{listener, tls};
+use statemanager_core::error_chain::Chain;
 
 /// Starts the tasks that run until the drain; with metrics on, also gives the API its
 /// metrics renderer.
