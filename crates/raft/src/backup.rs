@@ -10,10 +10,10 @@
 //! the members elect a leader as usual. Restoring into one node and adding the others with
 //! `statemanager cluster add` works too; see `docs/operations.md`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use openraft::{BasicNode, CommittedLeaderId, Membership};
+use openraft::BasicNode;
 use statemanager_core::{Item, ItemId, State};
 use statemanager_storage::{DataDir, LogEngine, StorageError};
 
@@ -25,14 +25,20 @@ pub use statemanager_backup::{
 use crate::cluster_id::{derive_cluster_id, META_CLUSTER_ID};
 use crate::node::Node;
 use crate::state_machine::{replace_snapshot, Applied};
-use crate::types::{encode, LogId, NodeId, StoredMembership};
+use crate::types::{encode, CommittedLeaderId, LogId, NodeId, StoredMembership};
 use crate::{NodeError, Reason};
 
 /// The log position every restored snapshot sits at: the same on every member restored from
 /// the same file, and after the position `initialize` uses (index 0), so a restored node and
 /// a freshly initialised one never look alike.
 pub fn restored_log_id() -> LogId {
-    LogId::new(CommittedLeaderId::new(0, 0), 1)
+    LogId::new(
+        CommittedLeaderId {
+            term: 0,
+            node_id: 0,
+        },
+        1,
+    )
 }
 
 /// What a restore did.
@@ -76,13 +82,13 @@ pub fn restore(
     let dir = DataDir::open(data_dir)?;
     let engine = LogEngine::open(&dir.log_dir())?;
     let last = restored_log_id();
-    let membership = Membership::new(
-        vec![members.keys().copied().collect::<BTreeSet<_>>()],
+    let membership = crate::types::voters_of(
         members
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
             .collect::<BTreeMap<_, _>>(),
-    );
+    )
+    .map_err(|e| corrupt(data_dir, e.to_string()))?;
     let items = capture.items.len() as u64;
     let applied = Applied {
         last_applied: Some(last),

@@ -1,6 +1,7 @@
 //! When this node campaigns: our own election timer, with a pre-vote before every campaign.
 //!
-//! openraft 0.9's own timer is switched off (`enable_elect: false`); our timer decides. This
+//! openraft's own timer is switched off (`enable_elect: false`); our timer decides (0.9 had no
+//! pre-vote; 0.10's would need its own timer, which draws the timeout as ours does). This
 //! module holds the pure rules (the pre-vote messages, [`grant_pre_vote`], [`is_majority`],
 //! [`may_campaign`], [`Timing`]); the timer task is `node::election_timer`, the answer to a
 //! peer's pre-vote is in the peer answers (`peer_server::answer_pre_vote`).
@@ -31,12 +32,13 @@
 //! A one-voter cluster elects itself at once, without a pre-vote. A node whose clock is out of
 //! bounds (`cluster_time`) does not campaign ([`crate::takeover::Takeover::suppressed`]).
 
+use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
-use openraft::{LogId, Raft, ServerState};
+use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 
 /// A pre-vote request: "would you vote for me in `next_term`?"
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +48,7 @@ pub struct PreVoteRequest {
     /// The term it would campaign in: its current term + 1.
     pub next_term: u64,
     /// Its last log id.
-    pub last_log_id: Option<LogId<NodeId>>,
+    pub last_log_id: Option<crate::types::LogId>,
 }
 
 /// The answer to a [`PreVoteRequest`].
@@ -66,7 +68,7 @@ pub struct VoterView {
     /// Its current term.
     pub term: u64,
     /// Its last log id.
-    pub last_log_id: Option<LogId<NodeId>>,
+    pub last_log_id: Option<crate::types::LogId>,
     /// How long since a leader last reached it.
     pub silent_for: Duration,
     /// The leader lease: how long after the last leader contact the leader counts as gone.
@@ -124,22 +126,24 @@ pub(crate) fn unit() -> f64 {
 
 /// This node's current term and last log id, as its metrics last published them.
 pub(crate) fn term_and_last_log(
-    raft: &Raft<TypeConfig>,
-) -> (u64, Option<LogId<NodeId>>, ServerState) {
-    let last_log = raft.data_metrics().borrow().last_log;
+    raft: &crate::types::Raft,
+) -> (u64, Option<crate::types::LogId>, ServerState) {
+    let last_log = raft.data_metrics().borrow_watched().last_log;
     let server = raft.server_metrics();
-    let m = server.borrow();
+    let m = server.borrow_watched();
     (m.vote.leader_id().term, last_log, m.state)
 }
 
 #[cfg(test)]
 mod tests {
-    use openraft::CommittedLeaderId;
 
     use super::*;
 
-    fn log(term: u64, index: u64) -> Option<LogId<NodeId>> {
-        Some(LogId::new(CommittedLeaderId::new(term, 1), index))
+    fn log(term: u64, index: u64) -> Option<crate::types::LogId> {
+        Some(crate::types::LogId::new(
+            crate::types::leader_in(term, 1),
+            index,
+        ))
     }
 
     fn view(silent_ms: u64) -> VoterView {
@@ -152,7 +156,7 @@ mod tests {
         }
     }
 
-    fn request(next_term: u64, last: Option<LogId<NodeId>>) -> PreVoteRequest {
+    fn request(next_term: u64, last: Option<crate::types::LogId>) -> PreVoteRequest {
         PreVoteRequest {
             candidate: 3,
             next_term,

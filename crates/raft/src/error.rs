@@ -1,6 +1,7 @@
 //! Errors of the node service, as the API sees them, and of membership changes (answered
 //! on the peer port).
 
+use crate::types::TypeConfig;
 use statemanager_core::DomainError;
 
 use crate::types::NodeId;
@@ -158,10 +159,8 @@ pub enum Invariant {
 }
 
 /// openraft's error when a membership change fails.
-pub type ChangeFailure = openraft::error::RaftError<
-    NodeId,
-    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
->;
+pub type ChangeFailure =
+    openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>;
 
 /// Why a membership change did not happen (answered 409 `membership` on the peer port).
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,7 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use openraft::error::{InstallSnapshotError, RaftError};
-use openraft::raft::{
-    AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteResponse,
-};
+use openraft::raft::{AppendEntriesResponse, SnapshotResponse, VoteResponse};
 use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,7 +23,7 @@ use crate::peer::stream::client::{open_answer, read_hello_answer};
 use crate::peer::stream::frame;
 use crate::peer::stream::server::{decode_call, read_hello, split_request, split_stamp, Call};
 use crate::peer::stream::MAX_HELLO;
-use crate::types::{Entry, NodeId, TypeConfig};
+use crate::types::{Entry, TypeConfig};
 use crate::NodeError;
 
 /// Largest request frame the harness reads (the server's limit is 512 MiB; fuzz inputs are
@@ -96,7 +93,7 @@ fn decode_one(kind: crate::peer::stream::Kind, body: &[u8]) {
             apply_entries(&rpc.entries);
         }
         Call::Vote(_) => {
-            decodes_canonically::<openraft::raft::VoteRequest<NodeId>>(body);
+            decodes_canonically::<openraft::raft::VoteRequest<TypeConfig>>(body);
         }
         Call::Propose(ops) => {
             decodes_canonically::<Vec<statemanager_core::Op>>(body);
@@ -155,12 +152,12 @@ fn answers(payload: &[u8]) {
 
 /// Decodes an answer's body as every answer type.
 fn answer_bodies(body: &[u8]) {
-    decodes_canonically::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(body);
-    decodes_canonically::<Result<VoteResponse<NodeId>, RaftError<NodeId>>>(body);
+    decodes_canonically::<Result<AppendEntriesResponse<TypeConfig>, String>>(body);
+    decodes_canonically::<Result<VoteResponse<TypeConfig>, String>>(body);
     decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(body);
     decodes_canonically::<Result<u64, String>>(body);
-    decodes_canonically::<InstallSnapshotRequest<TypeConfig>>(body);
-    decodes_canonically::<
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    >(body);
+    decodes_canonically::<Result<SnapshotResponse<TypeConfig>, String>>(body);
+    if let Some((head, _)) = crate::peer::routes::split_snapshot(body) {
+        decodes_canonically::<(crate::types::Vote, crate::types::SnapshotMeta)>(head);
+    }
 }

@@ -1,16 +1,17 @@
 //! Raft for the State Manager: one write path for one node and for a cluster.
 //!
 //! This crate adapts the pure domain ([`statemanager_core`]) and durable bytes
-//! ([`statemanager_storage`]) to openraft 0.9, and adds what openraft leaves to the
+//! ([`statemanager_storage`]) to openraft 0.10, and adds what openraft leaves to the
 //! application:
-//! - [`log_store`]: the Raft log on the log engine; an append is acknowledged to openraft
-//!   only after its fsync; [`log_tail`] keeps the newest entries in memory for the reads
-//!   that follow each append;
+//! - [`log_store`]: the Raft log on the log engine; an append returns at once and is
+//!   reported flushed to openraft only after the log writer thread's fsync; [`log_tail`]
+//!   keeps the newest entries (and every one not yet written) in memory for the reads that
+//!   follow each append;
 //! - [`state_machine`]: the in-memory [`statemanager_core::State`], persisted by streamed
 //!   snapshot files;
-//! - [`writer`]: group commit. openraft 0.9 appends and flushes each `client_write` on its
-//!   own, so concurrent stores are drained into one [`statemanager_core::Batch`] per log
-//!   entry, stamped once with the leader's clock;
+//! - [`writer`]: group commit. Concurrent stores are drained into one
+//!   [`statemanager_core::Batch`] per log entry, stamped once with the leader's clock (each
+//!   entry costs the Raft core work, whatever the fsyncs);
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
 //! - [`node`]: the service handle the API talks to;
 //! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);

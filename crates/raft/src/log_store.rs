@@ -1,12 +1,13 @@
 //! The Raft log store: openraft's `RaftLogStorage` on [`LogEngine`].
 //!
-//! Entries are postcard-encoded; the engine's WAL frames each with a CRC. `append` runs the fsync
-//! on a blocking thread and only then tells openraft the entries are flushed: a write is never
-//! acknowledged before it is durable. The vote is durable before `save_vote` returns. The
-//! committed index is written in place without an fsync (it changes on every commit): it is
-//! only a hint for re-applying on restart, so after a power cut it may be missing, empty,
-//! zeroed, torn, old, or even ahead of what the log kept (a follower learns a commit index
-//! before its own append is flushed). [`LogStore::read_committed`] takes it only when it names
+//! Entries are postcard-encoded; the engine's WAL frames each with a CRC. `append` hands the
+//! records to the log writer thread ([`flusher`]), which writes and fsyncs them (grouped with
+//! whatever else was queued) and only then tells openraft the entries are flushed: a write is
+//! never acknowledged before it is durable, and openraft 0.10 goes on meanwhile. The vote is
+//! durable before `save_vote` returns. The committed index is written in place without an
+//! fsync (it changes on every commit): it is only a hint for re-applying on restart, so after
+//! a power cut it may be missing, empty, zeroed, torn, old, or even ahead of what the log kept
+//! (a follower learns a commit index before its own append is flushed). [`LogStore::read_committed`] takes it only when it names
 //! an entry the log holds (or one already compacted away) and otherwise logs why and starts
 //! without it: the leader commits those entries again.
 //! The newest entries are also kept in a [`LogTail`], which answers the reads openraft
@@ -16,12 +17,12 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader};
 use statemanager_storage::{LogEngine, StorageError};
 
 use crate::log_tail::{LogTail, TailLimits};
-use crate::types::{decode, encode, Entry, LogId, NodeId, RaftStorageError, TypeConfig};
+use crate::types::{decode, encode, Entry, LogId, TypeConfig, Vote};
 
 const META_VOTE: &str = "vote";
 const META_COMMITTED: &str = "committed";
@@ -33,6 +34,7 @@ pub struct LogStore {
     engine: LogEngine,
     tail: Arc<Mutex<LogTail>>,
     purges: Arc<Purges>,
+    flusher: Arc<flusher::Flusher>,
 }
 
 /// A purge whose files are still to be dealt with (see [`LogStore::purge`]).
@@ -81,12 +83,13 @@ impl Purges {
     }
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> RaftStorageError {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
+/// openraft 0.10's storage traits speak `io::Error`; the typed error is kept as its source.
+fn read_err(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> RaftStorageError {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
+fn write_err(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
 }
 
 fn corrupt(what: String, e: postcard::Error) -> StorageError {
@@ -97,18 +100,27 @@ fn corrupt(what: String, e: postcard::Error) -> StorageError {
 }
 
 impl LogStore {
-    /// A log store on `engine`, with a log tail of the default size.
-    pub fn new(engine: LogEngine) -> Self {
+    /// A log store on `engine`, with a log tail of the default size; `Err` when its writer
+    /// thread cannot be started.
+    pub fn new(engine: LogEngine) -> std::io::Result<Self> {
         Self::with_tail(engine, TailLimits::default())
     }
 
     /// A log store on `engine` whose log tail has `limits`.
-    pub fn with_tail(engine: LogEngine, limits: TailLimits) -> Self {
-        LogStore {
-            purges: Arc::new(Purges::start(engine.clone())),
-            engine,
-            tail: Arc::new(Mutex::new(LogTail::new(limits))),
+    pub fn with_tail(engine: LogEngine, limits: TailLimits) -> std::io::Result<Self> {
+        let tail = Arc::new(Mutex::new(LogTail::new(limits)));
+        if let Ok(Some((last, _))) = engine.last() {
+            // What the WAL holds at start is written.
+            tail.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .written_through(last);
         }
+        Ok(LogStore {
+            purges: Arc::new(Purges::start(engine.clone())),
+            flusher: Arc::new(flusher::Flusher::start(engine.clone(), tail.clone())?),
+            engine,
+            tail,
+        })
     }
 
     fn tail(&self) -> MutexGuard<'_, LogTail> {
@@ -141,7 +153,7 @@ impl LogStore {
             return Some(hint);
         }
         match self.entries(hint.index, hint.index + 1) {
-            Ok(found) if found.first().map(|e| *e.get_log_id()) == Some(hint) => Some(hint),
+            Ok(found) if found.first().map(|e| e.log_id) == Some(hint) => Some(hint),
             _ => {
                 tracing::warn!(
                     hint = %hint,
@@ -160,10 +172,10 @@ impl LogStore {
             .map(|(index, bytes)| {
                 let entry: Entry =
                     decode(&bytes).map_err(|e| corrupt(format!("raft log entry {index}"), e))?;
-                if entry.get_log_id().index != index {
+                if entry.log_id.index != index {
                     return Err(StorageError::Corrupt {
                         what: format!("raft log entry {index}"),
-                        detail: format!("holds index {}", entry.get_log_id().index),
+                        detail: format!("holds index {}", entry.log_id.index),
                     });
                 }
                 Ok(entry)
@@ -190,19 +202,40 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, RaftStorageError> {
+    ) -> Result<Vec<Entry>, std::io::Error> {
         let (start, end) = bounds(&range);
-        if let Some(hit) = self.tail().get(start, end) {
+        let (hit, tail_first) = {
+            let tail = self.tail();
+            (tail.get(start, end), tail.first_index())
+        };
+        if let Some(hit) = hit {
             return Ok(hit);
         }
-        self.entries(start, end).map_err(read_err)
+        // The WAL for what is older than the tail; the tail for the rest, which it holds
+        // whether written or not (an entry leaves the tail only once written, so if it left
+        // meanwhile the WAL has it).
+        let Some(split) = tail_first.filter(|&first| first > start && first < end) else {
+            return self.entries(start, end).map_err(read_err);
+        };
+        let mut entries = self.entries(start, split).map_err(read_err)?;
+        let rest = self.tail().get(split, end);
+        match rest {
+            Some(rest) => entries.extend(rest),
+            None => entries.extend(self.entries(split, end).map_err(read_err)?),
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        self.meta(META_VOTE).map_err(read_err)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
+        self.flusher.barrier().await.map_err(read_err)?;
         let on_disk: Option<LogId> = self.meta(META_PURGED).map_err(read_err)?;
         let pending = *self.purges.latest.lock().unwrap_or_else(|p| p.into_inner());
         let last_purged = on_disk.max(pending);
@@ -211,7 +244,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some((index, bytes)) => {
                 let entry: Entry = decode(&bytes)
                     .map_err(|e| read_err(corrupt(format!("raft log entry {index}"), e)))?;
-                Some(*entry.get_log_id())
+                Some(entry.log_id)
             }
         };
         Ok(LogState {
@@ -224,37 +257,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
-        let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
+        let bytes = encode(vote).map_err(write_err)?;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.put_meta(META_VOTE, &bytes))
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+            .map_err(write_err)?
+            .map_err(write_err)?;
         Ok(())
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
-        self.meta(META_VOTE)
-            .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         let bytes = encode(&committed).map_err(write_err)?;
         self.engine
             .put_meta_lazy(META_COMMITTED, &bytes)
             .map_err(write_err)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
         Ok(self.committed_hint())
     }
 
+    /// Hands the entries to the log writer thread and returns: openraft goes on (replicates
+    /// them, takes more proposals) and counts them durable only when `callback` says so,
+    /// after their fsync (see [`flusher`]). The entries are readable at once, from the tail.
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), RaftStorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), std::io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -263,53 +294,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut appended = Vec::new();
         for entry in entries {
             let record = encode(&entry).map_err(write_err)?;
-            appended.push((entry, record.len()));
-            records.push((appended[appended.len() - 1].0.get_log_id().index, record));
+            records.push((entry.log_id.index, record));
+            appended.push(entry);
         }
-        let engine = self.engine.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = engine.append(&records);
-            metrics::histogram!("statemanager_wal_append_fsync_seconds")
-                .record(started.elapsed().as_secs_f64());
-            result
-        })
-        .await
-        .map_err(write_err);
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.tail().clear();
-                return Err(e);
-            }
-        };
-        match result {
-            Ok(()) => {
-                // Durable now: readers may be served from memory.
-                let mut tail = self.tail();
-                for (entry, bytes) in appended {
-                    tail.push(entry, bytes);
-                }
-                drop(tail);
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                self.tail().clear();
-                // A failed fsync is fatal: we never retry it (the kernel may have dropped the
-                // dirty pages, so a retry could "succeed" without the data).
-                tracing::error!(error = %e, "appending to the raft log failed; stopping");
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
+        {
+            let mut tail = self.tail();
+            for (entry, (_, record)) in appended.into_iter().zip(&records) {
+                tail.push(entry, record.len());
             }
         }
+        self.flusher.append(records, callback).map_err(write_err)
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+    async fn truncate_after(&mut self, last_kept: Option<LogId>) -> Result<(), std::io::Error> {
+        // After every append submitted before: they are cut with the rest.
+        self.flusher.barrier().await.map_err(write_err)?;
+        let from = last_kept.map_or(0, |kept| kept.index + 1);
         // Cut the tail first: no reader may be served an entry the log no longer has.
-        self.tail().truncate_from(log_id.index);
+        self.tail().truncate_from(from);
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.truncate_from(log_id.index))
+        tokio::task::spawn_blocking(move || engine.truncate_from(from))
             .await
             .map_err(write_err)?
             .map_err(write_err)
@@ -319,7 +323,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// markers and the deletion of whole segments, to the purge thread (see [`Purges`]). The
     /// entries are covered by a durable snapshot before openraft purges them, so a crash
     /// before the thread is done only means the log starts earlier on restart.
-    async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
+        // Entries are purged only once applied, so written; the barrier orders the WAL's
+        // bookkeeping after every append submitted before.
+        self.flusher.barrier().await.map_err(write_err)?;
         let marker = encode(&log_id).map_err(write_err)?;
         self.tail().purge_through(log_id.index);
         let files = self.engine.forget_through(log_id.index);
@@ -351,6 +358,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 }
+
+mod flusher;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The newest log entries, kept in memory beside the WAL.
 //!
-//! openraft 0.9 reads every entry back from the log store at least twice after appending it:
+//! openraft reads every entry back from the log store at least twice after appending it:
 //! the core reads the committed entries it hands to the state machine, and on a leader each
 //! replication stream reads the entries it sends to its follower. From the WAL that is a
 //! `pread`, a checksum and a decode (allocating every namespace, key and value) per entry and
@@ -9,12 +9,13 @@
 //! (a follower far behind, the first reads after a restart) goes to the WAL as before.
 //!
 //! Invariant: the entries held are a contiguous run of indexes ending at the log's last
-//! entry. [`crate::log_store::LogStore`] keeps it by pushing only after a durable append,
-//! cutting it before the log is truncated, and clearing it when an append fails.
+//! entry, and every entry not yet written to the WAL is held (only written entries are
+//! evicted). [`crate::log_store::LogStore`] keeps it by pushing when an append is submitted
+//! (before the flusher writes it: openraft replicates submitted entries), marking what the
+//! flusher has written, cutting it before the log is truncated, and clearing it when an
+//! append fails.
 
 use std::collections::VecDeque;
-
-use openraft::RaftLogId;
 
 use crate::types::Entry;
 
@@ -46,10 +47,12 @@ pub struct LogTail {
     entries: VecDeque<(Entry, usize)>,
     bytes: usize,
     limits: TailLimits,
+    /// The newest index the WAL holds durably; entries after it are never evicted.
+    written_through: Option<u64>,
 }
 
 fn index_of(entry: &Entry) -> u64 {
-    entry.get_log_id().index
+    entry.log_id.index
 }
 
 impl LogTail {
@@ -58,6 +61,7 @@ impl LogTail {
         LogTail {
             entries: VecDeque::new(),
             bytes: 0,
+            written_through: None,
             limits,
         }
     }
@@ -72,12 +76,31 @@ impl LogTail {
         }
         self.bytes += bytes;
         self.entries.push_back((entry, bytes));
+        self.evict();
+    }
+
+    /// Drops the oldest entries over the limits, as far as they are written.
+    fn evict(&mut self) {
         while self.entries.len() > self.limits.max_entries || self.bytes > self.limits.max_bytes {
-            match self.entries.pop_front() {
-                Some((_, b)) => self.bytes -= b,
-                None => break,
+            match self.entries.front() {
+                Some((oldest, _)) if Some(index_of(oldest)) <= self.written_through => {}
+                _ => break,
+            }
+            if let Some((_, b)) = self.entries.pop_front() {
+                self.bytes -= b;
             }
         }
+    }
+
+    /// Records that the WAL holds every entry through `index` durably (they may be evicted).
+    pub fn written_through(&mut self, index: u64) {
+        self.written_through = self.written_through.max(Some(index));
+        self.evict();
+    }
+
+    /// The index of the oldest entry held.
+    pub fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| index_of(e))
     }
 
     /// The entries with `start <= index < end`, when the tail holds all of them that exist
@@ -144,13 +167,13 @@ impl LogTail {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use openraft::{EntryPayload, LogId};
 
     use super::*;
 
     fn entry(index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: LogId::new(crate::types::leader_in(1, 1), index),
             payload: EntryPayload::Blank,
         }
     }
@@ -159,12 +182,33 @@ mod tests {
         entries.iter().map(index_of).collect()
     }
 
+    /// A tail of `range`, all of it written.
     fn tail_of(range: std::ops::RangeInclusive<u64>, limits: TailLimits) -> LogTail {
         let mut c = LogTail::new(limits);
+        c.written_through(*range.end());
         for i in range {
             c.push(entry(i), 10);
         }
         c
+    }
+
+    #[test]
+    fn entries_not_yet_written_are_kept_over_the_limits_until_they_are() {
+        let mut c = LogTail::new(TailLimits {
+            max_entries: 3,
+            max_bytes: usize::MAX,
+        });
+        c.written_through(2);
+        for i in 1..=8 {
+            c.push(entry(i), 10);
+        }
+        // 1 and 2 were written and evicted; 3..=8 wait for the flusher.
+        assert_eq!(c.first_index(), Some(3));
+        assert_eq!(indexes(&c.get(3, 9).unwrap()), vec![3, 4, 5, 6, 7, 8]);
+        c.written_through(6);
+        assert_eq!(c.first_index(), Some(6));
+        c.written_through(8);
+        assert_eq!(indexes(&c.get(6, 9).unwrap()), vec![6, 7, 8]);
     }
 
     #[test]

@@ -12,19 +12,19 @@
 //! and `confirm` after; on a follower, the leader's confirmed time arrives with the read
 //! index. A fetch then reads at `ClusterTime::read_time`.
 
+use openraft::async_runtime::WatchReceiver;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
-use openraft::Raft;
+use openraft::error::{LinearizableReadError, RaftError};
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
 use crate::error::with_sources;
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
-use crate::types::TypeConfig;
 use crate::{NodeError, Reason};
 
 /// A queued fetch waiting for a read index.
@@ -37,7 +37,7 @@ pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
 /// the reads are then served from local state. If the leader cannot be asked, the caller gets
 /// `NotLeader` and forwards the whole request instead.
 pub async fn linearize(
-    raft: &Raft<TypeConfig>,
+    raft: &crate::types::Raft,
     network: &PeerNetwork,
     time: &ClusterTime,
     shared: &SharedState,
@@ -45,14 +45,19 @@ pub async fn linearize(
 ) -> Result<(), NodeError> {
     // Only a leader's clock enters cluster time; if this node turns out not to lead, the
     // round fails and nothing is confirmed.
-    let leader = raft.server_metrics().borrow().state == openraft::ServerState::Leader;
+    let leader = raft.server_metrics().borrow_watched().state == openraft::ServerState::Leader;
     let t = time.begin_read(shared.read().state.high_water(), leader);
-    match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
+    match tokio::time::timeout(
+        timeout,
+        raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+    )
+    .await
+    {
         Ok(Ok(_)) => {
             time.confirm(t);
             Ok(())
         }
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+        Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
             let not_leader = NodeError::NotLeader {
                 leader: f.leader_id,
             };
@@ -75,7 +80,7 @@ pub async fn linearize(
                 .map(|_| ())
                 .map_err(|_| not_leader)
         }
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+        Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(Reason::of(q)))
         }
         Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(
@@ -93,7 +98,7 @@ pub async fn linearize(
 
 /// Runs the reader until every sender of `rx` is dropped.
 pub async fn run(
-    raft: Raft<TypeConfig>,
+    raft: crate::types::Raft,
     network: PeerNetwork,
     time: Arc<ClusterTime>,
     shared: Arc<SharedState>,

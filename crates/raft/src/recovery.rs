@@ -9,10 +9,10 @@
 //! Re-add other nodes afterwards with `statemanager cluster add` (empty data directories,
 //! new ids).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use openraft::{BasicNode, EntryPayload, Membership};
+use openraft::{BasicNode, EntryPayload};
 use statemanager_storage::{DataDir, LogEngine};
 
 use crate::node::StartError;
@@ -97,10 +97,8 @@ pub fn force_single_member(
         replayed,
     } = read_survivor(data_dir)?;
     let last = applied.last_applied;
-    let membership = Membership::new(
-        vec![BTreeSet::from([node_id])],
-        BTreeMap::from([(node_id, BasicNode::new(peer_addr))]),
-    );
+    let membership =
+        crate::types::voters_of(BTreeMap::from([(node_id, BasicNode::new(peer_addr))]))?;
     applied.membership = StoredMembership::new(last, membership);
     replace_snapshot(
         &dir.snapshot_dir(),

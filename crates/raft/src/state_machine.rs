@@ -14,18 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use openraft::storage::RaftStateMachine;
-use openraft::{
-    AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
-};
+use futures_util::StreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use statemanager_core::{Item, ItemId, State, Timestamp};
 use statemanager_storage::{SnapshotReader, SnapshotWriter, StorageError};
 
 use crate::types::{
-    decode, encode, BatchResult, Entry, LogId, NodeId, RaftStorageError, StoredMembership,
-    TypeConfig,
+    decode, encode, BatchResult, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig,
 };
+
+/// A snapshot as openraft hands it around: its metadata and the open file.
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, tokio::fs::File>;
 
 const CURRENT: &str = "current.snap";
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -86,12 +87,13 @@ pub struct StateMachine {
     incoming: Option<PathBuf>,
 }
 
-fn snap_err(e: impl std::error::Error + 'static) -> RaftStorageError {
-    StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
+/// openraft 0.10's storage traits speak `io::Error`; the typed error is kept as its source.
+fn snap_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
 }
 
-fn read_snap_err(e: impl std::error::Error + 'static) -> RaftStorageError {
-    StorageIOError::read_snapshot(None, AnyError::new(&e)).into()
+fn read_snap_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
 }
 
 fn corrupt(path: &Path, e: postcard::Error) -> StorageError {
@@ -191,11 +193,10 @@ pub fn load_current(dir: &Path) -> Result<Applied, StorageError> {
     }
 }
 
-fn meta_of(header: &SnapshotHeader) -> SnapshotMeta<NodeId, openraft::BasicNode> {
+fn meta_of(header: &SnapshotHeader) -> SnapshotMeta {
     SnapshotMeta {
         last_log_id: header.last_log_id,
         last_membership: header.membership.clone(),
-        snapshot_id: header.snapshot_id.clone(),
     }
 }
 
@@ -234,12 +235,31 @@ impl StateMachine {
         })
     }
 
+    /// Applies `entries` in order under one lock: one result per entry (one outcome per
+    /// operation of a batch; empty for blank and membership entries).
+    pub fn apply_entries(&self, entries: Vec<Entry>) -> Vec<BatchResult> {
+        let mut applied = self.shared.write();
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            results.push(match entry.payload {
+                EntryPayload::Blank => BatchResult::default(),
+                EntryPayload::Normal(batch) => BatchResult(applied.state.apply(&batch)),
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    BatchResult::default()
+                }
+            });
+        }
+        results
+    }
+
     /// The state readers look at.
     pub fn shared(&self) -> Arc<SharedState> {
         self.shared.clone()
     }
 
-    async fn open_current(&self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+    async fn open_current(&self) -> Result<Option<Snapshot>, io::Error> {
         let path = self.dir.join(CURRENT);
         if !path.exists() {
             return Ok(None);
@@ -258,13 +278,15 @@ impl StateMachine {
         let file = tokio::fs::File::open(&path).await.map_err(read_snap_err)?;
         Ok(Some(Snapshot {
             meta: meta_of(&header),
-            snapshot: Box::new(file),
+            snapshot: file,
         }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let _guard = self.file_lock.lock().await;
         // Copy under the lock (items share their strings through Arc, so this is a shallow
         // copy), then write without holding it: applies go on meanwhile.
@@ -292,68 +314,52 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .map_err(read_snap_err)?;
         Ok(Snapshot {
             meta: meta_of(&header),
-            snapshot: Box::new(file),
+            snapshot: file,
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = StateMachine;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let applied = self.shared.read();
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResult>, RaftStorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
+        Strm: futures_util::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + Send,
     {
-        let mut applied = self.shared.write();
-        let mut results = Vec::new();
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let result = match entry.payload {
-                EntryPayload::Blank => BatchResult::default(),
-                EntryPayload::Normal(batch) => BatchResult(applied.state.apply(&batch)),
-                EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    BatchResult::default()
-                }
-            };
-            results.push(result);
+        // The entries are gathered first (the lock is not held across an await), applied
+        // under one lock, and answered after it is released, so readers are not held up by
+        // the callers' wake-ups.
+        let mut ready = Vec::new();
+        while let Some(next) = entries.next().await {
+            ready.push(next?);
         }
-        Ok(results)
+        let (entries, responders): (Vec<_>, Vec<_>) = ready.into_iter().unzip();
+        let results = self.apply_entries(entries);
+        for (responder, result) in responders.into_iter().zip(results) {
+            if let Some(responder) = responder {
+                responder.send(result);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("incoming-{n}.snap"));
-        // Read and write: openraft writes the chunks, install_snapshot reads them back.
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .map_err(snap_err)?;
-        self.incoming = Some(path);
-        Ok(Box::new(file))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), RaftStorageError> {
+        meta: &SnapshotMeta,
+        snapshot: tokio::fs::File,
+    ) -> Result<(), io::Error> {
         let _guard = self.file_lock.lock().await;
         // Copy whatever file we were handed (openraft may give back a different handle than
         // the one `begin_receiving_snapshot` created) into a fresh file of ours, from its
@@ -371,7 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .await
                 .map_err(snap_err)?;
             let mut target = tokio::fs::File::create(&path).await.map_err(snap_err)?;
-            tokio::io::copy(&mut *source, &mut target)
+            tokio::io::copy(&mut source, &mut target)
                 .await
                 .map_err(snap_err)?;
             target.flush().await.map_err(snap_err)?;
@@ -401,9 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         self.open_current().await
     }
 }

@@ -31,7 +31,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::raft::{AppendEntriesResponse, VoteRequest, VoteResponse};
-use openraft::Raft;
 
 use crate::types::{NodeId, TypeConfig};
 
@@ -90,7 +89,7 @@ impl Takeover {
     }
 
     /// Records an append from a leader this node accepted as current.
-    pub fn note_append(&self, response: &AppendEntriesResponse<NodeId>) {
+    pub fn note_append(&self, response: &AppendEntriesResponse<TypeConfig>) {
         if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
             *self
                 .last_leader_contact
@@ -114,8 +113,8 @@ impl Takeover {
     /// How many elections to start after answering `request` with `response` (0: none).
     pub fn rounds_after_vote(
         &self,
-        request: &VoteRequest<NodeId>,
-        response: &VoteResponse<NodeId>,
+        request: &VoteRequest<TypeConfig>,
+        response: &VoteResponse<TypeConfig>,
     ) -> u64 {
         let theirs = request.vote.leader_id.term;
         let ours = response.vote.leader_id.term;
@@ -149,8 +148,8 @@ impl Takeover {
     /// and the higher id). Both sides apply the same rule, so exactly one does.
     fn split_vote_is_ours_to_break(
         &self,
-        request: &VoteRequest<NodeId>,
-        response: &VoteResponse<NodeId>,
+        request: &VoteRequest<TypeConfig>,
+        response: &VoteResponse<TypeConfig>,
     ) -> bool {
         let candidate = request.vote.leader_id.node_id;
         let we_are_candidate = !response.vote.is_committed()
@@ -177,7 +176,7 @@ impl Takeover {
 
     /// Starts `rounds` elections in a row (each one term above the last); `split`: this
     /// breaks a split vote (the candidate's term is this node's own), for the log.
-    pub fn spawn_campaign(raft: Raft<TypeConfig>, rounds: u64, candidate: NodeId, split: bool) {
+    pub fn spawn_campaign(raft: crate::types::Raft, rounds: u64, candidate: NodeId, split: bool) {
         if rounds == 0 {
             return;
         }
@@ -195,7 +194,7 @@ impl Takeover {
                 );
             }
             for _ in 0..rounds {
-                if raft.trigger().elect().await.is_err() {
+                if raft.trigger().elect(false).await.is_err() {
                     return;
                 }
             }
@@ -205,19 +204,19 @@ impl Takeover {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, LogId, Vote};
+    use openraft::{LogId, Vote};
 
     use super::*;
 
-    fn log(term: u64, index: u64) -> Option<LogId<NodeId>> {
-        Some(LogId::new(CommittedLeaderId::new(term, 1), index))
+    fn log(term: u64, index: u64) -> Option<crate::types::LogId> {
+        Some(LogId::new(crate::types::leader_in(term, 1), index))
     }
 
-    fn request(term: u64, last: Option<LogId<NodeId>>) -> VoteRequest<NodeId> {
+    fn request(term: u64, last: Option<crate::types::LogId>) -> VoteRequest<TypeConfig> {
         VoteRequest::new(Vote::new(term, 2), last)
     }
 
-    fn refusal(term: u64, last: Option<LogId<NodeId>>) -> VoteResponse<NodeId> {
+    fn refusal(term: u64, last: Option<crate::types::LogId>) -> VoteResponse<TypeConfig> {
         VoteResponse::new(Vote::new_committed(term, 1), last, false)
     }
 
@@ -270,7 +269,11 @@ mod tests {
     }
 
     /// A candidate's own vote, as its refusal of another candidate carries it.
-    fn own_vote(id: NodeId, term: u64, last: Option<LogId<NodeId>>) -> VoteResponse<NodeId> {
+    fn own_vote(
+        id: NodeId,
+        term: u64,
+        last: Option<crate::types::LogId>,
+    ) -> VoteResponse<TypeConfig> {
         VoteResponse::new(Vote::new(term, id), last, false)
     }
 

@@ -51,26 +51,39 @@ impl<'de> Deserialize<'de> for SharedBatch {
     }
 }
 
+impl std::fmt::Display for SharedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch of {} operations", self.0.ops.len())
+    }
+}
+
 openraft::declare_raft_types!(
-    /// The State Manager's openraft types.
+    /// The State Manager's openraft types (openraft's defaults otherwise: `u64` terms, the
+    /// "advanced" leader id of 0.9, whose stored form 0.10 keeps).
     pub TypeConfig:
         D = SharedBatch,
         R = BatchResult,
         NodeId = NodeId,
         Node = BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
 /// A log entry.
-pub type Entry = openraft::Entry<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 /// A log id.
-pub type LogId = openraft::LogId<NodeId>;
-/// openraft's storage error for our node ids.
-pub type RaftStorageError = openraft::StorageError<NodeId>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A vote.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// The id of the leader that proposed an entry.
+pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>;
+/// openraft's storage error.
+pub type RaftStorageError = openraft::StorageError<TypeConfig>;
 /// Stored membership.
-pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// A membership configuration.
+pub type Membership = openraft::Membership<NodeId, BasicNode>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 
 /// Encodes a value for disk (postcard: compact, deterministic, serde-based).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
@@ -80,4 +93,32 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
 /// Decodes a value written by [`encode`].
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
+}
+
+/// The Raft handle of a node (openraft 0.10 names the state machine in it).
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+
+/// Why a membership could not be formed (a voter without an address).
+pub type MembershipError = openraft::error::MembershipError<NodeId>;
+
+/// A membership in which every node of `nodes` is a voter.
+pub fn voters_of(
+    nodes: std::collections::BTreeMap<NodeId, BasicNode>,
+) -> Result<Membership, MembershipError> {
+    let voters = nodes.keys().copied().collect();
+    Membership::new(vec![voters], nodes)
+}
+
+/// Milliseconds since this leader last heard from a quorum (`None` when it has not, or does
+/// not lead).
+pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<u64> {
+    use openraft::Instant as _;
+    let acked = m.last_quorum_acked.as_ref()?;
+    let elapsed = openraft::TokioInstant::now() - **acked;
+    Some(elapsed.as_millis() as u64)
+}
+
+/// The committed leader id of `node_id`'s leadership in `term`.
+pub fn leader_in(term: u64, node_id: NodeId) -> CommittedLeaderId {
+    CommittedLeaderId { term, node_id }
 }

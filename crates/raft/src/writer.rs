@@ -1,17 +1,19 @@
 //! Group commit: the single writer task.
 //!
-//! openraft 0.9 appends and fsyncs each `client_write` before taking the next, so one Raft
-//! entry per HTTP store would cap throughput at the disk's fsync rate. Instead, handlers queue
+//! Every Raft entry costs the core about 160 µs of CPU (measured; see `docs/design.md`), and
+//! under openraft 0.9 also a whole fsync, so one entry per HTTP store would cap throughput
+//! far below the disk's and the CPU's limits. Instead, handlers queue
 //! their operation here; the writer takes everything queued (up to a count and byte bound),
 //! stamps it once with the leader's clock, proposes it as one [`Batch`], and hands each caller
 //! its own outcome. While one batch is being made durable the next one accumulates, so the
 //! batch size adapts to the load and the fsync cost is shared.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::Raft;
+
 use statemanager_core::{Batch, Clock, Limits, Op, Stored};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,10 +47,10 @@ pub struct WriterOptions {
 }
 
 /// The id and peer address of the leader, when a leader other than this node is known.
-fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<(crate::types::NodeId, String)> {
+fn remote_leader_addr(raft: &crate::types::Raft) -> Option<(crate::types::NodeId, String)> {
     // Server metrics change only with the role, leader or membership; read in place.
     let server = raft.server_metrics();
-    let m = server.borrow();
+    let m = server.borrow_watched();
     let leader = m.current_leader?;
     if leader == m.id {
         return None;
@@ -61,17 +63,17 @@ fn remote_leader_addr(raft: &Raft<TypeConfig>) -> Option<(crate::types::NodeId, 
 
 /// `Some(reason)` when this node leads a multi-voter cluster but has not heard from a quorum
 /// within `limit`.
-pub fn quorum_lost(raft: &Raft<TypeConfig>, limit: Duration) -> Option<String> {
+pub fn quorum_lost(raft: &crate::types::Raft, limit: Duration) -> Option<String> {
     // Read in place: a clone of the metrics (membership, replication map) per batch showed
     // up in profiles.
     let metrics = raft.metrics();
-    let m = metrics.borrow();
+    let m = metrics.borrow_watched();
     if m.state != openraft::ServerState::Leader
         || m.membership_config.membership().voter_ids().count() < 2
     {
         return None;
     }
-    match m.millis_since_quorum_ack {
+    match crate::types::millis_since_quorum_ack(&m) {
         Some(ms) if ms <= limit.as_millis() as u64 => None,
         Some(ms) => Some(format!(
             "this leader has not heard from a quorum for {ms} ms; nothing was written"
@@ -89,7 +91,7 @@ fn op_bytes(op: &Op) -> usize {
 
 /// Proposes one batch and maps openraft's answer to per-operation results.
 pub async fn propose(
-    raft: &Raft<TypeConfig>,
+    raft: &crate::types::Raft,
     batch: Batch,
     commit_timeout: Duration,
 ) -> Result<Vec<statemanager_core::OpOutcome>, NodeError> {
@@ -104,9 +106,7 @@ pub async fn propose(
                 leader: f.leader_id,
             })
         }
-        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(NodeError::Unavailable(Reason::of(e)))
-        }
+        Ok(Err(RaftError::APIError(e))) => Err(refused(e)),
         // The entry may have been appended before the core stopped.
         Ok(Err(RaftError::Fatal(f))) => Err(NodeError::OutcomeUnknown(Reason::caused(
             "the node is stopping",
@@ -116,36 +116,52 @@ pub async fn propose(
     }
 }
 
+/// A write openraft refused without committing it: a membership change in progress, an
+/// entry a new leader discarded (its index now holds another entry, so it can never commit),
+/// or a failed precondition. Nothing was written.
+fn refused(e: ClientWriteError<TypeConfig>) -> NodeError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => NodeError::NotLeader {
+            leader: f.leader_id,
+        },
+        other => NodeError::Unavailable(Reason::of(other)),
+    }
+}
+
+/// One outcome per operation of a batch, or one error for all of them.
+type BatchAnswer = Result<Vec<Result<Stored, NodeError>>, NodeError>;
+
+/// The outcomes of a batch applied here, as callers get them (conflicts counted).
+fn applied(outcomes: Vec<statemanager_core::OpOutcome>) -> Vec<Result<Stored, NodeError>> {
+    let conflicts = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(statemanager_core::DomainError::Conflict { .. })))
+        .count();
+    if conflicts > 0 {
+        metrics::counter!("statemanager_conflicts_total").increment(conflicts as u64);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.map_err(NodeError::from))
+        .collect()
+}
+
 /// Hands each caller its outcome.
-fn deliver(
-    replies: Vec<oneshot::Sender<Result<Stored, NodeError>>>,
-    result: Result<Vec<statemanager_core::OpOutcome>, NodeError>,
-) {
-    match result {
+fn deliver(replies: Vec<oneshot::Sender<Result<Stored, NodeError>>>, answer: BatchAnswer) {
+    match answer {
         Ok(outcomes) if outcomes.len() == replies.len() => {
-            let conflicts = outcomes
-                .iter()
-                .filter(|o| matches!(o, Err(statemanager_core::DomainError::Conflict { .. })))
-                .count();
-            if conflicts > 0 {
-                metrics::counter!("statemanager_conflicts_total").increment(conflicts as u64);
-            }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome.map_err(NodeError::from));
+                let _ = reply.send(outcome);
             }
         }
         Ok(outcomes) => {
-            // Cannot happen: apply returns one outcome per op. Refuse rather than
-            // misattribute answers.
-            tracing::error!(
-                expected = replies.len(),
-                got = outcomes.len(),
-                "batch result size mismatch"
-            );
+            // Cannot happen: apply returns one outcome per op, and so does the leader for a
+            // handed-over batch. Refuse rather than misattribute answers.
             let broken = Invariant::BatchResultSize {
                 expected: replies.len(),
                 got: outcomes.len(),
             };
+            tracing::error!(error = %broken, "a batch's outcomes do not match its operations");
             for reply in replies {
                 let _ = reply.send(Err(NodeError::Internal(broken.clone())));
             }
@@ -158,25 +174,89 @@ fn deliver(
     }
 }
 
-/// Runs the writer until every sender of `rx` is dropped.
+/// A batch handed to Raft (or to the leader) whose outcome has not come back yet.
+struct InFlight {
+    replies: Vec<oneshot::Sender<Result<Stored, NodeError>>>,
+    answer: std::pin::Pin<Box<dyn std::future::Future<Output = BatchAnswer> + Send>>,
+}
+
+/// Runs the writer until every sender of `rx` is dropped (and every batch it proposed has
+/// been answered).
 ///
-/// Up to `options.pipeline` batches are in flight at once: the next batch is handed to Raft
-/// while the previous one is still being committed and applied, so the log's fsyncs follow
-/// each other without waiting for answers to travel back. Raft orders the entries; batches
-/// are stamped in the order they are formed, and `apply` never lets time go backwards.
+/// Up to `options.pipeline` batches are in flight at once. The writer task itself awaits
+/// their outcomes (no task per batch): when the oldest one is answered it first proposes what
+/// queued meanwhile and only then hands out the answers, so the next batch reaches Raft
+/// without waiting behind the dozens of request tasks those answers wake (measured: the
+/// writer, woken by a task of its own, waited 350 µs on average for a worker; see
+/// `docs/design.md`). Raft orders the entries; batches are stamped in the order they are
+/// formed, and `apply` never lets time go backwards.
 pub async fn run(
-    raft: Raft<TypeConfig>,
+    raft: crate::types::Raft,
     network: PeerNetwork,
     clock: Arc<dyn Clock>,
     limits: Limits,
     options: WriterOptions,
     mut rx: mpsc::Receiver<WriteRequest>,
 ) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(options.pipeline.max(1)));
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
+    let writer = Writer {
+        raft,
+        network,
+        clock,
+        limits,
+        options,
+    };
+    let depth = options.pipeline.max(1);
+    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            answer = async {
+                match in_flight.front_mut() {
+                    Some(oldest) => (&mut oldest.answer).await,
+                    None => std::future::pending().await,
+                }
+            }, if !in_flight.is_empty() => {
+                let Some(done) = in_flight.pop_front() else { continue };
+                // The next batch first: what queued while this one was committed.
+                if open && in_flight.len() < depth {
+                    match rx.try_recv() {
+                        Ok(first) => {
+                            in_flight.extend(writer.propose(first, &mut rx).await);
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => {}
+                        Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                    }
+                }
+                deliver(done.replies, answer);
+            }
+            first = rx.recv(), if open && in_flight.len() < depth => match first {
+                Some(first) => in_flight.extend(writer.propose(first, &mut rx).await),
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// What the writer needs to form and propose batches.
+struct Writer {
+    raft: crate::types::Raft,
+    network: PeerNetwork,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    options: WriterOptions,
+}
+
+impl Writer {
+    /// Forms a batch of `first` and whatever else is queued (up to the bounds) and proposes
+    /// it: to the leader in one peer RPC on a follower that knows its leader, to Raft
+    /// otherwise. `None` when it was answered at once (no quorum, node stopping).
+    async fn propose(
+        &self,
+        first: WriteRequest,
+        rx: &mut mpsc::Receiver<WriteRequest>,
+    ) -> Option<InFlight> {
+        let options = &self.options;
         let mut bytes = op_bytes(&first.op);
         let mut ops = vec![first.op];
         let mut replies = vec![first.reply];
@@ -190,81 +270,73 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
         // On a follower that knows its leader, the whole batch goes to the leader in one peer
         // RPC (instead of one forwarded HTTP request per store).
-        if let Some((leader, addr)) = remote_leader_addr(&raft) {
-            let network = network.clone();
+        if let Some((leader, addr)) = remote_leader_addr(&self.raft) {
+            let network = self.network.clone();
             let timeout = options.commit_timeout + Duration::from_millis(300);
-            metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
-            tokio::spawn(async move {
+            let answer = async move {
                 let started = std::time::Instant::now();
                 let result = network.propose(&addr, Some(leader), &ops, timeout).await;
                 metrics::histogram!("statemanager_batch_forward_seconds")
                     .record(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(outcomes) if outcomes.len() == replies.len() => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(outcome);
-                        }
-                    }
-                    Ok(outcomes) => {
-                        let broken = Invariant::BatchResultSize {
-                            expected: replies.len(),
-                            got: outcomes.len(),
-                        };
-                        tracing::error!(error = %broken, "the leader's answer to a handed-over batch");
-                        deliver(replies, Err(NodeError::Internal(broken)))
-                    }
-                    Err(e) => deliver(replies, Err(e)),
-                }
-                drop(permit);
+                result
+            };
+            return Some(InFlight {
+                replies,
+                answer: Box::pin(answer),
             });
-            continue;
         }
         // A leader that has not heard from a quorum within an election timeout refuses
         // before proposing: the client learns at once that nothing happened (no_quorum),
         // instead of waiting for a commit timeout with an unknown outcome.
-        if let Some(reason) = quorum_lost(&raft, options.quorum_timeout) {
+        if let Some(reason) = quorum_lost(&self.raft, options.quorum_timeout) {
             deliver(replies, Err(NodeError::NoQuorum(reason.into())));
-            continue;
+            return None;
         }
         let batch = Batch {
-            now: clock.now(),
-            limits,
+            now: self.clock.now(),
+            limits: self.limits,
             ops,
         };
         tracing::trace!(ops = replies.len(), bytes, "proposing batch");
-        metrics::histogram!("statemanager_batch_ops").record(replies.len() as f64);
-        let raft = raft.clone();
-        // Submit in formation order (the send into Raft's queue happens here, before the next
-        // batch is formed); wait for the outcome in a task of its own.
-        match raft.client_write_ff(batch.into()).await {
-            Ok(receiver) => {
+        // Submitted here, in formation order; the outcome is awaited by the writer loop.
+        let (responder, committed, receiver) = openraft::impls::ProgressResponder::new();
+        match self
+            .raft
+            .client_write_ff(batch.into(), Some(responder))
+            .await
+        {
+            Ok(()) => {
                 let timeout = options.commit_timeout;
                 let started = std::time::Instant::now();
-                tokio::spawn(async move {
+                let answer = async move {
+                    // Kept until the outcome: openraft warns when the commit notice finds
+                    // nobody listening.
+                    let _committed = committed;
                     let answer = tokio::time::timeout(timeout, receiver).await;
                     metrics::histogram!("statemanager_batch_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    let result = match answer {
-                        Ok(Ok(Ok(response))) => Ok(response.data.0),
+                    match answer {
+                        Ok(Ok(Ok(response))) => Ok(applied(response.data.0)),
                         Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
                             Err(NodeError::NotLeader {
                                 leader: f.leader_id,
                             })
                         }
-                        Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => {
-                            Err(NodeError::Unavailable(Reason::of(e)))
-                        }
+                        Ok(Ok(Err(e))) => Err(refused(e)),
                         // The entry is in the log; only its answer is gone.
                         Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
                             "the node stopped before the entry committed".into(),
                         )),
                         Err(_) => Err(NodeError::CommitTimeout(timeout.as_millis() as u64)),
-                    };
-                    deliver(replies, result);
-                    drop(permit);
-                });
+                    }
+                };
+                Some(InFlight {
+                    replies,
+                    answer: Box::pin(answer),
+                })
             }
             Err(fatal) => {
                 deliver(
@@ -273,6 +345,7 @@ pub async fn run(
                         format!("the node is stopping ({fatal})").into(),
                     )),
                 );
+                None
             }
         }
     }
@@ -328,7 +401,11 @@ mod tests {
         };
         deliver(
             senders,
-            Ok(vec![Ok(stored(1)), Err(stored_at), Ok(stored(3))]),
+            Ok(super::applied(vec![
+                Ok(stored(1)),
+                Err(stored_at),
+                Ok(stored(3)),
+            ])),
         );
         assert_eq!(receivers[0].try_recv().unwrap().unwrap(), stored(1));
         assert!(matches!(

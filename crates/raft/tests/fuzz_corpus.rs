@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
-use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, Vote};
+use openraft::{BasicNode, EntryPayload, Membership};
 use serde::Serialize;
 use statemanager_core::{
     Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
@@ -18,7 +18,7 @@ use statemanager_raft::cluster_time::{AnswerStamp, CallStamp};
 use statemanager_raft::fuzzing::peer_decode;
 use statemanager_raft::peer_stream::server::{decode_call, split_request, split_stamp};
 use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, REFUSED, VERSION};
-use statemanager_raft::types::{Entry, SharedBatch};
+use statemanager_raft::types::{Entry, LogId, SharedBatch, Vote};
 use statemanager_raft::{NodeError, TypeConfig};
 
 #[test]
@@ -87,8 +87,8 @@ fn store(key: &str, data: &str, timestamp: Option<f64>) -> Op {
     )
 }
 
-fn log_id(index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(2, 1), index)
+fn log_id(index: u64) -> LogId {
+    LogId::new(statemanager_raft::types::leader_in(2, 1), index)
 }
 
 /// Seeds: a whole stream as a server reads it (hello, then an append carrying a batch, a
@@ -114,7 +114,7 @@ fn peer_decode_seeds() {
         .iter()
         .map(|&id| (id, BasicNode::new(format!("127.0.0.1:{}", 7000 + id))))
         .collect();
-    let membership = Membership::new(vec![members], nodes);
+    let membership = Membership::new(vec![members], nodes).unwrap();
     let append = AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new_committed(2, 1),
         prev_log_id: Some(log_id(10)),
@@ -134,7 +134,7 @@ fn peer_decode_seeds() {
         ],
         leader_commit: Some(log_id(10)),
     };
-    let vote = VoteRequest::new(Vote::new(3, 2), Some(log_id(13)));
+    let vote = VoteRequest::<TypeConfig>::new(Vote::new(3, 2), Some(log_id(13)));
     let requests = [
         request(Kind::Append, &append),
         request(Kind::Vote, &vote),
@@ -150,7 +150,7 @@ fn peer_decode_seeds() {
     }
     let stream = [&[hello(VERSION)][..], &requests].concat().concat();
 
-    type Raft<T> = Result<T, openraft::error::RaftError<u64>>;
+    type Raft<T> = Result<T, String>;
     let stored = Stored {
         timestamp: Timestamp::from_micros(1_796_083_100_000_000),
         expires_at: Timestamp::from_micros(1_796_083_400_000_000),
@@ -161,8 +161,8 @@ fn peer_decode_seeds() {
     ]);
     let answers = [
         frame(&encode(&Ok::<(), String>(()))),
-        answer(&Raft::Ok(AppendEntriesResponse::<u64>::Success)),
-        answer(&Raft::Ok(VoteResponse::new(
+        answer(&Raft::Ok(AppendEntriesResponse::<TypeConfig>::Success)),
+        answer(&Raft::Ok(VoteResponse::<TypeConfig>::new(
             Vote::new(3, 2),
             Some(log_id(13)),
             true,

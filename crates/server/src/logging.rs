@@ -101,8 +101,14 @@ pub fn init(level: LogLevel, sink: Sink) {
     } else {
         LevelFilter::WARN.min(threshold)
     };
+    // openraft 0.10 warns on every failed heartbeat (ten times a second per unreachable
+    // peer); its replication errors, logged with a back-off, already say a peer is down.
     let filter = Targets::new()
         .with_target("statemanager", threshold)
+        .with_target(
+            "openraft::core::heartbeat",
+            LevelFilter::ERROR.min(library_level),
+        )
         .with_default(library_level);
     let pid = std::process::id();
 

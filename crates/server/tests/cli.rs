@@ -209,7 +209,14 @@ async fn backup_during_writes_restores_every_item_acknowledged_before_it() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Until stores flow (bounded): with several clusters starting at once on two cores, the
+    // first stores can take a while.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 60 {
+        assert!(Instant::now() < deadline, "stores do not flow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cluster.smbackup");
     let started = Instant::now();

@@ -605,11 +605,23 @@ async fn a_node_beyond_the_bound_is_reported_does_not_lead_and_the_others_serve(
         "the leader measures node 3 at {offset} ms: {status}"
     );
     assert_eq!(status["clock"]["out_of_bounds"], json!(false));
-    let metrics = get_text(&http, &cluster.node(leader).url("/metrics")).await;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("statemanager_clock_offset_seconds{peer=\"3\"}"))
-        .unwrap_or_else(|| panic!("no offset metric for node 3: {metrics}"));
+    // The gauge follows the samples on the clock watch's next tick (every 250 ms), so it
+    // may lag the /status answer just read by one tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let metrics = get_text(&http, &cluster.node(leader).url("/metrics")).await;
+        if let Some(line) = metrics
+            .lines()
+            .find(|l| l.starts_with("statemanager_clock_offset_seconds{peer=\"3\"}"))
+        {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no offset metric for node 3: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((secs - 2.0).abs() < 0.2, "{line}");
     assert!(

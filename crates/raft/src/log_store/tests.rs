@@ -6,11 +6,11 @@
 //! damage them) are taken when whole and refused with a clear error when damaged, since
 //! that is corruption no power cut explains.
 use super::*;
-use openraft::{CommittedLeaderId, EntryPayload};
+use openraft::EntryPayload;
 use std::path::Path;
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(CommittedLeaderId::new(term, 1), index)
+    LogId::new(crate::types::leader_in(term, 1), index)
 }
 
 /// A log dir with entries 1..=5 of term 2, a vote, a commit hint at 4 and no purge.
@@ -63,7 +63,8 @@ async fn a_commit_hint_in_any_state_is_tolerated() {
     let path = tmp.path().join("meta").join(META_COMMITTED);
     for (how, contents) in damaged(&path) {
         put(&path, &contents);
-        let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
+        let mut store =
+            LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
         assert_eq!(store.read_committed().await.unwrap(), None, "{how}");
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(log_id(2, 5)), "{how}");
@@ -73,21 +74,21 @@ async fn a_commit_hint_in_any_state_is_tolerated() {
     engine
         .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(2, 2))).unwrap())
         .unwrap();
-    let mut store = LogStore::new(engine);
+    let mut store = LogStore::new(engine).expect("the log writer starts");
     assert_eq!(store.read_committed().await.unwrap(), Some(log_id(2, 2)));
     // Ahead of the log (a follower's hint whose entries the cut took): ignored.
     let engine = LogEngine::open(tmp.path()).unwrap();
     engine
         .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(2, 9))).unwrap())
         .unwrap();
-    let mut store = LogStore::new(engine);
+    let mut store = LogStore::new(engine).expect("the log writer starts");
     assert_eq!(store.read_committed().await.unwrap(), None);
     // Naming an entry of another term at that index: ignored.
     let engine = LogEngine::open(tmp.path()).unwrap();
     engine
         .put_meta_lazy(META_COMMITTED, &encode(&Some(log_id(3, 4))).unwrap())
         .unwrap();
-    let mut store = LogStore::new(engine);
+    let mut store = LogStore::new(engine).expect("the log writer starts");
     assert_eq!(store.read_committed().await.unwrap(), None);
 }
 
@@ -99,7 +100,8 @@ async fn a_vote_missing_is_none_and_a_damaged_one_is_a_clear_error() {
     let whole = std::fs::read(&path).unwrap();
     for (how, contents) in damaged(&path) {
         put(&path, &contents);
-        let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
+        let mut store =
+            LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
         let read = store.read_vote().await;
         match how {
             "missing" => assert_eq!(read.unwrap(), None),
@@ -110,7 +112,8 @@ async fn a_vote_missing_is_none_and_a_damaged_one_is_a_clear_error() {
         }
     }
     std::fs::write(&path, &whole).unwrap();
-    let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
+    let mut store =
+        LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
     assert!(store.read_vote().await.unwrap().is_some());
 }
 
@@ -129,13 +132,15 @@ async fn a_purge_marker_missing_or_stale_keeps_more_log_and_a_damaged_one_is_ref
         .unwrap()
         .put_meta(META_PURGED, &marker(log_id(2, 1)))
         .unwrap();
-    let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
+    let mut store =
+        LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(2, 1)));
     assert_eq!(state.last_log_id, Some(log_id(2, 5)));
     for (how, contents) in damaged(&path) {
         put(&path, &contents);
-        let mut store = LogStore::new(LogEngine::open(tmp.path()).unwrap());
+        let mut store =
+            LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
         let state = store.get_log_state().await;
         match how {
             "missing" => assert_eq!(state.unwrap().last_purged_log_id, None),
@@ -145,4 +150,83 @@ async fn a_purge_marker_missing_or_stale_keeps_more_log_and_a_damaged_one_is_ref
             }
         }
     }
+}
+
+fn blank(index: u64) -> Entry {
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+type Flushed = tokio::sync::oneshot::Receiver<Result<(), std::io::Error>>;
+
+/// Appends `index` as openraft does: submitted, with a callback to wait on.
+async fn submit(store: &mut LogStore, index: u64) -> Flushed {
+    use openraft::type_config::TypeConfigExt;
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append(vec![blank(index)], IOFlushed::signal(tx))
+        .await
+        .expect("submitted");
+    rx
+}
+
+fn indexes(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.log_id.index).collect()
+}
+
+#[tokio::test]
+async fn appends_return_at_once_are_readable_at_once_and_flushed_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    let mut store = LogStore::with_tail(
+        engine.clone(),
+        TailLimits {
+            max_entries: 4,
+            max_bytes: usize::MAX,
+        },
+    )
+    .expect("the log writer starts");
+    let mut flushed = Vec::new();
+    for i in 1..=40 {
+        flushed.push(submit(&mut store, i).await);
+    }
+    // Every submitted entry reads back at once, whether the writer got to it or not (the
+    // tail keeps what is not written beyond its limits).
+    let read = store.try_get_log_entries(1..41).await.unwrap();
+    assert_eq!(indexes(&read), (1..=40).collect::<Vec<_>>());
+    for (i, rx) in flushed.into_iter().enumerate() {
+        rx.await.expect("answered").expect("flushed");
+        // Once reported flushed, an entry is in the WAL.
+        let index = i as u64 + 1;
+        assert_eq!(engine.read_range(index, index + 1).unwrap().len(), 1);
+    }
+    // Written entries left the tail (its limit is 4); reads span the WAL and the tail.
+    let read = store.try_get_log_entries(30..41).await.unwrap();
+    assert_eq!(indexes(&read), (30..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_truncation_cuts_appends_still_in_the_writer_queue_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    let mut store = LogStore::new(engine.clone()).expect("the log writer starts");
+    let mut flushed = Vec::new();
+    for i in 1..=10 {
+        flushed.push(submit(&mut store, i).await);
+    }
+    store.truncate_after(Some(log_id(1, 6))).await.unwrap();
+    for rx in flushed {
+        rx.await.expect("answered").expect("flushed");
+    }
+    assert_eq!(
+        indexes(&store.try_get_log_entries(1..100).await.unwrap()),
+        (1..=6).collect::<Vec<_>>()
+    );
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 6)));
+    // The log goes on after the cut.
+    submit(&mut store, 7).await.await.unwrap().unwrap();
+    assert_eq!(engine.read_range(1, 100).unwrap().len(), 7);
 }

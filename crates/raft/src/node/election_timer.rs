@@ -2,6 +2,7 @@
 //! leader was heard for the lease plus a random delay, a pre-vote round; a campaign only when
 //! a majority would vote for this node.
 
+use openraft::async_runtime::WatchReceiver;
 use std::time::{Duration, Instant};
 
 use super::{Node, WeakNode};
@@ -72,7 +73,7 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
         let takeover = node.takeover();
         let (state, voters) = {
             let metrics = node.raft().server_metrics();
-            let m = metrics.borrow();
+            let m = metrics.borrow_watched();
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             (m.state, voters)
         };
@@ -111,7 +112,7 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
                 "no leader heard for longer than the leader lease and a majority agrees: campaigning"
             );
         }
-        if node.raft().trigger().elect().await.is_err() {
+        if node.raft().trigger().elect(false).await.is_err() {
             return;
         }
     }

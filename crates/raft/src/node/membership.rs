@@ -2,6 +2,8 @@
 //! cluster id check of peers, adding a member (as a learner that must catch up first) and
 //! removing one, and handing leadership over before this node stops.
 
+use crate::types::TypeConfig;
+use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
 use super::Node;
@@ -47,7 +49,7 @@ impl Node {
     /// before it belongs to a cluster.
     pub fn member_ids(&self) -> Vec<NodeId> {
         let m = self.inner.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let ids: Vec<NodeId> = m
             .membership_config
             .membership()
@@ -64,7 +66,7 @@ impl Node {
     /// The peer address of member `id`.
     pub fn member_addr(&self, id: NodeId) -> Option<String> {
         let m = self.inner.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         m.membership_config
             .membership()
             .get_node(&id)
@@ -73,7 +75,7 @@ impl Node {
 
     /// The current leader's id and peer address, if a leader is known and it is not us.
     pub fn remote_leader(&self) -> Option<(NodeId, String)> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.inner.raft.metrics().borrow_watched().clone();
         let leader = m.current_leader?;
         if leader == self.inner.node_id {
             return None;
@@ -91,7 +93,7 @@ impl Node {
     pub async fn commit_index(&self) -> Option<u64> {
         self.inner
             .raft
-            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .with_raft_state(|st| st.local_committed().map(|l| l.index))
             .await
             .ok()
             .flatten()
@@ -105,7 +107,10 @@ impl Node {
 
     /// The members of the cluster, with replication progress when this node leads.
     pub fn members(&self) -> Vec<Member> {
-        members_of(&self.inner.raft.metrics().borrow(), self.inner.node_id)
+        members_of(
+            &self.inner.raft.metrics().borrow_watched(),
+            self.inner.node_id,
+        )
     }
 
     /// Adds node `id` at `peer_addr`: first as a learner (waiting until it has caught up),
@@ -121,7 +126,7 @@ impl Node {
         // openraft's blocking add returns even when the learner never answered (unreachable,
         // or refusing our credentials). Promoting such a node would only cost availability:
         // check that it holds the log, else take it out again.
-        let target = raft.metrics().borrow().last_log_index;
+        let target = raft.metrics().borrow_watched().last_log_index;
         let caught_up = raft
             .wait(Some(LEARNER_CATCH_UP))
             .metrics(
@@ -163,7 +168,7 @@ impl Node {
     /// The voters of the membership as this node knows it.
     fn voter_ids(&self) -> std::collections::BTreeSet<NodeId> {
         let m = self.inner.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         m.membership_config.membership().voter_ids().collect()
     }
 
@@ -190,7 +195,7 @@ impl Node {
     /// start an election now, so that stopping this node does not leave the cluster
     /// leaderless for an election timeout. Returns the node asked, if any.
     pub async fn hand_over_leadership(&self) -> Option<NodeId> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.inner.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return None;
         }
@@ -218,7 +223,7 @@ impl Node {
         let mut watch = self.inner.raft.metrics();
         tokio::time::timeout(limit, async {
             loop {
-                if watch.borrow().current_leader.is_some() {
+                if watch.borrow_watched().current_leader.is_some() {
                     return;
                 }
                 if watch.changed().await.is_err() {
@@ -228,13 +233,19 @@ impl Node {
         })
         .await
         .is_ok()
-            && self.inner.raft.metrics().borrow().current_leader.is_some()
+            && self
+                .inner
+                .raft
+                .metrics()
+                .borrow_watched()
+                .current_leader
+                .is_some()
     }
 }
 
 /// The members in `m`'s membership, voters and learners, with the index each has matched
 /// when `m` is a leader's (this node's own: its last log index).
-fn members_of(m: &openraft::RaftMetrics<NodeId, BasicNode>, me: NodeId) -> Vec<Member> {
+fn members_of(m: &openraft::RaftMetrics<TypeConfig>, me: NodeId) -> Vec<Member> {
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
     membership
@@ -262,7 +273,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
-    use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, ServerState};
+    use openraft::{BasicNode, LogId, ServerState};
 
     use super::members_of;
     use crate::node::metrics_fixture::metrics;
@@ -278,10 +289,10 @@ mod tests {
         let voters: BTreeSet<u64> = [1, 2].into_iter().collect();
         m.membership_config = Arc::new(StoredMembership::new(
             None,
-            Membership::new(vec![voters], nodes),
+            crate::types::Membership::new(vec![voters], nodes).expect("voters have addresses"),
         ));
         m.last_log_index = Some(9);
-        let at = |index| Some(LogId::new(CommittedLeaderId::new(5, 1), index));
+        let at = |index| Some(LogId::new(crate::types::leader_in(5, 1), index));
         m.replication = Some([(2, at(8)), (3, None)].into_iter().collect());
         let listed: Vec<_> = members_of(&m, 1)
             .into_iter()

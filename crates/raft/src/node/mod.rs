@@ -11,11 +11,11 @@
 //!
 //! Backup capture is `crate::backup`; the cluster id is [`crate::cluster_id`].
 
+use openraft::async_runtime::WatchReceiver;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::Raft;
 use statemanager_core::{
     Batch, Clock, Item, ItemId, Key, Limits, Namespace, Op, StoreOp, Stored, Timestamp,
 };
@@ -28,7 +28,7 @@ use crate::cluster_time::ClusterTime;
 use crate::peer::network::PeerNetwork;
 use crate::reader::ReadWaiter;
 use crate::state_machine::SharedState;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::writer::{self, WriteRequest};
 use crate::NodeError;
 
@@ -63,7 +63,7 @@ struct Inner {
     engine: LogEngine,
     api_addr: String,
     network: PeerNetwork,
-    raft: Raft<TypeConfig>,
+    raft: crate::types::Raft,
     shared: Arc<SharedState>,
     writes: mpsc::Sender<WriteRequest>,
     reads: mpsc::Sender<ReadWaiter>,
@@ -107,7 +107,7 @@ impl Node {
     pub fn clock_verdict(&self) -> crate::cluster_time::Verdict {
         let (voters, leader) = {
             let metrics = self.inner.raft.server_metrics();
-            let m = metrics.borrow();
+            let m = metrics.borrow_watched();
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             (voters, m.current_leader)
         };
@@ -156,7 +156,7 @@ impl Node {
     }
 
     /// The Raft handle (for the peer server's RPC routes).
-    pub fn raft(&self) -> &Raft<TypeConfig> {
+    pub fn raft(&self) -> &crate::types::Raft {
         &self.inner.raft
     }
 

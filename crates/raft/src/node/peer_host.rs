@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use openraft::Raft;
 use statemanager_core::Op;
 
 use super::Node;
@@ -15,12 +14,19 @@ use crate::peer::auth::ClusterSecret;
 use crate::peer::host::{PeerHost, ProposeAnswer};
 use crate::peer::network::PeerNetwork;
 use crate::takeover::Takeover;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::view::{Member, NodeStatus};
 
 impl PeerHost for Node {
-    fn raft(&self) -> &Raft<TypeConfig> {
+    fn raft(&self) -> &crate::types::Raft {
         Node::raft(self)
+    }
+
+    fn incoming_snapshot_path(&self) -> std::path::PathBuf {
+        self.inner
+            .data_dir
+            .snapshot_dir()
+            .join("incoming-from-leader.snap")
     }
 
     fn takeover(&self) -> &Takeover {

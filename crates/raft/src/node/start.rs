@@ -2,6 +2,7 @@
 //! configuration ([`raft_config`]), the cluster id ([`settle_cluster_id`]) and the founding
 //! members ([`founders`], [`form_cluster`]), then the background tasks ([`spawn_tasks`]).
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -20,7 +21,7 @@ use crate::log_store::LogStore;
 use crate::peer::network::PeerNetwork;
 use crate::reader::{self, ReadWaiter};
 use crate::state_machine::{SharedState, StateMachine};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::writer::{self, WriteRequest, WriterOptions};
 
 /// What [`open_storage`] opened: the data directory (locked), the log and the state machine.
@@ -117,7 +118,7 @@ fn settle_cluster_id(
     cluster_id: &ClusterId,
     stored: Option<String>,
     founders: Option<&BTreeMap<NodeId, BasicNode>>,
-    raft: &Raft<TypeConfig>,
+    raft: &crate::types::Raft,
     initialized: bool,
 ) -> Result<(), StartError> {
     let members: Option<Vec<(NodeId, String)>> = match (&stored, founders) {
@@ -130,7 +131,7 @@ fn settle_cluster_id(
         ),
         // A data dir from before cluster ids were stored: the stored membership.
         (None, None) if initialized => {
-            let m = raft.metrics().borrow().clone();
+            let m = raft.metrics().borrow_watched().clone();
             Some(
                 m.membership_config
                     .membership()
@@ -159,7 +160,7 @@ fn settle_cluster_id(
 
 /// Initialises the cluster with `founders`, if this node forms one.
 async fn form_cluster(
-    raft: &Raft<TypeConfig>,
+    raft: &crate::types::Raft,
     options: &NodeOptions,
     founders: Option<BTreeMap<NodeId, BasicNode>>,
     initialized: bool,
@@ -191,7 +192,7 @@ async fn form_cluster(
 
 /// What the background tasks share with the node.
 struct Parts<'a> {
-    raft: &'a Raft<TypeConfig>,
+    raft: &'a crate::types::Raft,
     network: &'a PeerNetwork,
     time: &'a Arc<ClusterTime>,
     stamp_clock: &'a Arc<dyn Clock>,
@@ -289,7 +290,7 @@ impl Node {
             options.peer_credentials.clone(),
             time.clone(),
         )?;
-        let log_store = LogStore::new(engine.clone());
+        let log_store = LogStore::new(engine.clone()).map_err(StartError::LogWriter)?;
         let raft = Raft::new(
             options.node_id,
             config,

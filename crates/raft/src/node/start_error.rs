@@ -1,7 +1,7 @@
 //! Why a node could not start ([`StartError`]), also what `recovery` answers when a data
 //! directory cannot be read or rewritten.
 
-use openraft::BasicNode;
+use crate::types::TypeConfig;
 use statemanager_storage::StorageError;
 
 use crate::peer::credentials::PeerTlsError;
@@ -21,7 +21,7 @@ pub enum StartError {
     Config(#[source] Box<openraft::ConfigError>),
     /// openraft failed to start or stopped.
     #[error("raft: {0}")]
-    Fatal(#[source] Box<openraft::error::Fatal<NodeId>>),
+    Fatal(#[source] Box<openraft::error::Fatal<TypeConfig>>),
     /// The peer TLS files are unusable.
     #[error("raft: {0}")]
     PeerTls(#[from] PeerTlsError),
@@ -55,11 +55,17 @@ pub enum StartError {
     /// A log position could not be encoded.
     #[error("raft: {0}")]
     Encode(#[source] postcard::Error),
+    /// The log writer thread could not be started.
+    #[error("raft: cannot start the log writer thread: {0}")]
+    LogWriter(#[source] std::io::Error),
+    /// A membership could not be formed.
+    #[error("raft: {0}")]
+    Membership(#[from] crate::types::MembershipError),
 }
 
 /// openraft's error when initialising a cluster.
 pub type InitializeFailure =
-    openraft::error::RaftError<NodeId, openraft::error::InitializeError<NodeId, BasicNode>>;
+    openraft::error::RaftError<TypeConfig, openraft::error::InitializeError<TypeConfig>>;
 
 impl From<openraft::ConfigError> for StartError {
     fn from(e: openraft::ConfigError) -> Self {
@@ -67,8 +73,8 @@ impl From<openraft::ConfigError> for StartError {
     }
 }
 
-impl From<openraft::error::Fatal<NodeId>> for StartError {
-    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
+impl From<openraft::error::Fatal<TypeConfig>> for StartError {
+    fn from(e: openraft::error::Fatal<TypeConfig>) -> Self {
         StartError::Fatal(Box::new(e))
     }
 }

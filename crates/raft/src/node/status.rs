@@ -1,11 +1,12 @@
 //! What the node reports about itself: readiness (`/ready`), status (`/status`,
 //! `/metrics`), namespace statistics for the console, disk space, and a fatal stop.
 
+use crate::types::TypeConfig;
+use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use statemanager_core::{Namespace, Timestamp};
 
 use super::Node;
-use crate::types::NodeId;
 /// Defined with the other plain views of a node (see [`crate::view`]).
 pub use crate::view::NodeStatus;
 
@@ -27,7 +28,7 @@ pub struct NamespaceStats {
 pub enum NotReady {
     /// Raft stopped on its own (a storage failure); openraft's reason is the source.
     #[error("raft has stopped")]
-    Stopped(#[source] Box<openraft::error::Fatal<NodeId>>),
+    Stopped(#[source] Box<openraft::error::Fatal<TypeConfig>>),
     /// This node's clock is out of bounds; the clock check's reason.
     #[error("{0}")]
     Clock(String),
@@ -93,7 +94,7 @@ impl Node {
 
     /// `Ok` when this node can serve linearizable reads and writes now, else the reason.
     pub fn readiness(&self) -> Result<(), NotReady> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.inner.raft.metrics().borrow_watched().clone();
         if let Err(e) = &m.running_state {
             return Err(NotReady::Stopped(Box::new(e.clone())));
         }
@@ -105,7 +106,7 @@ impl Node {
 
     /// The node's current state.
     pub fn status(&self) -> NodeStatus {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.inner.raft.metrics().borrow_watched().clone();
         let stats = self.inner.shared.read().state.stats();
         NodeStatus {
             node_id: self.inner.node_id,
@@ -135,14 +136,14 @@ impl Node {
     pub async fn fatal(&self) -> String {
         let mut server = self.inner.raft.server_metrics();
         loop {
-            if let Err(e) = &self.inner.raft.metrics().borrow().running_state {
+            if let Err(e) = &self.inner.raft.metrics().borrow_watched().running_state {
                 return e.to_string();
             }
             if server.changed().await.is_err() {
                 break;
             }
         }
-        match &self.inner.raft.metrics().borrow().running_state {
+        match &self.inner.raft.metrics().borrow_watched().running_state {
             Err(e) => e.to_string(),
             Ok(()) => "raft stopped".into(),
         }
@@ -154,7 +155,7 @@ impl Node {
 /// heard within `election_max`; a follower needs a known leader (what the leader says is the
 /// API's part); a candidate, a learner or a stopping node is not ready.
 pub(crate) fn role_verdict(
-    m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+    m: &openraft::RaftMetrics<TypeConfig>,
     election_max: std::time::Duration,
 ) -> Result<(), NotReady> {
     match m.state {
@@ -164,8 +165,7 @@ pub(crate) fn role_verdict(
             }
             let voters = m.membership_config.membership().voter_ids().count();
             if voters > 1 {
-                let fresh = m
-                    .millis_since_quorum_ack
+                let fresh = crate::types::millis_since_quorum_ack(m)
                     .is_some_and(|ms| ms <= election_max.as_millis() as u64);
                 if !fresh {
                     return Err(NotReady::QuorumSilent);
@@ -187,20 +187,23 @@ pub(crate) fn role_verdict(
 mod tests {
     use std::time::Duration;
 
-    use openraft::{CommittedLeaderId, LogId, ServerState};
+    use openraft::ServerState;
+
+    use crate::types::TypeConfig;
 
     use super::role_verdict;
     use crate::node::metrics_fixture::metrics;
     use openraft::error::Fatal;
-    use openraft::{AnyError, StorageIOError};
 
     use super::NotReady;
 
     #[test]
     fn a_stopped_raft_reads_as_before_with_its_reason() {
-        let storage: Fatal<u64> = openraft::StorageError::from(StorageIOError::<u64>::write_logs(
-            AnyError::error("disk gone"),
-        ))
+        let storage: Fatal<TypeConfig> = openraft::StorageError::<TypeConfig>::write_logs(
+            <openraft::impls::BoxedErrorSource as openraft::errors::ErrorSource>::from_string(
+                "disk gone",
+            ),
+        )
         .into();
         for fatal in [Fatal::Panicked, storage] {
             let before = format!("raft has stopped: {fatal}");
@@ -215,8 +218,11 @@ mod tests {
         );
     }
 
-    fn applied_in_term(term: u64) -> Option<LogId<u64>> {
-        Some(LogId::new(CommittedLeaderId::new(term, 1), 7))
+    fn applied_in_term(term: u64) -> Option<crate::types::LogId> {
+        Some(crate::types::LogId::new(
+            crate::types::leader_in(term, 1),
+            7,
+        ))
     }
 
     const ELECTION_MAX: Duration = Duration::from_millis(600);
@@ -237,17 +243,23 @@ mod tests {
     fn a_leader_with_other_voters_needs_a_quorum_heard_within_the_election_timeout() {
         let mut m = metrics(ServerState::Leader, &[1, 2, 3]);
         m.last_applied = applied_in_term(5);
-        m.millis_since_quorum_ack = None;
+        let acked_ago = |ms: u64| {
+            use openraft::Instant as _;
+            Some(openraft::metrics::SerdeInstant::new(
+                openraft::TokioInstant::now() - Duration::from_millis(ms),
+            ))
+        };
+        m.last_quorum_acked = None;
         assert!(matches!(
             role_verdict(&m, ELECTION_MAX),
             Err(NotReady::QuorumSilent)
         ));
-        m.millis_since_quorum_ack = Some(601);
+        m.last_quorum_acked = acked_ago(601);
         assert!(matches!(
             role_verdict(&m, ELECTION_MAX),
             Err(NotReady::QuorumSilent)
         ));
-        m.millis_since_quorum_ack = Some(600);
+        m.last_quorum_acked = acked_ago(300);
         assert!(role_verdict(&m, ELECTION_MAX).is_ok());
     }
 

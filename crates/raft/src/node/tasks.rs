@@ -1,32 +1,33 @@
 //! The node's background loops: counting leader changes, taking snapshots, purging expired
 //! items (leader only), and watching this node's clock against its peers'.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{Raft, ServerState};
+use openraft::ServerState;
 use statemanager_core::{Batch, Clock, Limits};
 use statemanager_storage::LogEngine;
 
 use super::{Inner, Node};
 use crate::state_machine::SharedState;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::writer;
 
 /// Counts changes of the known leader (`statemanager_raft_leader_changes_total`).
-pub(super) async fn count_leader_changes(raft: Raft<TypeConfig>) {
+pub(super) async fn count_leader_changes(raft: crate::types::Raft) {
     let changes = metrics::counter!("statemanager_raft_leader_changes_total");
     changes.increment(0); // present from the start, even before any change
                           // Server metrics (vote, role, leader, membership) change only when those do, not with
                           // every log append as the full metrics do.
     let mut watch = raft.server_metrics();
     let (mut leader, mut state) = {
-        let m = watch.borrow();
+        let m = watch.borrow_watched();
         (m.current_leader, m.state)
     };
     while watch.changed().await.is_ok() {
         let (now, now_state, term) = {
-            let m = watch.borrow();
+            let m = watch.borrow_watched();
             (m.current_leader, m.state, m.vote.leader_id().term)
         };
         if now != leader {
@@ -51,7 +52,7 @@ pub(super) async fn count_leader_changes(raft: Raft<TypeConfig>) {
 /// then stays proportional to the log it lets go (write amplification ≤ 2), instead of
 /// rewriting a large state every few thousand small entries.
 pub(super) async fn snapshot_loop(
-    raft: Raft<TypeConfig>,
+    raft: crate::types::Raft,
     engine: LogEngine,
     shared: Arc<SharedState>,
     max_entries: u64,
@@ -61,7 +62,7 @@ pub(super) async fn snapshot_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let m = raft.metrics().borrow().clone();
+        let m = raft.metrics().borrow_watched().clone();
         let applied = m.last_applied.map_or(0, |l| l.index);
         let snapshot = m.snapshot.map_or(0, |l| l.index);
         if applied <= snapshot {
@@ -80,7 +81,7 @@ pub(super) async fn snapshot_loop(
         let mut metrics = raft.metrics();
         let _ = tokio::time::timeout(Duration::from_secs(120), async {
             loop {
-                if metrics.borrow().snapshot.map_or(0, |l| l.index) >= applied {
+                if metrics.borrow_watched().snapshot.map_or(0, |l| l.index) >= applied {
                     return;
                 }
                 if metrics.changed().await.is_err() {
@@ -96,7 +97,7 @@ pub(super) async fn snapshot_loop(
 /// everything expired by the batch's time (cost proportional to what expired), on every
 /// replica alike.
 pub(super) async fn purge_loop(
-    raft: Raft<TypeConfig>,
+    raft: crate::types::Raft,
     shared: Arc<SharedState>,
     clock: Arc<dyn Clock>,
     limits: Limits,
@@ -107,7 +108,7 @@ pub(super) async fn purge_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let is_leader = raft.metrics().borrow().state == ServerState::Leader;
+        let is_leader = raft.metrics().borrow_watched().state == ServerState::Leader;
         let now = clock.now();
         let due = shared
             .read()
@@ -149,7 +150,7 @@ pub(super) async fn clock_watch(node: std::sync::Weak<Inner>) {
         metrics::gauge!("statemanager_clock_max_offset_seconds").set(bound as f64 / 1e6);
         let (voters, leader, leading) = {
             let metrics = node.inner.raft.server_metrics();
-            let m = metrics.borrow();
+            let m = metrics.borrow_watched();
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             (voters, m.current_leader, m.state == ServerState::Leader)
         };

@@ -2,7 +2,6 @@
 //! [`super::stream::server`], and the HTTP routes, [`super::routes`]): appends, votes, read
 //! indexes and pre-votes.
 
-use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::ServerState;
 
@@ -11,25 +10,26 @@ use crate::election::{
 };
 use crate::peer::error::ReadIndexRefusal;
 use crate::peer::host::PeerHost;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::TypeConfig;
 
-/// An AppendEntries from the leader (over HTTP or the peer stream).
+/// An AppendEntries from the leader (over HTTP or the peer stream). A refusal crosses the
+/// wire as text: openraft's errors are not a wire format (0.10 changed their layout).
 pub(crate) async fn answer_append<H: PeerHost>(
     node: &H,
     rpc: AppendEntriesRequest<TypeConfig>,
-) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+) -> Result<AppendEntriesResponse<TypeConfig>, String> {
     let answer = node.raft().append_entries(rpc).await;
     if let Ok(response) = &answer {
         node.takeover().note_append(response);
     }
-    answer
+    answer.map_err(|e| e.to_string())
 }
 
 /// A RequestVote from a candidate (over HTTP or the peer stream).
 pub(crate) async fn answer_vote<H: PeerHost>(
     node: &H,
-    rpc: VoteRequest<NodeId>,
-) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+    rpc: VoteRequest<TypeConfig>,
+) -> Result<VoteResponse<TypeConfig>, String> {
     let candidate = rpc.vote.leader_id.node_id;
     let answer = node.raft().vote(rpc.clone()).await;
     if let Ok(response) = &answer {
@@ -37,7 +37,7 @@ pub(crate) async fn answer_vote<H: PeerHost>(
         let split = rpc.vote.leader_id.term == response.vote.leader_id.term;
         crate::takeover::Takeover::spawn_campaign(node.raft().clone(), rounds, candidate, split);
     }
-    answer
+    answer.map_err(|e| e.to_string())
 }
 
 /// A read index for a follower: the leader confirms its leadership with a quorum first, and
@@ -49,13 +49,14 @@ pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, Read
     let t = node.begin_leader_read();
     match tokio::time::timeout(
         std::time::Duration::from_millis(1500),
-        node.raft().ensure_linearizable(),
+        node.raft()
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex),
     )
     .await
     {
         Ok(Ok(log_id)) => {
             node.time().confirm(t);
-            Ok(log_id.map_or(0, |l| l.index))
+            Ok(log_id.index())
         }
         Ok(Err(e)) => Err(ReadIndexRefusal::Leadership(e)),
         Err(_) => Err(ReadIndexRefusal::Timeout),

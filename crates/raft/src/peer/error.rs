@@ -11,6 +11,7 @@
 
 use super::stream::Kind;
 use crate::types::NodeId;
+use crate::types::TypeConfig;
 use crate::Reason;
 
 /// Why a call on the peer stream has no answer.
@@ -121,10 +122,7 @@ pub enum ReadIndexRefusal {
     #[error(transparent)]
     Leadership(
         #[from]
-        openraft::error::RaftError<
-            NodeId,
-            openraft::error::CheckIsLeaderError<NodeId, openraft::BasicNode>,
-        >,
+        openraft::error::RaftError<TypeConfig, openraft::error::LinearizableReadError<TypeConfig>>,
     ),
     /// Leadership was not confirmed within the time allowed.
     #[error("leadership could not be confirmed in time")]

@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use openraft::Raft;
 use statemanager_core::{Op, Stored};
 
 use super::auth::ClusterSecret;
@@ -18,7 +17,7 @@ use crate::cluster_id::ClusterRefusal;
 use crate::cluster_time::ClusterTime;
 use crate::error::{MembershipError, NodeError};
 use crate::takeover::Takeover;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::view::{Member, NodeStatus};
 
 /// The answer to a batch handed over by a follower: one outcome per operation, or why none.
@@ -27,7 +26,7 @@ pub type ProposeAnswer = Result<Vec<Result<Stored, NodeError>>, NodeError>;
 /// The node as the peer transport sees it (cheap to clone, like [`crate::node::Node`]).
 pub trait PeerHost: Clone + Send + Sync + 'static {
     /// The Raft handle.
-    fn raft(&self) -> &Raft<TypeConfig>;
+    fn raft(&self) -> &crate::types::Raft;
     /// Leader-contact tracking (see [`crate::takeover`]).
     fn takeover(&self) -> &Takeover;
     /// This node's cluster time.
@@ -59,6 +58,9 @@ pub trait PeerHost: Clone + Send + Sync + 'static {
     fn status(&self) -> NodeStatus;
     /// This node's client address.
     fn api_addr(&self) -> &str;
+    /// Where a snapshot received from the leader is written before it is installed (removed
+    /// at start-up if a transfer was interrupted).
+    fn incoming_snapshot_path(&self) -> std::path::PathBuf;
     /// This node's cluster id (`None` while waiting to join).
     fn cluster_id(&self) -> Option<String>;
     /// The index of the last committed log entry, as this node knows it.

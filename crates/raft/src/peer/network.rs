@@ -16,13 +16,10 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -35,7 +32,7 @@ use super::stream::Kind;
 use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
-use crate::types::{decode, encode, NodeId, TypeConfig};
+use crate::types::{decode, encode, NodeId, TypeConfig, Vote};
 
 fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
     std::fs::read(path).map_err(|source| PeerTlsError::Read {
@@ -282,18 +279,27 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 }
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(
+    async fn call<Req, Resp>(
         &self,
         path: &str,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
     {
         let body = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.post(path, body, option).await
+    }
+
+    /// Posts `body` to `path` on the peer and opens its answer.
+    async fn post<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
         let response = self
             .network
             .request(reqwest::Method::POST, &self.addr, path)
@@ -321,34 +327,35 @@ impl PeerClient {
         self.open(&bytes)
     }
 
-    /// Decodes a peer's answer (`Result<Resp, E>`, postcard), from either transport.
+    /// Decodes a peer's answer (`Result<Resp, String>`, postcard), from either transport; a
+    /// refusal becomes a network error carrying the peer's words.
     #[allow(
         clippy::result_large_err,
         reason = "openraft's RPCError, which the RaftNetwork methods return as it is"
     )]
-    fn open<Resp, E>(&self, answer: &[u8]) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
-    where
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let result: Result<Resp, E> =
+    fn open<Resp: DeserializeOwned>(&self, answer: &[u8]) -> Result<Resp, RPCError<TypeConfig>> {
+        let result: Result<Resp, String> =
             decode(answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        result.map_err(|refusal| {
+            RPCError::Network(NetworkError::from_string(format!(
+                "node {} refused: {refusal}",
+                self.target
+            )))
+        })
     }
 
     /// Calls `kind` over the peer stream, or over HTTP (`path`) when the peer speaks only
     /// HTTP.
-    async fn call_stream<Req, Resp, E>(
+    async fn call_stream<Req, Resp>(
         &self,
         kind: Kind,
         path: &str,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
     {
         let answer = match self
             .network
@@ -379,33 +386,55 @@ impl PeerClient {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call_stream(Kind::Append, "/raft/append", &rpc, &option)
             .await
     }
 
-    async fn install_snapshot(
+    /// The whole snapshot in one request: `[u32 LE length][postcard (vote, meta)][file]`.
+    /// A snapshot holds at most `max_persistent_data_items` items, so it is read whole.
+    async fn full_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        vote: Vote,
+        snapshot: crate::state_machine::Snapshot,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        self.call("/raft/snapshot", &rpc, &option).await
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let network = |e: &dyn std::error::Error| {
+            StreamingError::Network(NetworkError::from_string(e.to_string()))
+        };
+        let head = encode(&(vote, &snapshot.meta)).map_err(|e| network(&e))?;
+        let mut body = Vec::with_capacity(4 + head.len());
+        body.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        body.extend_from_slice(&head);
+        let mut file = snapshot.snapshot;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| network(&e))?;
+        file.read_to_end(&mut body).await.map_err(|e| network(&e))?;
+        self.post("/raft/snapshot", body, &option)
+            .await
+            .map_err(|e| match e {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+            })
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let answer: VoteResponse<NodeId> = self
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let answer: VoteResponse<TypeConfig> = self
             .call_stream(Kind::Vote, "/raft/vote", &rpc, &option)
             .await?;
         // A vote from a node whose clock is off from ours by more than `max_clock_offset` is

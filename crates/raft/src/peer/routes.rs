@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,7 +27,7 @@ use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::error::wire_reason;
 use crate::peer::host::PeerHost;
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
-use crate::types::{decode, encode, NodeId, TypeConfig};
+use crate::types::{decode, encode, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
@@ -40,6 +40,12 @@ fn parse<T: DeserializeOwned, H: PeerHost>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, (StatusCode, String)> {
+    admit(node, headers)?;
+    decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")))
+}
+
+/// Checks the RPC version and the sender's cluster id.
+fn admit<H: PeerHost>(node: &H, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     match headers
         .get(RPC_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -57,7 +63,7 @@ fn parse<T: DeserializeOwned, H: PeerHost>(
         tracing::warn!("refused a peer RPC: {reason}");
         return Err((StatusCode::FORBIDDEN, reason.to_string()));
     }
-    decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")))
+    Ok(())
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -79,24 +85,66 @@ async fn append<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: By
 }
 
 async fn vote<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
-    let rpc: VoteRequest<NodeId> = match parse(&node, &headers, &body) {
+    if let Err((code, m)) = admit(&node, &headers) {
+        return refuse(code, m);
+    }
+    let rpc: VoteRequest<TypeConfig> = match crate::peer::wire::decode_vote_request(&body) {
         Ok(rpc) => rpc,
-        Err((code, m)) => return refuse(code, m),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("undecodable RPC: {e}")),
     };
     reply(&answer_vote(&node, rpc).await)
 }
 
+/// A whole snapshot from the leader: `[u32 LE length][postcard (vote, meta)][file]` (see
+/// `network`). The file is written next to the snapshots, installed (the state machine
+/// verifies it completely before it replaces anything) and removed.
 async fn snapshot<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
-    let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&node, &headers, &body) {
-        Ok(rpc) => rpc,
-        Err((code, m)) => return refuse(code, m),
+    if let Err((code, m)) = admit(&node, &headers) {
+        return refuse(code, m);
+    }
+    let Some((head, file)) = split_snapshot(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "truncated snapshot".into());
     };
-    let vote = rpc.vote;
-    let answer = node.raft().install_snapshot(rpc).await;
+    let (vote, meta): (Vote, SnapshotMeta) = match decode(head) {
+        Ok(head) => head,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("undecodable snapshot head: {e}"),
+            )
+        }
+    };
+    let path = node.incoming_snapshot_path();
+    let opened = async {
+        tokio::fs::write(&path, file).await?;
+        tokio::fs::File::open(&path).await
+    }
+    .await;
+    let snapshot = match opened {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return reply(&Err::<(), String>(format!(
+                "cannot store the snapshot: {e}"
+            )));
+        }
+    };
+    let answer = node
+        .raft()
+        .install_full_snapshot(vote, crate::state_machine::Snapshot { meta, snapshot })
+        .await;
+    let _ = tokio::fs::remove_file(&path).await;
     if let Ok(response) = &answer {
         node.takeover().note_snapshot_chunk(response.vote == vote);
     }
-    reply(&answer)
+    reply(&answer.map_err(|e| e.to_string()))
+}
+
+/// The head and the file of a snapshot body, or `None` when it is cut short.
+pub(crate) fn split_snapshot(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let head = body.get(4..4usize.checked_add(len)?)?;
+    Some((head, &body[4 + len..]))
 }
 
 async fn info<H: PeerHost>(State(node): State<H>) -> Json<serde_json::Value> {
@@ -140,7 +188,7 @@ async fn elect<H: PeerHost>(State(node): State<H>, headers: HeaderMap) -> Respon
     if let Some(reason) = node.time().refusal() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
-    match node.raft().trigger().elect().await {
+    match node.raft().trigger().elect(false).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

@@ -1,17 +1,17 @@
 //! Tests of the state machine adapter: apply (one outcome per operation, Raft's
 //! bookkeeping), snapshots built, received, installed and loaded at start-up.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use openraft::{CommittedLeaderId, Membership};
+use openraft::EntryPayload;
 use statemanager_core::{Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Ttl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::types::SharedBatch;
+use crate::types::{Entry, NodeId, SharedBatch};
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(CommittedLeaderId::new(term, 1), index)
+    LogId::new(crate::types::leader_in(term, 1), index)
 }
 
 fn id(key: &str) -> ItemId {
@@ -46,7 +46,6 @@ fn normal(index: u64, now: u64, ops: Vec<Op>) -> Entry {
 }
 
 fn membership(index: u64, voters: &[NodeId]) -> Entry {
-    let ids: BTreeSet<NodeId> = voters.iter().copied().collect();
     let nodes: BTreeMap<NodeId, openraft::BasicNode> = voters
         .iter()
         .map(|&n| {
@@ -58,7 +57,9 @@ fn membership(index: u64, voters: &[NodeId]) -> Entry {
         .collect();
     Entry {
         log_id: log_id(1, index),
-        payload: EntryPayload::Membership(Membership::new(vec![ids], nodes)),
+        payload: EntryPayload::Membership(
+            crate::types::voters_of(nodes).expect("voters have addresses"),
+        ),
     }
 }
 
@@ -104,20 +105,17 @@ fn assert_same(a: &Applied, b: &Applied) {
 #[tokio::test]
 async fn a_batch_gets_one_outcome_per_operation_in_order() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut sm = StateMachine::open(dir.path()).expect("opens");
-    let results = sm
-        .apply(vec![normal(
-            1,
-            100,
-            vec![
-                store("a", "alpha"),
-                Op::Delete(id("missing")),
-                store("b", "beta"),
-                Op::Delete(id("a")),
-            ],
-        )])
-        .await
-        .expect("applies");
+    let sm = StateMachine::open(dir.path()).expect("opens");
+    let results = sm.apply_entries(vec![normal(
+        1,
+        100,
+        vec![
+            store("a", "alpha"),
+            Op::Delete(id("missing")),
+            store("b", "beta"),
+            Op::Delete(id("a")),
+        ],
+    )]);
     assert_eq!(results.len(), 1, "one result per entry");
     let outcomes = &results[0].0;
     assert_eq!(outcomes.len(), 4, "one outcome per operation");
@@ -138,7 +136,7 @@ async fn blank_and_membership_entries_have_no_outcomes_and_are_reported() {
     let (last, members) = sm.applied_state().await.expect("reads");
     assert_eq!(last, None, "nothing applied yet");
     assert_eq!(members, StoredMembership::default());
-    let results = sm.apply(history()).await.expect("applies");
+    let results = sm.apply_entries(history());
     assert_eq!(results.len(), 4, "one result per entry");
     assert!(results[0].0.is_empty(), "blank");
     assert!(results[1].0.is_empty(), "membership");
@@ -155,7 +153,7 @@ async fn blank_and_membership_entries_have_no_outcomes_and_are_reported() {
 async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
     let source_dir = tempfile::tempdir().expect("a temp dir");
     let mut source = StateMachine::open(source_dir.path()).expect("opens");
-    source.apply(history()).await.expect("applies");
+    source.apply_entries(history());
     let mut built = source
         .get_snapshot_builder()
         .await
@@ -174,8 +172,13 @@ async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
         .expect("reads the snapshot");
     let target_dir = tempfile::tempdir().expect("a temp dir");
     let mut target = StateMachine::open(target_dir.path()).expect("opens");
-    let mut receiving = target.begin_receiving_snapshot().await.expect("begins");
+    // Written where the peer route writes it: outside the state machine's directory.
+    let received_dir = tempfile::tempdir().expect("a temp dir");
+    let received = received_dir.path().join("received.snap");
+    let mut receiving = tokio::fs::File::create(&received).await.expect("creates");
     receiving.write_all(&bytes).await.expect("writes");
+    receiving.flush().await.expect("flushes");
+    let receiving = tokio::fs::File::open(&received).await.expect("opens");
     target
         .install_snapshot(&built.meta, receiving)
         .await
@@ -207,7 +210,7 @@ async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
 async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
     let source_dir = tempfile::tempdir().expect("a temp dir");
     let mut source = StateMachine::open(source_dir.path()).expect("opens");
-    source.apply(history()).await.expect("applies");
+    source.apply_entries(history());
     let built = source
         .get_snapshot_builder()
         .await
@@ -234,16 +237,14 @@ async fn a_restart_loads_the_last_snapshot_and_drops_leftovers() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let before = {
         let mut sm = StateMachine::open(dir.path()).expect("opens");
-        sm.apply(history()).await.expect("applies");
+        sm.apply_entries(history());
         sm.get_snapshot_builder()
             .await
             .build_snapshot()
             .await
             .expect("builds");
         // Applied after the snapshot: not in it (openraft re-applies it from the log).
-        sm.apply(vec![normal(5, 102, vec![store("d", "delta")])])
-            .await
-            .expect("applies");
+        sm.apply_entries(vec![normal(5, 102, vec![store("d", "delta")])]);
         let shared = sm.shared();
         let applied = shared.read();
         assert_eq!(items(&applied).len(), 3);

@@ -93,6 +93,8 @@ config_keys! {
     max_clock_offset_ms: u64 = 500, ["max_clock_offset_ms"], |v| in_range(as_u64(v)?, 1, 3_600_000)?;
     /// Most stores group-committed into one log entry.
     max_batch_ops: u64 = 1024, ["max_batch_ops"], |v| in_range(as_u64(v)?, 1, 65_536)?;
+    /// Most group-commit batches proposed and not yet answered.
+    write_pipeline: u64 = 1, ["write_pipeline"], |v| in_range(as_u64(v)?, 1, 64)?;
     /// This node's share of the shared cache: its size bound, in bytes (`u64::MAX`: no
     /// limit, written `0B`, as in the original).
     max_cache_size: u64 = 1 << 30, ["max_cache_size"], |v| match as_size(v)? {

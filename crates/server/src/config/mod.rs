@@ -185,6 +185,7 @@ impl Config {
         options.purge_interval = Duration::from_millis(self.purge_interval_ms);
         options.max_clock_offset = Duration::from_millis(self.max_clock_offset_ms);
         options.max_batch_ops = self.max_batch_ops as usize;
+        options.write_pipeline = self.write_pipeline as usize;
         options.cache = Some(cache);
         options
     }

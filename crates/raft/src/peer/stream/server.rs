@@ -13,7 +13,7 @@ use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::error::{wire_reason, HelloError, RequestError};
 use crate::peer::host::PeerHost;
 use crate::peer::wire::MAX_PEER_BODY;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::TypeConfig;
 
 /// Read buffer of a connection: an append of a full batch arrives in a few reads.
 const READ_BUFFER: usize = 64 * 1024;
@@ -143,7 +143,7 @@ pub enum Call {
     /// openraft's AppendEntries.
     Append(AppendEntriesRequest<TypeConfig>),
     /// openraft's RequestVote.
-    Vote(VoteRequest<NodeId>),
+    Vote(VoteRequest<TypeConfig>),
     /// A batch of operations handed over by a follower.
     Propose(Vec<statemanager_core::Op>),
     /// A read-index request (it has no body).
@@ -180,7 +180,7 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, RequestError> {
     let undecodable = |source| RequestError::UndecodableCall { kind, source };
     match kind {
         Kind::Append => postcard::from_bytes(body).map(Call::Append),
-        Kind::Vote => postcard::from_bytes(body).map(Call::Vote),
+        Kind::Vote => crate::peer::wire::decode_vote_request(body).map(Call::Vote),
         Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
         Kind::ReadIndex => Ok(Call::ReadIndex),
         Kind::PreVote => postcard::from_bytes(body).map(Call::PreVote),
