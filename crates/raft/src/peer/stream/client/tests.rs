@@ -20,6 +20,12 @@ enum Peer {
     Vanish,
 }
 
+/// An address on which nobody listens (a port just freed).
+async fn nobody_listening() -> String {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    closed.local_addr().unwrap().to_string()
+}
+
 /// A fake peer on a free port; counts the connections it accepted.
 async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -108,9 +114,7 @@ async fn connections_are_reused_and_replaced_when_the_peer_closed_them() {
 async fn each_failure_says_whether_the_peer_may_have_acted() {
     let pool = pool();
     // Nobody listening: not sent.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nowhere = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let nowhere = nobody_listening().await;
     assert!(matches!(
         call(&pool, &nowhere).await,
         Err(CallError::NotSent(_))
@@ -138,9 +142,7 @@ async fn a_peer_that_speaks_http_only_is_remembered() {
 #[tokio::test]
 async fn a_failure_keeps_the_io_error_behind_it_as_its_source() {
     let pool = pool();
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nowhere = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let nowhere = nobody_listening().await;
     let failure = call(&pool, &nowhere).await.expect_err("nobody listens");
     assert!(failure
         .to_string()
