@@ -101,11 +101,6 @@ pub async fn propose(
         .record(started.elapsed().as_secs_f64());
     match answer {
         Ok(Ok(response)) => Ok(response.data.0),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Err(NodeError::NotLeader {
-                leader: f.leader_id,
-            })
-        }
         Ok(Err(RaftError::APIError(e))) => Err(refused(e)),
         // The entry may have been appended before the core stopped.
         Ok(Err(RaftError::Fatal(f))) => Err(NodeError::OutcomeUnknown(Reason::caused(
@@ -116,8 +111,8 @@ pub async fn propose(
     }
 }
 
-/// A write openraft refused without committing it: a membership change in progress, an
-/// entry a new leader discarded (its index now holds another entry, so it can never commit),
+/// A write openraft refused without committing it: this node does not lead (the caller
+/// learns the leader), a membership change in progress, an entry a new leader discarded (its index now holds another entry, so it can never commit),
 /// or a failed precondition. Nothing was written.
 fn refused(e: ClientWriteError<TypeConfig>) -> NodeError {
     match e {
@@ -320,11 +315,6 @@ impl Writer {
                         .record(started.elapsed().as_secs_f64());
                     match answer {
                         Ok(Ok(Ok(response))) => Ok(applied(response.data.0)),
-                        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
-                            Err(NodeError::NotLeader {
-                                leader: f.leader_id,
-                            })
-                        }
                         Ok(Ok(Err(e))) => Err(refused(e)),
                         // The entry is in the log; only its answer is gone.
                         Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
@@ -428,6 +418,21 @@ mod tests {
                 }))
             ));
         }
+    }
+
+    #[test]
+    fn a_refused_write_names_the_leader_or_says_nothing_was_written() {
+        use openraft::error::{ClientWriteError, ForwardToLeader};
+        let leader = || ForwardToLeader::new(2, openraft::BasicNode::new("127.0.0.1:7002"));
+        assert!(matches!(
+            super::refused(ClientWriteError::ForwardToLeader(leader())),
+            NodeError::NotLeader { leader: Some(2) }
+        ));
+        // Discarded by a new leader: that index holds another entry now, so it never commits.
+        assert!(matches!(
+            super::refused(ClientWriteError::LogEntryDiscarded(leader())),
+            NodeError::Unavailable(_)
+        ));
     }
 
     #[test]
