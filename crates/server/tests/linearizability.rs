@@ -30,11 +30,16 @@ fn micros(v: &Value) -> Option<u64> {
     v.as_f64().map(|s| (s * 1_000_000.0).round() as u64)
 }
 
+/// The single node answers so fast that six unpaced clients spend their 400 operations (a
+/// history the checker can judge) before its restart; paced, they span it.
+const SINGLE_NODE_PACE: Duration = Duration::from_millis(12);
+
 async fn client(
     id: u64,
     urls: Arc<Mutex<Vec<String>>>,
     start: Instant,
     until: Instant,
+    pace: Duration,
     history: Arc<Mutex<Vec<Operation>>>,
 ) {
     let http = reqwest::Client::builder()
@@ -45,9 +50,7 @@ async fn client(
     let mut n = 0;
     while Instant::now() < until && n < 400 {
         n += 1;
-        // Paced, so the 400 operations (a history the checker can judge) span the scenario
-        // and its failure instead of being spent before it.
-        tokio::time::sleep(Duration::from_millis(12)).await;
+        tokio::time::sleep(pace).await;
         let key = format!("k{}", rng.below(3));
         let url = {
             let urls = urls.lock().unwrap();
@@ -158,7 +161,16 @@ async fn leader_kill_scenario() -> (usize, Verdict) {
     let start = Instant::now();
     let until = start + Duration::from_secs(6);
     let clients: Vec<_> = (0..6)
-        .map(|id| tokio::spawn(client(id, urls.clone(), start, until, history.clone())))
+        .map(|id| {
+            tokio::spawn(client(
+                id,
+                urls.clone(),
+                start,
+                until,
+                Duration::ZERO,
+                history.clone(),
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.kill9(leader);
@@ -182,7 +194,16 @@ async fn single_node_restart_scenario() -> (usize, Verdict) {
     let start = Instant::now();
     let until = start + Duration::from_secs(6);
     let clients: Vec<_> = (0..6)
-        .map(|id| tokio::spawn(client(id, urls.clone(), start, until, history.clone())))
+        .map(|id| {
+            tokio::spawn(client(
+                id,
+                urls.clone(),
+                start,
+                until,
+                SINGLE_NODE_PACE,
+                history.clone(),
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart();
