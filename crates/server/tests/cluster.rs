@@ -219,7 +219,18 @@ async fn delete_on_one_node_is_seen_on_all() {
 /// after one stamped later once gave its first store the same stamp as the item it replaced.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_server_stamped_stores_never_conflict() {
-    let cluster = Cluster::start(3, "");
+    server_stamped_stores_on_one_key("").await;
+}
+
+/// The same with four batches in flight on every node (`write_pipeline`): batches formed,
+/// stamped and proposed while earlier ones are still being made durable and replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batches_keep_server_stamped_stores_in_order() {
+    server_stamped_stores_on_one_key("write_pipeline: 4\n").await;
+}
+
+async fn server_stamped_stores_on_one_key(config: &str) {
+    let cluster = Cluster::start(3, config);
     cluster.wait_leader().await;
     let urls: Vec<String> = (0..3).map(|i| cluster.node(i).url("/store_data")).collect();
     let until = Instant::now() + Duration::from_secs(4);
@@ -257,4 +268,32 @@ async fn concurrent_server_stamped_stores_never_conflict() {
     }
     eprintln!("{total} stores on one key, no conflict");
     assert!(total > 500, "a meaningful load: {total}");
+}
+
+/// A dead follower and a stream of writes do not flood the leader's log: openraft 0.10 warns
+/// on every failed heartbeat (ten a second per unreachable peer) and, unless its commit
+/// notice has a listener, once per write; both are kept out, while the replication errors
+/// (logged with a back-off) still say the peer is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_follower_and_writes_do_not_flood_the_log() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::new();
+    let url = cluster.node(leader).url("/store_data");
+    let follower = (leader + 1) % 3;
+    cluster.kill9(follower);
+    for i in 0..100 {
+        let body = json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":60});
+        assert_eq!(post(&c, &url, body).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = cluster.node(leader).log();
+    let heartbeats = log.matches("failed to send a heartbeat").count();
+    let commit_notices = log.matches("ProgressResponder").count();
+    assert_eq!((heartbeats, commit_notices), (0, 0), "{log}");
+    assert!(
+        log.lines().count() < 60,
+        "{} log lines in 2 s with one follower down:\n{log}",
+        log.lines().count()
+    );
 }

@@ -241,3 +241,29 @@ fn timing_relations_are_checked() {
     let err = load_text("heartbeat_interval_ms: 500\n", &no_env).unwrap_err();
     assert!(err.contains("election_timeout_min_ms"), "{err}");
 }
+
+#[test]
+fn write_pipeline_reaches_the_node_and_is_bounded() {
+    let config = load_text("write_pipeline: 4\n", &no_env).unwrap().config;
+    assert_eq!(config.write_pipeline, 4);
+    let clock: Arc<dyn Clock> = Arc::new(statemanager_core::ManualClock::new(
+        statemanager_core::Timestamp::from_micros(0),
+    ));
+    let cache = Arc::new(Cache::new(
+        statemanager_cache::CacheLimits {
+            max_cache_size: 1 << 20,
+            max_item_size: 1 << 10,
+        },
+        clock.clone(),
+    ));
+    let options = config.node_options(String::new(), None, Default::default(), cache, clock);
+    assert_eq!(options.write_pipeline, 4);
+    assert_eq!(load(None, &no_env).unwrap().config.write_pipeline, 1);
+    for bad in ["0", "65", "two"] {
+        let err = load_text(&format!("write_pipeline: {bad}\n"), &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'write_pipeline' in FILE"),
+            "{err}"
+        );
+    }
+}
