@@ -23,10 +23,13 @@ impl PeerHost for Node {
     }
 
     fn incoming_snapshot_path(&self) -> std::path::PathBuf {
+        // One file per transfer: a deposed leader's transfer may overlap the new one's.
+        static TRANSFERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TRANSFERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner
             .data_dir
             .snapshot_dir()
-            .join("incoming-from-leader.snap")
+            .join(format!("incoming-from-leader-{n}.snap"))
     }
 
     fn takeover(&self) -> &Takeover {

@@ -58,8 +58,8 @@ pub trait PeerHost: Clone + Send + Sync + 'static {
     fn status(&self) -> NodeStatus;
     /// This node's client address.
     fn api_addr(&self) -> &str;
-    /// Where a snapshot received from the leader is written before it is installed (removed
-    /// at start-up if a transfer was interrupted).
+    /// A fresh file for a snapshot received from the leader, written before it is installed
+    /// (removed at start-up if a transfer was interrupted).
     fn incoming_snapshot_path(&self) -> std::path::PathBuf;
     /// This node's cluster id (`None` while waiting to join).
     fn cluster_id(&self) -> Option<String>;
