@@ -30,6 +30,28 @@ fn micros(v: &Value) -> Option<u64> {
     v.as_f64().map(|s| (s * 1_000_000.0).round() as u64)
 }
 
+/// Six clients for 6 s from `start`, each waiting `pace` before every operation.
+fn six_clients(
+    urls: &Arc<Mutex<Vec<String>>>,
+    start: Instant,
+    pace: Duration,
+    history: &Arc<Mutex<Vec<Operation>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let until = start + Duration::from_secs(6);
+    (0..6)
+        .map(|id| {
+            tokio::spawn(client(
+                id,
+                urls.clone(),
+                start,
+                until,
+                pace,
+                history.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// The single node answers so fast that six unpaced clients spend their 400 operations (a
 /// history the checker can judge) before its restart; paced, they span it.
 const SINGLE_NODE_PACE: Duration = Duration::from_millis(12);
@@ -159,19 +181,7 @@ async fn leader_kill_scenario() -> (usize, Verdict) {
     ));
     let history = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
-    let until = start + Duration::from_secs(6);
-    let clients: Vec<_> = (0..6)
-        .map(|id| {
-            tokio::spawn(client(
-                id,
-                urls.clone(),
-                start,
-                until,
-                Duration::ZERO,
-                history.clone(),
-            ))
-        })
-        .collect();
+    let clients = six_clients(&urls, start, Duration::ZERO, &history);
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.kill9(leader);
     // Clients that pick the dead node see connection errors (unknown for stores, dropped
@@ -192,19 +202,7 @@ async fn single_node_restart_scenario() -> (usize, Verdict) {
     let urls = Arc::new(Mutex::new(vec![server.base.clone()]));
     let history = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
-    let until = start + Duration::from_secs(6);
-    let clients: Vec<_> = (0..6)
-        .map(|id| {
-            tokio::spawn(client(
-                id,
-                urls.clone(),
-                start,
-                until,
-                SINGLE_NODE_PACE,
-                history.clone(),
-            ))
-        })
-        .collect();
+    let clients = six_clients(&urls, start, SINGLE_NODE_PACE, &history);
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart();
     *urls.lock().unwrap() = vec![server.base.clone()];
