@@ -107,7 +107,16 @@ impl Node {
     /// The node's current state.
     pub fn status(&self) -> NodeStatus {
         let m = self.inner.raft.metrics().borrow_watched().clone();
-        let stats = self.inner.shared.read().state.stats();
+        // The applied index comes from the state machine, under the same lock as the item
+        // counts: the metrics learn of an apply only after its answer went out, so a client
+        // that just got an answer could see the metrics one entry behind.
+        let (applied_index, stats) = {
+            let applied = self.inner.shared.read();
+            (
+                applied.last_applied.map_or(0, |l| l.index),
+                applied.state.stats(),
+            )
+        };
         NodeStatus {
             node_id: self.inner.node_id,
             role: match m.state {
@@ -120,7 +129,7 @@ impl Node {
             leader: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
-            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            applied_index,
             items: stats.items,
             data_bytes: stats.data_bytes,
             next_expiry: stats.next_expiry,
