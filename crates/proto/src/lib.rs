@@ -61,11 +61,12 @@ pub struct FetchDataRequest {
     pub key: String,
 }
 
-/// `POST /fetch_data` answer.
+/// `POST /fetch_data` answer. The server writes it with `D = &str` (the data borrowed from
+/// the item, not copied); clients read it with the default, `String`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FetchDataResponse {
+pub struct FetchDataResponse<D = String> {
     /// The stored data.
-    pub data: String,
+    pub data: D,
     /// The item's timestamp.
     pub timestamp: f64,
     /// When it expires.
