@@ -149,16 +149,29 @@ impl State {
                 }
             }
         }
-        self.remove(&op.id);
-        if expires_at > now {
-            self.insert(
-                op.id.clone(),
-                Item {
-                    data: op.data.clone(),
-                    timestamp,
-                    expires_at,
-                },
-            );
+        let item = Item {
+            data: op.data.clone(),
+            timestamp,
+            expires_at,
+        };
+        match self.items.get_mut(&op.id) {
+            // The common case of a key stored again: replaced in place (one hash lookup, the
+            // namespace count unchanged), its expiry entry moved.
+            Some(old) if expires_at > now => {
+                self.data_bytes = self.data_bytes - old.data.len() as u64 + item.data.len() as u64;
+                let old_expiry = old.expires_at;
+                *old = item;
+                if old_expiry != expires_at {
+                    self.expiry.remove(&(old_expiry, op.id.clone()));
+                    self.expiry.insert((expires_at, op.id.clone()));
+                }
+            }
+            _ => {
+                self.remove(&op.id);
+                if expires_at > now {
+                    self.insert(op.id.clone(), item);
+                }
+            }
         }
         // An item already expired on arrival is acknowledged but never visible; it still
         // supersedes an older stored item (which is removed above).
@@ -216,6 +229,25 @@ impl State {
         }
         self.expired_total += purged as u64;
         purged
+    }
+
+    /// Panics unless the indexes agree with the items (the invariant of [`State`]), and the
+    /// byte count with their data.
+    #[cfg(test)]
+    pub(crate) fn assert_invariants(&self) {
+        let expiry: BTreeSet<(Timestamp, ItemId)> = self
+            .items
+            .iter()
+            .map(|(id, item)| (item.expires_at, id.clone()))
+            .collect();
+        assert_eq!(self.expiry, expiry, "expiry index");
+        let mut per_namespace: HashMap<Namespace, u64> = HashMap::new();
+        for id in self.items.keys() {
+            *per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(self.per_namespace, per_namespace, "namespace counts");
+        let bytes: u64 = self.items.values().map(|i| i.data.len() as u64).sum();
+        assert_eq!(self.data_bytes, bytes, "data bytes");
     }
 
     /// The live item at `id` at time `now`, if any. Expired items are invisible even before

@@ -4,6 +4,8 @@
 //! record (version + CRC32) written atomically (temporary file, fsync, rename, directory
 //! fsync). All calls block (they fsync); async callers run them on a blocking thread.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,12 +16,17 @@ use crate::{decode_record, encode_record, StorageError};
 /// Internal metadata: the index through which the log was purged.
 const PURGED_INDEX: &str = "wal-purged-index";
 
+/// Files kept open by [`LogEngine::put_meta_lazy`], by name, with the length last set.
+type LazyFiles = HashMap<String, (File, Option<usize>)>;
+
 /// The durable log and metadata store. Cheap to clone; clones share the log.
 #[derive(Debug, Clone)]
 pub struct LogEngine {
     wal: Arc<Mutex<Wal>>,
     spares: crate::wal::Spares,
     meta_dir: PathBuf,
+    /// The files [`LogEngine::put_meta_lazy`] keeps open, with the length last set.
+    lazy_meta: Arc<Mutex<LazyFiles>>,
 }
 
 impl LogEngine {
@@ -41,6 +48,7 @@ impl LogEngine {
             spares: wal.spares(),
             wal: Arc::new(Mutex::new(wal)),
             meta_dir,
+            lazy_meta: Arc::default(),
         })
     }
 
@@ -126,20 +134,39 @@ impl LogEngine {
     /// Stores a metadata value in place, without fsync or rename (it is called on every
     /// commit; a rename would make ext4 flush each time). After a crash it may be old or
     /// unreadable (torn), so only hints are written this way and readers must tolerate that.
+    /// The file stays open between calls, and its length is set only when the value's length
+    /// changes: a commit then costs one `pwrite` (it was open, write, truncate and close, on
+    /// the Raft core's task). A name is written either this way or with
+    /// [`LogEngine::put_meta`], never both (a rename would leave the open file behind).
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
         use std::os::unix::fs::FileExt;
-        let path = self.meta_dir.join(name);
         let record = encode_record(value);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .and_then(|f| {
-                f.write_all_at(&record, 0)?;
-                f.set_len(record.len() as u64)
-            })
-            .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
+        let mut files = self.lazy_meta.lock().unwrap_or_else(|p| p.into_inner());
+        let written = (|| {
+            if !files.contains_key(name) {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(self.meta_dir.join(name))?;
+                files.insert(name.to_string(), (file, None));
+            }
+            let Some((file, len)) = files.get_mut(name) else {
+                return Ok(());
+            };
+            file.write_all_at(&record, 0)?;
+            if *len != Some(record.len()) {
+                file.set_len(record.len() as u64)?;
+                *len = Some(record.len());
+            }
+            Ok(())
+        })();
+        written.map_err(|e| {
+            // Opened afresh next time.
+            files.remove(name);
+            let path = self.meta_dir.join(name);
+            StorageError::io(format!("writing {}", path.display()), e)
+        })
     }
 
     /// Bytes of the log records after `index` (how much a snapshot at `index` would let go).
@@ -203,6 +230,22 @@ mod tests {
         assert_eq!(log.get_meta("missing").unwrap(), None);
         log.append(&[rec(8)]).unwrap();
         assert_eq!(log.last().unwrap(), Some(rec(8)));
+    }
+
+    #[test]
+    fn a_lazy_value_rewritten_longer_and_shorter_reads_back_as_the_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = LogEngine::open(tmp.path()).unwrap();
+        for value in [&b"12345678"[..], b"1234", b"123456789012", b"12", b"ab"] {
+            log.put_meta_lazy("committed", value).unwrap();
+            assert_eq!(log.get_meta("committed").unwrap().as_deref(), Some(value));
+        }
+        drop(log);
+        let log = LogEngine::open(tmp.path()).unwrap();
+        assert_eq!(
+            log.get_meta("committed").unwrap().as_deref(),
+            Some(&b"ab"[..])
+        );
     }
 
     #[test]

@@ -491,6 +491,7 @@ proptest! {
             let want = model.apply(now, limits, ops);
             prop_assert_eq!(&got, &want);
             prop_assert_eq!(&got, &again);
+            state.assert_invariants();
             // Batch times arrive in any order: a store without its own timestamp still never
             // conflicts (it is stamped after everything applied before it).
             for (op, outcome) in ops.iter().zip(&got) {
