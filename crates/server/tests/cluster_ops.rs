@@ -208,9 +208,34 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
         .await;
         assert_eq!(st, 200);
     }
-    tokio::time::sleep(Duration::from_millis(800)).await; // let a snapshot and purge happen
+    // Both live nodes snapshot (every 10 entries) and purge all but 2 entries before it, well
+    // past the entries `down` has. The leader postpones a purge while its replication to
+    // `down` has those entries in flight (openraft's `try_purge_log`), and retries on later
+    // events: the test waits for the log's purge marker on both (bounded), storing one more
+    // item now and then so that there are events, instead of guessing a time.
+    let purged = |n: usize| {
+        cluster
+            .node(n)
+            .data_dir
+            .join("log/meta/wal-purged-index")
+            .exists()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut extra = 0;
+    while !(purged(leader) && purged(up)) {
+        assert!(Instant::now() < deadline, "no purge within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (st, _) = post(
+            &c,
+            &cluster.node(up).url("/store_data"),
+            json!({"namespace":"s","key":format!("extra{extra}"),"data":"v","ttl":600}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        extra += 1;
+    }
     cluster.restart(down);
-    wait_items(&c, &cluster.node(down).url("/status"), 120).await;
+    wait_items(&c, &cluster.node(down).url("/status"), 120 + extra).await;
     assert!(
         cluster.node(down).log().contains("snapshot installed"),
         "caught up by snapshot:\n{}",
