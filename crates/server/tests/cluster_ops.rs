@@ -191,6 +191,17 @@ async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first()
     wait_items(&c, &cluster.node(behind).url("/status"), 6).await;
 }
 
+/// Stores `key` in namespace `s` through `url`, expecting 200.
+async fn store_ok(c: &reqwest::Client, url: &str, key: &str) {
+    let (st, body) = post(
+        c,
+        url,
+        json!({"namespace":"s","key":key,"data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_for_long_catches_up_by_snapshot() {
     let mut cluster = Cluster::start(3, "snapshot_logs: 10\nsnapshot_keep_logs: 2\n");
@@ -199,14 +210,9 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
     let down = (leader + 1) % 3;
     cluster.kill9(down);
     let up = (leader + 2) % 3;
+    let store_url = cluster.node(up).url("/store_data");
     for i in 0..120 {
-        let (st, _) = post(
-            &c,
-            &cluster.node(up).url("/store_data"),
-            json!({"namespace":"s","key":format!("k{i}"),"data":"v","ttl":600}),
-        )
-        .await;
-        assert_eq!(st, 200);
+        store_ok(&c, &store_url, &format!("k{i}")).await;
     }
     // Both live nodes snapshot (every 10 entries) and purge all but 2 entries before it, well
     // past the entries `down` has. The leader postpones a purge while its replication to
@@ -225,13 +231,7 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
     while !(purged(leader) && purged(up)) {
         assert!(Instant::now() < deadline, "no purge within 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (st, _) = post(
-            &c,
-            &cluster.node(up).url("/store_data"),
-            json!({"namespace":"s","key":format!("extra{extra}"),"data":"v","ttl":600}),
-        )
-        .await;
-        assert_eq!(st, 200);
+        store_ok(&c, &store_url, &format!("extra{extra}")).await;
         extra += 1;
     }
     cluster.restart(down);
