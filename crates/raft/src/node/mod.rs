@@ -81,6 +81,19 @@ struct Inner {
     data_dir: DataDir,
 }
 
+/// The term in which node `me` leads as the only voter of the effective membership (the
+/// latest appended, committed or not), per openraft's server metrics `m`; `None` otherwise.
+/// See [`Node::confirm_as_sole_voter`].
+pub(crate) fn sole_leader_term(
+    m: &openraft::metrics::RaftServerMetrics<crate::types::TypeConfig>,
+    me: NodeId,
+) -> Option<u64> {
+    let mut voters = m.membership_config.membership().voter_ids();
+    let sole = voters.next() == Some(me) && voters.next().is_none();
+    (m.state == openraft::ServerState::Leader && m.current_leader == Some(me) && sole)
+        .then_some(m.vote.leader_id.term)
+}
+
 /// A reference to a running node that does not keep it alive (for its own background tasks).
 pub(crate) struct WeakNode(std::sync::Weak<Inner>);
 
@@ -323,14 +336,10 @@ impl Node {
     fn confirm_as_sole_voter(&self) -> bool {
         let term = {
             let metrics = self.inner.raft.server_metrics();
-            let m = metrics.borrow_watched();
-            let me = self.inner.node_id;
-            let mut voters = m.membership_config.membership().voter_ids();
-            let sole = voters.next() == Some(me) && voters.next().is_none();
-            if m.state != openraft::ServerState::Leader || m.current_leader != Some(me) || !sole {
+            let Some(term) = sole_leader_term(&metrics.borrow_watched(), self.inner.node_id) else {
                 return false;
-            }
-            m.vote.leader_id.term
+            };
+            term
         };
         let (applied_term, high_water) = {
             let applied = self.inner.shared.read();
@@ -396,5 +405,63 @@ impl Node {
     /// The data directory's root (backups are written there, unlinked).
     pub(crate) fn data_root(&self) -> &Path {
         self.inner.data_dir.root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::metrics::RaftServerMetrics;
+    use openraft::ServerState;
+
+    use super::sole_leader_term;
+    use crate::node::metrics_fixture::metrics;
+    use crate::types::{TypeConfig, Vote};
+
+    /// Node 1's server metrics in `state`, with `leader` known, `voters` as the membership
+    /// and a committed vote of term 5.
+    fn server(
+        state: ServerState,
+        leader: Option<u64>,
+        voters: &[u64],
+    ) -> RaftServerMetrics<TypeConfig> {
+        let membership = metrics(state, voters).membership_config;
+        RaftServerMetrics {
+            id: 1,
+            vote: Vote::new_committed(5, 1),
+            state,
+            current_leader: leader,
+            membership_config: membership.clone(),
+            committed_membership_config: membership,
+        }
+    }
+
+    #[test]
+    fn only_a_leader_that_is_the_only_voter_reads_without_a_round() {
+        assert_eq!(
+            sole_leader_term(&server(ServerState::Leader, Some(1), &[1]), 1),
+            Some(5)
+        );
+        // A second voter (appended, committed or not): rounds again.
+        assert_eq!(
+            sole_leader_term(&server(ServerState::Leader, Some(1), &[1, 2]), 1),
+            None
+        );
+        // Not leading, or another node named leader, or not a voter at all.
+        for state in [
+            ServerState::Follower,
+            ServerState::Candidate,
+            ServerState::Learner,
+            ServerState::Shutdown,
+        ] {
+            assert_eq!(sole_leader_term(&server(state, Some(1), &[1]), 1), None);
+        }
+        assert_eq!(
+            sole_leader_term(&server(ServerState::Leader, Some(2), &[1]), 1),
+            None
+        );
+        assert_eq!(
+            sole_leader_term(&server(ServerState::Leader, Some(1), &[2]), 1),
+            None
+        );
     }
 }
