@@ -139,34 +139,27 @@ impl LogEngine {
     /// the Raft core's task). A name is written either this way or with
     /// [`LogEngine::put_meta`], never both (a rename would leave the open file behind).
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
-        use std::os::unix::fs::FileExt;
         let record = encode_record(value);
+        let path = self.meta_dir.join(name);
         let mut files = self.lazy_meta.lock().unwrap_or_else(|p| p.into_inner());
-        let written = (|| {
-            if !files.contains_key(name) {
+        let entry = match files.entry(name.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e,
+            std::collections::hash_map::Entry::Vacant(e) => {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(self.meta_dir.join(name))?;
-                files.insert(name.to_string(), (file, None));
+                    .open(&path)
+                    .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+                e.insert_entry((file, None))
             }
-            let Some((file, len)) = files.get_mut(name) else {
-                return Ok(());
-            };
-            file.write_all_at(&record, 0)?;
-            if *len != Some(record.len()) {
-                file.set_len(record.len() as u64)?;
-                *len = Some(record.len());
-            }
-            Ok(())
-        })();
-        written.map_err(|e| {
-            // Opened afresh next time.
-            files.remove(name);
-            let path = self.meta_dir.join(name);
-            StorageError::io(format!("writing {}", path.display()), e)
-        })
+        };
+        let (file, len) = entry.into_mut();
+        if let Err(e) = write_in_place(file, len, &record) {
+            files.remove(name); // opened afresh next time
+            return Err(StorageError::io(format!("writing {}", path.display()), e));
+        }
+        Ok(())
     }
 
     /// Bytes of the log records after `index` (how much a snapshot at `index` would let go).
@@ -178,6 +171,18 @@ impl LogEngine {
     pub fn disk_space(&self) -> u64 {
         self.wal().disk_bytes()
     }
+}
+
+/// Writes `record` at the start of `file` and sets its length when it differs from `len`,
+/// the length last set (`None`: not known).
+fn write_in_place(file: &File, len: &mut Option<usize>, record: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(record, 0)?;
+    if *len != Some(record.len()) {
+        file.set_len(record.len() as u64)?;
+        *len = Some(record.len());
+    }
+    Ok(())
 }
 
 fn read_meta(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -334,12 +334,9 @@ impl Node {
     /// commit: with this node among the voters, the other node needs this node to accept its
     /// entries first.
     fn confirm_as_sole_voter(&self) -> bool {
-        let term = {
-            let metrics = self.inner.raft.server_metrics();
-            let Some(term) = sole_leader_term(&metrics.borrow_watched(), self.inner.node_id) else {
-                return false;
-            };
-            term
+        let metrics = self.inner.raft.server_metrics();
+        let Some(term) = sole_leader_term(&metrics.borrow_watched(), self.inner.node_id) else {
+            return false;
         };
         let (applied_term, high_water) = {
             let applied = self.inner.shared.read();
