@@ -260,13 +260,19 @@ impl ClusterTime {
     }
 
     /// Judges this node: as leader from its own estimates; as a follower from its leader's
-    /// latest table when it is fresh, else from its own.
+    /// latest table when it is fresh and places this node, else from its own. (A leader that
+    /// has just taken over has no estimate of this node yet: its first appends carry a table
+    /// without it, which says nothing about this node's clock; judging from it would clear a
+    /// node that is out of bounds until the leader's first sample.)
     pub fn verdict(&self, voters: &[NodeId], leader: Option<NodeId>) -> Verdict {
         let now = Instant::now();
         let o = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
         let from_leader = match (&o.leader_table, leader) {
             (Some((from, table, at)), Some(l))
-                if *from == l && l != self.me && now.duration_since(*at) <= TABLE_FRESH =>
+                if *from == l
+                    && l != self.me
+                    && now.duration_since(*at) <= TABLE_FRESH
+                    && table.iter().any(|(id, _)| *id == self.me) =>
             {
                 Some(table.clone())
             }

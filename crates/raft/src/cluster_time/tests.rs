@@ -112,6 +112,33 @@ fn offsets_are_estimated_from_calls_with_injected_clocks() {
 }
 
 #[test]
+fn a_leaders_table_without_this_node_leaves_the_verdict_to_its_own_estimates() {
+    // Node 2 is 3 s ahead of nodes 1 and 3, and has measured both itself.
+    let (c1, n1) = node(1, 1000 * S);
+    let (c2, n2) = node(2, 1003 * S);
+    let (c3, n3) = node(3, 1000 * S);
+    call((&c2, &n2), (&c1, &n1), 1, 1_000, 0);
+    // Keep the three clocks together: node 3's clock moves with the others.
+    c3.set(Timestamp::from_micros(c1.now().as_micros()));
+    call((&c2, &n2), (&c3, &n3), 3, 1_000, 0);
+    c1.set(Timestamp::from_micros(c3.now().as_micros()));
+    assert!(n2.verdict(&[1, 2, 3], Some(1)).out_of_bounds);
+    // Node 1 takes over as leader: its first append carries a table with no entry for node 2
+    // (it has not measured node 2 yet). That says nothing; node 2 stays out.
+    call((&c1, &n1), (&c2, &n2), 2, 1_000, 0);
+    let v = n2.verdict(&[1, 2, 3], Some(1));
+    assert!(v.out_of_bounds, "{v:?}");
+    // Once the leader has measured node 3 as well, its next append's table places node 2 (3 s
+    // ahead of both): judged from it, still out.
+    c3.set(Timestamp::from_micros(c1.now().as_micros()));
+    call((&c1, &n1), (&c3, &n3), 3, 1_000, 0);
+    call((&c1, &n1), (&c2, &n2), 2, 1_000, 0);
+    let v = n2.verdict(&[1, 2, 3], Some(1));
+    assert!(v.out_of_bounds, "{v:?}");
+    assert_eq!(v.offsets, vec![(3, -3 * S as i64), (1, -3 * S as i64)]);
+}
+
+#[test]
 fn slow_answers_prove_nothing() {
     let (_, a) = node(1, 1000 * S);
     // A peer paused for 3 s while our call waited: the sample says +1.5 s, with an error
