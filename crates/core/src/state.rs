@@ -218,14 +218,24 @@ impl State {
 
     /// Removes every item that expired at or before `now`; returns how many. The cost is
     /// proportional to the number removed (the expiry index is ordered by time).
+    ///
+    /// Each step takes its entry off the index first, so the loop ends even if the index held
+    /// an entry that no item matches (which the invariant of [`State`] rules out): such an
+    /// entry is dropped and the item, if any, is left alone.
     fn purge_expired(&mut self, now: Timestamp) -> usize {
         let mut purged = 0;
-        while let Some((expires_at, id)) = self.expiry.first().cloned() {
-            if expires_at > now {
+        while self.expiry.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((expires_at, id)) = self.expiry.pop_first() else {
                 break;
+            };
+            if self
+                .items
+                .get(&id)
+                .is_some_and(|item| item.expires_at == expires_at)
+            {
+                self.remove(&id);
+                purged += 1;
             }
-            self.remove(&id);
-            purged += 1;
         }
         self.expired_total += purged as u64;
         purged

@@ -307,6 +307,20 @@ fn empty_batch_purges_expired_items() {
     assert_eq!(s.next_expiry(), Some(ts(52)));
 }
 
+/// An expiry entry that no item matches (a broken invariant) must not hang the purge: it is
+/// dropped, and an item with another expiry under the same id stays.
+#[test]
+fn a_stale_expiry_entry_is_dropped_not_looped_on() {
+    let mut s = State::new();
+    apply_one(&mut s, ts(1), store("n", "a", "v", 50, None)).unwrap();
+    s.expiry.insert((ts(3), id("n", "gone")));
+    s.expiry.insert((ts(4), id("n", "a")));
+    s.apply(&batch(ts(10), Limits::default(), vec![]));
+    assert_eq!(s.stats().items, 1);
+    assert_eq!(s.next_expiry(), Some(ts(51)));
+    s.assert_invariants();
+}
+
 #[test]
 fn from_parts_round_trips() {
     let mut s = State::new();
