@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CPU cost of a store in a 3-node statemanager cluster, for A/B comparisons of builds.
+# CPU cost of a store (or a fetch, OP=fetch) in a 3-node statemanager cluster, for A/B
+# comparisons of builds.
 #
 #   bench/cluster_cpu.sh BINARY [BINARY ...]
 #
@@ -7,10 +8,10 @@
 # every binary alike): start a fresh 3-node cluster on free 127.0.0.1 ports, preload KEYS keys,
 # run `wrk -t2 -c64` stores for DURATION s against TARGET (leader or follower), and read the
 # CPU ticks (/proc/PID/stat utime+stime) of the three nodes and of wrk over the run. Prints one
-# line per run and, at the end, the median per binary of: stores/s, p99, and CPU µs per store
+# line per run and, at the end, the median per binary of: requests/s, p99, and CPU µs per request
 # (all three nodes together, and wrk). No etcd, no failover: use cluster.sh for the report.
 #
-# Knobs: ROUNDS=3 DURATION=10 TARGET=follower (or leader) KEYS=10000 VALUE_SIZE=1024
+# Knobs: ROUNDS=3 DURATION=10 TARGET=follower (or leader) OP=store (or fetch) KEYS=10000 VALUE_SIZE=1024
 #        CONNS=64 THREADS=2 BENCH_TMP=/tmp PERF=1 (perf record $PERF_ARGS, default -g, of the nodes:
 #        perf-<binary index>-<round>.data in the current directory) or PERF=stat (context switches
 #        and system calls of each node per store), METRICS=1 (print the nodes' /metrics lines
@@ -24,6 +25,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 TARGET=${TARGET:-follower}
+OP=${OP:-store}
+[[ $OP == store || $OP == fetch ]] || { echo "OP must be store or fetch" >&2; exit 2; }
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-1024}
 CONNS=${CONNS:-64}
@@ -89,7 +92,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             perf_pid=$!
         fi
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
-            -s "$HERE/lua/sm_store.lua" "$url" >"$WORK/wrk.out" 2>&1 &
+            -s "$HERE/lua/sm_$OP.lua" "$url" >"$WORK/wrk.out" 2>&1 &
         wpid=$!
         track "$wpid"
         wticks=0
@@ -119,14 +122,14 @@ print(f"{b}\t{rnd}\t{kv['rps']}\t{kv['p99_ms']}\t{us(nt):.1f}\t{us(wt):.1f}\t{kv
 EOF
         [[ -n ${KEEP_WRK:-} ]] && cp "$WORK/wrk.out" "$KEEP_WRK/wrk-$b-$round.txt"
         IFS=$'\t' read -r _ _ rps p99 cpu wcpu bad < <(tail -n1 "$RESULTS")
-        echo "round $round binary $b ($bin): $rps stores/s, p99 $p99 ms, node CPU $cpu µs/store, wrk $wcpu µs/store, non-200 $bad"
+        echo "round $round binary $b ($bin): $rps ${OP}s/s, p99 $p99 ms, node CPU $cpu µs/request, wrk $wcpu µs/request, non-200 $bad"
         req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
-        awk -v req="$req" -v tick="$TICK" '{ printf "  CPU µs/store by node:"; for (i = 1; i < NF; i += 2) printf " %s %.1f", $i, $(i + 1) * 1e6 / tick / (req ? req : 1); print "" }' <<<"$roles"
+        awk -v req="$req" -v tick="$TICK" '{ printf "  CPU µs/request by node:"; for (i = 1; i < NF; i += 2) printf " %s %.1f", $i, $(i + 1) * 1e6 / tick / (req ? req : 1); print "" }' <<<"$roles"
         for i in 0 1 2; do
             [[ -s $WORK/perf-stat.$i.txt ]] || continue
             if ((i == l)); then r=leader; elif ((i == t)); then r=target; else r=follower; fi
             awk -v n="$req" -v r="$r" \
-                '/context-switches|sys_enter/ { gsub(",", "", $1); printf "  %s %s: %.2f per store\n", r, $2, $1 / n }' \
+                '/context-switches|sys_enter/ { gsub(",", "", $1); printf "  %s %s: %.2f per request\n", r, $2, $1 / n }' \
                 "$WORK/perf-stat.$i.txt"
             rm -f "$WORK/perf-stat.$i.txt"
         done
@@ -145,12 +148,12 @@ EOF
 done
 
 echo ""
-echo "medians over $ROUNDS rounds (target: $TARGET, ${DURATION}s, -c$CONNS, ${VALUE_SIZE}-byte values):"
+echo "medians over $ROUNDS rounds (${OP}s, target: $TARGET, ${DURATION}s, -c$CONNS, ${VALUE_SIZE}-byte values):"
 python3 - "$RESULTS" "$@" <<'EOF'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
 for b, name in enumerate(sys.argv[2:], 1):
     mine = [r for r in rows if int(r[0]) == b]
     med = lambda i: statistics.median(float(r[i]) for r in mine)
-    print(f"  {b}: {name}: {med(2):,.0f} stores/s, p99 {med(3):.1f} ms, nodes {med(4):.1f} µs/store, wrk {med(5):.1f} µs/store")
+    print(f"  {b}: {name}: {med(2):,.0f} requests/s, p99 {med(3):.1f} ms, nodes {med(4):.1f} µs/request, wrk {med(5):.1f} µs/request")
 EOF
