@@ -101,10 +101,20 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
         counted(&metrics, "statemanager_batch_commit_seconds_count"),
         "{metrics}"
     );
+    // A fetch on the follower takes a read-index round, counted with the reads it served.
+    let (status, v) = post(
+        &client,
+        &cluster.node((leader + 1) % 3).url("/fetch_data"),
+        json!({"namespace": "PLUGIN#stream", "key": "k"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
     let follower = get_text(&client, &cluster.node((leader + 1) % 3).url("/metrics")).await;
     assert!(
         counted(&follower, "statemanager_batch_forward_seconds_count")
-            && counted(&follower, "statemanager_batch_ops_count"),
+            && counted(&follower, "statemanager_batch_ops_count")
+            && counted(&follower, "statemanager_read_rounds_total")
+            && counted(&follower, "statemanager_read_round_reads_total"),
         "{follower}"
     );
 
