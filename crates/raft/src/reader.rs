@@ -108,8 +108,13 @@ pub async fn run(
     rounds(rx, || linearize(&raft, &network, &time, &shared, timeout)).await
 }
 
+/// How many times at most the reader lets the other ready tasks run before a round takes its
+/// reads (it stops as soon as one such pass queued no read).
+const MAX_GATHER_YIELDS: usize = 4;
+
 /// Serves the queued reads in rounds until every sender of `rx` is dropped: each round takes
-/// every read queued by the time the reader has let the other ready tasks run once, runs
+/// every read queued by the time the reader has let the other ready tasks run (once, or
+/// again while that queued more reads, up to [`MAX_GATHER_YIELDS`] times), runs
 /// `round` once and hands its result to each of them. A read queued while a round runs waits
 /// for the next one.
 async fn rounds<F, R>(mut rx: mpsc::Receiver<ReadWaiter>, mut round: F)
@@ -123,10 +128,17 @@ where
     while let Some(first) = rx.recv().await {
         waiters.push(first);
         // Let the runtime run the tasks that are ready (requests already read) before the
-        // round takes its reads: bigger rounds, fewer of them (see docs/design.md).
-        tokio::task::yield_now().await;
-        while let Ok(next) = rx.try_recv() {
-            waiters.push(next);
+        // round takes its reads, again while that brings more: bigger rounds, fewer of them
+        // (see docs/design.md).
+        for _ in 0..MAX_GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            let before = waiters.len();
+            while let Ok(next) = rx.try_recv() {
+                waiters.push(next);
+            }
+            if waiters.len() == before {
+                break;
+            }
         }
         rounds_run.increment(1);
         reads_served.increment(waiters.len() as u64);

@@ -144,3 +144,28 @@ async fn the_reader_ends_when_every_sender_is_gone() {
         .expect("the reader did not panic");
     assert!(fake.started.try_recv().is_err(), "no round without a read");
 }
+
+#[tokio::test]
+async fn reads_from_tasks_ready_when_the_first_arrives_join_its_round() {
+    let (tx, rx) = mpsc::channel(16);
+    let (mut fake, _task) = start(rx);
+    let first = queue(&tx).await;
+    // Ready to run when the reader wakes for the first read: the reader lets them run before
+    // it takes its reads, so the four share one round.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let tx = tx.clone();
+        others.push(tokio::spawn(async move { queue(&tx).await }));
+    }
+    fake.begun(1).await;
+    fake.end(Ok(()));
+    assert!(bounded("first", first).await.expect("answered").is_ok());
+    for other in others {
+        let answer = bounded("queued", other).await.expect("the task ran");
+        assert!(bounded("other", answer).await.expect("answered").is_ok());
+    }
+    assert!(
+        fake.started.try_recv().is_err(),
+        "one round served all four reads"
+    );
+}
