@@ -259,11 +259,12 @@ impl ClusterTime {
         s.offset.unsigned_abs() > self.bound.saturating_add(s.delay / 2)
     }
 
-    /// Judges this node: as leader from its own estimates; as a follower from its leader's
-    /// latest table when it is fresh and places this node, else from its own. (A leader that
-    /// has just taken over has no estimate of this node yet: its first appends carry a table
-    /// without it, which says nothing about this node's clock; judging from it would clear a
-    /// node that is out of bounds until the leader's first sample.)
+    /// Judges this node: from its own estimates, and as a follower also from its leader's
+    /// latest table when it is fresh and places this node; out of bounds if either says so.
+    /// (A leader that has just taken over may have no estimate of this node yet, or only
+    /// samples from before this node's clock was stepped: its table then says nothing true
+    /// about this node's clock, and must not clear a node its own estimates find out of
+    /// bounds. Refusing on either is the safe side: a node out of bounds only stops serving.)
     pub fn verdict(&self, voters: &[NodeId], leader: Option<NodeId>) -> Verdict {
         let now = Instant::now();
         let o = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,12 +279,13 @@ impl ClusterTime {
             }
             _ => None,
         };
-        let table = from_leader.unwrap_or_else(|| {
-            let mut table = self.own_table(&o, now);
-            table.push((self.me, 0));
-            table
-        });
-        judge(self.me, &table, voters, self.bound)
+        let mut own_table = self.own_table(&o, now);
+        own_table.push((self.me, 0));
+        let own = judge(self.me, &own_table, voters, self.bound);
+        match from_leader {
+            Some(table) if !own.out_of_bounds => judge(self.me, &table, voters, self.bound),
+            _ => own,
+        }
     }
 
     /// Records the verdict's outcome for the request paths (see [`ClusterTime::refusal`]).

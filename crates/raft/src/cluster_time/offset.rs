@@ -32,6 +32,20 @@ pub fn sample(t0: u64, t1: u64, t2: u64, t3: u64) -> Sample {
     }
 }
 
+/// Slack allowed between two samples' error intervals before they are taken to disagree: the
+/// clocks' drift over the samples' lifetime ([`FRESH`] at 100 ppm is 1 ms).
+pub(super) const CONSISTENCY_SLACK_US: u64 = 2_000;
+
+impl Sample {
+    /// Whether the offsets `self` and `other` allow can be the same offset: the true offset
+    /// lies within half the round trip of each sample's, so intervals that do not meet (with
+    /// [`CONSISTENCY_SLACK_US`] for drift) prove that a clock was stepped in between.
+    pub fn consistent_with(&self, other: &Sample) -> bool {
+        let gap = self.offset.abs_diff(other.offset);
+        gap <= self.delay / 2 + other.delay / 2 + CONSISTENCY_SLACK_US
+    }
+}
+
 /// Recent samples of one peer; the estimate is the sample with the shortest round trip
 /// (its error is at most half that round trip), as NTP's clock filter does.
 #[derive(Debug, Default, Clone)]
@@ -40,8 +54,11 @@ pub struct Estimator {
 }
 
 impl Estimator {
-    /// Adds a sample taken at `at`.
+    /// Adds a sample taken at `at`. Older samples that it proves wrong (see
+    /// [`Sample::consistent_with`]: one of the two clocks was stepped since) are dropped, so a
+    /// quick sample from before a step can no longer be the estimate.
     pub fn add(&mut self, s: Sample, at: Instant) {
+        self.samples.retain(|(old, _)| old.consistent_with(&s));
         if self.samples.len() == SAMPLES {
             self.samples.pop_front();
         }
