@@ -31,6 +31,11 @@ fn call(
     a.1.on_answer(Some(b_id), t0, &answer, a.1.wall())
 }
 
+/// A sample with this offset and round trip (µs).
+fn sample_of(offset: i64, delay: u64) -> Sample {
+    Sample { offset, delay }
+}
+
 fn advance(a: &ManualClock, b: &ManualClock, micros: u64) {
     for c in [a, b] {
         c.set(Timestamp::from_micros(c.now().as_micros() + micros));
@@ -57,40 +62,16 @@ fn ntp_sample_halves_the_round_trip_and_removes_the_peers_work() {
 fn estimator_keeps_the_shortest_round_trip_among_fresh_samples() {
     let mut e = Estimator::default();
     let start = Instant::now();
-    e.add(
-        Sample {
-            offset: 900,
-            delay: 9_000,
-        },
-        start,
-    );
-    e.add(
-        Sample {
-            offset: 310,
-            delay: 200,
-        },
-        start,
-    );
-    e.add(
-        Sample {
-            offset: 500,
-            delay: 4_000,
-        },
-        start,
-    );
+    e.add(sample_of(900, 9_000), start);
+    e.add(sample_of(310, 200), start);
+    e.add(sample_of(500, 4_000), start);
     assert_eq!(e.estimate(start).unwrap().offset, 310);
     assert_eq!(e.last().unwrap().offset, 500);
     // Stale samples are not used.
     assert_eq!(e.estimate(start + FRESH + Duration::from_secs(1)), None);
     // Only the newest SAMPLES are kept: the good sample eventually leaves.
     for _ in 0..SAMPLES {
-        e.add(
-            Sample {
-                offset: 700,
-                delay: 5_000,
-            },
-            start,
-        );
+        e.add(sample_of(700, 5_000), start);
     }
     assert_eq!(e.estimate(start).unwrap().offset, 700);
 }
@@ -146,48 +127,18 @@ fn a_leaders_table_without_this_node_leaves_the_verdict_to_its_own_estimates() {
 fn a_sample_that_proves_a_step_drops_the_samples_before_it() {
     let mut e = Estimator::default();
     let at = Instant::now();
-    e.add(
-        Sample {
-            offset: 0,
-            delay: 1_000,
-        },
-        at,
-    );
-    e.add(
-        Sample {
-            offset: -3 * S as i64,
-            delay: 5_000,
-        },
-        at,
-    );
+    e.add(sample_of(0, 1_000), at);
+    e.add(sample_of(-3 * S as i64, 5_000), at);
     assert_eq!(e.estimate(at).map(|s| s.offset), Some(-3 * S as i64));
     // Samples that agree within their errors are all kept; the quickest is the estimate.
-    e.add(
-        Sample {
-            offset: -3 * S as i64 + 2_000,
-            delay: 1_000,
-        },
-        at,
-    );
+    e.add(sample_of(-3 * S as i64 + 2_000, 1_000), at);
     assert_eq!(
         e.estimate(at).map(|s| s.offset),
         Some(-3 * S as i64 + 2_000)
     );
-    let (a, b) = (
-        Sample {
-            offset: 0,
-            delay: 1_000,
-        },
-        Sample {
-            offset: 3_000,
-            delay: 1_000,
-        },
-    );
+    let (a, b) = (sample_of(0, 1_000), sample_of(3_000, 1_000));
     assert!(a.consistent_with(&b) && b.consistent_with(&a));
-    let c = Sample {
-        offset: 3_001,
-        delay: 1_000,
-    };
+    let c = sample_of(3_001, 1_000);
     assert!(!a.consistent_with(&c));
 }
 
