@@ -422,9 +422,13 @@ async fn move_leadership_by_kills(
         // Let the restarted node catch up a little before the next kill.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Seen once in CI, cause unknown: the target's own account of the elections says why.
+    let log = cluster.node(target).log();
+    let tail: Vec<&str> = log.lines().rev().take(80).collect();
     panic!(
-        "node {} never took over after a kill: {kills:?}",
-        target + 1
+        "node {} never took over after a kill: {kills:?}\nthe last lines of its log:\n{}",
+        target + 1,
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
 
