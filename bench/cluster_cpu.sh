@@ -6,7 +6,7 @@
 #
 # For each round (ROUNDS, default 3) and each binary in turn (so that the machine's drift hits
 # every binary alike): start a fresh 3-node cluster on free 127.0.0.1 ports, preload KEYS keys,
-# run `wrk -t2 -c64` stores for DURATION s against TARGET (leader or follower), and read the
+# run `wrk -t2 -c64` stores (or fetches) for DURATION s against TARGET (leader or follower), and read the
 # CPU ticks (/proc/PID/stat utime+stime) of the three nodes and of wrk over the run. Prints one
 # line per run and, at the end, the median per binary of: requests/s, p99, and CPU µs per request
 # (all three nodes together, and wrk). No etcd, no failover: use cluster.sh for the report.
@@ -14,7 +14,7 @@
 # Knobs: ROUNDS=3 DURATION=10 TARGET=follower (or leader) OP=store (or fetch) KEYS=10000 VALUE_SIZE=1024
 #        CONNS=64 THREADS=2 BENCH_TMP=/tmp PERF=1 (perf record $PERF_ARGS, default -g, of the nodes:
 #        perf-<binary index>-<round>.data in the current directory) or PERF=stat (context switches
-#        and system calls of each node per store), METRICS=1 (print the nodes' /metrics lines
+#        and system calls of each node per request), METRICS=1 (print the nodes' /metrics lines
 #        matching METRICS_GREP after each run), EXTRA_CONFIG='key: value\nkey2: value' (added to
 #        every node's configuration; a binary may also be a wrapper script that sets variables),
 #        KEEP_LOGS=DIR (copy each node's log there), KEEP_WRK=DIR (copy wrk's output there)
