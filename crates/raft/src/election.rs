@@ -20,7 +20,8 @@
 //!   lease (`election_timeout_max`) *plus* an election timeout drawn once per start, so a
 //!   failover took 1.2–1.6 s, and two nodes that happened to draw close timeouts collided
 //!   in every failover. Here a node campaigns once the lease has passed plus a random delay
-//!   drawn anew for every attempt (up to `election_timeout_max - election_timeout_min`), and
+//!   drawn anew for every silence and every attempt (up to
+//!   `election_timeout_max - election_timeout_min`; [`FirstAttemptDelay`]), and
 //!   again after a fresh random election timeout when an attempt did not make it leader.
 //!
 //! The lease a voter checks is openraft's own (`election_timeout_max` since the last accepted
@@ -115,6 +116,47 @@ impl Timing {
     /// fresh election timeout in `[min, max)` (`unit` in `[0, 1)`).
     pub fn retry(&self, unit: f64) -> Duration {
         self.min + (self.max - self.min).mul_f64(unit)
+    }
+}
+
+/// The delay before the first attempt of a silence ([`Timing::first_attempt`]), drawn anew
+/// for every silence: every time a leader was heard since the last look, and after every
+/// attempt. (A draw kept across silences would make a node that drew high lose every
+/// failover to a peer that drew afresh, forever.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirstAttemptDelay {
+    /// The current draw.
+    due: Duration,
+    /// The silence seen at the last look.
+    last_silent: Duration,
+}
+
+impl FirstAttemptDelay {
+    /// A first draw (`unit` in `[0, 1)`).
+    pub fn new(timing: &Timing, unit: f64) -> Self {
+        FirstAttemptDelay {
+            due: timing.first_attempt(unit),
+            last_silent: Duration::ZERO,
+        }
+    }
+
+    /// Looks at the current silence: shorter than at the last look means a leader was heard
+    /// since, so a new silence begins with a new draw (`unit` is called only then).
+    pub fn observe(&mut self, silent: Duration, timing: &Timing, unit: impl FnOnce() -> f64) {
+        if silent < self.last_silent {
+            self.due = timing.first_attempt(unit());
+        }
+        self.last_silent = silent;
+    }
+
+    /// Draws anew (after an attempt, or while this node may not campaign).
+    pub fn redraw(&mut self, timing: &Timing, unit: f64) {
+        self.due = timing.first_attempt(unit);
+    }
+
+    /// How much silence the first attempt waits for.
+    pub fn due(&self) -> Duration {
+        self.due
     }
 }
 
@@ -231,5 +273,28 @@ mod tests {
             .map(|_| t.first_attempt(unit()).as_micros())
             .collect();
         assert!(draws.len() > 10);
+    }
+
+    #[test]
+    fn every_silence_draws_its_own_first_attempt_delay() {
+        let t = Timing {
+            min: Duration::from_millis(300),
+            max: Duration::from_millis(500),
+        };
+        let ms = Duration::from_millis;
+        let mut delay = FirstAttemptDelay::new(&t, 0.9);
+        assert_eq!(delay.due(), ms(680));
+        // The silence grows: the same draw (and no new one is asked for).
+        for silent in [10, 200, 400, 650] {
+            delay.observe(ms(silent), &t, || panic!("no draw while the silence grows"));
+        }
+        assert_eq!(delay.due(), ms(680));
+        // A leader was heard (the silence is shorter than at the last look): a new silence,
+        // a new draw.
+        delay.observe(ms(5), &t, || 0.1);
+        assert_eq!(delay.due(), ms(520));
+        delay.observe(ms(30), &t, || panic!("no draw while the silence grows"));
+        delay.redraw(&t, 0.5);
+        assert_eq!(delay.due(), ms(600));
     }
 }

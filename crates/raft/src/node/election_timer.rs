@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{Node, WeakNode};
 use crate::election::{
-    is_majority, may_campaign, term_and_last_log, unit, PreVoteAnswer, PreVoteRequest, Timing,
+    is_majority, may_campaign, term_and_last_log, unit, FirstAttemptDelay, PreVoteAnswer,
+    PreVoteRequest, Timing,
 };
 use crate::peer::stream::Kind;
 use crate::types::{decode, NodeId};
@@ -61,8 +62,8 @@ pub(super) async fn pre_vote(node: &Node, voters: &[NodeId]) -> bool {
 pub(crate) async fn run(node: WeakNode, timing: Timing) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // No attempt before this much silence from a leader; redrawn after every attempt.
-    let mut due_after_silence = timing.first_attempt(unit());
+    // No attempt before this much silence from a leader; drawn anew for every silence.
+    let mut first_attempt = FirstAttemptDelay::new(&timing, unit());
     // No attempt before this instant (set after an attempt).
     let mut not_before: Option<Instant> = None;
     // Whether a refused pre-vote was logged since a leader was last heard.
@@ -77,12 +78,14 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             (m.state, voters)
         };
-        if takeover.silent_for() < timing.max {
+        let silent = takeover.silent_for();
+        if silent < timing.max {
             refused_logged = false;
         }
+        first_attempt.observe(silent, &timing, unit);
         if takeover.suppressed() || !may_campaign(state, &voters, node.id()) {
             not_before = None;
-            due_after_silence = timing.first_attempt(unit());
+            first_attempt.redraw(&timing, unit());
             continue;
         }
         let asked = takeover.take_attempt();
@@ -90,12 +93,12 @@ pub(crate) async fn run(node: WeakNode, timing: Timing) {
             continue;
         }
         let alone = voters.len() == 1;
-        if !asked && !alone && takeover.silent_for() < due_after_silence {
+        if !asked && !alone && takeover.silent_for() < first_attempt.due() {
             continue;
         }
         // An attempt: whatever comes of it, the next one waits a fresh election timeout.
         not_before = Some(Instant::now() + timing.retry(unit()));
-        due_after_silence = timing.first_attempt(unit());
+        first_attempt.redraw(&timing, unit());
         if !alone {
             if !pre_vote(&node, &voters).await {
                 if !refused_logged {
