@@ -4,7 +4,8 @@
 //! log/00000000000000000001.wal     segment: named by the index of its first record
 //!   "SMWAL003"                      8-byte magic and format version (1 and 2 still read)
 //!   { len: u32 LE, crc32: u32 LE, index: u64 LE, append_first: u64 LE, payload }*
-//! log/spare-<n>.wal-spare          a purged segment kept for reuse (not part of the log)
+//! log/spare-<n>.wal-spare          a purged or prepared segment kept for reuse (not part of
+//!                                  the log)
 //! ```
 //!
 //! `len` counts everything after `crc32`. `crc32` covers `salt ‖ index ‖ append_first ‖
@@ -16,7 +17,8 @@
 //! their records and `fdatasync` before they return. A new segment starts once the current
 //! one passes [`SEGMENT_BYTES`].
 //!
-//! Purged segments are recycled: up to [`MAX_SPARES`] are renamed to spares, and a new
+//! Purged segments are recycled, and when none is kept one is prepared ahead, zero-filled
+//! (see [`spares`]): up to [`MAX_SPARES`] are renamed to spares, and a new
 //! segment is a spare renamed to its first index when one is there (its magic rewritten as
 //! version 3). `fdatasync` after an overwrite of blocks a file already has skips the journal
 //! commit that growing a file needs (three writers on this machine's ext4: median 475 → 300
@@ -94,6 +96,8 @@ pub struct Wal {
     locs: VecDeque<Loc>,
     segment_bytes: u64,
     spares: Spares,
+    /// Whether a spare is prepared ahead when none is kept (off in tests that count spares).
+    prepare_spares: bool,
 }
 impl Wal {
     /// Index of the first record held, if any.
@@ -113,6 +117,13 @@ impl Wal {
             .map_err(|e| StorageError::io(format!("listing {}", self.dir.display()), e))?;
         for entry in listing.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(spares::PREPARING_SUFFIX) {
+                // A preparation a crash cut short.
+                let path = entry.path();
+                fs::remove_file(&path)
+                    .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+                continue;
+            }
             if !name.ends_with(SPARE_SUFFIX) {
                 continue;
             }
@@ -292,8 +303,14 @@ impl Wal {
                 segment.file.sync_data()
             })
             .map_err(|e| StorageError::io(format!("appending to {}", segment.path.display()), e))?;
+        let half = self.segment_bytes / 2;
+        let crossed_half = segment.size < half && segment.size + buf.len() as u64 >= half;
         segment.size += buf.len() as u64;
         self.locs.extend(locs);
+        if crossed_half && self.prepare_spares {
+            // The next segment will want a spare (see `spares`).
+            self.spares.prepare_if_none(&self.dir, self.segment_bytes);
+        }
         Ok(())
     }
 
@@ -444,6 +461,11 @@ impl Wal {
     #[cfg(test)]
     pub(crate) fn set_segment_bytes(&mut self, bytes: u64) {
         self.segment_bytes = bytes;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_prepare_spares(&mut self, on: bool) {
+        self.prepare_spares = on;
     }
 
     /// Bytes the segments occupy (their records), and the spares kept for reuse.

@@ -35,6 +35,7 @@ impl Wal {
             locs: VecDeque::new(),
             segment_bytes: crate::failpoints::segment_bytes().unwrap_or(SEGMENT_BYTES),
             spares: Spares::default(),
+            prepare_spares: true,
         };
         wal.collect_spares()?;
         let count = firsts.len();

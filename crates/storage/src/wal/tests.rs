@@ -348,6 +348,7 @@ fn purged_segments_are_recycled_and_their_old_records_never_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(tmp.path(), None).unwrap();
     wal.set_segment_bytes(300);
+    wal.set_prepare_spares(false);
     let big = |i: u64| (i, vec![i as u8; 60 + (i as usize % 7)]);
     for i in 1..=40 {
         wal.append(&[big(i)]).unwrap();
@@ -378,6 +379,7 @@ fn purged_segments_are_recycled_and_their_old_records_never_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(tmp.path(), None).unwrap();
     wal.set_segment_bytes(300);
+    wal.set_prepare_spares(false);
     for i in 1..=12 {
         wal.append(&[big(i)]).unwrap();
     }
@@ -407,6 +409,7 @@ fn damage_in_a_recycled_segment_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(tmp.path(), None).unwrap();
     wal.set_segment_bytes(400);
+    wal.set_prepare_spares(false);
     let big = |i: u64| (i, vec![i as u8; 70]);
     for i in 1..=20 {
         wal.append(&[big(i)]).unwrap();
@@ -476,4 +479,74 @@ fn a_large_old_tail_is_recognised_quickly() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Waits (at most 10 s) until `n` spare files are in `dir`.
+fn wait_for_spares(dir: &Path, n: usize) {
+    for _ in 0..1000 {
+        if spare_files(dir).len() >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!(
+        "no spare after 10 s: {:?}",
+        fs::read_dir(dir).unwrap().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_zeroed_spare_is_prepared_once_a_segment_is_half_full_and_becomes_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    wal.set_segment_bytes(4096);
+    let big = |i: u64| (i, vec![i as u8; 500]);
+    let mut next = 1;
+    // Below half of the first segment: nothing prepared.
+    while wal.total_bytes() + 600 < 2048 {
+        wal.append(&[big(next)]).unwrap();
+        next += 1;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(spare_files(tmp.path()).is_empty());
+    // Past half: one spare, of the segment size, version 3 magic then zeros.
+    wal.append(&[big(next)]).unwrap();
+    next += 1;
+    wait_for_spares(tmp.path(), 1);
+    let spare = spare_files(tmp.path()).pop().unwrap();
+    let bytes = fs::read(&spare).unwrap();
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(&bytes[..8], MAGIC_V3);
+    assert!(bytes[8..].iter().all(|&b| b == 0));
+    // The next segment is that spare: written over, never grown past its records' need.
+    let before = segment_files(tmp.path()).len();
+    while segment_files(tmp.path()).len() == before {
+        wal.append(&[big(next)]).unwrap();
+        next += 1;
+    }
+    assert!(!spare.exists(), "the spare became the new segment");
+    let newest = segment_files(tmp.path()).pop().unwrap();
+    assert_eq!(fs::metadata(&newest).unwrap().len(), 4096);
+    // Its zeros after the records are not records, also after a reopen; appends go on.
+    drop(wal);
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..next).map(big).collect::<Vec<_>>());
+    wal.append(&[big(next)]).unwrap();
+    drop(wal);
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert_eq!(all(&wal), (1..=next).map(big).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_preparation_cut_short_is_removed_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    ten(tmp.path());
+    let cut = tmp
+        .path()
+        .join(format!("spare-1-0{}", spares::PREPARING_SUFFIX));
+    fs::write(&cut, [MAGIC_V3.as_slice(), &[0u8; 100]].concat()).unwrap();
+    let wal = Wal::open(tmp.path(), None).unwrap();
+    assert!(!cut.exists());
+    assert!(spare_files(tmp.path()).is_empty());
+    assert_eq!(all(&wal), (1..=10).map(rec).collect::<Vec<_>>());
 }
