@@ -9,8 +9,6 @@
 //!
 //! `statvfs` costs a system call, so the answer is cached for [`CHECK_EVERY`].
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,7 +19,6 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// The free-space check of one data directory.
 #[derive(Debug)]
 pub struct DiskSpace {
-    path: CString,
     dir: PathBuf,
     reserve: u64,
     last: Mutex<Option<(Instant, u64)>>,
@@ -31,22 +28,9 @@ impl DiskSpace {
     /// A check that `dir`'s file system keeps `reserve` bytes free (0: never refuses).
     pub fn new(dir: &Path, reserve: u64) -> Self {
         DiskSpace {
-            path: CString::new(dir.as_os_str().as_bytes()).unwrap_or_default(),
             dir: dir.to_path_buf(),
             reserve,
             last: Mutex::new(None),
-        }
-    }
-
-    /// Bytes available to this process on the file system, or `None` if it cannot be read.
-    fn read_free(&self) -> Option<u64> {
-        // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
-        unsafe {
-            let mut stat: libc::statvfs = std::mem::zeroed();
-            if libc::statvfs(self.path.as_ptr(), &mut stat) != 0 {
-                return None;
-            }
-            Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
         }
     }
 
@@ -61,7 +45,7 @@ impl DiskSpace {
             Some((at, free)) if now.duration_since(at) < CHECK_EVERY => free,
             _ => {
                 // An unreadable file system is not refused here: the write itself will tell.
-                let free = self.read_free().unwrap_or(u64::MAX);
+                let free = statemanager_storage::free_bytes(&self.dir).unwrap_or(u64::MAX);
                 *last = Some((now, free));
                 free
             }
@@ -83,7 +67,7 @@ impl DiskSpace {
                 Some(free)
             }
             _ => {
-                let free = self.read_free()?;
+                let free = statemanager_storage::free_bytes(&self.dir)?;
                 *last = Some((now, free));
                 Some(free)
             }

@@ -52,7 +52,7 @@ pub struct SnapshotWriter {
 /// Starts writing back `[offset, offset + len)` of `file` and waits for what was started
 /// before in that range; `false` when the kernel cannot (the caller's final fsync does it).
 #[cfg(target_os = "linux")]
-fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> bool {
+pub(crate) fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> bool {
     use std::os::fd::AsRawFd;
     let flags = if wait {
         libc::SYNC_FILE_RANGE_WAIT_BEFORE
@@ -67,7 +67,7 @@ fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_back(_file: &File, _offset: u64, _len: u64, _wait: bool) -> bool {
+pub(crate) fn write_back(_file: &File, _offset: u64, _len: u64, _wait: bool) -> bool {
     false
 }
 

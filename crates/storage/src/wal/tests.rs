@@ -550,3 +550,13 @@ fn a_preparation_cut_short_is_removed_at_open() {
     assert!(spare_files(tmp.path()).is_empty());
     assert_eq!(all(&wal), (1..=10).map(rec).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_spare_is_prepared_only_with_four_times_its_size_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let free = crate::data_dir::free_bytes(tmp.path()).expect("statvfs of a temp dir");
+    assert!(spares::room_for_spare(tmp.path(), 4096));
+    assert!(spares::room_for_spare(tmp.path(), free / 8));
+    assert!(!spares::room_for_spare(tmp.path(), free / 4 + free / 8 + 1));
+    assert!(!spares::room_for_spare(&tmp.path().join("missing"), 4096));
+}
