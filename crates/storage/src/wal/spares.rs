@@ -4,8 +4,8 @@
 //! A new segment that is a spare is written over blocks the file already has, so its
 //! `fdatasync` writes the data alone; a segment created empty grows with every append, and
 //! each of its `fdatasync`s also writes the inode (its size). On this machine's ext4 that is
-//! 183–205 µs against 104–109 µs for 40 KiB appends (`docs/design.md`, "WAL segments made
-//! ahead"). Purges give spares back once snapshots run; before that (a new data directory,
+//! 183–205 µs against 104–109 µs for 40 KiB appends (`docs/design.md`, "After the port:
+//! where a store's CPU goes", the zero-filled spares). Purges give spares back once snapshots run; before that (a new data directory,
 //! or a log growing faster than it is purged) a spare is prepared on its own thread: once the
 //! last segment is half full and no spare is kept, a file of the segment size is written
 //! with the version 3 magic and zeros, fsync'd, and renamed to a spare name, and the rename

@@ -560,3 +560,27 @@ fn a_spare_is_prepared_only_with_four_times_its_size_free() {
     assert!(!spares::room_for_spare(tmp.path(), free / 4 + free / 8 + 1));
     assert!(!spares::room_for_spare(&tmp.path().join("missing"), 4096));
 }
+
+#[test]
+fn no_spare_is_prepared_without_room_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Far more than the file system has: refused before any file is made.
+    Spares::default().prepare_if_none(tmp.path(), u64::MAX / 8);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let files: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn a_spare_of_several_zero_blocks_is_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two and a half blocks of zeros after the magic.
+    let bytes = 640 * 1024 + 8;
+    Spares::default().prepare_if_none(tmp.path(), bytes);
+    wait_for_spares(tmp.path(), 1);
+    let spare = spare_files(tmp.path()).pop().unwrap();
+    let content = fs::read(&spare).unwrap();
+    assert_eq!(content.len() as u64, bytes);
+    assert_eq!(&content[..8], MAGIC_V3);
+    assert!(content[8..].iter().all(|&b| b == 0));
+}
