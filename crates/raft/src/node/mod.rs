@@ -382,15 +382,22 @@ impl Node {
         self.inner.clock.now()
     }
 
-    /// Stops Raft (flushing what it has) and the background tasks.
+    /// Stops Raft (flushing what it has) and the background tasks, and returns once the
+    /// tasks are gone: the clock watch and the election timer hold the node while a tick
+    /// runs, so until they are, the data directory's lock may outlive the last handle (a
+    /// restart in the same process then found it locked, once, in CI).
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
+            // Cancelled (or already finished): either way its future has been dropped.
+            let _ = task.await;
         }
     }
 
