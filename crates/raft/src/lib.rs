@@ -18,6 +18,7 @@
 //! - [`peer`]: the peer transport (network, peer stream, HTTP routes, credentials, the
 //!   shared cache's calls); it reaches the node only through [`peer::host::PeerHost`],
 //!   which [`node::Node`] implements;
+//! - [`thread_slice`]: the short scheduler slice the write path's threads ask for;
 //! - [`view`]: plain data a node reports ([`NodeStatus`], [`view::Member`]), shared by both.
 //!
 //! No domain rule lives here: `apply` hands each batch to `State::apply`.
@@ -38,6 +39,7 @@ pub mod reader;
 pub mod recovery;
 pub mod state_machine;
 pub mod takeover;
+pub mod thread_slice;
 pub mod types;
 pub mod view;
 pub mod writer;

@@ -108,6 +108,16 @@ impl LogStore {
 
     /// A log store on `engine` whose log tail has `limits`.
     pub fn with_tail(engine: LogEngine, limits: TailLimits) -> std::io::Result<Self> {
+        Self::with_options(engine, limits, None)
+    }
+
+    /// A log store on `engine` whose log tail has `limits` and whose writer thread asks for
+    /// the scheduler slice `writer_slice` ([`crate::thread_slice`]; `None`: the default).
+    pub fn with_options(
+        engine: LogEngine,
+        limits: TailLimits,
+        writer_slice: Option<std::time::Duration>,
+    ) -> std::io::Result<Self> {
         let tail = Arc::new(Mutex::new(LogTail::new(limits)));
         if let Ok(Some((last, _))) = engine.last() {
             // What the WAL holds at start is written.
@@ -117,7 +127,11 @@ impl LogStore {
         }
         Ok(LogStore {
             purges: Arc::new(Purges::start(engine.clone())),
-            flusher: Arc::new(flusher::Flusher::start(engine.clone(), tail.clone())?),
+            flusher: Arc::new(flusher::Flusher::start(
+                engine.clone(),
+                tail.clone(),
+                writer_slice,
+            )?),
             engine,
             tail,
         })

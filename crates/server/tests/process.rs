@@ -427,3 +427,83 @@ async fn worker_threads_sizes_the_runtime() {
         assert!(s.log().contains(&line), "want {line:?}:\n{}", s.log());
     }
 }
+
+/// The slices the kernel reports for the threads of process `pid` named `name`
+/// (`sched_getattr`'s `sched_runtime`, in µs).
+fn thread_slices_us(pid: u32, name: &str) -> Vec<u64> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct SchedAttr {
+        size: u32,
+        sched_policy: u32,
+        sched_flags: u64,
+        sched_nice: i32,
+        sched_priority: u32,
+        sched_runtime: u64,
+        sched_deadline: u64,
+        sched_period: u64,
+    }
+    let mut slices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let tid: i64 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let mut attr = SchedAttr::default();
+        // SAFETY: `attr` is writable for the size passed.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                tid,
+                &mut attr as *mut SchedAttr,
+                std::mem::size_of::<SchedAttr>() as u32,
+                0u32,
+            )
+        };
+        assert_eq!(done, 0, "sched_getattr {tid}");
+        slices.push(attr.sched_runtime / 1000);
+    }
+    slices
+}
+
+/// `thread_slice_us` (default 100): the request threads and the log writer run with that
+/// scheduler slice on kernels that have per-thread slices (Linux 6.12 and later, which the
+/// start-up log says); `0` leaves the kernel's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_slice_us_sets_the_write_paths_scheduler_slice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), "thread_slice_us: 250\n", &[]);
+    s.wait_ready().await;
+    let supported = s.log().contains("threads ask for a 250 µs scheduler slice");
+    assert!(
+        supported || s.log().contains("no per-thread scheduler slices"),
+        "{}",
+        s.log()
+    );
+    let workers = thread_slices_us(s.pid(), "tokio-rt-worker");
+    let writer = thread_slices_us(s.pid(), "log-writer");
+    assert!(
+        !workers.is_empty() && writer.len() == 1,
+        "{workers:?} {writer:?}"
+    );
+    if supported {
+        assert!(
+            workers.iter().chain(&writer).all(|&us| us == 250),
+            "{workers:?} {writer:?}"
+        );
+    }
+    drop(s);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), "thread_slice_us: 0\n", &[]);
+    s.wait_ready().await;
+    assert!(!s.log().contains("scheduler slice"), "{}", s.log());
+    let workers = thread_slices_us(s.pid(), "tokio-rt-worker");
+    let writer = thread_slices_us(s.pid(), "log-writer");
+    assert!(
+        workers.iter().chain(&writer).all(|&us| us != 250),
+        "{workers:?} {writer:?}"
+    );
+}

@@ -15,6 +15,7 @@
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::storage::IOFlushed;
 use statemanager_storage::LogEngine;
@@ -45,12 +46,25 @@ pub(crate) struct Flusher {
 pub(crate) struct FlusherGone;
 
 impl Flusher {
-    /// Starts the writer thread for `engine`; it marks what it wrote in `tail`.
-    pub(crate) fn start(engine: LogEngine, tail: Arc<Mutex<LogTail>>) -> std::io::Result<Self> {
+    /// Starts the writer thread for `engine`; it marks what it wrote in `tail`. With `slice`,
+    /// the thread asks for that scheduler slice ([`crate::thread_slice`]), so it starts
+    /// writing soon after an append wakes it.
+    pub(crate) fn start(
+        engine: LogEngine,
+        tail: Arc<Mutex<LogTail>>,
+        slice: Option<Duration>,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || run(&engine, &tail, &queue))?;
+            .spawn(move || {
+                if let Some(slice) = slice {
+                    if let Err(e) = crate::thread_slice::request(slice) {
+                        tracing::debug!(error = %e, "the log writer keeps the default scheduler slice");
+                    }
+                }
+                run(&engine, &tail, &queue)
+            })?;
         Ok(Flusher { jobs })
     }
 

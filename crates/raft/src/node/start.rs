@@ -290,7 +290,12 @@ impl Node {
             options.peer_credentials.clone(),
             time.clone(),
         )?;
-        let log_store = LogStore::new(engine.clone()).map_err(StartError::LogWriter)?;
+        let log_store = LogStore::with_options(
+            engine.clone(),
+            crate::log_tail::TailLimits::default(),
+            options.thread_slice,
+        )
+        .map_err(StartError::LogWriter)?;
         let raft = Raft::new(
             options.node_id,
             config,

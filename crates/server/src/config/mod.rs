@@ -187,7 +187,13 @@ impl Config {
         options.max_batch_ops = self.max_batch_ops as usize;
         options.write_pipeline = self.write_pipeline as usize;
         options.cache = Some(cache);
+        options.thread_slice = self.thread_slice();
         options
+    }
+
+    /// The scheduler slice the write path's threads ask for (`None`: the kernel's default).
+    pub fn thread_slice(&self) -> Option<Duration> {
+        (self.thread_slice_us > 0).then(|| Duration::from_micros(self.thread_slice_us))
     }
 
     /// Checks relations between keys.

@@ -70,6 +70,14 @@ pub fn main(args: ServeArgs) -> ExitCode {
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads as usize);
     }
+    if let Some(slice) = config.thread_slice() {
+        // Every runtime thread: a worker woken for the Raft core or a request starts sooner.
+        builder.on_thread_start(move || {
+            if let Err(e) = statemanager_raft::thread_slice::request(slice) {
+                tracing::debug!(error = %e, "a runtime thread keeps the default scheduler slice");
+            }
+        });
+    }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,6 +89,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         "async runtime: {} worker threads",
         runtime.metrics().num_workers()
     );
+    log_thread_slice(config.thread_slice());
     match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -91,6 +100,35 @@ pub fn main(args: ServeArgs) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Says once, at start, whether the write path's threads run with the configured scheduler
+/// slice: the main thread asks for it too, and the kernel's answer is logged (the runtime's
+/// threads log theirs only at debug level).
+fn log_thread_slice(slice: Option<std::time::Duration>) {
+    let Some(slice) = slice else {
+        return;
+    };
+    match statemanager_raft::thread_slice::request(slice)
+        .and_then(|()| statemanager_raft::thread_slice::current())
+    {
+        Ok(now) if now == slice => {
+            tracing::info!("threads ask for a {} µs scheduler slice", slice.as_micros())
+        }
+        Ok(now) if now.is_zero() => tracing::info!(
+            "this kernel has no per-thread scheduler slices (Linux 6.12 and later do); \
+             thread_slice_us has no effect"
+        ),
+        Ok(now) => tracing::info!(
+            "threads ask for a {} µs scheduler slice; the kernel gives {} µs",
+            slice.as_micros(),
+            now.as_micros()
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "threads keep the default scheduler slice (thread_slice_us has no effect)"
+        ),
     }
 }
 
