@@ -64,8 +64,8 @@ pub struct NodeOptions {
     /// This node's share of the shared ephemeral cache: forwarded `get_data`/`set_data`
     /// calls from peers are answered from it (`None`: refused).
     pub cache: Option<Arc<statemanager_cache::Cache>>,
-    /// The scheduler slice the log writer thread asks for ([`crate::thread_slice`]; `None`:
-    /// the kernel's default).
+    /// The scheduler slice the log writer thread asks for ([`crate::thread_slice`]; `None`,
+    /// the default: the kernel's own).
     pub thread_slice: Option<Duration>,
 }
 
@@ -96,7 +96,7 @@ impl NodeOptions {
             write_pipeline: 1,
             max_clock_offset: Duration::from_millis(500),
             cache: None,
-            thread_slice: Some(Duration::from_micros(100)),
+            thread_slice: None,
         }
     }
 }

@@ -120,8 +120,9 @@ config_keys! {
     /// Threads serving requests (0: one per CPU core).
     worker_threads: u64 = 0, ["worker_threads"], |v| in_range(as_u64(v)?, 0, 1024)?;
     /// The scheduler slice, in microseconds, the request threads and the log writer thread
-    /// ask the kernel for (0: the kernel's default; see `statemanager_raft::thread_slice`).
-    thread_slice_us: u64 = 100, ["thread_slice_us"], |v| in_range(as_u64(v)?, 0, 100_000)?;
+    /// ask the kernel for (0, the default: the kernel's own; see
+    /// `statemanager_raft::thread_slice`).
+    thread_slice_us: u64 = 0, ["thread_slice_us"], |v| in_range(as_u64(v)?, 0, 100_000)?;
     /// `namespace_keys`: base64 keys for protected-namespace tokens (first mints, all verify).
     namespace_keys: Vec<String> = Vec::new(), ["namespace_keys"], |v| parse_namespace_keys(v)?;
     /// `namespace_keys_file`: a file holding the keys (must be mode 0600).
