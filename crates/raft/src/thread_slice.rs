@@ -44,7 +44,13 @@ pub fn request(slice: Duration) -> Result<(), SliceError> {
 /// The calling thread's slice as the kernel reports it (`sched_getattr`'s `sched_runtime`):
 /// the slice it runs with on kernels with custom slices, 0 on older ones.
 pub fn current() -> Result<Duration, SliceError> {
-    imp::current()
+    imp::of_thread(0)
+}
+
+/// The slice the kernel reports for thread `tid` (any thread the caller may inspect; 0: the
+/// calling thread), as [`current`] does.
+pub fn of_thread(tid: i32) -> Result<Duration, SliceError> {
+    imp::of_thread(tid)
 }
 
 #[cfg(target_os = "linux")]
@@ -115,13 +121,13 @@ mod imp {
         Ok(())
     }
 
-    pub(super) fn current() -> Result<Duration, SliceError> {
+    pub(super) fn of_thread(tid: i32) -> Result<Duration, SliceError> {
         let mut attr = SchedAttr::default();
-        // SAFETY: `attr` is writable for the size passed; 0 names the calling thread.
+        // SAFETY: `attr` is writable for the size passed; `tid` is only looked up.
         let done = unsafe {
             libc::syscall(
                 libc::SYS_sched_getattr,
-                0,
+                tid,
                 &mut attr as *mut SchedAttr,
                 std::mem::size_of::<SchedAttr>() as u32,
                 0u32,
@@ -143,7 +149,7 @@ mod imp {
         Err(SliceError::Unsupported)
     }
 
-    pub(super) fn current() -> Result<Duration, SliceError> {
+    pub(super) fn of_thread(_tid: i32) -> Result<Duration, SliceError> {
         Err(SliceError::Unsupported)
     }
 }

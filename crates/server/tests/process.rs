@@ -428,21 +428,8 @@ async fn worker_threads_sizes_the_runtime() {
     }
 }
 
-/// The slices the kernel reports for the threads of process `pid` named `name`
-/// (`sched_getattr`'s `sched_runtime`, in µs).
+/// The slices the kernel reports for the threads of process `pid` named `name`, in µs.
 fn thread_slices_us(pid: u32, name: &str) -> Vec<u64> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct SchedAttr {
-        size: u32,
-        sched_policy: u32,
-        sched_flags: u64,
-        sched_nice: i32,
-        sched_priority: u32,
-        sched_runtime: u64,
-        sched_deadline: u64,
-        sched_period: u64,
-    }
     let mut slices = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
@@ -450,25 +437,14 @@ fn thread_slices_us(pid: u32, name: &str) -> Vec<u64> {
         if comm.trim() != name {
             continue;
         }
-        let tid: i64 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
-        let mut attr = SchedAttr::default();
-        // SAFETY: `attr` is writable for the size passed.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_sched_getattr,
-                tid,
-                &mut attr as *mut SchedAttr,
-                std::mem::size_of::<SchedAttr>() as u32,
-                0u32,
-            )
-        };
-        assert_eq!(done, 0, "sched_getattr {tid}");
-        slices.push(attr.sched_runtime / 1000);
+        let tid: i32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let slice = statemanager_raft::thread_slice::of_thread(tid).unwrap();
+        slices.push(slice.as_micros() as u64);
     }
     slices
 }
 
-/// `thread_slice_us` (default 100): the request threads and the log writer run with that
+/// `thread_slice_us` (default 0): the request threads and the log writer run with that
 /// scheduler slice on kernels that have per-thread slices (Linux 6.12 and later, which the
 /// start-up log says); `0` leaves the kernel's default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
