@@ -122,3 +122,70 @@ pub fn millis_since_quorum_ack(m: &openraft::RaftMetrics<TypeConfig>) -> Option<
 pub fn leader_in(term: u64, node_id: NodeId) -> CommittedLeaderId {
     CommittedLeaderId { term, node_id }
 }
+
+/// Whether `me` is the only voter of `membership` (in each of its configurations, when it is
+/// a joint one). The same answer as `voter_ids()` yielding `me` alone, without building the
+/// set of voters that `voter_ids` collects: a single node asks this on every fetch.
+pub fn is_sole_voter(membership: &Membership, me: NodeId) -> bool {
+    let mut voters = membership.get_joint_config().iter().flatten();
+    voters.clone().any(|v| *v == me) && voters.all(|v| *v == me)
+}
+
+/// Whether `membership` has two voters or more (counted across a joint membership's
+/// configurations), without building the set of voters (the writer asks this per batch).
+pub fn has_several_voters(membership: &Membership) -> bool {
+    let mut voters = membership.get_joint_config().iter().flatten();
+    match voters.next() {
+        Some(first) => voters.any(|v| v != first),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn membership(configs: &[&[NodeId]]) -> Membership {
+        let configs: Vec<BTreeSet<NodeId>> = configs
+            .iter()
+            .map(|c| c.iter().copied().collect())
+            .collect();
+        let nodes: BTreeMap<NodeId, BasicNode> = configs
+            .iter()
+            .flatten()
+            .chain([7].iter())
+            .map(|id| (*id, BasicNode::new(format!("127.0.0.1:{id}"))))
+            .collect();
+        Membership::new(configs, nodes).expect("a valid membership")
+    }
+
+    /// The two checks agree with `voter_ids` on single, multi-voter and joint memberships,
+    /// with a learner (7) beside the voters.
+    #[test]
+    fn voter_checks_agree_with_voter_ids() {
+        let cases: &[&[&[NodeId]]] = &[
+            &[&[1]],
+            &[&[2]],
+            &[&[1, 2]],
+            &[&[1, 2, 3]],
+            &[&[1], &[1]],
+            &[&[1], &[1, 2]],
+            &[&[1, 2], &[1]],
+            &[&[2], &[3]],
+            &[&[2], &[2]],
+        ];
+        for configs in cases {
+            let m = membership(configs);
+            let voters: Vec<NodeId> = m.voter_ids().collect();
+            for me in [1, 2, 7] {
+                assert_eq!(
+                    is_sole_voter(&m, me),
+                    voters == [me],
+                    "{configs:?}, me {me}"
+                );
+            }
+            assert_eq!(has_several_voters(&m), voters.len() >= 2, "{configs:?}");
+        }
+    }
+}

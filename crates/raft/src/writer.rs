@@ -69,7 +69,7 @@ pub fn quorum_lost(raft: &crate::types::Raft, limit: Duration) -> Option<String>
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     if m.state != openraft::ServerState::Leader
-        || m.membership_config.membership().voter_ids().count() < 2
+        || !crate::types::has_several_voters(m.membership_config.membership())
     {
         return None;
     }

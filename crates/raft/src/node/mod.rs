@@ -88,8 +88,7 @@ pub(crate) fn sole_leader_term(
     m: &openraft::metrics::RaftServerMetrics<crate::types::TypeConfig>,
     me: NodeId,
 ) -> Option<u64> {
-    let mut voters = m.membership_config.membership().voter_ids();
-    let sole = voters.next() == Some(me) && voters.next().is_none();
+    let sole = crate::types::is_sole_voter(m.membership_config.membership(), me);
     (m.state == openraft::ServerState::Leader && m.current_leader == Some(me) && sole)
         .then_some(m.vote.leader_id.term)
 }
