@@ -7,25 +7,30 @@
 # Steps:
 #   0. Wait (bounded) until no cargo/rustc runs: the machine has 2 cores.
 #   1. statemanager: 3 nodes on 127.0.0.1; wait until all are ready and agree on a leader;
-#      preload KEYS keys through the leader; wrk store and fetch against the leader, then
-#      against a follower (which forwards to the leader over the peer port).
-#   2. statemanager failover, FAILOVER_TRIALS times: a writer (bench/cluster.py write: 16
+#      preload KEYS keys through the leader. etcd: 3 members on 127.0.0.1 (default fsync), the
+#      same preload. Both clusters stay up (idle while the other is measured).
+#   2. WARMUP seconds of stores through each leader (not counted), then ROUNDS rounds: in each,
+#      stores via the leader on both systems one right after the other, then fetches via the
+#      leader, then stores and fetches via a follower (which forwards to the leader); the
+#      systems' order alternates round by round. A ratio is taken within a round, and its
+#      median over the rounds reported: this machine's speed drifts within the hour.
+#   3. statemanager failover, FAILOVER_TRIALS times: a writer (bench/cluster.py write: 16
 #      keep-alive connections) stores continuously to the two nodes that will survive; the
 #      leader gets kill -9; from the writer's acknowledged-store times: the longest interval
 #      between consecutive acks (the failover gap) and the time from the kill to the first ack
 #      after it; acknowledged keys around the kill are read back from the new leader. The
 #      killed node is restarted and must rejoin (all three ready, one leader) within 60 s;
 #      if it does not, the next trial runs on a fresh, preloaded cluster (new data dirs).
-#   3. etcd: 3 members on 127.0.0.1 (default fsync); the same preload and wrk runs (put and
-#      range through the JSON gateway) against the leader and a follower.
 #   4. A table (stdout + bench/results/cluster-<UTC time>.md) with statemanager/etcd ratios.
 #
-# Only one system runs at a time (each cluster is stopped before the next starts). Everything
-# listens on 127.0.0.1. Every process started here is stopped by PID on exit (and only if it
-# is still our child); temp dirs are removed. Every wait and loop is bounded.
+# The etcd cluster is stopped before the failover trials. Everything listens on 127.0.0.1.
+# Every process started here is stopped by PID on exit (and only if it is still our child);
+# temp dirs are removed. Every wait and loop is bounded.
 #
 # Knobs (environment):
 #   DURATION=15          seconds per wrk run
+#   ROUNDS=3             interleaved rounds of the throughput runs (ratios are their medians)
+#   WARMUP=5             seconds of stores through each leader before the rounds, not counted
 #   THREADS=2 CONNS=64   wrk threads / connections (CONNS is also the preload concurrency)
 #   KEYS=10000           key space for the timed runs
 #   VALUE_SIZE=1024      value size, bytes
@@ -47,13 +52,15 @@ ROOT=$(dirname "$HERE")
 
 # The knobs given in the environment, for the report's "Command:" line.
 CMDLINE=""
-for v in DURATION THREADS CONNS KEYS VALUE_SIZE FAILOVER_VALUE_SIZE FAILOVER_TRIALS FAILOVER_WRITERS \
+for v in DURATION ROUNDS WARMUP THREADS CONNS KEYS VALUE_SIZE FAILOVER_VALUE_SIZE FAILOVER_TRIALS FAILOVER_WRITERS \
     FAILOVER_BEFORE FAILOVER_AFTER IDLE_WAIT SKIP_ETCD SKIP_FAILOVER SKIP_SM_THROUGHPUT SM_BIN BENCH_TMP SM_LOG_LEVEL KEEP_LOGS; do
     if [[ -n ${!v+x} ]]; then CMDLINE+="$v=${!v} "; fi
 done
 CMDLINE+="bench/cluster.sh"
 
 DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 KEYS=${KEYS:-10000}
@@ -77,7 +84,7 @@ RESULTS_MD=$RESULTS_DIR/cluster-$STAMP.md
 RAW_LOG=$RESULTS_DIR/cluster-$STAMP-raw.txt
 
 WORK=$(mktemp -d "$BENCH_TMP/sm-cluster-bench.XXXXXX")
-ROWS=$WORK/rows.tsv          # system, target, operation, rps, p50, p99, non200, miss, errors
+ROWS=$WORK/rows.tsv          # system, target, operation, round, rps, p50, p99, non200, miss, errors
 TRIALS=$WORK/failover.jsonl  # one JSON object per failover trial
 PROBLEMS=$WORK/problems.txt
 : >"$ROWS"; : >"$TRIALS"; : >"$PROBLEMS"
@@ -128,7 +135,7 @@ log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 log "statemanager: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), binary $SM_BIN (built $(date -u -r "$SM_BIN" '+%Y-%m-%d %H:%M UTC'))"
 log "etcd: $(etcd --version 2>/dev/null | head -n1)"
 log "load average at start of measurements: $(cut -d' ' -f1-3 /proc/loadavg)"
-log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes"
+log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes; $ROUNDS rounds after a ${WARMUP} s warm-up"
 
 # Twelve distinct free ports: statemanager client 1-3, peer 1-3; etcd client 1-3, peer 1-3.
 read -r -a PORTS <<<"$("${CPY[@]}" free-ports 12)"
@@ -206,17 +213,108 @@ LEADER=$(sm_leader) || { problem "the statemanager cluster did not form within 6
 log "cluster formed in $(secs_since "$t0") s; leader: node $((LEADER + 1))"
 FOLLOWER=$(((LEADER + 1) % 3))
 preload statemanager statemanager "${SM_URL[LEADER]}"
-if [[ $SKIP_SM_THROUGHPUT != 1 ]]; then
-    run_wrk statemanager leader store sm_store.lua "${SM_URL[LEADER]}"
-    run_wrk statemanager leader fetch sm_fetch.lua "${SM_URL[LEADER]}"
-    run_wrk statemanager follower store sm_store.lua "${SM_URL[FOLLOWER]}"
-    run_wrk statemanager follower fetch sm_fetch.lua "${SM_URL[FOLLOWER]}"
-fi
-log "after the runs:"
-log "$(sm_status_line)"
 
 # ---------------------------------------------------------------------------------------------
-# 2. statemanager failover: kill -9 the leader under a write load.
+# 1b. etcd cluster
+
+ETCD_PID=()
+ETCD_READY=0
+if [[ $SKIP_ETCD != 1 ]]; then
+    log ""
+    log "## etcd, 3 members"
+    ETCD_URL=()
+    CLUSTER=""
+    for n in 0 1 2; do
+        ETCD_URL[n]=http://127.0.0.1:${ETCD_PORT[n]}
+        CLUSTER+="${CLUSTER:+,}e$((n + 1))=http://127.0.0.1:${ETCD_PEER[n]}"
+    done
+    for n in 0 1 2; do
+        dir=$WORK/etcd$n
+        mkdir -p "$dir"
+        # Default settings (the WAL is fsynced before a put is answered); loopback only.
+        etcd --name "e$((n + 1))" --data-dir "$dir/data" \
+            --listen-client-urls "${ETCD_URL[n]}" --advertise-client-urls "${ETCD_URL[n]}" \
+            --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
+            --initial-cluster "$CLUSTER" --initial-cluster-state new \
+            --initial-cluster-token "bench-$STAMP" \
+            --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
+        ETCD_PID[n]=$!
+        track "$!"
+    done
+    for n in 0 1 2; do wait_for 60 "etcd member $((n + 1)) /health" http_200 "${ETCD_URL[n]}/health"; done
+    ETCD_URLS=$(IFS=,; echo "${ETCD_URL[*]}")
+    if ELEADER=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 60 2>>"$RAW_LOG"); then
+        EFOLLOWER=$(((ELEADER + 1) % 3))
+        log "etcd leader: e$((ELEADER + 1)); follower used: e$((EFOLLOWER + 1))"
+        preload etcd etcd "${ETCD_URL[ELEADER]}"
+        ETCD_READY=1
+    else
+        problem "etcd members did not agree on a leader within 60 s"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Throughput: a warm-up, then interleaved rounds.
+
+SYSTEMS=()
+[[ $SKIP_SM_THROUGHPUT != 1 ]] && SYSTEMS+=(statemanager)
+((ETCD_READY)) && SYSTEMS+=(etcd)
+
+# measure SYSTEM TARGET OP ROUND: one wrk run.
+measure() {
+    local system=$1 target=$2 op=$3 round=$4 url script
+    if [[ $system == statemanager ]]; then
+        url=${SM_URL[$([[ $target == leader ]] && echo "$LEADER" || echo "$FOLLOWER")]}
+        script=sm_$op.lua
+    else
+        url=${ETCD_URL[$([[ $target == leader ]] && echo "$ELEADER" || echo "$EFOLLOWER")]}
+        script=$([[ $op == store ]] && echo etcd_put.lua || echo etcd_range.lua)
+    fi
+    run_wrk "$system" "$target" "$op" "$round" "$script" "$url"
+}
+
+if ((${#SYSTEMS[@]} > 0 && WARMUP > 0)); then
+    # Not counted: what is measured is a cluster that has been running (statemanager's first
+    # log segments are new files that grow, later ones are recycled or prepared ahead).
+    log ""
+    for system in "${SYSTEMS[@]}"; do
+        log "warm-up: $WARMUP s of stores through the $system leader"
+        if [[ $system == statemanager ]]; then
+            url=${SM_URL[LEADER]} script=sm_store.lua
+        else
+            url=${ETCD_URL[ELEADER]} script=etcd_put.lua
+        fi
+        timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$HERE/lua/$script" "$url" \
+            >/dev/null 2>&1 || problem "the warm-up of $system failed"
+    done
+fi
+for ((round = 1; round <= ROUNDS && ${#SYSTEMS[@]} > 0; round++)); do
+    log ""
+    log "## round $round of $ROUNDS"
+    for target in leader follower; do
+        for op in store fetch; do
+            for ((i = 0; i < ${#SYSTEMS[@]}; i++)); do
+                measure "${SYSTEMS[(i + round - 1) % ${#SYSTEMS[@]}]}" "$target" "$op" "$round"
+            done
+        done
+    done
+done
+if [[ $SKIP_SM_THROUGHPUT != 1 ]]; then
+    log "after the runs:"
+    log "$(sm_status_line)"
+    LEADER2=$(sm_leader "$SM_URLS" 30) || true
+    [[ $LEADER2 == "$LEADER" ]] || problem "statemanager leader changed during the runs (node $((LEADER + 1)) -> node $((LEADER2 + 1)))"
+fi
+if ((ETCD_READY)); then
+    # The leader must not have changed during the runs, or leader/follower are mixed up.
+    ELEADER2=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 30 2>>"$RAW_LOG") || true
+    [[ $ELEADER2 == "$ELEADER" ]] || problem "etcd leader changed during the runs (e$((ELEADER + 1)) -> e$((ELEADER2 + 1)))"
+fi
+for pid in "${ETCD_PID[@]}"; do stop_pid "$pid" 30; done
+
+# ---------------------------------------------------------------------------------------------
+# 3. statemanager failover: kill -9 the leader under a write load.
 
 if [[ $SKIP_FAILOVER != 1 ]]; then
     log ""
@@ -302,70 +400,35 @@ for n in 0 1 2; do
 done
 
 # ---------------------------------------------------------------------------------------------
-# 3. etcd cluster
-
-if [[ $SKIP_ETCD != 1 ]]; then
-    log ""
-    log "## etcd, 3 members"
-    ETCD_URL=()
-    CLUSTER=""
-    for n in 0 1 2; do
-        ETCD_URL[n]=http://127.0.0.1:${ETCD_PORT[n]}
-        CLUSTER+="${CLUSTER:+,}e$((n + 1))=http://127.0.0.1:${ETCD_PEER[n]}"
-    done
-    for n in 0 1 2; do
-        dir=$WORK/etcd$n
-        mkdir -p "$dir"
-        # Default settings (the WAL is fsynced before a put is answered); loopback only.
-        etcd --name "e$((n + 1))" --data-dir "$dir/data" \
-            --listen-client-urls "${ETCD_URL[n]}" --advertise-client-urls "${ETCD_URL[n]}" \
-            --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
-            --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[n]}" \
-            --initial-cluster "$CLUSTER" --initial-cluster-state new \
-            --initial-cluster-token "bench-$STAMP" \
-            --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
-        ETCD_PID[n]=$!
-        track "$!"
-    done
-    for n in 0 1 2; do wait_for 60 "etcd member $((n + 1)) /health" http_200 "${ETCD_URL[n]}/health"; done
-    ETCD_URLS=$(IFS=,; echo "${ETCD_URL[*]}")
-    if ELEADER=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 60 2>>"$RAW_LOG"); then
-        EFOLLOWER=$(((ELEADER + 1) % 3))
-        log "etcd leader: e$((ELEADER + 1)); follower used: e$((EFOLLOWER + 1))"
-        preload etcd etcd "${ETCD_URL[ELEADER]}"
-        run_wrk etcd leader store etcd_put.lua "${ETCD_URL[ELEADER]}"
-        run_wrk etcd leader fetch etcd_range.lua "${ETCD_URL[ELEADER]}"
-        run_wrk etcd follower store etcd_put.lua "${ETCD_URL[EFOLLOWER]}"
-        run_wrk etcd follower fetch etcd_range.lua "${ETCD_URL[EFOLLOWER]}"
-        # The leader must not have changed during the runs, or leader/follower are mixed up.
-        ELEADER2=$("${CPY[@]}" etcd-leader --urls "$ETCD_URLS" --timeout 30 2>>"$RAW_LOG") || true
-        [[ $ELEADER2 == "$ELEADER" ]] || problem "etcd leader changed during the runs (e$((ELEADER + 1)) -> e$((ELEADER2 + 1)))"
-    else
-        problem "etcd members did not agree on a leader within 60 s"
-    fi
-    for n in 0 1 2; do stop_pid "${ETCD_PID[n]}" 30; done
-fi
-
-# ---------------------------------------------------------------------------------------------
 # 4. Report
 
 TABLE=$(python3 - "$ROWS" <<'EOF'
-import sys
+import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("| system | target | operation | requests/s | p50 ms | p99 ms | non-200 | misses | socket errors |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-rps = {}
-for system, target, op, r, p50, p99, bad, miss, other in rows:
-    rps[(system, target, op)] = float(r)
-    print(f"| {system} | {target} | {op} | {float(r):,.0f} | {float(p50):.2f} | {float(p99):.2f} | {bad} | {miss} | {other} |")
+runs = {}
+for system, target, op, rnd, r, p50, p99, bad, miss, other in rows:
+    runs.setdefault((system, target, op), []).append(
+        dict(round=rnd, rps=float(r), p50=float(p50), p99=float(p99),
+             bad=int(bad), miss=int(miss), other=int(other)))
+print("| system | target | operation | requests/s (median) | each round | p50 ms | p99 ms | non-200 | misses | socket errors |")
+print("|---|---|---|---:|---|---:|---:|---:|---:|---:|")
+for (system, target, op), mine in runs.items():
+    med = lambda k: statistics.median(m[k] for m in mine)
+    each = ", ".join(f"{m['rps']:,.0f}" for m in mine)
+    print(f"| {system} | {target} | {op} | {med('rps'):,.0f} | {each} | {med('p50'):.2f} | {med('p99'):.2f} | "
+          f"{sum(m['bad'] for m in mine)} | {sum(m['miss'] for m in mine)} | {sum(m['other'] for m in mine)} |")
 print()
 for target in ("leader", "follower"):
     for op in ("store", "fetch"):
-        a, b = rps.get(("statemanager", target, op)), rps.get(("etcd", target, op))
-        if a and b:
+        ours = {m["round"]: m["rps"] for m in runs.get(("statemanager", target, op), [])}
+        theirs = {m["round"]: m["rps"] for m in runs.get(("etcd", target, op), [])}
+        each = [ours[r] / theirs[r] for r in ours if r in theirs and theirs[r]]
+        if each:
+            ratio = statistics.median(each)
             goal = 5 if op == "store" else 8   # the targets of issue 17
-            verdict = "met" if a / b >= goal else "not met"
-            print(f"- statemanager/etcd, {op} via the {target}: **{a / b:.2f}×** ({a:,.0f} / {b:,.0f} requests/s; target ≥ {goal}×: {verdict})")
+            verdict = "met" if ratio >= goal else "not met"
+            print(f"- statemanager/etcd, {op} via the {target}: **{ratio:.2f}×** median of {len(each)} rounds "
+                  f"({', '.join(f'{x:.2f}' for x in each)}; target ≥ {goal}×: {verdict})")
 EOF
 )
 
