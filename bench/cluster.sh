@@ -279,14 +279,11 @@ if ((${#SYSTEMS[@]} > 0 && WARMUP > 0)); then
     # log segments are new files that grow, later ones are recycled or prepared ahead).
     log ""
     for system in "${SYSTEMS[@]}"; do
-        log "warm-up: $WARMUP s of stores through the $system leader"
         if [[ $system == statemanager ]]; then
-            url=${SM_URL[LEADER]} script=sm_store.lua
+            warm_wrk "$WARMUP" sm_store.lua "${SM_URL[LEADER]}"
         else
-            url=${ETCD_URL[ELEADER]} script=etcd_put.lua
+            warm_wrk "$WARMUP" etcd_put.lua "${ETCD_URL[ELEADER]}"
         fi
-        timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$HERE/lua/$script" "$url" \
-            >/dev/null 2>&1 || problem "the warm-up of $system failed"
     done
 fi
 for ((round = 1; round <= ROUNDS && ${#SYSTEMS[@]} > 0; round++)); do

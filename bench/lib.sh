@@ -117,6 +117,14 @@ PY
     fi
 }
 
+# warm_wrk SECONDS SCRIPT URL: a wrk run that is not counted (a warm-up before the measured
+# rounds); a failure is reported as a problem.
+warm_wrk() {
+    log "warm-up: $1 s of lua/$2 on $3"
+    timeout $(($1 + 60)) wrk -t"$THREADS" -c"$CONNS" -d"$1s" -s "$HERE/lua/$2" "$3" >/dev/null 2>&1 \
+        || problem "the warm-up with lua/$2 on $3 failed"
+}
+
 # preload SYSTEM KIND URL [COUNT] [SIZE]: store COUNT (default KEYS) distinct keys of SIZE
 # (default VALUE_SIZE) bytes exactly once each through URL. Sets LAST_LOAD to load.py's line.
 preload() {

@@ -216,16 +216,18 @@ EOF
 # server is like (statemanager's first log segments are new files that grow, later ones are
 # recycled; etcd's WAL files are preallocated; the caches are warm).
 warm_up() {
-    local system=$1
     ((WARMUP > 0)) || return 0
-    log "warm-up: $WARMUP s of stores on $system"
-    case $system in
-        statemanager) timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$HERE/lua/sm_store.lua" "$SM_URL" >/dev/null 2>&1 ;;
-        ceiling) timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$HERE/lua/sm_store.lua" "$CEILING_URL" >/dev/null 2>&1 ;;
-        etcd) timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$HERE/lua/etcd_put.lua" "$ETCD_URL" >/dev/null 2>&1 ;;
-        redis) timeout $((WARMUP + 60)) redis-benchmark -h 127.0.0.1 -p "$RPORT" -c "$CONNS" -n $((WARMUP * 20000)) \
-            -d "$VALUE_SIZE" -r "$KEYS" -t set -q >/dev/null 2>&1 ;;
-    esac || problem "the warm-up of $system failed"
+    case $1 in
+        statemanager) warm_wrk "$WARMUP" sm_store.lua "$SM_URL" ;;
+        ceiling) warm_wrk "$WARMUP" sm_store.lua "$CEILING_URL" ;;
+        etcd) warm_wrk "$WARMUP" etcd_put.lua "$ETCD_URL" ;;
+        redis)
+            log "warm-up: $WARMUP s of redis-benchmark SET"
+            timeout $((WARMUP + 60)) redis-benchmark -h 127.0.0.1 -p "$RPORT" -c "$CONNS" \
+                -n $((WARMUP * 20000)) -d "$VALUE_SIZE" -r "$KEYS" -t set -q >/dev/null 2>&1 \
+                || problem "the warm-up of redis failed"
+            ;;
+    esac
 }
 
 # ---- 2. rounds --------------------------------------------------------------------------------
