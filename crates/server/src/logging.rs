@@ -83,6 +83,26 @@ fn syslog_socket_answers() -> bool {
         .is_ok()
 }
 
+/// The pinned openraft's notices that it dropped a message sent under a vote this node no
+/// longer holds (`RaftCore::does_vote_match`, `core/raft_core.rs` of 0.10.0-alpha.37, the
+/// two `warn!`s at these lines). They come with every election, a new single node's first
+/// start included (its own vote of term 0 answered after it has voted in term 1), and mean
+/// nothing is wrong, but openraft logs them as warnings. They are shown from `debug` on.
+/// `process::a_first_start_logs_no_warning` fails if an upgrade moves them.
+const STALE_VOTE_NOTICE_LINES: [u32; 2] = [2259, 2270];
+
+/// Whether an event is one of openraft's stale-vote notices ([`STALE_VOTE_NOTICE_LINES`]).
+fn is_stale_vote_notice(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "openraft::core::raft_core"
+        && *meta.level() == Level::WARN
+        && meta
+            .file()
+            .is_some_and(|f| f.ends_with("core/raft_core.rs"))
+        && meta
+            .line()
+            .is_some_and(|l| STALE_VOTE_NOTICE_LINES.contains(&l))
+}
+
 /// Installs the global logger. Call once, early, while the process is still single-threaded
 /// (the local UTC offset can only be read safely then).
 pub fn init(level: LogLevel, sink: Sink) {
@@ -110,6 +130,10 @@ pub fn init(level: LogLevel, sink: Sink) {
             LevelFilter::ERROR.min(library_level),
         )
         .with_default(library_level);
+    let show_stale_votes = threshold >= LevelFilter::DEBUG;
+    let stale_votes = tracing_subscriber::filter::filter_fn(move |meta| {
+        show_stale_votes || !is_stale_vote_notice(meta)
+    });
     let pid = std::process::id();
 
     let mut fell_back = false;
@@ -126,6 +150,7 @@ pub fn init(level: LogLevel, sink: Sink) {
                     .with_writer(syslog);
                 tracing_subscriber::registry()
                     .with(filter)
+                    .with(stale_votes)
                     .with(layer)
                     .init();
                 return;
@@ -142,6 +167,7 @@ pub fn init(level: LogLevel, sink: Sink) {
         .with_writer(std::io::stderr);
     tracing_subscriber::registry()
         .with(filter)
+        .with(stale_votes)
         .with(layer)
         .init();
     if fell_back {

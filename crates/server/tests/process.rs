@@ -167,6 +167,32 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert_eq!((st, got["data"].as_str()), (200, Some("d")));
 }
 
+/// A new data directory's first start, a store and a SIGTERM log no warning and no error: an
+/// operator's first run is not greeted by openraft's notice that it dropped a message of the
+/// election it has just won. Five starts, as the notice depends on timing.
+#[tokio::test]
+async fn a_first_start_logs_no_warning() {
+    for _ in 0..5 {
+        let mut s = Server::start("");
+        s.wait_ready().await;
+        let c = reqwest::Client::new();
+        let (status, _) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":"k","data":"d","ttl":60}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(s.signal_and_wait(libc::SIGTERM).success(), "{}", s.log());
+        let log = s.log();
+        assert!(log.contains("State Manager stopped"), "{log}");
+        assert!(
+            !log.contains("WARNING") && !log.contains("ERROR"),
+            "a first start logged a warning or an error: {log}"
+        );
+    }
+}
+
 /// Concurrent writers; `kill -9` right after the last acknowledgement; every acknowledged
 /// write is there after restart, and TTLs still expire at their absolute time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
