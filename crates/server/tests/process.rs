@@ -138,24 +138,28 @@ async fn debug_mode_logs_opsview_format_and_unknown_keys_warn() {
     assert!(!log.contains("secret-value"), "values are never logged");
 }
 
-#[tokio::test]
-async fn sigterm_drains_and_exits_cleanly() {
+/// Starts a server on a new data directory, stores `n/k` = `d` and stops it with SIGTERM,
+/// which must drain and exit cleanly; returns it stopped, with a client.
+async fn start_store_and_stop() -> (Server, reqwest::Client) {
     let mut s = Server::start("");
     s.wait_ready().await;
     let c = reqwest::Client::new();
-    assert_eq!(
-        post(
-            &c,
-            &s.url("/store_data"),
-            json!({"namespace":"n","key":"k","data":"d","ttl":60})
-        )
-        .await
-        .0,
-        200
-    );
+    let (status, _) = post(
+        &c,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"d","ttl":60}),
+    )
+    .await;
+    assert_eq!(status, 200);
     let status = s.signal_and_wait(libc::SIGTERM);
     assert!(status.success(), "{status}: {}", s.log());
-    assert!(s.log().contains("State Manager stopped"));
+    assert!(s.log().contains("State Manager stopped"), "{}", s.log());
+    (s, c)
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let (mut s, c) = start_store_and_stop().await;
     s.restart();
     s.wait_ready().await;
     let (st, got) = post(
@@ -173,19 +177,8 @@ async fn sigterm_drains_and_exits_cleanly() {
 #[tokio::test]
 async fn a_first_start_logs_no_warning() {
     for _ in 0..5 {
-        let mut s = Server::start("");
-        s.wait_ready().await;
-        let c = reqwest::Client::new();
-        let (status, _) = post(
-            &c,
-            &s.url("/store_data"),
-            json!({"namespace":"n","key":"k","data":"d","ttl":60}),
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert!(s.signal_and_wait(libc::SIGTERM).success(), "{}", s.log());
+        let (s, _) = start_store_and_stop().await;
         let log = s.log();
-        assert!(log.contains("State Manager stopped"), "{log}");
         assert!(
             !log.contains("WARNING") && !log.contains("ERROR"),
             "a first start logged a warning or an error: {log}"
