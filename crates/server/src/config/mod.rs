@@ -191,6 +191,18 @@ impl Config {
         options
     }
 
+    /// The async runtime's worker threads on a machine with `cores` CPU cores:
+    /// `worker_threads` when set, otherwise one per core but one, and at least one. The core
+    /// left over runs the log writer thread, the kernel's network stack and, on a collector,
+    /// the plugins that call this server; measured in `docs/design.md` ("One core left").
+    pub fn runtime_workers(&self, cores: usize) -> usize {
+        if self.worker_threads > 0 {
+            self.worker_threads as usize
+        } else {
+            cores.saturating_sub(1).max(1)
+        }
+    }
+
     /// The scheduler slice the write path's threads ask for (`None`: the kernel's default).
     pub fn thread_slice(&self) -> Option<Duration> {
         (self.thread_slice_us > 0).then(|| Duration::from_micros(self.thread_slice_us))

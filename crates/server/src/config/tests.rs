@@ -243,6 +243,20 @@ fn timing_relations_are_checked() {
 }
 
 #[test]
+fn worker_threads_default_to_one_per_core_but_one() {
+    let default = load(None, &no_env).unwrap().config;
+    let workers: Vec<usize> = [1, 2, 4, 64]
+        .into_iter()
+        .map(|cores| default.runtime_workers(cores))
+        .collect();
+    assert_eq!(workers, [1, 1, 3, 63]);
+    // Zero cores cannot be reported, but would still get one worker.
+    assert_eq!(default.runtime_workers(0), 1);
+    let set = load_text("worker_threads: 6\n", &no_env).unwrap().config;
+    assert_eq!((set.runtime_workers(2), set.runtime_workers(64)), (6, 6));
+}
+
+#[test]
 fn write_pipeline_reaches_the_node_and_is_bounded() {
     let config = load_text("write_pipeline: 4\n", &no_env).unwrap().config;
     assert_eq!(config.write_pipeline, 4);

@@ -66,10 +66,9 @@ pub fn main(args: ServeArgs) -> ExitCode {
         tracing::warn!("{warning}");
     }
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
-        builder.worker_threads(config.worker_threads as usize);
-    }
+    builder.worker_threads(config.runtime_workers(cores));
     if let Some(slice) = config.thread_slice() {
         // Every runtime thread: a worker woken for the Raft core or a request starts sooner.
         builder.on_thread_start(move || {
@@ -85,10 +84,9 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(
-        "async runtime: {} worker threads",
-        runtime.metrics().num_workers()
-    );
+    let workers = runtime.metrics().num_workers();
+    let plural = if workers == 1 { "" } else { "s" };
+    tracing::info!("async runtime: {workers} worker thread{plural} on {cores} CPU cores");
     log_thread_slice(config.thread_slice());
     match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
         Ok(()) => ExitCode::SUCCESS,
