@@ -28,6 +28,26 @@ fn read_all(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads one whole answer (head, then a body of its `content-length`) from a keep-alive
+/// connection.
+fn read_one_answer(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    got.extend_from_slice(&body);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 async fn normal_client_works(s: &Server, key: &str) {
     let client = reqwest::Client::new();
     let (status, _) = post(
@@ -107,6 +127,86 @@ async fn slow_senders_get_408_and_others_are_served() {
         .filter(|l| l.contains("refused:") && l.contains("status=408"))
         .count();
     assert_eq!(lines, 1, "{log}");
+}
+
+/// The head deadline runs from a request's first bytes, on every request of a keep-alive
+/// connection: a head that trickles in a byte at a time is still cut at `header_timeout_ms`
+/// (500 ms here) and answered 408 near that deadline; a head completed in time is served;
+/// an HTTP/2 connection (prior knowledge) never gets an HTTP/1 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_head_is_cut_at_its_deadline_on_any_request() {
+    let s = Server::start(LIMITS);
+    s.wait_ready().await;
+    let a = addr(&s);
+    let (trickle, in_time, h2) = tokio::task::spawn_blocking(move || {
+        // One whole request first, then a head that trickles: a byte every 100 ms.
+        let mut c = TcpStream::connect(&a).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let first = read_one_answer(&mut c);
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        c.set_nonblocking(true).unwrap();
+        let mut answered = Vec::new();
+        for byte in b"POST /store_data HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefghijklmnopqrstuvwxyz" {
+            // Bounded: 60 bytes at 100 ms, and it stops at the first answer.
+            if c.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = c.read(&mut buf) {
+                answered.extend_from_slice(&buf[..n]);
+                if n > 0 {
+                    break;
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        c.set_nonblocking(false).unwrap();
+        let rest = read_all(&mut c);
+        let trickle = (
+            String::from_utf8_lossy(&answered).into_owned() + &rest,
+            elapsed,
+        );
+        // A head sent in two halves 200 ms apart: in time.
+        let mut c = TcpStream::connect(&a).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHo").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        c.write_all(b"st: x\r\nConnection: close\r\n\r\n").unwrap();
+        let in_time = read_all(&mut c);
+        // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame; once the
+        // server has sent its own, a SETTINGS acknowledgement (bytes read after the server's
+        // last write, as a request's first bytes would be), then silence.
+        let mut c = TcpStream::connect(&a).unwrap();
+        c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        c.write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+            .unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut h2 = Vec::new();
+        let _ = c.read_to_end(&mut h2);
+        (trickle, in_time, h2)
+    })
+    .await
+    .unwrap();
+    assert!(trickle.0.starts_with("HTTP/1.1 408"), "{}", trickle.0);
+    assert!(
+        trickle.1 >= Duration::from_millis(450) && trickle.1 < Duration::from_secs(3),
+        "a trickling head was cut after {:?}",
+        trickle.1
+    );
+    assert!(in_time.starts_with("HTTP/1.1 200"), "{in_time}");
+    assert!(
+        !h2.windows(8).any(|w| w == b"HTTP/1.1"),
+        "an HTTP/2 connection got an HTTP/1 answer: {:?}",
+        String::from_utf8_lossy(&h2)
+    );
+    normal_client_works(&s, "after-trickle").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,18 +20,18 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use super::activity::{close_when_idle, Activity, Watched};
+use super::activity::{supervise, Activity, Supervised, Watched};
 use super::prefixed::Prefixed;
 use super::refuse;
 use super::sniff::{sniff_plain, sniff_tls};
 
-/// What to do when hyper's header timeout ends a connection with a request started.
+/// What to do when a request head is late (`header_timeout` after its first bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlowHead {
     /// Answer 408 `request_timeout` on the duplicated descriptor (plain HTTP).
     Answer408,
     /// Close without an answer (over TLS the answer would have to be written through the
-    /// TLS session hyper gave up).
+    /// TLS session that was dropped).
     Close,
 }
 
@@ -87,6 +87,9 @@ impl Connection {
         else {
             return;
         };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.activity.set_http2();
+        }
         let mut prefix = Vec::new();
         if let Some(node) = self.stream_to.take() {
             let Some(first) = sniff_tls(&mut stream, self.header_timeout).await else {
@@ -108,7 +111,14 @@ impl Connection {
         stream: S,
     ) {
         let served = statemanager_raft::peer_stream::server::serve(node, stream, self.stop);
-        close_when_idle(served, &self.activity, &self.spare, self.header_timeout).await;
+        supervise(
+            served,
+            &self.activity,
+            &self.spare,
+            self.header_timeout,
+            false,
+        )
+        .await;
         // The graceful-shutdown watcher is held until the stream ends.
         drop(self.watcher);
     }
@@ -128,8 +138,10 @@ impl Connection {
             watcher,
             ..
         } = self;
+        let heads = activity.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
+                heads.head_read();
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
@@ -140,34 +152,30 @@ impl Connection {
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let outcome =
-            close_when_idle(watcher.watch(connection), &activity, &spare, header_timeout).await;
-        let Err(e) = outcome else {
+        let outcome = supervise(
+            watcher.watch(connection),
+            &activity,
+            &spare,
+            header_timeout,
+            true,
+        )
+        .await;
+        if !matches!(outcome, Supervised::LateHead) {
             return;
-        };
-        if slow == SlowHead::Answer408 && is_header_timeout(&*e) && activity.request_started() {
+        }
+        if slow == SlowHead::Answer408 {
             statemanager_api::limits::log_refusal(
                 peer.ip(),
                 408,
                 "the request head arrived too slowly (header_timeout_ms)",
             );
-            if let Some(socket) = spare {
-                refuse::request_timeout(socket);
+        }
+        let Some(socket) = spare else { return };
+        match slow {
+            SlowHead::Answer408 => refuse::request_timeout(socket),
+            SlowHead::Close => {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
             }
         }
     }
-}
-
-/// Whether a connection error is hyper's header-read timeout.
-fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_timeout())
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }

@@ -3,11 +3,11 @@
 //!
 //! - **Connections**: at most `max_connections` at once; one more is answered
 //!   429 `too_many_connections` and closed, so the process never runs out of descriptors.
-//! - **Slow senders**: a request head must arrive within `header_timeout` (hyper's
-//!   `header_read_timeout`). A connection that had started a request then gets
-//!   408 `request_timeout` with a JSON body and is closed; an idle keep-alive connection is
-//!   closed silently (an answer nobody asked for could be read as the answer to the client's
-//!   next request).
+//! - **Slow senders**: an HTTP/1 request head must arrive whole within `header_timeout` of
+//!   its first bytes (our own deadline, [`activity`], not hyper's per-request timer). A
+//!   connection that had started a request then gets 408 `request_timeout` with a JSON body
+//!   and is closed; an idle keep-alive connection is closed silently (an answer nobody asked
+//!   for could be read as the answer to the client's next request).
 //! - **Head size**: hyper's read buffer is bounded (`head_buffer`), beyond which it answers
 //!   431 itself; the router's `gate` middleware refuses heads over `max_header_bytes`
 //!   with a JSON 431 first.
@@ -19,7 +19,7 @@
 //!
 //! The rooms: this module accepts and counts connections; [`connection`] serves one (plain
 //! or TLS, HTTP or the peer stream, the 408); [`activity`] watches a connection's reads and
-//! writes and closes it when idle; [`refuse`] writes the canned 429 and 408; [`sniff`] tells
+//! writes, closes it when idle and ends it when a request head is late; [`refuse`] writes the canned 429 and 408; [`sniff`] tells
 //! the peer stream from HTTP; [`prefixed`] hands sniffed bytes back.
 
 mod activity;
@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -80,8 +80,8 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // The head deadline is `activity::supervise`'s; hyper would arm a timer per request.
+        .header_read_timeout(None)
         .max_buf_size(limits.head_buffer());
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
