@@ -188,3 +188,108 @@ fn bad_certificate_files_stop_startup_clearly() {
         "refused before touching the data directory"
     );
 }
+
+/// HTTP/2 negotiated over TLS (ALPN `h2`), with curl as the client: two requests go on one
+/// connection, and the one held longer than `header_timeout_ms` (a `get_data` waiting for
+/// another client's lock) is answered although the other stream's answer leaves the
+/// connection quiet meanwhile: a request being served is never idle, and HTTP/2 has no head
+/// deadline. (Before `listener::activity::Serving`, the connection was closed as idle 500 ms
+/// after the fetch's answer.) h2c is not checked this way: curl 7.88 (Debian 12) cannot reuse
+/// a connection opened with `--http2-prior-knowledge` ("Error in the HTTP2 framing layer", the
+/// same against a bare `axum::serve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_are_served_past_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let ca_file = ca.write(&dir.path().join("ca.pem"));
+    let server_files = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let s = Server::start(&config(&server_files, "header_timeout_ms: 500\n"));
+    s.wait_ready().await;
+    let https = s.https.clone().expect("https address");
+    let tls = client(&ca, None);
+    let (st, _) = post(
+        &tls,
+        &format!("{https}/store_data"),
+        json!({"namespace":"n","key":"k","data":"over h2","ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Another client holds the lock of `slow`: a `get_data` of it waits its max_wait_time.
+    let (st, got) = post(
+        &tls,
+        &format!("{https}/get_data"),
+        json!({"namespace":"n","key":"slow","max_wait_time":30}),
+    )
+    .await;
+    assert_eq!((st, &got["lock"]), (200, &json!(true)), "{got}");
+    let tls_h2 = vec![
+        "--http2".to_string(),
+        "--cacert".to_string(),
+        ca_file.display().to_string(),
+    ];
+    check_two_http2_streams(&https, tls_h2).await;
+}
+
+/// Sends a 2 s `get_data` wait and a fetch at once with curl on one HTTP/2 connection to
+/// `base` (`protocol`: curl's options for it) and checks both answers.
+async fn check_two_http2_streams(base: &str, protocol: Vec<String>) {
+    let one = |path: &str, body: serde_json::Value| -> Vec<String> {
+        let mut args = protocol.clone();
+        args.extend([
+            "-sS".into(),
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_version} %{response_code} %{num_connects} %{time_total}\\n".into(),
+            "-d".into(),
+            body.to_string(),
+            format!("{base}{path}"),
+        ]);
+        args
+    };
+    let mut args: Vec<String> = vec!["--parallel".into(), "--max-time".into(), "20".into()];
+    args.extend(one(
+        "/get_data",
+        json!({"namespace":"n","key":"slow","max_wait_time":2}),
+    ));
+    args.push("--next".into());
+    args.extend(one("/fetch_data", json!({"namespace":"n","key":"k"})));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl runs (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{base}: curl: {stderr} {text}");
+    let answers: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(answers.len(), 2, "{base}: {text}");
+    for answer in &answers {
+        assert_eq!(
+            &answer[..2],
+            &["2", "200"],
+            "{base}: HTTP/2 and 200: {text}"
+        );
+    }
+    let connects: u32 = answers.iter().map(|a| a[2].parse::<u32>().unwrap()).sum();
+    assert_eq!(
+        connects, 1,
+        "{base}: both requests on one connection: {text}"
+    );
+    let longest = answers
+        .iter()
+        .map(|a| a[3].parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        longest >= 1.5,
+        "{base}: the get_data waited past the 500 ms timeout: {text}"
+    );
+}

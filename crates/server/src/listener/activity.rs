@@ -4,7 +4,8 @@
 //! Every accepted stream is wrapped in [`Watched`], which notes whether bytes were read since
 //! the last bytes written (a request has started and is unanswered), when that request's
 //! first bytes came, and since when the connection has been quiet; the routes note when a
-//! head has been read whole ([`Activity::head_read`]). [`supervise`] uses that to free the
+//! head has been read whole ([`Activity::head_read`]) and hold a [`Serving`] until its answer
+//! is ready (an HTTP/2 connection may serve several requests at once). [`supervise`] uses that to free the
 //! `max_connections` slot of a silent connection, and to end an HTTP/1 connection whose
 //! request head is still incomplete `header_timeout` after its first bytes (the caller then
 //! answers 408 or closes, see [`super::connection`]).
@@ -15,7 +16,7 @@
 //! watcher wakes only every half `header_timeout` (see `docs/design.md`).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ pub(super) struct Activity {
     /// An HTTP/2 connection: no head deadline (its frames are not a head; hyper had none
     /// for HTTP/2 either).
     http2: AtomicBool,
+    /// Requests handed to the routes and not yet answered ([`Serving`]). An HTTP/2
+    /// connection may have several, and writes for one stream say nothing of the others.
+    serving: AtomicUsize,
 }
 
 /// Milliseconds on a process-wide monotonic clock.
@@ -82,9 +86,10 @@ impl Activity {
         self.http2.store(true, Ordering::Relaxed);
     }
 
-    /// Quiet (no request under way) for at least `limit`.
+    /// Quiet (no request under way, none being served) for at least `limit`.
     fn idle_for(&self, limit: Duration) -> bool {
         !self.request_started.load(Ordering::Relaxed)
+            && self.serving.load(Ordering::Relaxed) == 0
             && now_ms().saturating_sub(self.quiet_since_ms.load(Ordering::Relaxed))
                 >= limit.as_millis() as u64
     }
@@ -103,6 +108,26 @@ impl Activity {
             .load(Ordering::Relaxed)
             .saturating_add(limit.as_millis() as u64);
         Some(Duration::from_millis(due.saturating_sub(now_ms())))
+    }
+}
+
+/// A request being served on a connection: while one is alive, the connection is not idle,
+/// whatever it reads or writes meanwhile (an HTTP/2 connection answers one stream while
+/// another waits in its handler). Made when the routes get the request, dropped when its
+/// answer is ready or the request is abandoned.
+pub(super) struct Serving(Arc<Activity>);
+
+impl Serving {
+    /// Counts a request of `activity`'s connection as being served.
+    pub(super) fn new(activity: Arc<Activity>) -> Self {
+        activity.serving.fetch_add(1, Ordering::Relaxed);
+        Serving(activity)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use super::activity::{supervise, Activity, Supervised, Watched};
+use super::activity::{supervise, Activity, Serving, Supervised, Watched};
 use super::prefixed::Prefixed;
 use super::refuse;
 use super::sniff::{sniff_plain, sniff_tls};
@@ -142,11 +142,16 @@ impl Connection {
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 heads.head_read();
+                let serving = Serving::new(heads.clone());
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 let mut app = app.clone();
-                async move { app.call(request.map(axum::body::Body::new)).await }
+                async move {
+                    let answer = app.call(request.map(axum::body::Body::new)).await;
+                    drop(serving);
+                    answer
+                }
             },
         );
         let connection = builder
