@@ -3,6 +3,7 @@
 //! the batch.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::RandomState;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,8 @@ pub struct StateStats {
 /// `per_namespace` counts the entries of `items` per namespace (no zero counts).
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    items: HashMap<ItemId, Item>,
+    /// std's table and SipHash with a random key: keys come from clients.
+    items: hashbrown::HashMap<ItemId, Item, RandomState>,
     expiry: BTreeSet<(Timestamp, ItemId)>,
     per_namespace: HashMap<Namespace, u64>,
     data_bytes: u64,
@@ -123,13 +125,15 @@ impl State {
             timestamp,
             expires_at,
         };
-        match self.items.get(&op.id) {
-            Some(old) if timestamp < old.timestamp => {
+        // One hash lookup for the common case, a key stored again; a new key is looked up a
+        // second time to be inserted.
+        match self.items.get_key_value_mut(&op.id) {
+            Some((_, old)) if timestamp < old.timestamp => {
                 return Err(DomainError::Conflict {
                     stored: old.timestamp,
                 })
             }
-            Some(old) if timestamp == old.timestamp => {
+            Some((_, old)) if timestamp == old.timestamp => {
                 return if old.data == op.data {
                     // An idempotent retry: the first TTL stands.
                     Ok(Stored {
@@ -142,34 +146,37 @@ impl State {
                     })
                 };
             }
-            Some(_) => {}
+            // Replaced in place (the namespace count unchanged), its expiry entry moved. The
+            // entry is found by the map's own key, which it shares (see `insert`).
+            Some((id, old)) if expires_at > now => {
+                self.data_bytes = self.data_bytes - old.data.len() as u64 + op.data.len() as u64;
+                let old_expiry = old.expires_at;
+                *old = Item {
+                    data: op.data.clone(),
+                    timestamp,
+                    expires_at,
+                };
+                if old_expiry != expires_at {
+                    let entry = self.expiry.take(&(old_expiry, id.clone()));
+                    let shared = entry.map_or_else(|| id.clone(), |(_, id)| id);
+                    self.expiry.insert((expires_at, shared));
+                }
+            }
+            // Stored already expired: the old item goes.
+            Some(_) => {
+                self.remove(&op.id);
+            }
             None => {
                 if expires_at > now {
                     self.check_room(&op.id.namespace, limits)?;
-                }
-            }
-        }
-        let item = Item {
-            data: op.data.clone(),
-            timestamp,
-            expires_at,
-        };
-        match self.items.get_mut(&op.id) {
-            // The common case of a key stored again: replaced in place (one hash lookup, the
-            // namespace count unchanged), its expiry entry moved.
-            Some(old) if expires_at > now => {
-                self.data_bytes = self.data_bytes - old.data.len() as u64 + item.data.len() as u64;
-                let old_expiry = old.expires_at;
-                *old = item;
-                if old_expiry != expires_at {
-                    self.expiry.remove(&(old_expiry, op.id.clone()));
-                    self.expiry.insert((expires_at, op.id.clone()));
-                }
-            }
-            _ => {
-                self.remove(&op.id);
-                if expires_at > now {
-                    self.insert(op.id.clone(), item);
+                    self.insert(
+                        op.id.clone(),
+                        Item {
+                            data: op.data.clone(),
+                            timestamp,
+                            expires_at,
+                        },
+                    );
                 }
             }
         }
@@ -196,6 +203,8 @@ impl State {
         Ok(())
     }
 
+    /// Adds an item that is not held. Its expiry entry shares the map key's names, so that
+    /// looking it up by that key compares pointers, not text (`names::cmp_shared`).
     fn insert(&mut self, id: ItemId, item: Item) {
         self.data_bytes += item.data.len() as u64;
         self.expiry.insert((item.expires_at, id.clone()));
@@ -251,6 +260,13 @@ impl State {
             .map(|(id, item)| (item.expires_at, id.clone()))
             .collect();
         assert_eq!(self.expiry, expiry, "expiry index");
+        for (_, id) in &self.expiry {
+            let (key, _) = self.items.get_key_value(id).expect("indexed item");
+            assert!(
+                id.is_clone_of(key),
+                "expiry entry shares the map's key: {id:?}"
+            );
+        }
         let mut per_namespace: HashMap<Namespace, u64> = HashMap::new();
         for id in self.items.keys() {
             *per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
