@@ -31,7 +31,14 @@ fn main() {
     };
     let data = "x".repeat(1024);
     let store = |i: u64| {
-        let op = StoreOp::new("PLUGIN#bench", &format!("key-{i}"), &data, 3600.0, None, &limits);
+        let op = StoreOp::new(
+            "PLUGIN#bench",
+            &format!("key-{i}"),
+            &data,
+            3600.0,
+            None,
+            &limits,
+        );
         Op::Store(op.expect("a valid store"))
     };
     let mut now = 1_000_000_000;
