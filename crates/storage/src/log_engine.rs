@@ -140,24 +140,29 @@ impl LogEngine {
     /// [`LogEngine::put_meta`], never both (a rename would leave the open file behind).
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
         let record = encode_record(value);
-        let path = self.meta_dir.join(name);
+        let path = || self.meta_dir.join(name);
         let mut files = self.lazy_meta.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = match files.entry(name.to_string()) {
-            std::collections::hash_map::Entry::Occupied(e) => e,
-            std::collections::hash_map::Entry::Vacant(e) => {
+        // The file stays open after the first write: no path or name is built per commit.
+        let written = match files.get_mut(name) {
+            Some((file, len)) => write_in_place(file, len, &record),
+            None => {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(&path)
-                    .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-                e.insert_entry((file, None))
+                    .open(path())
+                    .map_err(|e| StorageError::io(format!("opening {}", path().display()), e))?;
+                let mut len = None;
+                let written = write_in_place(&file, &mut len, &record);
+                if written.is_ok() {
+                    files.insert(name.to_string(), (file, len));
+                }
+                written
             }
         };
-        let (file, len) = entry.into_mut();
-        if let Err(e) = write_in_place(file, len, &record) {
+        if let Err(e) = written {
             files.remove(name); // opened afresh next time
-            return Err(StorageError::io(format!("writing {}", path.display()), e));
+            return Err(StorageError::io(format!("writing {}", path().display()), e));
         }
         Ok(())
     }
