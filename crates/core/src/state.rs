@@ -125,6 +125,11 @@ impl State {
             timestamp,
             expires_at,
         };
+        let item = Item {
+            data: op.data.clone(),
+            timestamp,
+            expires_at,
+        };
         // One hash lookup for the common case, a key stored again; a new key is looked up a
         // second time to be inserted.
         match self.items.get_key_value_mut(&op.id) {
@@ -149,13 +154,9 @@ impl State {
             // Replaced in place (the namespace count unchanged), its expiry entry moved. The
             // entry is found by the map's own key, which it shares (see `insert`).
             Some((id, old)) if expires_at > now => {
-                self.data_bytes = self.data_bytes - old.data.len() as u64 + op.data.len() as u64;
+                self.data_bytes = self.data_bytes - old.data.len() as u64 + item.data.len() as u64;
                 let old_expiry = old.expires_at;
-                *old = Item {
-                    data: op.data.clone(),
-                    timestamp,
-                    expires_at,
-                };
+                *old = item;
                 if old_expiry != expires_at {
                     let entry = self.expiry.take(&(old_expiry, id.clone()));
                     let shared = entry.map_or_else(|| id.clone(), |(_, id)| id);
@@ -169,14 +170,7 @@ impl State {
             None => {
                 if expires_at > now {
                     self.check_room(&op.id.namespace, limits)?;
-                    self.insert(
-                        op.id.clone(),
-                        Item {
-                            data: op.data.clone(),
-                            timestamp,
-                            expires_at,
-                        },
-                    );
+                    self.insert(op.id.clone(), item);
                 }
             }
         }
