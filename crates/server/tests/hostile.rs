@@ -209,6 +209,91 @@ async fn a_late_head_is_cut_at_its_deadline_on_any_request() {
     normal_client_works(&s, "after-trickle").await;
 }
 
+/// On plain-text HTTP/2 (h2c, prior knowledge) a stream still in its handler keeps the
+/// connection from being idle: over one connection, a `get_data` that waits 2 s for a lock
+/// and a fetch sent beside it are both answered, past the 500 ms `header_timeout_ms`, and
+/// the connection stays open. (`tls.rs` checks the same over TLS with curl; curl 7.88 cannot
+/// hold one h2c connection for two requests, so this test drives hyper's own client.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_streams_are_served_past_the_header_timeout() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    let s = Server::start(LIMITS);
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let (st, _) = post(
+        &client,
+        &s.url("/store_data"),
+        json!({"namespace":"n","key":"k","data":"over h2c","ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Another client holds the lock of `slow`: a `get_data` of it waits its max_wait_time.
+    let (st, got) = post(
+        &client,
+        &s.url("/get_data"),
+        json!({"namespace":"n","key":"slow","max_wait_time":30}),
+    )
+    .await;
+    assert_eq!((st, &got["lock"]), (200, &json!(true)), "{got}");
+
+    let tcp = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    let connection = tokio::spawn(connection);
+    let request = |path: &str, body: serde_json::Value| {
+        hyper::Request::post(s.url(path))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let answer = |mut sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+                  req: hyper::Request<Full<Bytes>>| async move {
+        let started = Instant::now();
+        let response = sender.send_request(req).await.expect("an answer");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        (status, body, started.elapsed())
+    };
+    let wait = answer(
+        sender.clone(),
+        request(
+            "/get_data",
+            json!({"namespace":"n","key":"slow","max_wait_time":2}),
+        ),
+    );
+    let fetch = answer(
+        sender.clone(),
+        request("/fetch_data", json!({"namespace":"n","key":"k"})),
+    );
+    let ((wait_status, wait_body, waited), (fetch_status, fetch_body, _)) =
+        tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(wait, fetch) })
+            .await
+            .expect("both answered within 20 s");
+    assert_eq!(fetch_status, 200, "{fetch_body}");
+    assert_eq!(fetch_body["data"], json!("over h2c"), "{fetch_body}");
+    assert_eq!(wait_status, 200, "{wait_body}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the get_data waited past the 500 ms timeout: {waited:?} {wait_body}"
+    );
+    assert!(!connection.is_finished(), "the connection is still open");
+    // And it still serves.
+    let (st, body, _) = answer(
+        sender,
+        request("/fetch_data", json!({"namespace":"n","key":"k"})),
+    )
+    .await;
+    assert_eq!((st, &body["data"]), (200, &json!("over h2c")), "{body}");
+    connection.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_get_431() {
     let s = Server::start(LIMITS);

@@ -194,9 +194,9 @@ fn bad_certificate_files_stop_startup_clearly() {
 /// another client's lock) is answered although the other stream's answer leaves the
 /// connection quiet meanwhile: a request being served is never idle, and HTTP/2 has no head
 /// deadline. (Before `listener::activity::Serving`, the connection was closed as idle 500 ms
-/// after the fetch's answer.) h2c is not checked this way: curl 7.88 (Debian 12) cannot reuse
-/// a connection opened with `--http2-prior-knowledge` ("Error in the HTTP2 framing layer", the
-/// same against a bare `axum::serve`).
+/// after the fetch's answer.) h2c is checked by `hostile.rs` with hyper's client: curl 7.88
+/// (Debian 12) cannot reuse a connection opened with `--http2-prior-knowledge` ("Error in the
+/// HTTP2 framing layer", the same against a bare `axum::serve`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_are_served_past_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
