@@ -221,22 +221,7 @@ async fn h2c_streams_are_served_past_the_header_timeout() {
 
     let s = Server::start(LIMITS);
     s.wait_ready().await;
-    let client = reqwest::Client::new();
-    let (st, _) = post(
-        &client,
-        &s.url("/store_data"),
-        json!({"namespace":"n","key":"k","data":"over h2c","ttl":60}),
-    )
-    .await;
-    assert_eq!(st, 200);
-    // Another client holds the lock of `slow`: a `get_data` of it waits its max_wait_time.
-    let (st, got) = post(
-        &client,
-        &s.url("/get_data"),
-        json!({"namespace":"n","key":"slow","max_wait_time":30}),
-    )
-    .await;
-    assert_eq!((st, &got["lock"]), (200, &json!(true)), "{got}");
+    common::store_and_hold_a_lock(&reqwest::Client::new(), &s.base, "over h2c").await;
 
     let tcp = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
     let (sender, connection) = hyper::client::conn::http2::handshake(

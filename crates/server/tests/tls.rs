@@ -206,22 +206,7 @@ async fn http2_streams_are_served_past_the_header_timeout() {
     let s = Server::start(&config(&server_files, "header_timeout_ms: 500\n"));
     s.wait_ready().await;
     let https = s.https.clone().expect("https address");
-    let tls = client(&ca, None);
-    let (st, _) = post(
-        &tls,
-        &format!("{https}/store_data"),
-        json!({"namespace":"n","key":"k","data":"over h2","ttl":60}),
-    )
-    .await;
-    assert_eq!(st, 200);
-    // Another client holds the lock of `slow`: a `get_data` of it waits its max_wait_time.
-    let (st, got) = post(
-        &tls,
-        &format!("{https}/get_data"),
-        json!({"namespace":"n","key":"slow","max_wait_time":30}),
-    )
-    .await;
-    assert_eq!((st, &got["lock"]), (200, &json!(true)), "{got}");
+    common::store_and_hold_a_lock(&client(&ca, None), &https, "over h2").await;
     let tls_h2 = vec![
         "--http2".to_string(),
         "--cacert".to_string(),

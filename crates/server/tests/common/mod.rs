@@ -640,6 +640,27 @@ pub async fn post(
     post_raw(client, url, body.to_string()).await
 }
 
+/// Stores `data` at `n`/`k` through `base` and takes the lock of `n`/`slow` with a
+/// `get_data` (held 30 s), so that a later `get_data` of `slow` waits its `max_wait_time`:
+/// the set-up of the tests that keep a request in its handler on an HTTP/2 connection.
+#[allow(dead_code)] // Not every test binary that includes `common` uses it.
+pub async fn store_and_hold_a_lock(client: &reqwest::Client, base: &str, data: &str) {
+    let (st, got) = post(
+        client,
+        &format!("{base}/store_data"),
+        serde_json::json!({"namespace":"n","key":"k","data":data,"ttl":60}),
+    )
+    .await;
+    assert_eq!(st, 200, "{got}");
+    let (st, got) = post(
+        client,
+        &format!("{base}/get_data"),
+        serde_json::json!({"namespace":"n","key":"slow","max_wait_time":30}),
+    )
+    .await;
+    assert_eq!((st, &got["lock"]), (200, &serde_json::json!(true)), "{got}");
+}
+
 /// POSTs raw bytes.
 pub async fn post_raw(
     client: &reqwest::Client,
