@@ -88,16 +88,35 @@ free_ports() { python3 "$HERE/cluster.py" free-ports "$1"; }
 # addr_of FILE [KEY]: the address (default "http") in an --addr-file.
 addr_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "${2:-http}"; }
 
+# cpu_ticks: the machine's busy and idle clock ticks so far, all cores (/proc/stat; iowait
+# counts as idle: no core was running anything).
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
+
+# record_idle BEFORE LABEL...: when IDLE_ROWS is set, appends the LABEL columns and the share
+# of the machine's CPU left idle since BEFORE (a `cpu_ticks` line), in per cent.
+record_idle() {
+    [[ -n ${IDLE_ROWS:-} ]] || return 0
+    local before=$1 busy0 idle0 busy1 idle1
+    shift
+    read -r busy0 idle0 <<<"$before"
+    read -r busy1 idle1 <<<"$(cpu_ticks)"
+    awk -v b=$((busy1 - busy0)) -v i=$((idle1 - idle0)) -v l="$(IFS=$'\t'; echo "$*")" \
+        'BEGIN { printf "%s\t%.1f\n", l, (b + i) ? 100 * i / (b + i) : 0 }' >>"$IDLE_ROWS"
+}
+
 # run_wrk LABEL... SCRIPT URL: one wrk run with lua/SCRIPT. The full output goes to the raw
 # log; the BENCHRESULT line printed by lua/common.lua's done() becomes a row of ROWS: the
 # LABEL columns, then rps, p50_ms, p99_ms, non-200, misses, other errors (tab-separated).
+# With IDLE_ROWS set, the machine's idle share during the run goes there (`record_idle`).
 run_wrk() {
-    local url=${*: -1} script=${*: -2:1} out line bad
+    local url=${*: -1} script=${*: -2:1} out line bad before
     local labels=("${@:1:$#-2}")
     log ""
     log "### ${labels[*]}: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s lua/$script $url"
+    before=$(cpu_ticks)
     out=$(timeout $((DURATION + 120)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
         --latency -s "$HERE/lua/$script" "$url" 2>&1) || problem "wrk exited with status $? (${labels[*]})"
+    record_idle "$before" "${labels[@]}"
     log "$out"
     line=$(grep '^BENCHRESULT' <<<"$out" || true)
     if [[ -z $line ]]; then

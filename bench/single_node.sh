@@ -73,9 +73,10 @@ RAW_LOG=$RESULTS_DIR/single_node-$STAMP-raw.txt
 
 WORK=$(mktemp -d "$BENCH_TMP/sm-bench.XXXXXX")
 ROWS=$WORK/rows.tsv       # system, operation, round, rps, p50_ms, p99_ms, non200, miss, other errors
+IDLE_ROWS=$WORK/idle.tsv  # system, operation, round, % of the machine's CPU idle during the run
 EXTRA=$WORK/extra.txt     # memory / restart findings, one "- ..." markdown line each
 PROBLEMS=$WORK/problems.txt
-: >"$ROWS"; : >"$EXTRA"; : >"$PROBLEMS"
+: >"$ROWS"; : >"$IDLE_ROWS"; : >"$EXTRA"; : >"$PROBLEMS"
 
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 
@@ -192,12 +193,14 @@ fi
 
 # run_redis OP ROUND: one redis-benchmark run of SET (store) or GET (fetch) -> a row.
 run_redis() {
-    local op=$1 round=$2 test out errors
+    local op=$1 round=$2 test out errors before
     test=$([[ $op == store ]] && echo set || echo get)
     log ""
     log "### redis $op $round: redis-benchmark -c $CONNS -n $REDIS_REQUESTS -d $VALUE_SIZE -r $KEYS -t $test --csv"
+    before=$(cpu_ticks)
     out=$(timeout 600 redis-benchmark -h 127.0.0.1 -p "$RPORT" -c "$CONNS" -n "$REDIS_REQUESTS" \
         -d "$VALUE_SIZE" -r "$KEYS" -t "$test" --csv 2>&1) || problem "redis-benchmark exited with status $?"
+    record_idle "$before" redis "$op" "$round"
     log "$out"
     errors=$(redis-cli -p "$RPORT" info stats | tr -d '\r' | awk -F: '/^total_error_replies:/ {print $2}')
     [[ ${errors:-0} == 0 ]] || problem "redis answered $errors errors"
@@ -280,9 +283,13 @@ stop_pid "$SM_PID" 60 >/dev/null
 # render_table: the markdown table (medians over the rounds) and the ratios from $ROWS. A ratio
 # is taken within each round (both runs made minutes apart at most), and its median reported.
 render_table() {
-    python3 - "$ROWS" <<'EOF'
+    python3 - "$ROWS" "$IDLE_ROWS" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+idle = {}
+for line in open(sys.argv[2]):
+    system, op, _round, share = line.rstrip("\n").split("\t")
+    idle.setdefault((system, op), []).append(float(share))
 runs = {}
 for system, op, rnd, r, p50, p99, bad, miss, other in rows:
     runs.setdefault((system, op), []).append(
@@ -300,6 +307,14 @@ for (system, op), mine in runs.items():
 for (system, op), mine in runs.items():
     if op not in ("store", "fetch"):
         print(f"\n- {system} {op}: {mine[0]['rps']:,.0f} requests/s, p99 {mine[0]['p99']:.2f} ms")
+print()
+# How much of the machine (all cores, client included) was left idle: a server that keeps
+# the cores busy is CPU-bound; one that leaves them idle waits on something (for our stores:
+# the batch's fsync cycle; see docs/design.md).
+for op in ("store", "fetch"):
+    shares = [f"{system} {statistics.median(v):.0f} %" for (system, o), v in idle.items() if o == op]
+    if shares:
+        print(f"- machine idle during the {op} runs (median of rounds): {', '.join(shares)}")
 print()
 def ratios(op, other):
     ours = {m["round"]: m["rps"] for m in runs.get(("statemanager", op), [])}
