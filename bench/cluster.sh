@@ -85,9 +85,10 @@ RAW_LOG=$RESULTS_DIR/cluster-$STAMP-raw.txt
 
 WORK=$(mktemp -d "$BENCH_TMP/sm-cluster-bench.XXXXXX")
 ROWS=$WORK/rows.tsv          # system, target, operation, round, rps, p50, p99, non200, miss, errors
+IDLE_ROWS=$WORK/idle.tsv     # system, target, operation, round, % of the machine's CPU idle (lib.sh)
 TRIALS=$WORK/failover.jsonl  # one JSON object per failover trial
 PROBLEMS=$WORK/problems.txt
-: >"$ROWS"; : >"$TRIALS"; : >"$PROBLEMS"
+: >"$ROWS"; : >"$IDLE_ROWS"; : >"$TRIALS"; : >"$PROBLEMS"
 
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 CPY=(python3 "$HERE/cluster.py")
@@ -399,9 +400,13 @@ done
 # ---------------------------------------------------------------------------------------------
 # 4. Report
 
-TABLE=$(python3 - "$ROWS" <<'EOF'
+TABLE=$(python3 - "$ROWS" "$IDLE_ROWS" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+idle = {}
+for line in open(sys.argv[2]):
+    system, target, op, _round, share = line.rstrip("\n").split("\t")
+    idle.setdefault((target, op), {}).setdefault(system, []).append(float(share))
 runs = {}
 for system, target, op, rnd, r, p50, p99, bad, miss, other in rows:
     runs.setdefault((system, target, op), []).append(
@@ -426,6 +431,15 @@ for target in ("leader", "follower"):
             verdict = "met" if ratio >= goal else "not met"
             print(f"- statemanager/etcd, {op} via the {target}: **{ratio:.2f}×** median of {len(each)} rounds "
                   f"({', '.join(f'{x:.2f}' for x in each)}; target ≥ {goal}×: {verdict})")
+print()
+# The share of the machine (all cores, client included) left idle during each system's runs:
+# a cluster that keeps both cores busy is bound by CPU, one that leaves them idle by latency.
+for target in ("leader", "follower"):
+    for op in ("store", "fetch"):
+        shares = idle.get((target, op), {})
+        if shares:
+            text = ", ".join(f"{system} {statistics.median(v):.0f} %" for system, v in shares.items())
+            print(f"- machine idle during the {op} runs via the {target} (median of rounds): {text}")
 EOF
 )
 
