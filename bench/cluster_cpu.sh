@@ -136,7 +136,7 @@ EOF
         if [[ ${METRICS:-0} == 1 ]]; then
             for i in 0 1 2; do
                 echo "  /metrics of node $((i + 1)) (${METRICS_GREP:-batch|append|raft_}):"
-                curl -s --max-time 5 "http://127.0.0.1:${P[i]}/metrics" | grep -E "${METRICS_GREP:-batch|append|raft_}" | grep -v '^#' | sed 's/^/    /'
+                curl -s --max-time 5 "http://127.0.0.1:${P[i]}/metrics" | grep -E "${METRICS_GREP:-batch|append|raft_}" | grep -v '^#' | sed 's/^/    /' || true
             done
         fi
         for pid in "${nodes[@]}"; do stop_pid "$pid" 30; done

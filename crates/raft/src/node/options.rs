@@ -58,6 +58,9 @@ pub struct NodeOptions {
     pub max_batch_bytes: usize,
     /// Most batches in flight (proposed, not yet answered).
     pub write_pipeline: usize,
+    /// The longest the writer waits, after answering a batch, for those callers' next
+    /// writes to join the next batch (zero: never; see [`crate::writer::gather`]).
+    pub write_gather: Duration,
     /// Largest clock offset from the majority this node may have and still lead and serve
     /// (see [`crate::cluster_time`]).
     pub max_clock_offset: Duration,
@@ -94,6 +97,7 @@ impl NodeOptions {
             max_batch_ops: 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             write_pipeline: 1,
+            write_gather: Duration::from_millis(3),
             max_clock_offset: Duration::from_millis(500),
             cache: None,
             thread_slice: None,

@@ -225,6 +225,7 @@ fn spawn_tasks(
         max_bytes: options.max_batch_bytes,
         commit_timeout: options.commit_timeout,
         pipeline: options.write_pipeline,
+        gather: options.write_gather,
         quorum_timeout: options.election_timeout.1,
     };
     let tasks = vec![

@@ -95,6 +95,9 @@ config_keys! {
     max_batch_ops: u64 = 1024, ["max_batch_ops"], |v| in_range(as_u64(v)?, 1, 65_536)?;
     /// Most group-commit batches proposed and not yet answered.
     write_pipeline: u64 = 1, ["write_pipeline"], |v| in_range(as_u64(v)?, 1, 64)?;
+    /// How long, in ms, the writer waits after answering a batch for those callers' next
+    /// writes (0: never).
+    write_gather_ms: u64 = 3, ["write_gather_ms"], |v| in_range(as_u64(v)?, 0, 100)?;
     /// This node's share of the shared cache: its size bound, in bytes (`u64::MAX`: no
     /// limit, written `0B`, as in the original).
     max_cache_size: u64 = 1 << 30, ["max_cache_size"], |v| match as_size(v)? {

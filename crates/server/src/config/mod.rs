@@ -186,6 +186,7 @@ impl Config {
         options.max_clock_offset = Duration::from_millis(self.max_clock_offset_ms);
         options.max_batch_ops = self.max_batch_ops as usize;
         options.write_pipeline = self.write_pipeline as usize;
+        options.write_gather = Duration::from_millis(self.write_gather_ms);
         options.cache = Some(cache);
         options.thread_slice = self.thread_slice();
         options

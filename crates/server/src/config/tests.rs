@@ -257,6 +257,39 @@ fn worker_threads_default_to_one_per_core_but_one() {
 }
 
 #[test]
+fn write_gather_reaches_the_node_is_bounded_and_zero_turns_it_off() {
+    let node_options = |config: &crate::config::Config| {
+        let clock: Arc<dyn Clock> = Arc::new(statemanager_core::ManualClock::new(
+            statemanager_core::Timestamp::from_micros(0),
+        ));
+        let cache = Arc::new(Cache::new(
+            statemanager_cache::CacheLimits {
+                max_cache_size: 1 << 20,
+                max_item_size: 1 << 10,
+            },
+            clock.clone(),
+        ));
+        config.node_options(String::new(), None, Default::default(), cache, clock)
+    };
+    let default = load(None, &no_env).unwrap().config;
+    assert_eq!(
+        node_options(&default).write_gather,
+        Duration::from_millis(3)
+    );
+    let set = load_text("write_gather_ms: 7\n", &no_env).unwrap().config;
+    assert_eq!(node_options(&set).write_gather, Duration::from_millis(7));
+    let off = load_text("write_gather_ms: 0\n", &no_env).unwrap().config;
+    assert_eq!(node_options(&off).write_gather, Duration::ZERO);
+    for bad in ["101", "-1", "two"] {
+        let err = load_text(&format!("write_gather_ms: {bad}\n"), &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'write_gather_ms' in FILE"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn write_pipeline_reaches_the_node_and_is_bounded() {
     let config = load_text("write_pipeline: 4\n", &no_env).unwrap().config;
     assert_eq!(config.write_pipeline, 4);

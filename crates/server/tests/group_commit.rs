@@ -1,0 +1,153 @@
+//! How concurrent stores are grouped into batches (one log entry, one fsync each), against
+//! the real binary: the writer's gather (`write_gather_ms`) joins callers that store in turn
+//! into one batch, and never makes a caller wait for writes that do not come.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{get_text, post, Server};
+use serde_json::json;
+
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text; 0 when
+/// absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// `callers` clients store `rounds` times each, every one waiting for its answer before it
+/// stores again; returns the server's mean stores per batch.
+async fn mean_batch_of_callers_storing_in_turn(s: &Server, callers: usize, rounds: usize) -> f64 {
+    let before = get_text(&reqwest::Client::new(), &s.url("/metrics")).await;
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let url = s.url("/store_data");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for round in 0..rounds {
+                    let body = json!({"namespace":"turns","key":format!("c{caller}-{round}"),
+                                      "data":"x","ttl":600});
+                    let (st, got) = post(&client, &url, body).await;
+                    assert_eq!(st, 200, "{got}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("caller task");
+    }
+    let after = get_text(&reqwest::Client::new(), &s.url("/metrics")).await;
+    let count = sample(&after, "statemanager_batch_ops_count")
+        - sample(&before, "statemanager_batch_ops_count");
+    let ops = sample(&after, "statemanager_batch_ops_sum")
+        - sample(&before, "statemanager_batch_ops_sum");
+    assert_eq!(ops as usize, callers * rounds, "{after}");
+    ops / count
+}
+
+/// Callers that store in turn split, without the gather, into groups that take turns (about
+/// half of them per batch); with it they share one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_storing_in_turn_share_one_batch() {
+    const CALLERS: usize = 16;
+    // A deadline far above what the callers need to come back, even on a loaded machine.
+    let gathered = Server::start("write_gather_ms: 100\n");
+    gathered.wait_ready().await;
+    let with_gather = mean_batch_of_callers_storing_in_turn(&gathered, CALLERS, 40).await;
+    let alone = Server::start("write_gather_ms: 0\n");
+    alone.wait_ready().await;
+    let without_gather = mean_batch_of_callers_storing_in_turn(&alone, CALLERS, 40).await;
+    assert!(
+        with_gather >= 0.75 * CALLERS as f64 && with_gather > without_gather,
+        "mean stores per batch: {with_gather:.1} with the gather, {without_gather:.1} without"
+    );
+
+    let metrics = get_text(&reqwest::Client::new(), &gathered.url("/metrics")).await;
+    assert!(
+        sample(
+            &metrics,
+            "statemanager_write_gather_total{end=\"complete\"}"
+        ) > 0.0,
+        "{metrics}"
+    );
+    let metrics = get_text(&reqwest::Client::new(), &alone.url("/metrics")).await;
+    assert!(
+        !metrics.contains("statemanager_write_gather_total"),
+        "the gather is off: {metrics}"
+    );
+}
+
+/// A caller alone is never held back (a batch below eight writes is proposed at once). One
+/// that stored beside callers that then stop waits for them at most once: the miss pauses
+/// the gather.
+#[tokio::test]
+async fn a_caller_never_waits_for_callers_that_do_not_come_back() {
+    const DEADLINE_MS: u64 = 100;
+    let s = Server::start(&format!("write_gather_ms: {DEADLINE_MS}\n"));
+    s.wait_ready().await;
+    let client = reqwest::Client::new();
+    let url = s.url("/store_data");
+    let store = |key: String| {
+        let body = json!({"namespace":"alone","key":key,"data":"x","ttl":600});
+        let (client, url) = (client.clone(), url.clone());
+        async move { post(&client, &url, body).await }
+    };
+    let missed = |metrics: &str| sample(metrics, "statemanager_write_gather_total{end=\"missed\"}");
+
+    let started = Instant::now();
+    for round in 0..10 {
+        let (st, got) = store(format!("solo-{round}")).await;
+        assert_eq!(st, 200, "{got}");
+    }
+    let metrics = get_text(&client, &s.url("/metrics")).await;
+    assert!(
+        !metrics.contains("statemanager_write_gather_total"),
+        "no gather planned: {metrics}"
+    );
+    // Ten waits for the deadline would take a second.
+    assert!(
+        started.elapsed() < Duration::from_millis(9 * DEADLINE_MS),
+        "{:?} for ten stores one after another",
+        started.elapsed()
+    );
+
+    // Sixteen callers store together once; then one goes on alone.
+    let together: Vec<_> = (0..16)
+        .map(|i| {
+            let (client, url) = (client.clone(), s.url("/store_data"));
+            tokio::spawn(async move {
+                let body = json!({"namespace":"alone","key":format!("together-{i}"),
+                                  "data":"x","ttl":600});
+                post(&client, &url, body).await
+            })
+        })
+        .collect();
+    for task in together {
+        let (st, got) = task.await.expect("store task");
+        assert_eq!(st, 200, "{got}");
+    }
+    let started = Instant::now();
+    for round in 0..10 {
+        let (st, got) = store(format!("after-{round}")).await;
+        assert_eq!(st, 200, "{got}");
+    }
+    let metrics = get_text(&client, &s.url("/metrics")).await;
+    assert!(missed(&metrics) <= 1.0, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "statemanager_write_gather_total{end=\"partial\"}"),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(9 * DEADLINE_MS),
+        "{:?} for ten stores after the others stopped",
+        started.elapsed()
+    );
+}
