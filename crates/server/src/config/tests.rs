@@ -256,21 +256,23 @@ fn worker_threads_default_to_one_per_core_but_one() {
     assert_eq!((set.runtime_workers(2), set.runtime_workers(64)), (6, 6));
 }
 
+/// The node options a configuration gives, with a manual clock and a small cache.
+fn node_options(config: &Config) -> statemanager_raft::NodeOptions {
+    let clock: Arc<dyn Clock> = Arc::new(statemanager_core::ManualClock::new(
+        statemanager_core::Timestamp::from_micros(0),
+    ));
+    let cache = Arc::new(Cache::new(
+        statemanager_cache::CacheLimits {
+            max_cache_size: 1 << 20,
+            max_item_size: 1 << 10,
+        },
+        clock.clone(),
+    ));
+    config.node_options(String::new(), None, Default::default(), cache, clock)
+}
+
 #[test]
 fn write_gather_reaches_the_node_is_bounded_and_zero_turns_it_off() {
-    let node_options = |config: &crate::config::Config| {
-        let clock: Arc<dyn Clock> = Arc::new(statemanager_core::ManualClock::new(
-            statemanager_core::Timestamp::from_micros(0),
-        ));
-        let cache = Arc::new(Cache::new(
-            statemanager_cache::CacheLimits {
-                max_cache_size: 1 << 20,
-                max_item_size: 1 << 10,
-            },
-            clock.clone(),
-        ));
-        config.node_options(String::new(), None, Default::default(), cache, clock)
-    };
     let default = load(None, &no_env).unwrap().config;
     assert_eq!(
         node_options(&default).write_gather,
@@ -293,18 +295,7 @@ fn write_gather_reaches_the_node_is_bounded_and_zero_turns_it_off() {
 fn write_pipeline_reaches_the_node_and_is_bounded() {
     let config = load_text("write_pipeline: 4\n", &no_env).unwrap().config;
     assert_eq!(config.write_pipeline, 4);
-    let clock: Arc<dyn Clock> = Arc::new(statemanager_core::ManualClock::new(
-        statemanager_core::Timestamp::from_micros(0),
-    ));
-    let cache = Arc::new(Cache::new(
-        statemanager_cache::CacheLimits {
-            max_cache_size: 1 << 20,
-            max_item_size: 1 << 10,
-        },
-        clock.clone(),
-    ));
-    let options = config.node_options(String::new(), None, Default::default(), cache, clock);
-    assert_eq!(options.write_pipeline, 4);
+    assert_eq!(node_options(&config).write_pipeline, 4);
     assert_eq!(load(None, &no_env).unwrap().config.write_pipeline, 1);
     for bad in ["0", "65", "two"] {
         let err = load_text(&format!("write_pipeline: {bad}\n"), &no_env).unwrap_err();
