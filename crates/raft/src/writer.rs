@@ -231,7 +231,7 @@ pub async fn run(
                 };
                 if let Some(plan) = plan {
                     deliver(done.replies, answer);
-                    let gathered = gather_writes(&mut rx, plan, queued).await;
+                    let gathered = gather_writes(&mut rx, plan, queued, options.max_bytes).await;
                     gather.ended(gathered.end);
                     metrics::counter!("statemanager_write_gather_total", "end" => gathered.end.label())
                         .increment(1);
@@ -273,18 +273,21 @@ struct Gathered {
     closed: bool,
 }
 
-/// Takes writes from `rx` until `plan.target` are gathered or still queued, or until
-/// `plan.wait` has passed; `queued` writes were waiting when the gather began.
+/// Takes writes from `rx` until `plan.target` are gathered or still queued, until the
+/// gathered writes hold `max_bytes` (a batch's byte bound, soft as in [`Writer::propose`]), or
+/// until `plan.wait` has passed; `queued` writes were waiting when the gather began.
 async fn gather_writes(
     rx: &mut mpsc::Receiver<WriteRequest>,
     plan: gather::Plan,
     queued: usize,
+    max_bytes: usize,
 ) -> Gathered {
     let deadline = tokio::time::sleep(plan.wait);
     tokio::pin!(deadline);
     let mut writes = Vec::with_capacity(plan.target);
+    let mut bytes = 0;
     loop {
-        if writes.len() + rx.len() >= plan.target {
+        if writes.len() + rx.len() >= plan.target || bytes >= max_bytes {
             return Gathered {
                 writes,
                 end: gather::End::Complete,
@@ -297,7 +300,10 @@ async fn gather_writes(
                 return Gathered { writes, end, closed: false };
             }
             next = rx.recv() => match next {
-                Some(write) => writes.push(write),
+                Some(write) => {
+                    bytes += op_bytes(&write.op);
+                    writes.push(write);
+                }
                 None => {
                     return Gathered { writes, end: gather::End::Idle, closed: true };
                 }
@@ -316,8 +322,8 @@ struct Writer {
 }
 
 impl Writer {
-    /// Forms a batch of `first` (at least one write) and whatever else is queued (up to the bounds) and proposes
-    /// it: to the leader in one peer RPC on a follower that knows its leader, to Raft
+    /// Forms a batch of `first` (at least one write) and whatever else is queued (up to the
+    /// bounds) and proposes it: to the leader in one peer RPC on a follower that knows its leader, to Raft
     /// otherwise. `None` when it was answered at once (no quorum, node stopping).
     async fn propose(
         &self,
@@ -512,6 +518,56 @@ mod tests {
             super::refused(ClientWriteError::LogEntryDiscarded(leader())),
             NodeError::Unavailable(_)
         ));
+    }
+
+    fn write_of(key: &str, data: &str) -> super::WriteRequest {
+        super::WriteRequest {
+            op: Op::Store(statemanager_core::StoreOp {
+                id: id(key),
+                data: Arc::from(data),
+                ttl: Ttl::from_secs(60).unwrap(),
+                timestamp: None,
+            }),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gather_ends_at_its_target_at_a_batch_of_bytes_or_at_its_deadline() {
+        use super::gather::{End, Plan};
+        use std::time::Duration;
+        let plan = |wait_ms| Plan {
+            target: 8,
+            wait: Duration::from_millis(wait_ms),
+        };
+        // Eight writes queued: complete at once.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        for i in 0..8 {
+            tx.try_send(write_of(&format!("k{i}"), "x")).unwrap();
+        }
+        let gathered = super::gather_writes(&mut rx, plan(60_000), 0, 1 << 20).await;
+        assert_eq!(gathered.end, End::Complete);
+        assert_eq!(gathered.writes.len() + rx.len(), 8);
+
+        // Three big writes hold a batch's bytes: complete without waiting for five more.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        for i in 0..3 {
+            tx.try_send(write_of(&format!("b{i}"), &"x".repeat(400)))
+                .unwrap();
+        }
+        let gathered = super::gather_writes(&mut rx, plan(2_000), 0, 1000).await;
+        assert_eq!((gathered.end, gathered.writes.len()), (End::Complete, 3));
+
+        // Nothing more comes: the deadline ends it.
+        tx.try_send(write_of("only", "x")).unwrap();
+        let gathered = super::gather_writes(&mut rx, plan(20), 0, 1 << 20).await;
+        assert_eq!((gathered.end, gathered.writes.len()), (End::Missed, 1));
+        assert!(!gathered.closed);
+
+        // Every sender gone: closed.
+        drop(tx);
+        let gathered = super::gather_writes(&mut rx, plan(60_000), 0, 1 << 20).await;
+        assert!(gathered.closed);
     }
 
     #[test]
