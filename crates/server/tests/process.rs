@@ -442,7 +442,7 @@ async fn worker_threads_sizes_the_runtime() {
         let s = Server::start_in(tmp.path(), &config, &[]);
         s.wait_ready().await;
         let plural = if want == 1 { "" } else { "s" };
-        let line = format!("async runtime: {want} worker thread{plural} on {cores} CPU cores");
+        let line = format!("async runtime: {want} worker thread{plural} and ");
         assert!(s.log().contains(&line), "want {line:?}:\n{}", s.log());
     }
 }
@@ -463,13 +463,18 @@ fn thread_slices_us(pid: u32, name: &str) -> Vec<u64> {
     slices
 }
 
-/// `thread_slice_us` (default 0): the request threads and the log writer run with that
+/// `thread_slice_us` (default 0): the request threads (the runtime's workers and the
+/// connection threads) and the log writer run with that
 /// scheduler slice on kernels that have per-thread slices (Linux 6.12 and later, which the
 /// start-up log says); `0` leaves the kernel's default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thread_slice_us_sets_the_write_paths_scheduler_slice() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start_in(tmp.path(), "thread_slice_us: 250\n", &[]);
+    let s = Server::start_in(
+        tmp.path(),
+        "thread_slice_us: 250\nconnection_threads: 1\n",
+        &[],
+    );
     s.wait_ready().await;
     let supported = s.log().contains("threads ask for a 250 µs scheduler slice");
     assert!(
@@ -479,14 +484,19 @@ async fn thread_slice_us_sets_the_write_paths_scheduler_slice() {
     );
     let workers = thread_slices_us(s.pid(), "tokio-rt-worker");
     let writer = thread_slices_us(s.pid(), "log-writer");
+    let connections = thread_slices_us(s.pid(), "sm-conn-1");
     assert!(
-        !workers.is_empty() && writer.len() == 1,
-        "{workers:?} {writer:?}"
+        !workers.is_empty() && writer.len() == 1 && connections.len() == 1,
+        "{workers:?} {writer:?} {connections:?}"
     );
     if supported {
         assert!(
-            workers.iter().chain(&writer).all(|&us| us == 250),
-            "{workers:?} {writer:?}"
+            workers
+                .iter()
+                .chain(&writer)
+                .chain(&connections)
+                .all(|&us| us == 250),
+            "{workers:?} {writer:?} {connections:?}"
         );
     }
     drop(s);

@@ -278,3 +278,48 @@ async fn check_two_http2_streams(base: &str, protocol: Vec<String>) {
         "{base}: the get_data waited past the 500 ms timeout: {text}"
     );
 }
+
+/// `statemanager_connections_total` of `thread`.
+fn connections_of(metrics: &str, thread: &str) -> u64 {
+    let prefix = format!("statemanager_connections_total{{thread=\"{thread}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// HTTPS connections are spread over the connection threads as plain ones are: six on new
+/// connections, two to each of the workers and the two threads, all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_connections_are_served_on_the_connection_threads_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let server_files = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let s = Server::start(&config(&server_files, "connection_threads: 2\n"));
+    s.wait_ready().await;
+    let https = s.https.clone().expect("https address");
+    let metrics = || async { common::get_text(&reqwest::Client::new(), &s.url("/metrics")).await };
+    let before = metrics().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = reqwest::Client::builder()
+        .tls_certs_only([ca.cert()])
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for i in 0..6 {
+        let (st, got) = post(
+            &tls,
+            &format!("{https}/store_data"),
+            json!({"namespace":"n","key":format!("k{i}"),"data":"over tls","ttl":60}),
+        )
+        .await;
+        assert_eq!(st, 200, "{got}");
+    }
+    let after = metrics().await;
+    for thread in ["1", "2"] {
+        let added = connections_of(&after, thread) - connections_of(&before, thread);
+        assert!(added >= 2, "thread {thread}: {added} more\n{after}");
+    }
+}

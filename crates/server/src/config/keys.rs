@@ -122,6 +122,10 @@ config_keys! {
     worker_timeout: u64 = 30, ["worker_timeout"], |v| in_range(as_u64(v)?, 0, 86_400)?;
     /// Threads serving requests (0: one per CPU core).
     worker_threads: u64 = 0, ["worker_threads"], |v| in_range(as_u64(v)?, 0, 1024)?;
+    /// Threads of their own that client connections are spread over, besides the workers
+    /// (unset: 1 on a machine of 2 cores or more, 0 on one core).
+    connection_threads: Option<u64> = None, ["connection_threads"],
+        |v| optional(v, |v| in_range(as_u64(v)?, 0, 1024))?;
     /// The scheduler slice, in microseconds, the request threads and the log writer thread
     /// ask the kernel for (0, the default: the kernel's own; see
     /// `statemanager_raft::thread_slice`).

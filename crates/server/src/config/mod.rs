@@ -204,6 +204,16 @@ impl Config {
         }
     }
 
+    /// The client connections' own threads (see `listener::threads`): `connection_threads`
+    /// when set, otherwise one when there are two cores or more (the workers take one core
+    /// less), none on one core.
+    pub fn connection_threads(&self, cores: usize) -> usize {
+        match self.connection_threads {
+            Some(n) => n as usize,
+            None => usize::from(cores >= 2),
+        }
+    }
+
     /// The scheduler slice the write path's threads ask for (`None`: the kernel's default).
     pub fn thread_slice(&self) -> Option<Duration> {
         (self.thread_slice_us > 0).then(|| Duration::from_micros(self.thread_slice_us))

@@ -305,3 +305,25 @@ fn write_pipeline_reaches_the_node_and_is_bounded() {
         );
     }
 }
+
+#[test]
+fn connection_threads_default_to_one_beside_the_workers_on_two_cores_or_more() {
+    let default = load(None, &no_env).unwrap().config;
+    assert_eq!(default.connection_threads(1), 0, "one core: none");
+    assert_eq!(default.connection_threads(2), 1);
+    assert_eq!(default.connection_threads(64), 1);
+    for (text, want) in [("0", 0), ("3", 3), ("1024", 1024)] {
+        let set = load_text(&format!("connection_threads: {text}\n"), &no_env)
+            .unwrap()
+            .config;
+        assert_eq!(set.connection_threads(1), want);
+        assert_eq!(set.connection_threads(8), want);
+    }
+    for bad in ["1025", "-1", "two"] {
+        let err = load_text(&format!("connection_threads: {bad}\n"), &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'connection_threads' in FILE"),
+            "{err}"
+        );
+    }
+}

@@ -20,13 +20,15 @@
 //! The rooms: this module accepts and counts connections; [`connection`] serves one (plain
 //! or TLS, HTTP or the peer stream, the 408); [`activity`] watches a connection's reads and
 //! writes, closes it when idle and ends it when a request head is late; [`refuse`] writes the canned 429 and 408; [`sniff`] tells
-//! the peer stream from HTTP; [`prefixed`] hands sniffed bytes back.
+//! the peer stream from HTTP; [`prefixed`] hands sniffed bytes back; [`threads`] runs the
+//! client connections' own threads and says where each connection goes.
 
 mod activity;
 mod connection;
 mod prefixed;
 mod refuse;
 mod sniff;
+pub mod threads;
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use tokio::sync::{watch, Semaphore};
 
 use activity::{Activity, Watched};
 use connection::Connection;
+use threads::{Place, Spread};
 
 /// The listener's limits.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +69,7 @@ impl ListenerLimits {
 /// (the caller bounds how long it waits). With `stream_to` (the peer port), connections that
 /// open with the peer stream's preface are served by [`statemanager_raft::peer_stream`]
 /// for that node instead of HTTP, under the same connection limit, TLS and idle rule.
+/// Connections go to the runtime's workers and the connection threads of `spread` in turn.
 ///
 /// It cannot fail: a failed accept (EMFILE and the like) is logged and retried.
 pub async fn serve(
@@ -74,6 +78,7 @@ pub async fn serve(
     limits: ListenerLimits,
     tls: Option<RustlsConfig>,
     stream_to: Option<statemanager_raft::Node>,
+    mut spread: Spread,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -119,14 +124,13 @@ pub async fn serve(
             .try_clone_to_owned()
             .map(std::net::TcpStream::from)
             .ok();
-        let activity = Arc::new(Activity::new());
-        let watched = Watched::new(stream, activity.clone());
         let acceptor = tls
             .as_ref()
             .map(|config| tokio_rustls::TlsAcceptor::from(config.get_inner()));
+        let activity = Arc::new(Activity::new());
         let connection = Connection {
             peer,
-            activity,
+            activity: activity.clone(),
             spare,
             header_timeout: limits.header_timeout,
             app: app.clone(),
@@ -135,10 +139,41 @@ pub async fn serve(
             stream_to: stream_to.clone(),
             stop: stop.clone(),
         };
-        tokio::spawn(async move {
-            let _permit = permit;
-            connection.serve(watched, acceptor).await;
-        });
+        match spread.next_place() {
+            Place::Workers => {
+                metrics::counter!("statemanager_connections_total", "thread" => "workers")
+                    .increment(1);
+                let watched = Watched::new(stream, activity);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    connection.serve(watched, acceptor).await;
+                });
+            }
+            Place::Thread { number, handle } => {
+                metrics::counter!("statemanager_connections_total", "thread" => number.to_string())
+                    .increment(1);
+                // The socket leaves this runtime's event loop and joins the thread's.
+                let socket = match stream.into_std() {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        tracing::warn!("cannot hand a connection to its thread: {e}");
+                        continue;
+                    }
+                };
+                handle.spawn(async move {
+                    let _permit = permit;
+                    match tokio::net::TcpStream::from_std(socket) {
+                        Ok(stream) => {
+                            let watched = Watched::new(stream, activity);
+                            connection.serve(watched, acceptor).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!("a connection thread cannot take a connection: {e}")
+                        }
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

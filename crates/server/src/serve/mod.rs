@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use statemanager_core::{Clock, Timestamp};
 
 use crate::config::{self, Config, LogLevel};
+use crate::listener::threads::{ConnectionThreads, Spread};
 use crate::logging::{self, Sink};
 use crate::notify::Notifier;
 use crate::ServeArgs;
@@ -84,11 +85,27 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let connection_threads =
+        match ConnectionThreads::start(config.connection_threads(cores), config.thread_slice()) {
+            Ok(threads) => threads,
+            Err(e) => {
+                tracing::error!("cannot start the connection threads: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let workers = runtime.metrics().num_workers();
     let plural = if workers == 1 { "" } else { "s" };
-    tracing::info!("async runtime: {workers} worker thread{plural} on {cores} CPU cores");
+    let own = connection_threads.len();
+    let own_plural = if own == 1 { "" } else { "s" };
+    tracing::info!(
+        "async runtime: {workers} worker thread{plural} and {own} connection thread{own_plural} on {cores} CPU cores"
+    );
     log_thread_slice(config.thread_slice());
-    match runtime.block_on(run(config, args.addr_file.as_deref(), notifier)) {
+    let spread = connection_threads.spread();
+    let result = runtime.block_on(run(config, args.addr_file.as_deref(), notifier, spread));
+    // The listeners have drained (or given up waiting): what is left on the threads ends.
+    connection_threads.stop();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -148,7 +165,12 @@ impl LogLevel {
 }
 
 /// The server: bind, build, spawn, serve until stopped, drain.
-async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    addr_file: Option<&Path>,
+    notifier: Notifier,
+    spread: Spread,
+) -> anyhow::Result<()> {
     // Before anything records a metric: handles taken earlier would record nowhere.
     let metrics_handle = crate::telemetry::install();
     let bound = bind::bind(&config).await?;
@@ -161,6 +183,6 @@ async fn run(config: Config, addr_file: Option<&Path>, notifier: Notifier) -> an
         notifier.clone(),
         bound.describe(),
     ));
-    let listeners = spawn::listeners(&config, bound, &built.node, built.api_state)?;
+    let listeners = spawn::listeners(&config, bound, &built.node, built.api_state, spread)?;
     drain::until_stopped(built.node, listeners, announce, draining, notifier, tasks).await
 }

@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::bind::Bound;
 use super::build::Built;
 use crate::config::Config;
+use crate::listener::threads::Spread;
 use crate::notify::Notifier;
 use crate::{listener, tls};
 use statemanager_core::error_chain::Chain;
@@ -91,12 +92,15 @@ pub(super) struct Listeners {
 }
 
 /// Starts serving on every bound listener: the API on HTTP and HTTPS, the peer routes and the
-/// peer stream on the peer port; and the SIGHUP handler for their certificates.
+/// peer stream on the peer port; and the SIGHUP handler for their certificates. Client
+/// connections (HTTP and HTTPS) are spread over the runtime's workers and the connection
+/// threads of `spread`; the peer port's stay on the workers, beside the Raft core they feed.
 pub(super) fn listeners(
     config: &Config,
     bound: Bound,
     node: &Node,
     api_state: ApiState,
+    spread: Spread,
 ) -> anyhow::Result<Listeners> {
     let peer_routes = statemanager_raft::peer_server::protect(
         statemanager_raft::peer_server::router(node.clone())
@@ -120,6 +124,7 @@ pub(super) fn listeners(
             listener_limits,
             None,
             None,
+            spread.clone(),
             stop_rx,
         ));
     }
@@ -149,6 +154,7 @@ pub(super) fn listeners(
             peer_limits,
             peer_tls,
             Some(stream_node),
+            Spread::default(),
             stop_rx,
         ));
     }
@@ -163,6 +169,7 @@ pub(super) fn listeners(
             listener_limits,
             Some(tls),
             None,
+            spread,
             stop_rx,
         ));
         tls_reload.push((config.tls.clone(), rustls_config));

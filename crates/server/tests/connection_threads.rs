@@ -1,0 +1,201 @@
+//! `connection_threads`: client connections spread over the runtime's workers and threads of
+//! their own, each with its own event loop, against the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get_text, post, Server};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Bounds every network wait of these tests.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `statemanager_connections_total` by its `thread` label.
+fn connections_by_thread(metrics: &str) -> Vec<(String, u64)> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("statemanager_connections_total{thread=\""))
+        .filter_map(|rest| {
+            let (thread, count) = rest.split_once("\"} ")?;
+            Some((thread.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A client that opens a new connection for every request.
+fn one_connection_per_request() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(BOUND)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_take_the_workers_and_each_connection_thread_in_turn() {
+    let s = Server::start("connection_threads: 2\n");
+    s.wait_ready().await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        s.log()
+            .contains(&format!("and 2 connection threads on {cores} CPU cores")),
+        "{}",
+        s.log()
+    );
+    let names = thread_names(s.pid());
+    for name in ["sm-conn-1", "sm-conn-2"] {
+        assert_eq!(
+            names.iter().filter(|n| *n == name).count(),
+            1,
+            "{name} in {names:?}"
+        );
+    }
+    // Nine requests on nine connections, three to each place: every one is served right.
+    let c = one_connection_per_request();
+    for i in 0..9 {
+        let key = format!("k{}", i / 2);
+        if i % 2 == 0 {
+            let (st, got) = post(
+                &c,
+                &s.url("/store_data"),
+                json!({"namespace":"n","key":key,"data":format!("d{i}"),"ttl":60}),
+            )
+            .await;
+            assert_eq!(st, 200, "{got}");
+        } else {
+            let (st, got) = post(
+                &c,
+                &s.url("/fetch_data"),
+                json!({"namespace":"n","key":key}),
+            )
+            .await;
+            assert_eq!(
+                (st, got["data"].as_str()),
+                (200, Some(format!("d{}", i - 1).as_str()))
+            );
+        }
+    }
+    let counts = connections_by_thread(&get_text(&c, &s.url("/metrics")).await);
+    for thread in ["workers", "1", "2"] {
+        let count = counts.iter().find(|(t, _)| t == thread).map(|(_, n)| *n);
+        assert!(count >= Some(3), "thread {thread}: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_connection_threads_keep_every_connection_on_the_workers() {
+    let s = Server::start("connection_threads: 0\n");
+    s.wait_ready().await;
+    assert!(
+        s.log().contains("and 0 connection threads on"),
+        "{}",
+        s.log()
+    );
+    let names = thread_names(s.pid());
+    assert!(!names.iter().any(|n| n.starts_with("sm-conn")), "{names:?}");
+    let c = one_connection_per_request();
+    for _ in 0..3 {
+        let (st, _) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":"k","data":"d","ttl":60}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    let counts = connections_by_thread(&get_text(&c, &s.url("/metrics")).await);
+    assert!(
+        counts.iter().all(|(thread, _)| thread == "workers") && !counts.is_empty(),
+        "{counts:?}"
+    );
+}
+
+/// Opens a connection and sends a store of `key` whose body stops halfway.
+async fn start_a_store(addr: &str, key: &str) -> (tokio::net::TcpStream, Vec<u8>) {
+    let body = json!({"namespace":"n","key":key,"data":"sent across a SIGTERM","ttl":60})
+        .to_string()
+        .into_bytes();
+    let mut stream = tokio::time::timeout(BOUND, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let head = format!(
+        "POST /store_data HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).await.unwrap();
+    (stream, rest.to_vec())
+}
+
+/// Sends the rest of a store's body and reads the whole answer.
+async fn finish_a_store(mut stream: tokio::net::TcpStream, rest: &[u8]) -> String {
+    stream.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A SIGTERM lets requests in flight finish on every thread: two connections made one after
+/// the other land on the workers and on the connection thread (they alternate), each with a
+/// store whose body is only half sent; both are answered 200 after the signal, the process
+/// exits cleanly, and both items are there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_every_thread_finish_after_sigterm() {
+    let mut s = Server::start("connection_threads: 1\n");
+    s.wait_ready().await;
+    let addr = s
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (first, first_rest) = start_a_store(&addr, "a").await;
+    let (second, second_rest) = start_a_store(&addr, "b").await;
+    // Both requests are in their handlers, reading their bodies.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(unsafe { libc::kill(s.pid() as i32, libc::SIGTERM) }, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answers = [
+        finish_a_store(first, &first_rest).await,
+        finish_a_store(second, &second_rest).await,
+    ];
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{}", s.log());
+    }
+    let status = s.wait_exit(BOUND).expect("the server exits after draining");
+    assert!(status.success(), "{status}: {}", s.log());
+    s.restart();
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    for key in ["a", "b"] {
+        let (st, got) = post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"n","key":key}),
+        )
+        .await;
+        assert_eq!(
+            (st, got["data"].as_str()),
+            (200, Some("sent across a SIGTERM")),
+            "{key}"
+        );
+    }
+}
