@@ -35,6 +35,12 @@ fn connections_by_thread(metrics: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The status and the data of a fetch of `n`/`key`.
+async fn fetched(c: &reqwest::Client, s: &Server, key: &str) -> (u16, Option<String>) {
+    let (st, got) = post(c, &s.url("/fetch_data"), json!({"namespace":"n","key":key})).await;
+    (st, got["data"].as_str().map(String::from))
+}
+
 /// A client that opens a new connection for every request.
 fn one_connection_per_request() -> reqwest::Client {
     reqwest::Client::builder()
@@ -76,15 +82,9 @@ async fn client_connections_take_the_workers_and_each_connection_thread_in_turn(
             .await;
             assert_eq!(st, 200, "{got}");
         } else {
-            let (st, got) = post(
-                &c,
-                &s.url("/fetch_data"),
-                json!({"namespace":"n","key":key}),
-            )
-            .await;
             assert_eq!(
-                (st, got["data"].as_str()),
-                (200, Some(format!("d{}", i - 1).as_str()))
+                fetched(&c, &s, &key).await,
+                (200, Some(format!("d{}", i - 1)))
             );
         }
     }
@@ -186,15 +186,9 @@ async fn requests_in_flight_on_every_thread_finish_after_sigterm() {
     s.wait_ready().await;
     let c = reqwest::Client::new();
     for key in ["a", "b"] {
-        let (st, got) = post(
-            &c,
-            &s.url("/fetch_data"),
-            json!({"namespace":"n","key":key}),
-        )
-        .await;
         assert_eq!(
-            (st, got["data"].as_str()),
-            (200, Some("sent across a SIGTERM")),
+            fetched(&c, &s, key).await,
+            (200, Some("sent across a SIGTERM".to_string())),
             "{key}"
         );
     }
