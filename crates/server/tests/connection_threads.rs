@@ -123,7 +123,9 @@ async fn zero_connection_threads_keep_every_connection_on_the_workers() {
     );
 }
 
-/// Opens a connection and sends a store of `key` whose body stops halfway.
+/// Opens a connection and sends the head of a store of `key` with `Expect: 100-continue`,
+/// and waits for the `100 Continue` the server sends once the handler reads the body: the
+/// request is then in flight. Returns the connection and the body still to send.
 async fn start_a_store(addr: &str, key: &str) -> (tokio::net::TcpStream, Vec<u8>) {
     let body = json!({"namespace":"n","key":key,"data":"sent across a SIGTERM","ttl":60})
         .to_string()
@@ -134,18 +136,31 @@ async fn start_a_store(addr: &str, key: &str) -> (tokio::net::TcpStream, Vec<u8>
         .expect("connect");
     let head = format!(
         "POST /store_data HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let (first, rest) = body.split_at(body.len() / 2);
-    stream.write_all(first).await.unwrap();
-    (stream, rest.to_vec())
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(BOUND, stream.read(&mut byte))
+            .await
+            .expect("100 Continue in time")
+            .expect("read 100 Continue");
+        assert_eq!(n, 1, "closed before 100 Continue: {interim:?}");
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    (stream, body)
 }
 
-/// Sends the rest of a store's body and reads the whole answer.
-async fn finish_a_store(mut stream: tokio::net::TcpStream, rest: &[u8]) -> String {
-    stream.write_all(rest).await.unwrap();
+/// Sends a store's body and reads the whole answer.
+async fn finish_a_store(mut stream: tokio::net::TcpStream, body: &[u8]) -> String {
+    stream.write_all(body).await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(BOUND, stream.read_to_end(&mut answer))
         .await
@@ -154,13 +169,13 @@ async fn finish_a_store(mut stream: tokio::net::TcpStream, rest: &[u8]) -> Strin
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// A SIGTERM lets requests in flight finish on every thread: two connections made one after
-/// the other land on the workers and on the connection thread (they alternate), each with a
-/// store whose body is only half sent; both are answered 200 after the signal, the process
-/// exits cleanly, and both items are there after a restart.
+/// A SIGTERM lets requests in flight finish on every thread: with one worker and one
+/// connection thread, two connections made one after the other land one on each, each with
+/// a store whose handler is waiting for its body; both are answered 200 after the signal,
+/// the process exits cleanly, and both items are there after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_on_every_thread_finish_after_sigterm() {
-    let mut s = Server::start("connection_threads: 1\n");
+    let mut s = Server::start("worker_threads: 1\nconnection_threads: 1\n");
     s.wait_ready().await;
     let addr = s
         .url("")
@@ -169,10 +184,13 @@ async fn requests_in_flight_on_every_thread_finish_after_sigterm() {
         .to_string();
     let (first, first_rest) = start_a_store(&addr, "a").await;
     let (second, second_rest) = start_a_store(&addr, "b").await;
-    // Both requests are in their handlers, reading their bodies.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(unsafe { libc::kill(s.pid() as i32, libc::SIGTERM) }, 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The drain has begun while both wait for their bodies.
+    let began = std::time::Instant::now();
+    while !s.log().contains("draining") && began.elapsed() < BOUND {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(s.log().contains("draining"), "{}", s.log());
     let answers = [
         finish_a_store(first, &first_rest).await,
         finish_a_store(second, &second_rest).await,

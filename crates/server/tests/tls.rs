@@ -203,7 +203,12 @@ async fn http2_streams_are_served_past_the_header_timeout() {
     let ca = Ca::new("test ca");
     let ca_file = ca.write(&dir.path().join("ca.pem"));
     let server_files = ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
-    let s = Server::start(&config(&server_files, "header_timeout_ms: 500\n"));
+    // One worker and one connection thread: the two curl runs below, one connection each,
+    // one after the other, are served one on each.
+    let s = Server::start(&config(
+        &server_files,
+        "header_timeout_ms: 500\nworker_threads: 1\nconnection_threads: 1\n",
+    ));
     s.wait_ready().await;
     let https = s.https.clone().expect("https address");
     common::store_and_hold_a_lock(&client(&ca, None), &https, "over h2").await;
@@ -212,6 +217,7 @@ async fn http2_streams_are_served_past_the_header_timeout() {
         "--cacert".to_string(),
         ca_file.display().to_string(),
     ];
+    check_two_http2_streams(&https, tls_h2.clone()).await;
     check_two_http2_streams(&https, tls_h2).await;
 }
 

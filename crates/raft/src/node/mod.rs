@@ -197,15 +197,16 @@ impl Node {
         self.inner.peer_secret.as_ref()
     }
 
-    /// A request to `path` on the peer at `addr` with this node's credentials (keep-alive
-    /// connections shared with the Raft network; see `PeerNetwork::request`).
+    /// A request to `path` on the peer at `addr` with this node's credentials, made on
+    /// behalf of a client's request (keep-alive connections of their own, apart from the
+    /// Raft network's; see `PeerNetwork::client_request`).
     pub fn peer_request(
         &self,
         method: reqwest::Method,
         addr: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        self.inner.network.request(method, addr, path)
+        self.inner.network.client_request(method, addr, path)
     }
 
     /// The limits this node stamps into its batches.

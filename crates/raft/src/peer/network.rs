@@ -47,6 +47,10 @@ fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     http: Arc<RwLock<reqwest::Client>>,
+    /// The pool of the requests made for clients' requests (forwarding, the console, the
+    /// probes), which may run on the server's connection threads: a client's pooled
+    /// connection is driven where it was opened, so Raft keeps a pool of its own.
+    client_http: Arc<RwLock<reqwest::Client>>,
     streams: Arc<StreamPool>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
@@ -87,6 +91,7 @@ impl PeerNetwork {
     ) -> Result<Self, PeerTlsError> {
         Ok(PeerNetwork {
             http: Arc::new(RwLock::new(build_client(&credentials)?)),
+            client_http: Arc::new(RwLock::new(build_client(&credentials)?)),
             streams: Arc::new(StreamPool::new(
                 cluster_id.clone(),
                 &credentials,
@@ -105,8 +110,10 @@ impl PeerNetwork {
             return Ok(());
         }
         let client = build_client(&self.credentials)?;
+        let for_clients = build_client(&self.credentials)?;
         self.streams.reload_tls()?;
         *self.http.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.client_http.write().unwrap_or_else(|p| p.into_inner()) = for_clients;
         Ok(())
     }
 
@@ -118,7 +125,28 @@ impl PeerNetwork {
         addr: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        let http = self.http.read().unwrap_or_else(|p| p.into_inner()).clone();
+        self.request_on(&self.http, method, addr, path)
+    }
+
+    /// As [`PeerNetwork::request`], for a request made on behalf of a client's request
+    /// (its own pool of connections; see `client_http`).
+    pub fn client_request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.request_on(&self.client_http, method, addr, path)
+    }
+
+    fn request_on(
+        &self,
+        pool: &RwLock<reqwest::Client>,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let http = pool.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut request = http
             .request(
                 method,

@@ -120,7 +120,7 @@ config_keys! {
     /// `worker_timeout`: the original's worker restart delay, in seconds; accepted, unused
     /// (this server has no worker processes to restart).
     worker_timeout: u64 = 30, ["worker_timeout"], |v| in_range(as_u64(v)?, 0, 86_400)?;
-    /// Threads serving requests (0: one per CPU core).
+    /// Threads serving requests and running Raft (0: one per CPU core but one, at least one).
     worker_threads: u64 = 0, ["worker_threads"], |v| in_range(as_u64(v)?, 0, 1024)?;
     /// Threads of their own that client connections are spread over, besides the workers
     /// (unset: 1 on a machine of 2 cores or more, 0 on one core).

@@ -1,6 +1,7 @@
 //! The client connections' own threads (`connection_threads`): each runs a single-threaded
-//! Tokio runtime with its own event loop, and the accept loop hands every client connection
-//! in turn to the runtime's workers or to one of these threads.
+//! Tokio runtime with its own event loop, and the accept loop hands the client connections
+//! out in turn, one share to each serving thread: of every W + T connections, W go to the
+//! runtime's W workers and one to each of the T threads.
 //!
 //! Why not more workers instead: in Tokio's multi-threaded runtime one worker at a time polls
 //! the event loop, so the tasks a socket wakes land on that worker and the others steal them,
@@ -23,37 +24,57 @@ use tokio::sync::oneshot;
 pub struct ConnectionThreads {
     threads: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     handles: Arc<[Handle]>,
+    workers: usize,
+}
+
+/// How long a stopping connection thread waits for blocking work it started (a backup
+/// being written, a file read) before it lets go of it.
+const BLOCKING_WORK_AT_STOP: Duration = Duration::from_secs(1);
+
+/// Asks for the scheduler `slice`, when one is set (see `statemanager_raft::thread_slice`).
+fn ask_for_slice(slice: Option<Duration>) {
+    if let Some(slice) = slice {
+        if let Err(e) = statemanager_raft::thread_slice::request(slice) {
+            tracing::debug!(error = %e, "a connection thread keeps the default scheduler slice");
+        }
+    }
 }
 
 impl ConnectionThreads {
-    /// Starts `count` threads named `sm-conn-1` …, each asking for the scheduler `slice`
-    /// when one is set, as the runtime's workers do.
-    pub fn start(count: usize, slice: Option<Duration>) -> std::io::Result<ConnectionThreads> {
+    /// Starts `count` threads named `sm-conn-1` … beside `workers` runtime workers, each
+    /// asking for the scheduler `slice` when one is set, as the runtime's workers do (so do
+    /// the threads a connection thread starts for blocking work, `sm-conn-N-blocking`).
+    pub fn start(
+        count: usize,
+        workers: usize,
+        slice: Option<Duration>,
+    ) -> std::io::Result<ConnectionThreads> {
         let mut threads = Vec::with_capacity(count);
         let mut handles = Vec::with_capacity(count);
         for n in 1..=count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .thread_name(format!("sm-conn-{n}-blocking"))
+                .on_thread_start(move || ask_for_slice(slice))
                 .build()?;
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(format!("sm-conn-{n}"))
                 .spawn(move || {
-                    if let Some(slice) = slice {
-                        if let Err(e) = statemanager_raft::thread_slice::request(slice) {
-                            tracing::debug!(error = %e, "a connection thread keeps the default scheduler slice");
-                        }
-                    }
+                    ask_for_slice(slice);
                     // Runs the thread's connections until told to stop (or the sender is
-                    // gone); dropping the runtime then ends whatever is left on it.
+                    // gone); what is left on it then ends, and blocking work still running
+                    // gets a moment, not an unbounded wait.
                     let _ = runtime.block_on(stopped);
+                    runtime.shutdown_timeout(BLOCKING_WORK_AT_STOP);
                 })?;
             threads.push((stop, thread));
         }
         Ok(ConnectionThreads {
             threads,
             handles: handles.into(),
+            workers: workers.max(1),
         })
     }
 
@@ -61,6 +82,7 @@ impl ConnectionThreads {
     pub fn spread(&self) -> Spread {
         Spread {
             handles: self.handles.clone(),
+            workers: self.workers,
             next: 0,
         }
     }
@@ -81,12 +103,25 @@ impl ConnectionThreads {
     }
 }
 
-/// Where an accept loop puts its next connection: the runtime's workers first, then each
-/// connection thread, in turn.
-#[derive(Clone, Default)]
+/// Where an accept loop puts its next connection: of every W + T connections, W to the
+/// runtime's W workers, then one to each of the T connection threads.
+#[derive(Clone)]
 pub struct Spread {
     handles: Arc<[Handle]>,
+    /// The runtime's workers: how many of every round of connections stay with them.
+    workers: usize,
     next: usize,
+}
+
+impl Default for Spread {
+    /// Every connection on the workers.
+    fn default() -> Self {
+        Spread {
+            handles: Arc::from([]),
+            workers: 1,
+            next: 0,
+        }
+    }
 }
 
 /// The serving thread [`Spread::next_place`] chose.
@@ -100,15 +135,15 @@ pub enum Place<'a> {
 impl Spread {
     /// The place for the next connection.
     pub fn next_place(&mut self) -> Place<'_> {
-        let slots = self.handles.len() + 1;
+        let slots = self.workers + self.handles.len();
         let slot = self.next % slots;
         self.next = (slot + 1) % slots;
-        match slot.checked_sub(1).and_then(|i| self.handles.get(i)) {
+        match slot
+            .checked_sub(self.workers)
+            .and_then(|i| Some((i + 1, self.handles.get(i)?)))
+        {
             None => Place::Workers,
-            Some(handle) => Place::Thread {
-                number: slot,
-                handle,
-            },
+            Some((number, handle)) => Place::Thread { number, handle },
         }
     }
 }
@@ -133,7 +168,7 @@ mod tests {
 
     #[test]
     fn connections_take_the_workers_and_each_thread_in_turn() {
-        let threads = ConnectionThreads::start(2, None).unwrap();
+        let threads = ConnectionThreads::start(2, 1, None).unwrap();
         assert_eq!(threads.len(), 2);
         let mut spread = threads.spread();
         assert_eq!(numbers(&mut spread, 7), [0, 1, 2, 0, 1, 2, 0]);
@@ -141,8 +176,16 @@ mod tests {
     }
 
     #[test]
+    fn each_worker_and_each_thread_takes_one_share() {
+        let threads = ConnectionThreads::start(1, 3, None).unwrap();
+        let mut spread = threads.spread();
+        assert_eq!(numbers(&mut spread, 9), [0, 0, 0, 1, 0, 0, 0, 1, 0]);
+        threads.stop();
+    }
+
+    #[test]
     fn a_thread_runs_what_it_is_given_and_stops() {
-        let threads = ConnectionThreads::start(1, None).unwrap();
+        let threads = ConnectionThreads::start(1, 1, None).unwrap();
         let mut spread = threads.spread();
         let _ = spread.next_place();
         let Place::Thread { handle, .. } = spread.next_place() else {

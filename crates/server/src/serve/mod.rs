@@ -85,15 +85,18 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let connection_threads =
-        match ConnectionThreads::start(config.connection_threads(cores), config.thread_slice()) {
-            Ok(threads) => threads,
-            Err(e) => {
-                tracing::error!("cannot start the connection threads: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
     let workers = runtime.metrics().num_workers();
+    let connection_threads = match ConnectionThreads::start(
+        config.connection_threads(cores),
+        workers,
+        config.thread_slice(),
+    ) {
+        Ok(threads) => threads,
+        Err(e) => {
+            tracing::error!("cannot start the connection threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let plural = if workers == 1 { "" } else { "s" };
     let own = connection_threads.len();
     let own_plural = if own == 1 { "" } else { "s" };

@@ -66,6 +66,10 @@ pub struct StreamPool {
     authorization: Option<String>,
     cluster_id: ClusterId,
     time: Arc<ClusterTime>,
+    /// The runtime the pool was made on (the node's): its sockets are opened there, so a
+    /// connection a request opened on one of the server's connection threads is still
+    /// driven by the node's event loop when Raft reuses it.
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for StreamPool {
@@ -123,6 +127,7 @@ fn disturbed(conn: &mut Conn) -> bool {
 impl StreamPool {
     /// A pool presenting `credentials` (the secret in each hello, the node's certificate
     /// under `peer_tls`) and this node's cluster id and cluster time (`time`) with each call.
+    /// Its sockets are opened on the runtime it is made on, if any.
     pub fn new(
         cluster_id: ClusterId,
         credentials: &PeerCredentials,
@@ -141,6 +146,7 @@ impl StreamPool {
                 .map(|s| s.header_value().to_string()),
             cluster_id,
             time,
+            home: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -206,7 +212,21 @@ impl StreamPool {
             return Err(CallError::HttpOnly);
         }
         metrics::counter!("statemanager_peer_stream_connects_total").increment(1);
-        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        let target = addr.to_string();
+        let connecting = async move { TcpStream::connect(target).await };
+        let connected = match &self.home {
+            Some(home) => {
+                let opened = home.spawn(connecting);
+                tokio::time::timeout(CONNECT_TIMEOUT, async {
+                    opened
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                })
+                .await
+            }
+            None => tokio::time::timeout(CONNECT_TIMEOUT, connecting).await,
+        };
+        let tcp = match connected {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(not_sent("cannot connect to", addr, e)),
             Err(_) => return Err(timed_out("cannot connect to", addr)),

@@ -154,3 +154,30 @@ async fn a_failure_keeps_the_io_error_behind_it_as_its_source() {
         Some(std::io::ErrorKind::ConnectionRefused)
     );
 }
+
+/// A call made on another runtime (as from one of the server's connection threads) opens
+/// its connection on the pool's runtime: the pooled connection still serves the pool's
+/// runtime after the other one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_from_another_runtime_outlives_it() {
+    let (addr, accepted) = fake_peer(Peer::Answer { calls: 2 }).await;
+    let pool = Arc::new(pool());
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (on_other, at) = (pool.clone(), addr.clone());
+    let first = tokio::task::spawn_blocking(move || {
+        // `other` ends with this closure.
+        other.block_on(async move { call(&on_other, &at).await })
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, Ok(0));
+    assert_eq!(
+        call(&pool, &addr).await,
+        Ok(1),
+        "the same connection, though the runtime that asked for it is gone"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
