@@ -491,3 +491,69 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         Ok(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A keep-alive HTTP peer on a free port answering every request 200; counts the
+    /// connections it accepted.
+    async fn http_peer() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while conn.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                        head.push(byte[0]);
+                        if head.ends_with(b"\r\n\r\n") {
+                            head.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if conn.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// The requests made for clients (which may run on a connection thread, where their
+    /// pooled connections would be driven) never lend a connection to Raft's requests, and
+    /// each kind reuses its own.
+    #[tokio::test]
+    async fn raft_requests_never_reuse_a_connection_opened_for_a_client() {
+        let (addr, accepted) = http_peer().await;
+        let clock = Arc::new(statemanager_core::ManualClock::default());
+        let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
+        let network = PeerNetwork::new(
+            Arc::new(RwLock::new(None)),
+            PeerCredentials::default(),
+            time,
+        )
+        .unwrap();
+        let get = reqwest::Method::GET;
+        for _ in 0..2 {
+            let client = network.client_request(get.clone(), &addr, "/peer/info");
+            assert_eq!(client.send().await.unwrap().status(), 200);
+            let raft = network.request(get.clone(), &addr, "/peer/info");
+            assert_eq!(raft.send().await.unwrap().status(), 200);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "one connection per pool"
+        );
+    }
+}
