@@ -1,11 +1,9 @@
 //! Commands: what the Raft log carries. A [`Batch`] is one log entry; the leader fills in
 //! `now` and `limits` once, so applying it needs nothing from the replica's environment.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{DomainError, ItemId, Key, Limits, Namespace, Timestamp, Ttl};
+use crate::{Data, DomainError, ItemId, Key, Limits, Namespace, Timestamp, Ttl};
 
 /// One log entry: operations decided together at the leader's time `now`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +32,7 @@ pub struct StoreOp {
     /// Where the item goes.
     pub id: ItemId,
     /// The item's data, as sent.
-    #[serde(deserialize_with = "crate::arc_str::deserialize")]
-    pub data: Arc<str>,
+    pub data: Data,
     /// How long the item lives after its timestamp.
     pub ttl: Ttl,
     /// The client's timestamp; `None` means "the leader's now".
@@ -63,7 +60,7 @@ impl StoreOp {
             },
             ttl: Ttl::from_f64(ttl_secs)?,
             timestamp: Timestamp::from_client_secs(timestamp_secs, "timestamp")?,
-            data: Arc::from(data),
+            data: Data::from(data),
         };
         op.check_size(limits)?;
         Ok(op)

@@ -11,6 +11,7 @@
 mod arc_str;
 mod clock;
 mod command;
+mod data;
 mod error;
 pub mod error_chain;
 mod limits;
@@ -20,6 +21,7 @@ mod time;
 
 pub use clock::{Clock, ManualClock};
 pub use command::{Batch, Op, StoreOp};
+pub use data::Data;
 pub use error::{DomainError, FullScope};
 pub use limits::{Limits, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES};
 pub use names::{ItemId, Key, Namespace};

@@ -78,6 +78,12 @@ impl Namespace {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are clones of one namespace (the same allocation, not only the same text).
+    #[cfg(test)]
+    pub(crate) fn is_clone_of(&self, other: &Namespace) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 ord_by_shared_text!(Namespace);

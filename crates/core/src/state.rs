@@ -2,21 +2,19 @@
 //! mark. [`State::apply`] is the only way to change it and is a pure function of the state and
 //! the batch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hash::RandomState;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::FullScope;
-use crate::{Batch, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestamp};
+use crate::{Batch, Data, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestamp};
 
 /// A stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// The data as the client sent it.
-    #[serde(deserialize_with = "crate::arc_str::deserialize")]
-    pub data: Arc<str>,
+    pub data: Data,
     /// The item's timestamp (the client's, or the leader's stamp).
     pub timestamp: Timestamp,
     /// When the item stops being visible: `timestamp + ttl`.
@@ -57,7 +55,8 @@ pub struct State {
     /// std's table and SipHash with a random key: keys come from clients.
     items: hashbrown::HashMap<ItemId, Item, RandomState>,
     expiry: BTreeSet<(Timestamp, ItemId)>,
-    per_namespace: HashMap<Namespace, u64>,
+    /// The same table; its keys are the names the items share (see `insert`).
+    per_namespace: hashbrown::HashMap<Namespace, u64, RandomState>,
     data_bytes: u64,
     high_water: Timestamp,
     /// Items removed by expiry since this state was created or loaded (for metrics).
@@ -198,11 +197,25 @@ impl State {
     }
 
     /// Adds an item that is not held. Its expiry entry shares the map key's names, so that
-    /// looking it up by that key compares pointers, not text (`names::cmp_shared`).
+    /// looking it up by that key compares pointers, not text (`names::cmp_shared`), and every
+    /// item of a namespace shares one copy of the namespace's name (the one its count is
+    /// kept under) rather than the copy its own request brought.
     fn insert(&mut self, id: ItemId, item: Item) {
         self.data_bytes += item.data.len() as u64;
+        let id = match self.per_namespace.get_key_value_mut(&id.namespace) {
+            Some((namespace, count)) => {
+                *count += 1;
+                ItemId {
+                    namespace: namespace.clone(),
+                    key: id.key,
+                }
+            }
+            None => {
+                self.per_namespace.insert(id.namespace.clone(), 1);
+                id
+            }
+        };
         self.expiry.insert((item.expires_at, id.clone()));
-        *self.per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
         self.items.insert(id, item);
     }
 
@@ -261,9 +274,18 @@ impl State {
                 "expiry entry shares the map's key: {id:?}"
             );
         }
-        let mut per_namespace: HashMap<Namespace, u64> = HashMap::new();
+        let mut per_namespace: hashbrown::HashMap<Namespace, u64, RandomState> =
+            hashbrown::HashMap::default();
         for id in self.items.keys() {
             *per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
+            let (shared, _) = self
+                .per_namespace
+                .get_key_value(&id.namespace)
+                .expect("counted namespace");
+            assert!(
+                id.namespace.is_clone_of(shared),
+                "the item shares its namespace's name: {id:?}"
+            );
         }
         assert_eq!(self.per_namespace, per_namespace, "namespace counts");
         let bytes: u64 = self.items.values().map(|i| i.data.len() as u64).sum();

@@ -428,9 +428,10 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use statemanager_core::{DomainError, ItemId, Key, Namespace, Op, Stored, Timestamp, Ttl};
+    use statemanager_core::{
+        Data, DomainError, ItemId, Key, Namespace, Op, Stored, Timestamp, Ttl,
+    };
     use tokio::sync::oneshot;
 
     use super::{deliver, op_bytes};
@@ -460,7 +461,7 @@ mod tests {
     fn a_store_counts_its_data_and_names_a_delete_its_names() {
         let store = Op::Store(statemanager_core::StoreOp {
             id: id("key"),
-            data: Arc::from("0123456789"),
+            data: Data::from("0123456789"),
             ttl: Ttl::from_secs(60).unwrap(),
             timestamp: None,
         });
@@ -524,7 +525,7 @@ mod tests {
         super::WriteRequest {
             op: Op::Store(statemanager_core::StoreOp {
                 id: id(key),
-                data: Arc::from(data),
+                data: Data::from(data),
                 ttl: Ttl::from_secs(60).unwrap(),
                 timestamp: None,
             }),

@@ -23,7 +23,7 @@ fn id(ns: &str, key: &str) -> ItemId {
 fn store(ns: &str, key: &str, data: &str, ttl: u64, timestamp: Option<Timestamp>) -> Op {
     Op::Store(StoreOp {
         id: id(ns, key),
-        data: Arc::from(data),
+        data: Data::from(data),
         ttl: Ttl::from_secs(ttl).unwrap(),
         timestamp,
     })

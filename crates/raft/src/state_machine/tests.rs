@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use openraft::EntryPayload;
-use statemanager_core::{Batch, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Ttl};
+use statemanager_core::{
+    Batch, Data, DomainError, ItemId, Key, Limits, Namespace, Op, StoreOp, Ttl,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
@@ -24,7 +26,7 @@ fn id(key: &str) -> ItemId {
 fn store(key: &str, data: &str) -> Op {
     Op::Store(StoreOp {
         id: id(key),
-        data: Arc::from(data),
+        data: Data::from(data),
         ttl: Ttl::from_secs(3600).expect("a valid ttl"),
         timestamp: None,
     })
