@@ -21,11 +21,10 @@ pub async fn fetch_data(
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let id = body::item_id(&bytes, &state.namespaces)?;
-    let result = state.node.fetch(&id).await;
+    let result = state.node.fetch_with(&id, answer_of).await;
     // Linearizable reads are served by the leader.
-    forward::answer_or_forward(&state, "/fetch_data", bytes, result, |item| {
-        let item = item.ok_or(ApiError::NotFound)?;
-        Ok(answer_of(&item))
+    forward::answer_or_forward(&state, "/fetch_data", bytes, result, |answer| {
+        answer.ok_or(ApiError::NotFound)
     })
     .await
 }

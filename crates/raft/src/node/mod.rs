@@ -64,6 +64,12 @@ struct Inner {
     api_addr: String,
     network: PeerNetwork,
     raft: crate::types::Raft,
+    /// openraft's server metrics, kept: each fetch reads them, and a receiver cloned per
+    /// fetch would cost two atomic updates on a line every thread shares.
+    server_metrics: openraft::type_config::alias::WatchReceiverOf<
+        crate::types::TypeConfig,
+        openraft::metrics::RaftServerMetrics<crate::types::TypeConfig>,
+    >,
     shared: Arc<SharedState>,
     writes: mpsc::Sender<WriteRequest>,
     reads: mpsc::Sender<ReadWaiter>,
@@ -291,10 +297,21 @@ impl Node {
     /// The time the read uses is cluster time (see [`crate::cluster_time`]): once a fetch on
     /// any node has found an item expired, no later fetch on any node finds it.
     pub async fn fetch(&self, id: &ItemId) -> Result<Option<Item>, NodeError> {
+        self.fetch_with(id, Item::clone).await
+    }
+
+    /// A fetch that hands the item to `read` under the state's read lock instead of cloning
+    /// it: an answer written from there never touches the reference count of the item's
+    /// data, whose block a clone would have to bring into the cache.
+    pub async fn fetch_with<R>(
+        &self,
+        id: &ItemId,
+        read: impl FnOnce(&Item) -> R,
+    ) -> Result<Option<R>, NodeError> {
         self.linearize().await?;
         let applied = self.inner.shared.read();
         let now = self.inner.time.read_time(applied.state.high_water());
-        Ok(applied.state.get(id, now).cloned())
+        Ok(applied.state.get(id, now).map(read))
     }
 
     /// Waits until this node may answer linearizably: at once when it is the only voter (see
@@ -334,7 +351,7 @@ impl Node {
     /// commit: with this node among the voters, the other node needs this node to accept its
     /// entries first.
     fn confirm_as_sole_voter(&self) -> bool {
-        let metrics = self.inner.raft.server_metrics();
+        let metrics = &self.inner.server_metrics;
         let Some(term) = sole_leader_term(&metrics.borrow_watched(), self.inner.node_id) else {
             return false;
         };

@@ -339,6 +339,7 @@ impl Node {
                 engine,
                 api_addr: options.api_addr.clone(),
                 network,
+                server_metrics: raft.server_metrics(),
                 raft,
                 shared,
                 writes,
