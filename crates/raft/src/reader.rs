@@ -43,10 +43,28 @@ pub async fn linearize(
     shared: &SharedState,
     timeout: Duration,
 ) -> Result<(), NodeError> {
+    // A follower that knows its leader asks it at once: the read index is only as good as
+    // the leader's own confirmation of its leadership, so asking the Raft core first (which
+    // would answer "forward to the leader") adds a hand-off and nothing else.
+    let (leader, known_leader) = {
+        let metrics = raft.server_metrics();
+        let m = metrics.borrow_watched();
+        let known_leader = match (m.state, m.current_leader) {
+            (openraft::ServerState::Follower, Some(id)) if id != m.id => m
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| (id, node.addr.clone())),
+            _ => None,
+        };
+        (m.state == openraft::ServerState::Leader, known_leader)
+    };
     // Only a leader's clock enters cluster time; if this node turns out not to lead, the
     // round fails and nothing is confirmed.
-    let leader = raft.server_metrics().borrow_watched().state == openraft::ServerState::Leader;
     let t = time.begin_read(shared.read().state.high_water(), leader);
+    if let Some((leader_id, addr)) = known_leader {
+        return read_through_leader(raft, network, leader_id, &addr, timeout).await;
+    }
     match tokio::time::timeout(
         timeout,
         raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
@@ -61,24 +79,10 @@ pub async fn linearize(
             let not_leader = NodeError::NotLeader {
                 leader: f.leader_id,
             };
-            let Some(node) = f.leader_node else {
+            let (Some(leader_id), Some(node)) = (f.leader_id, f.leader_node) else {
                 return Err(not_leader);
             };
-            let index = match network.read_index(&node.addr, f.leader_id, timeout).await {
-                Ok(index) => index,
-                Err(e) => {
-                    tracing::debug!(
-                        error = %with_sources(&e),
-                        "no read index from the leader; forwarding"
-                    );
-                    return Err(not_leader);
-                }
-            };
-            raft.wait(Some(timeout))
-                .applied_index_at_least(Some(index), "follower read")
-                .await
-                .map(|_| ())
-                .map_err(|_| not_leader)
+            read_through_leader(raft, network, leader_id, &node.addr, timeout).await
         }
         Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(Reason::of(q)))
@@ -94,6 +98,36 @@ pub async fn linearize(
             .into(),
         )),
     }
+}
+
+/// A follower's round: the read index from `leader_id` at `addr` (one peer RPC, which the
+/// leader answers after confirming its leadership with a quorum), then a wait until this node
+/// has applied up to it. Any failure is `NotLeader`: the caller forwards the request.
+async fn read_through_leader(
+    raft: &crate::types::Raft,
+    network: &PeerNetwork,
+    leader_id: crate::types::NodeId,
+    addr: &str,
+    timeout: Duration,
+) -> Result<(), NodeError> {
+    let not_leader = NodeError::NotLeader {
+        leader: Some(leader_id),
+    };
+    let index = match network.read_index(addr, Some(leader_id), timeout).await {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::debug!(
+                error = %with_sources(&e),
+                "no read index from the leader; forwarding"
+            );
+            return Err(not_leader);
+        }
+    };
+    raft.wait(Some(timeout))
+        .applied_index_at_least(Some(index), "follower read")
+        .await
+        .map(|_| ())
+        .map_err(|_| not_leader)
 }
 
 /// Runs the reader until every sender of `rx` is dropped.
