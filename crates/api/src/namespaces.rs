@@ -52,6 +52,15 @@ impl Namespaces {
         }
     }
 
+    /// The namespace `given` (already a valid plain name) addresses: itself, unless it is a
+    /// token to verify ([`Namespaces::resolve`]); spares a copy of the name on every store.
+    pub fn resolve_given(&self, given: Namespace) -> Result<Namespace, ApiError> {
+        match &self.keys {
+            Some(_) => self.resolve(given.as_str()),
+            None => Ok(given),
+        }
+    }
+
     /// The namespace `text` addresses, or why it may not be used.
     pub fn resolve(&self, text: &str) -> Result<Namespace, ApiError> {
         match &self.keys {

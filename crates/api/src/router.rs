@@ -260,13 +260,18 @@ async fn gate(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let uri = request.uri().clone();
     let endpoint = endpoint_label(
         request
             .extensions()
             .get::<MatchedPath>()
             .map(|m| m.as_str()),
     );
+    // A route's label is its path (no route has parameters); only an unknown path is copied,
+    // for the log lines below (cloning the URI would touch the shared request buffer's count).
+    let path: std::borrow::Cow<'static, str> = match endpoint {
+        "unknown" => request.uri().path().to_owned().into(),
+        route => route.into(),
+    };
     let client = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -282,12 +287,12 @@ async fn gate(
         crate::limits::log_refusal(
             client,
             status,
-            &format!("{method} {} answered {status}", uri.path()),
+            &format!("{method} {path} answered {status}"),
         );
     }
     tracing::debug!(
         %method,
-        path = uri.path(),
+        path = &*path,
         status,
         latency_us = elapsed.as_micros() as u64,
         "request"

@@ -387,6 +387,11 @@ async fn a_flooding_client_gets_429_with_retry_after() {
         "logged once per client: {}",
         s.log()
     );
+    assert!(
+        s.log().contains("GET /health answered 429"),
+        "the line names the request: {}",
+        s.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

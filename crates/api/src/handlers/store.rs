@@ -65,7 +65,7 @@ pub(crate) fn decode(
         Some(op) => op?,
         None => decode_slow(bytes, limits)?,
     };
-    op.id.namespace = namespaces.resolve(op.id.namespace.as_str())?;
+    op.id.namespace = namespaces.resolve_given(op.id.namespace)?;
     Ok(op)
 }
 
