@@ -39,7 +39,7 @@ stop_pid() {
             sleep 0.02
         done
         if alive "$pid"; then
-            echo "PID $pid still running ${limit}s after SIGTERM; sent SIGKILL" >>"$PROBLEMS"
+            echo "PID $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running ${limit}s after SIGTERM; sent SIGKILL" >>"$PROBLEMS"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
