@@ -20,12 +20,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROUNDS=${ROUNDS:-3} ITEMS=${ITEMS:-1000000} MEMORY_ITEMS=${MEMORY_ITEMS:-100000}
 VALUE_SIZE=${VALUE_SIZE:-1024} CONNS=64
 (($# >= 1)) || { echo "usage: $0 LABEL=BINARY ..." >&2; exit 2; }
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/sm-abr.XXXXXX")
-PROBLEMS=$WORK/problems.txt RAW_LOG=$WORK/raw.txt ROWS=$WORK/rows.tsv
-: >"$PROBLEMS"; : >"$ROWS"
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"
-bench_traps
+ab_start sm-abr
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fetch_ok() {
     curl -s --max-time 2 -X POST "$1/fetch_data" \

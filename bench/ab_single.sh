@@ -14,12 +14,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8} KEYS=${KEYS:-10000} VALUE_SIZE=${VALUE_SIZE:-1024}
 THREADS=2 CONNS=64
 (($# >= 1)) || { echo "usage: $0 LABEL=BINARY ..." >&2; exit 2; }
-WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/sm-ab.XXXXXX")
-PROBLEMS=$WORK/problems.txt RAW_LOG=$WORK/raw.txt ROWS=$WORK/rows.tsv
-: >"$PROBLEMS"; : >"$ROWS"
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"
-bench_traps
+ab_start sm-ab
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 TICK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

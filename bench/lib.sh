@@ -60,6 +60,16 @@ bench_traps() {
     trap 'exit 130' INT TERM
 }
 
+# ab_start PREFIX: how the A/B scripts begin: WORK, a temp dir named PREFIX.* (removed on
+# exit), the PROBLEMS, RAW_LOG and ROWS files in it, and the traps.
+ab_start() {
+    WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/$1.XXXXXX")
+    PROBLEMS=$WORK/problems.txt RAW_LOG=$WORK/raw.txt ROWS=$WORK/rows.tsv
+    : >"$PROBLEMS"
+    : >"$ROWS"
+    bench_traps
+}
+
 # log: print to the terminal and keep in the raw log. problem: the same, and note it.
 log() { echo "$*" | tee -a "$RAW_LOG"; }
 problem() { log "PROBLEM: $*"; echo "$*" >>"$PROBLEMS"; }
