@@ -133,6 +133,22 @@ async fn a_caller_never_waits_for_callers_that_do_not_come_back() {
         let (st, got) = task.await.expect("store task");
         assert_eq!(st, 200, "{got}");
     }
+    // How the sixteen were batched depends on when each arrived (on a loaded machine some
+    // come late, and a wait that sees them ends `partial`); what is checked is what the one
+    // caller left meets: at most the one wait the last of those batches began, ending without
+    // the others (then the gather pauses).
+    let gathers = |metrics: &str| {
+        ["complete", "partial", "missed", "idle"]
+            .iter()
+            .map(|end| {
+                sample(
+                    metrics,
+                    &format!("statemanager_write_gather_total{{end=\"{end}\"}}"),
+                )
+            })
+            .sum::<f64>()
+    };
+    let before = gathers(&get_text(&client, &s.url("/metrics")).await);
     let started = Instant::now();
     for round in 0..10 {
         let (st, got) = store(format!("after-{round}")).await;
@@ -140,10 +156,9 @@ async fn a_caller_never_waits_for_callers_that_do_not_come_back() {
     }
     let metrics = get_text(&client, &s.url("/metrics")).await;
     assert!(missed(&metrics) <= 1.0, "{metrics}");
-    assert_eq!(
-        sample(&metrics, "statemanager_write_gather_total{end=\"partial\"}"),
-        0.0,
-        "{metrics}"
+    assert!(
+        gathers(&metrics) - before <= 1.0,
+        "the caller left waited more than once: {metrics}"
     );
     assert!(
         started.elapsed() < Duration::from_millis(9 * DEADLINE_MS),
