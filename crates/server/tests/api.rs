@@ -504,3 +504,38 @@ async fn cache_reads_long_digit_strings_as_large_numbers() {
         "{e}"
     );
 }
+
+/// Items above the size written under the state's read lock (64 KiB) are answered whole, as
+/// small ones are, escapes included.
+#[tokio::test]
+async fn large_items_are_fetched_whole() {
+    let s = Server::start("max_persistent_data_item_size: 1MB\n");
+    s.wait_ready().await;
+    let c = reqwest::Client::new();
+    for (key, size) in [("small", 1_000), ("edge", 64 * 1024), ("large", 900_000)] {
+        let data: String = (0..size)
+            .map(|i| {
+                if i % 1000 == 999 {
+                    '"'
+                } else {
+                    (b'a' + (i % 26) as u8) as char
+                }
+            })
+            .collect();
+        let (st, got) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":key,"data":data,"ttl":60}),
+        )
+        .await;
+        assert_eq!(st, 200, "{got}");
+        let (st, got) = post(
+            &c,
+            &s.url("/fetch_data"),
+            json!({"namespace":"n","key":key}),
+        )
+        .await;
+        assert_eq!(st, 200, "{key}");
+        assert_eq!(got["data"].as_str().unwrap(), data, "{key}");
+    }
+}

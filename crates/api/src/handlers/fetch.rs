@@ -15,16 +15,47 @@ use crate::SharedApiState;
 /// Bytes of a fetch answer besides its data: the field names, two timestamps, quotes.
 const FETCH_ANSWER_OVERHEAD: usize = 96;
 
+/// Data up to this size is written into the answer under the state's read lock (no clone of
+/// the item, see `Node::fetch_with`); larger data is cloned (one counter increment) and
+/// written after the lock is released, so that an apply waiting for the lock never waits for
+/// a copy of up to `max_persistent_data_item_size` (16 MB at most).
+const ANSWER_UNDER_LOCK_MAX: usize = 64 * 1024;
+
+/// What a fetch takes from under the read lock.
+enum Found {
+    /// The answer, written there.
+    Answer(Response),
+    /// An item too large to write there.
+    Large(Item),
+}
+
+impl Found {
+    fn of(item: &Item) -> Found {
+        if item.data.len() <= ANSWER_UNDER_LOCK_MAX {
+            Found::Answer(answer_of(item))
+        } else {
+            Found::Large(item.clone())
+        }
+    }
+
+    fn into_answer(self) -> Response {
+        match self {
+            Found::Answer(answer) => answer,
+            Found::Large(item) => answer_of(&item),
+        }
+    }
+}
+
 /// Reads an item linearizably; 404 when missing or expired.
 pub async fn fetch_data(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
     let id = body::item_id(&bytes, &state.namespaces)?;
-    let result = state.node.fetch_with(&id, answer_of).await;
+    let result = state.node.fetch_with(&id, Found::of).await;
     // Linearizable reads are served by the leader.
-    forward::answer_or_forward(&state, "/fetch_data", bytes, result, |answer| {
-        answer.ok_or(ApiError::NotFound)
+    forward::answer_or_forward(&state, "/fetch_data", bytes, result, |found| {
+        found.map(Found::into_answer).ok_or(ApiError::NotFound)
     })
     .await
 }
@@ -96,6 +127,24 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_data_up_to_the_bound_is_written_under_the_lock() {
+        let item = |len: usize| Item {
+            data: statemanager_core::Data::from("x".repeat(len)),
+            timestamp: statemanager_core::Timestamp::from_micros(1),
+            expires_at: statemanager_core::Timestamp::from_micros(2),
+        };
+        assert!(matches!(
+            Found::of(&item(ANSWER_UNDER_LOCK_MAX)),
+            Found::Answer(_)
+        ));
+        let large = item(ANSWER_UNDER_LOCK_MAX + 1);
+        let Found::Large(taken) = Found::of(&large) else {
+            panic!("a large item is taken out, not written under the lock");
+        };
+        assert!(std::ptr::eq(taken.data.as_str(), large.data.as_str()));
+    }
 
     fn serde_form(answer: &FetchDataResponse<&str>) -> Vec<u8> {
         serde_json::to_vec(answer).unwrap()
