@@ -24,4 +24,6 @@ pub mod host;
 pub mod network;
 pub mod routes;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod test_peer;
 pub mod wire;

@@ -503,30 +503,21 @@ mod tests {
     /// A keep-alive HTTP peer on a free port answering every request 200; counts the
     /// connections it accepted.
     async fn http_peer() -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while conn.read(&mut byte).await.is_ok_and(|n| n == 1) {
-                        head.push(byte[0]);
-                        if head.ends_with(b"\r\n\r\n") {
-                            head.clear();
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                            if conn.write_all(answer).await.is_err() {
-                                return;
-                            }
-                        }
+        crate::peer::test_peer::counting_listener(|mut conn| async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while conn.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+                if head.ends_with(b"\r\n\r\n") {
+                    head.clear();
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if conn.write_all(answer).await.is_err() {
+                        return;
                     }
-                });
+                }
             }
-        });
-        (addr, accepted)
+        })
+        .await
     }
 
     /// The requests made for clients (which may run on a connection thread, where their

@@ -28,56 +28,47 @@ async fn nobody_listening() -> String {
 
 /// A fake peer on a free port; counts the connections it accepted.
 async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut preface = [0u8; 8];
-                if conn.read_exact(&mut preface).await.is_err() {
-                    return;
-                }
-                if let Peer::Http = behaviour {
-                    let _ = conn
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let hello = frame::read(&mut conn, MAX_HELLO).await.unwrap();
-                let hello: Hello = postcard::from_bytes(&hello).unwrap();
-                assert_eq!(hello.version, VERSION);
-                let verdict: Result<(), String> = match behaviour {
-                    Peer::RefuseHello => Err("no".into()),
-                    _ => Ok(()),
-                };
-                let mut f = FrameBuf::with_capacity(16);
-                f.encode(&verdict).unwrap();
-                frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
-                let calls = match behaviour {
-                    Peer::Answer { calls } => calls,
-                    Peer::Vanish => {
-                        let _ = frame::read(&mut conn, 1 << 20).await;
-                        return;
-                    }
-                    _ => return,
-                };
-                for n in 0..calls {
-                    if frame::read(&mut conn, 1 << 20).await.is_err() {
-                        return;
-                    }
-                    let mut f = FrameBuf::with_capacity(16);
-                    f.extend(&[ANSWERED]);
-                    f.encode(&AnswerStamp::default()).unwrap();
-                    f.encode(&(n as u64)).unwrap();
-                    frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
-                }
-            });
+    crate::peer::test_peer::counting_listener(move |mut conn| async move {
+        let mut preface = [0u8; 8];
+        if conn.read_exact(&mut preface).await.is_err() {
+            return;
         }
-    });
-    (addr, accepted)
+        if let Peer::Http = behaviour {
+            let _ = conn
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            return;
+        }
+        let hello = frame::read(&mut conn, MAX_HELLO).await.unwrap();
+        let hello: Hello = postcard::from_bytes(&hello).unwrap();
+        assert_eq!(hello.version, VERSION);
+        let verdict: Result<(), String> = match behaviour {
+            Peer::RefuseHello => Err("no".into()),
+            _ => Ok(()),
+        };
+        let mut f = FrameBuf::with_capacity(16);
+        f.encode(&verdict).unwrap();
+        frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+        let calls = match behaviour {
+            Peer::Answer { calls } => calls,
+            Peer::Vanish => {
+                let _ = frame::read(&mut conn, 1 << 20).await;
+                return;
+            }
+            _ => return,
+        };
+        for n in 0..calls {
+            if frame::read(&mut conn, 1 << 20).await.is_err() {
+                return;
+            }
+            let mut f = FrameBuf::with_capacity(16);
+            f.extend(&[ANSWERED]);
+            f.encode(&AnswerStamp::default()).unwrap();
+            f.encode(&(n as u64)).unwrap();
+            frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+        }
+    })
+    .await
 }
 
 fn pool() -> StreamPool {
