@@ -105,6 +105,9 @@ fn decode_one(kind: crate::peer::stream::Kind, body: &[u8]) {
             State::new().apply(&batch);
         }
         Call::ReadIndex => {}
+        Call::FollowerRead(_) => {
+            decodes_canonically::<crate::follower_read::FollowerReadRequest>(body);
+        }
         Call::CacheGet(_) => {
             decodes_canonically::<crate::peer::cache_peers::CacheGetRequest>(body);
         }
@@ -156,6 +159,7 @@ fn answer_bodies(body: &[u8]) {
     decodes_canonically::<Result<VoteResponse<TypeConfig>, String>>(body);
     decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(body);
     decodes_canonically::<Result<u64, String>>(body);
+    decodes_canonically::<Result<crate::follower_read::FollowerReadAnswer, String>>(body);
     decodes_canonically::<Result<SnapshotResponse<TypeConfig>, String>>(body);
     if let Some((head, _)) = crate::peer::routes::split_snapshot(body) {
         decodes_canonically::<(crate::types::Vote, crate::types::SnapshotMeta)>(head);

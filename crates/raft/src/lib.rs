@@ -13,6 +13,8 @@
 //!   [`statemanager_core::Batch`] per log entry, stamped once with the leader's clock (each
 //!   entry costs the Raft core work, whatever the fsyncs);
 //! - [`reader`]: linearizable reads; concurrent fetches share one read-index round;
+//!   [`follower_read`]: a follower's round, in which its request counts as its
+//!   acknowledgment of the leader;
 //! - [`node`]: the service handle the API talks to;
 //! - [`election`]: when this node campaigns (our own timer, a pre-vote before each campaign);
 //! - [`peer`]: the peer transport (network, peer stream, HTTP routes, credentials, the
@@ -30,6 +32,7 @@ pub mod cluster_time;
 pub mod disk;
 pub mod election;
 pub mod error;
+pub mod follower_read;
 pub mod fuzzing;
 pub mod log_store;
 pub mod log_tail;

@@ -7,10 +7,15 @@
 //! while a round is in flight waits for the next round, because a round only covers reads that
 //! started before it did.
 //!
+//! On a follower a round is one request to the leader, which counts as this follower's
+//! acknowledgment of it (see [`crate::follower_read`]): in a cluster where the two make a
+//! quorum the leader answers without a heartbeat round of its own.
+//!
 //! Each round also settles the time the reads use (see [`crate::cluster_time`]): on the
 //! leader, `begin_read` before `ensure_linearizable` (whose heartbeats carry it to a quorum)
-//! and `confirm` after; on a follower, the leader's confirmed time arrives with the read
-//! index. A fetch then reads at `ClusterTime::read_time`.
+//! and `confirm` after; on a follower, the time the leader began for it comes with the read
+//! index and is confirmed once this node has checked it still follows that leader. A fetch
+//! then reads at `ClusterTime::read_time`.
 
 use openraft::async_runtime::WatchReceiver;
 use std::future::Future;
@@ -23,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
 use crate::error::with_sources;
+use crate::follower_read::{still_follows, FollowerReadRequest};
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::{NodeError, Reason};
@@ -33,7 +39,8 @@ pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
 /// Confirms once that this node may serve linearizable reads now.
 ///
 /// On the leader: `ensure_linearizable`. On a follower: the leader's read index (one peer RPC
-/// for every read queued in this round), then a wait until this node has applied up to it;
+/// for every read queued in this round, see [`crate::follower_read`]), then a wait until this
+/// node has applied up to it;
 /// the reads are then served from local state. If the leader cannot be asked, the caller gets
 /// `NotLeader` and forwards the whole request instead.
 pub async fn linearize(
@@ -63,7 +70,7 @@ pub async fn linearize(
     // round fails and nothing is confirmed.
     let t = time.begin_read(shared.read().state.high_water(), leader);
     if let Some((leader_id, addr)) = known_leader {
-        return read_through_leader(raft, network, leader_id, &addr, timeout).await;
+        return read_through_leader(raft, network, time, leader_id, &addr, timeout).await;
     }
     match tokio::time::timeout(
         timeout,
@@ -82,7 +89,7 @@ pub async fn linearize(
             let (Some(leader_id), Some(node)) = (f.leader_id, f.leader_node) else {
                 return Err(not_leader);
             };
-            read_through_leader(raft, network, leader_id, &node.addr, timeout).await
+            read_through_leader(raft, network, time, leader_id, &node.addr, timeout).await
         }
         Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(Reason::of(q)))
@@ -100,12 +107,15 @@ pub async fn linearize(
     }
 }
 
-/// A follower's round: the read index from `leader_id` at `addr` (one peer RPC, which the
-/// leader answers after confirming its leadership with a quorum), then a wait until this node
-/// has applied up to it. Any failure is `NotLeader`: the caller forwards the request.
+/// A follower's round: the read index from `leader_id` at `addr` (one peer RPC, which counts
+/// as this node's acknowledgment of the leader, see [`crate::follower_read`]), then a check
+/// in this node's Raft core that it still follows that leader in the term it asked in, and
+/// a wait until it has applied up to the index. The leader's time for these reads is then
+/// confirmed here. Any failure is `NotLeader`: the caller forwards the request.
 async fn read_through_leader(
     raft: &crate::types::Raft,
     network: &PeerNetwork,
+    time: &ClusterTime,
     leader_id: crate::types::NodeId,
     addr: &str,
     timeout: Duration,
@@ -113,8 +123,19 @@ async fn read_through_leader(
     let not_leader = NodeError::NotLeader {
         leader: Some(leader_id),
     };
-    let index = match network.read_index(addr, Some(leader_id), timeout).await {
-        Ok(index) => index,
+    let request = {
+        let metrics = raft.server_metrics();
+        let m = metrics.borrow_watched();
+        FollowerReadRequest {
+            term: m.vote.leader_id.term,
+            follower: m.id,
+        }
+    };
+    let (index, read_time) = match network
+        .follower_read(addr, leader_id, &request, timeout)
+        .await
+    {
+        Ok(answer) => answer,
         Err(e) => {
             tracing::debug!(
                 error = %with_sources(&e),
@@ -123,11 +144,29 @@ async fn read_through_leader(
             return Err(not_leader);
         }
     };
+    // After the answer's stamps were taken in: from here on, a vote this node casts carries
+    // the leader's time (see `follower_read`).
+    let follows = raft
+        .with_raft_state(move |state| {
+            let vote = state.vote_ref();
+            still_follows(
+                (vote.leader_id.term, vote.leader_id.node_id),
+                request.term,
+                leader_id,
+            )
+        })
+        .await;
+    if follows != Ok(true) {
+        return Err(not_leader);
+    }
     raft.wait(Some(timeout))
         .applied_index_at_least(Some(index), "follower read")
         .await
-        .map(|_| ())
-        .map_err(|_| not_leader)
+        .map_err(|_| not_leader)?;
+    if let Some(t) = read_time {
+        time.confirm(t);
+    }
+    Ok(())
 }
 
 /// Runs the reader until every sender of `rx` is dropped.

@@ -228,3 +228,44 @@ fn peer_decode_cache_seeds() {
     ];
     corpus_replay::check_seeds("peer_decode", seeds, peer_decode);
 }
+
+/// Seeds of a follower's read: a stream with its request, and the answers (without a round,
+/// after one, a refusal).
+#[test]
+fn peer_decode_follower_read_seeds() {
+    use statemanager_raft::follower_read::{FollowerReadAnswer, FollowerReadRequest};
+    let ask = FollowerReadRequest {
+        term: 7,
+        follower: 2,
+    };
+    let requests = [request(Kind::FollowerRead, &ask)];
+    for frame in &requests {
+        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
+        assert!(cluster_id.is_some());
+        let (_, body) = split_stamp(body).unwrap();
+        decode_call(kind, body).unwrap();
+    }
+    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+    let answers = [
+        frame(&encode(&Ok::<(), String>(()))),
+        answer(&Ok::<FollowerReadAnswer, String>(FollowerReadAnswer {
+            index: 120,
+            time: 1_796_083_200_000_000,
+            round: false,
+        })),
+        answer(&Ok::<FollowerReadAnswer, String>(FollowerReadAnswer {
+            index: 121,
+            time: 1_796_083_200_000_001,
+            round: true,
+        })),
+        answer(&Err::<FollowerReadAnswer, String>(
+            "leadership could not be confirmed in time".into(),
+        )),
+    ]
+    .concat();
+    let seeds = vec![
+        ("follower-read-stream".to_string(), stream),
+        ("follower-read-answers".to_string(), answers),
+    ];
+    corpus_replay::check_seeds("peer_decode", seeds, peer_decode);
+}

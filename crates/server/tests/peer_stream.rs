@@ -117,6 +117,14 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
             && counted(&follower, "statemanager_read_round_reads_total"),
         "{follower}"
     );
+    // Three voters: the leader answered the follower's request without a heartbeat round
+    // (the request counts as the follower's acknowledgment; see `follower_read`).
+    let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
+    assert!(
+        counted(&metrics, "statemanager_follower_reads_total{round=\"no\"}")
+            && !counted(&metrics, "statemanager_follower_reads_total{round=\"yes\"}"),
+        "{metrics}"
+    );
 
     // No secret, a wrong one, another version: refused, and the connection closed.
     for (version, auth) in [

@@ -8,6 +8,9 @@ use openraft::ServerState;
 use crate::election::{
     grant_pre_vote, term_and_last_log, PreVoteAnswer, PreVoteRequest, VoterView,
 };
+use crate::follower_read::{
+    index_without_round, FollowerReadAnswer, FollowerReadRequest, LeaderView,
+};
 use crate::peer::error::ReadIndexRefusal;
 use crate::peer::host::PeerHost;
 use crate::types::TypeConfig;
@@ -46,7 +49,13 @@ pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, Read
     if let Some(reason) = node.time().refusal() {
         return Err(ReadIndexRefusal::Clock(reason));
     }
-    let t = node.begin_leader_read();
+    let time = node.begin_leader_read();
+    leadership_round(node, time).await
+}
+
+/// The leader's heartbeat round for a follower's reads: once a quorum acknowledged it,
+/// `time` (begun before it) is confirmed and the read index is answered.
+async fn leadership_round<H: PeerHost>(node: &H, time: u64) -> Result<u64, ReadIndexRefusal> {
     match tokio::time::timeout(
         std::time::Duration::from_millis(1500),
         node.raft()
@@ -55,12 +64,46 @@ pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, Read
     .await
     {
         Ok(Ok(log_id)) => {
-            node.time().confirm(t);
+            node.time().confirm(time);
             Ok(log_id.index())
         }
         Ok(Err(e)) => Err(ReadIndexRefusal::Leadership(e)),
         Err(_) => Err(ReadIndexRefusal::Timeout),
     }
+}
+
+/// A read index for a follower whose request counts as its acknowledgment (see
+/// [`crate::follower_read`]): the leader raises its cluster time, then asks its Raft core
+/// whether the rule allows an answer without a heartbeat round; if not, it runs the round
+/// as [`answer_read_index`] does.
+pub(crate) async fn answer_follower_read<H: PeerHost>(
+    node: &H,
+    request: FollowerReadRequest,
+) -> Result<FollowerReadAnswer, ReadIndexRefusal> {
+    if let Some(reason) = node.time().refusal() {
+        return Err(ReadIndexRefusal::Clock(reason));
+    }
+    // Before the core's check: the time must be in this node's `seen` before it could vote
+    // for a later leader (see `follower_read`).
+    let time = node.begin_leader_read();
+    let without_round = node
+        .raft()
+        .with_raft_state(move |state| index_without_round(&LeaderView::of(state), &request))
+        .await;
+    if let Ok(Some(index)) = without_round {
+        metrics::counter!("statemanager_follower_reads_total", "round" => "no").increment(1);
+        return Ok(FollowerReadAnswer {
+            index,
+            time,
+            round: false,
+        });
+    }
+    metrics::counter!("statemanager_follower_reads_total", "round" => "yes").increment(1);
+    Ok(FollowerReadAnswer {
+        index: leadership_round(node, time).await?,
+        time,
+        round: true,
+    })
 }
 
 /// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).

@@ -32,6 +32,7 @@ use super::stream::Kind;
 use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
+use crate::follower_read::{FollowerReadAnswer, FollowerReadRequest};
 use crate::types::{decode, encode, NodeId, TypeConfig, Vote};
 
 fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
@@ -211,6 +212,35 @@ impl PeerNetwork {
         decode::<Result<u64, String>>(&bytes)
             .map_err(ReadIndexError::Undecodable)?
             .map_err(ReadIndexError::Refused)
+    }
+
+    /// Asks the leader at `addr` for a read index with a request that counts as this
+    /// follower's acknowledgment (see [`crate::follower_read`]). A leader that does not know
+    /// the call (an older version, or a peer speaking HTTP only) is asked with
+    /// [`PeerNetwork::read_index`] instead; that answer has no time of its own (`None`): the
+    /// leader's confirmed time came with its stamp.
+    pub async fn follower_read(
+        &self,
+        addr: &str,
+        leader: NodeId,
+        request: &FollowerReadRequest,
+        timeout: Duration,
+    ) -> Result<(u64, Option<u64>), ReadIndexError> {
+        match self
+            .streams
+            .call(addr, Some(leader), Kind::FollowerRead, request, timeout)
+            .await
+        {
+            Ok(bytes) => decode::<Result<FollowerReadAnswer, String>>(&bytes)
+                .map_err(ReadIndexError::Undecodable)?
+                .map(|answer| (answer.index, Some(answer.time)))
+                .map_err(ReadIndexError::Refused),
+            Err(CallError::HttpOnly | CallError::Refused(_)) => self
+                .read_index(addr, Some(leader), timeout)
+                .await
+                .map(|index| (index, None)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.

@@ -77,6 +77,10 @@ pub enum Kind {
     ReadIndex = 4,
     /// A pre-vote: would the receiver vote for the caller in the next term (see `election`)?
     PreVote = 5,
+    /// A follower asks the leader for a read index, its request counting as its
+    /// acknowledgment (see `follower_read`). A node that does not know it refuses it, and the
+    /// follower asks with [`Kind::ReadIndex`] instead.
+    FollowerRead = 6,
     /// A `get_data` forwarded to the key's owner (see `cache_peers`).
     CacheGet = 20,
     /// A `set_data` forwarded to the key's owner.
@@ -92,6 +96,7 @@ impl Kind {
             3 => Some(Kind::Propose),
             4 => Some(Kind::ReadIndex),
             5 => Some(Kind::PreVote),
+            6 => Some(Kind::FollowerRead),
             20 => Some(Kind::CacheGet),
             21 => Some(Kind::CacheSet),
             _ => None,

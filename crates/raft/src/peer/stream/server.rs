@@ -9,7 +9,7 @@ use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, MIN_VERSION, PREFACE, REFUSED, VERSION};
 use crate::cluster_time::CallStamp;
 use crate::error::with_sources;
-use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
+use crate::peer::answer::{answer_append, answer_follower_read, answer_read_index, answer_vote};
 use crate::peer::error::{wire_reason, HelloError, RequestError};
 use crate::peer::host::PeerHost;
 use crate::peer::wire::MAX_PEER_BODY;
@@ -148,6 +148,8 @@ pub enum Call {
     Propose(Vec<statemanager_core::Op>),
     /// A read-index request (it has no body).
     ReadIndex,
+    /// A follower's read-index request that counts as its acknowledgment.
+    FollowerRead(crate::follower_read::FollowerReadRequest),
     /// A `get_data` forwarded to this node as the key's owner.
     CacheGet(crate::peer::cache_peers::CacheGetRequest),
     /// A `set_data` forwarded to this node as the key's owner.
@@ -183,6 +185,7 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, RequestError> {
         Kind::Vote => crate::peer::wire::decode_vote_request(body).map(Call::Vote),
         Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
         Kind::ReadIndex => Ok(Call::ReadIndex),
+        Kind::FollowerRead => postcard::from_bytes(body).map(Call::FollowerRead),
         Kind::PreVote => postcard::from_bytes(body).map(Call::PreVote),
         Kind::CacheGet => postcard::from_bytes(body).map(Call::CacheGet),
         Kind::CacheSet => postcard::from_bytes(body).map(Call::CacheSet),
@@ -220,6 +223,11 @@ async fn call<H: PeerHost>(node: &H, request: &[u8], stamped: bool, received_at:
         Ok(Call::Vote(rpc)) => answered(node, stamp, &answer_vote(node, rpc).await),
         Ok(Call::Propose(ops)) => answered(node, stamp, &node.propose_forwarded(ops).await),
         Ok(Call::ReadIndex) => answered(node, stamp, &wire_reason(answer_read_index(node).await)),
+        Ok(Call::FollowerRead(r)) => answered(
+            node,
+            stamp,
+            &wire_reason(answer_follower_read(node, r).await),
+        ),
         Ok(Call::PreVote(r)) => {
             answered(node, stamp, &crate::peer::answer::answer_pre_vote(node, &r))
         }

@@ -18,6 +18,9 @@ enum Peer {
     Answer { calls: usize },
     /// Reads a call and closes without answering.
     Vanish,
+    /// A node of a version without `FollowerRead`: refuses it as an unknown call, and
+    /// answers `ReadIndex` with the index 42.
+    WithoutFollowerRead,
 }
 
 /// An address on which nobody listens (a port just freed).
@@ -49,6 +52,22 @@ async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
         let mut f = FrameBuf::with_capacity(16);
         f.encode(&verdict).unwrap();
         frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+        if let Peer::WithoutFollowerRead = behaviour {
+            while let Ok(request) = frame::read(&mut conn, 1 << 20).await {
+                let mut f = FrameBuf::with_capacity(64);
+                if request.first() == Some(&(Kind::ReadIndex as u8)) {
+                    f.extend(&[ANSWERED]);
+                    f.encode(&AnswerStamp::default()).unwrap();
+                    f.encode(&Ok::<u64, String>(42)).unwrap();
+                } else {
+                    f.extend(&[REFUSED]);
+                    f.encode(&format!("unknown call {:?}", request.first()))
+                        .unwrap();
+                }
+                frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
+            }
+            return;
+        }
         let calls = match behaviour {
             Peer::Answer { calls } => calls,
             Peer::Vanish => {
@@ -171,4 +190,32 @@ async fn a_connection_opened_from_another_runtime_outlives_it() {
         "the same connection, though the runtime that asked for it is gone"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A leader of an older version, which does not know `FollowerRead`, is asked for a read
+/// index the old way; that answer has no time of its own (its stamp brought it).
+#[tokio::test]
+async fn a_follower_read_falls_back_to_a_read_index_on_an_older_leader() {
+    let (addr, accepted) = fake_peer(Peer::WithoutFollowerRead).await;
+    let clock = Arc::new(statemanager_core::ManualClock::default());
+    let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
+    let network = crate::peer::network::PeerNetwork::new(
+        Arc::new(RwLock::new(None)),
+        PeerCredentials::default(),
+        time,
+    )
+    .unwrap();
+    let request = crate::follower_read::FollowerReadRequest {
+        term: 3,
+        follower: 1,
+    };
+    let answer = network
+        .follower_read(&addr, 2, &request, Duration::from_secs(5))
+        .await;
+    assert_eq!(answer.ok(), Some((42, None)));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for both calls"
+    );
 }
