@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +13,7 @@ use statemanager_raft::Node;
 
 use crate::handlers::admin::{self, AdminAccess};
 use crate::handlers::{cache, console, delete, fallback, fetch, openapi, probes, store};
+use crate::latency::{LatencyHistogram, ShardSlot};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -206,45 +207,63 @@ pub const ROUTES: &[&str] = &[
     "/admin/delete",
 ];
 
-/// The metric label of a route: one of a fixed set, so clients cannot grow the label set and
-/// the handles can be cached.
-fn endpoint_label(matched: Option<&str>) -> &'static str {
-    matched
-        .and_then(|m| ROUTES.iter().find(|r| **r == m).copied())
-        .unwrap_or("unknown")
+/// The metric labels of the endpoints: [`ROUTES`], then `unknown`.
+static ENDPOINT_LABELS: [&str; ROUTES.len() + 1] = {
+    let mut labels = ["unknown"; ROUTES.len() + 1];
+    let mut i = 0;
+    while i < ROUTES.len() {
+        labels[i] = ROUTES[i];
+        i += 1;
+    }
+    labels
+};
+
+/// The index in [`ENDPOINT_LABELS`] of the route a request's path names: one of a fixed set,
+/// so clients cannot grow the label set and the handles can be cached. No route has
+/// parameters, so a route is matched exactly when its path is.
+fn endpoint_index(path: &str) -> usize {
+    ROUTES
+        .iter()
+        .position(|route| *route == path)
+        .unwrap_or(ROUTES.len())
 }
 
-/// Metric handles of one (endpoint, status).
-type RequestHandles =
-    std::collections::HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+/// `statemanager_http_request_duration_seconds{endpoint}` (see [`crate::latency`]).
+static REQUEST_LATENCY: LatencyHistogram = LatencyHistogram::new(&ENDPOINT_LABELS);
+
+/// Appends the request latency histogram to a rendering of the metrics recorder.
+pub fn render_request_latency(out: &mut String) {
+    REQUEST_LATENCY.render_into(out);
+}
+
+/// Request counter handles per (endpoint, status).
+type RequestCounters = std::collections::HashMap<(usize, u16), metrics::Counter>;
 
 thread_local! {
-    /// Metric handles per (endpoint, status), cached per thread: building a labelled key
-    /// and looking it up in the registry on every request cost about a third of a fetch's
-    /// throughput (measured: 88k → 56k fetches/s).
-    static REQUEST_METRICS: std::cell::RefCell<RequestHandles> =
+    /// Request counter handles per (endpoint, status), cached per thread: building a
+    /// labelled key and looking it up in the registry on every request cost about a third of
+    /// a fetch's throughput (measured: 88k → 56k fetches/s).
+    static REQUEST_COUNTERS: std::cell::RefCell<RequestCounters> =
         std::cell::RefCell::new(std::collections::HashMap::new());
+    /// This thread's shard of [`REQUEST_LATENCY`].
+    static LATENCY_SHARD: ShardSlot = const { ShardSlot::new() };
 }
 
-fn record_request(endpoint: &'static str, status: u16, seconds: f64) {
-    REQUEST_METRICS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let (counter, histogram) = cache.entry((endpoint, status)).or_insert_with(|| {
-            (
+fn record_request(endpoint: usize, status: u16, elapsed: std::time::Duration) {
+    REQUEST_COUNTERS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((endpoint, status))
+            .or_insert_with(|| {
                 metrics::counter!(
                     "statemanager_http_requests_total",
-                    "endpoint" => endpoint,
+                    "endpoint" => ENDPOINT_LABELS[endpoint],
                     "status" => status.to_string()
-                ),
-                metrics::histogram!(
-                    "statemanager_http_request_duration_seconds",
-                    "endpoint" => endpoint
-                ),
-            )
-        });
-        counter.increment(1);
-        histogram.record(seconds);
+                )
+            })
+            .increment(1);
     });
+    LATENCY_SHARD.with(|slot| REQUEST_LATENCY.record(slot, endpoint, elapsed));
 }
 
 /// Every request: refused by [`refusal`] or handed to its handler; then logged at DEBUG with
@@ -260,15 +279,10 @@ async fn gate(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let endpoint = endpoint_label(
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|m| m.as_str()),
-    );
-    // A route's label is its path (no route has parameters); only an unknown path is copied,
-    // for the log lines below (cloning the URI would touch the shared request buffer's count).
-    let path: std::borrow::Cow<'static, str> = match endpoint {
+    let endpoint = endpoint_index(request.uri().path());
+    // A route's label is its path; only an unknown path is copied, for the log lines below
+    // (cloning the URI would touch the shared request buffer's count).
+    let path: std::borrow::Cow<'static, str> = match ENDPOINT_LABELS[endpoint] {
         "unknown" => request.uri().path().to_owned().into(),
         route => route.into(),
     };
@@ -282,7 +296,7 @@ async fn gate(
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    record_request(endpoint, status, elapsed.as_secs_f64());
+    record_request(endpoint, status, elapsed);
     if let (Some(client), 408 | 413 | 429 | 431) = (client, status) {
         crate::limits::log_refusal(
             client,

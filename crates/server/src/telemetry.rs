@@ -2,11 +2,8 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Latency buckets, seconds: 50 µs … 10 s.
-const SECONDS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-];
+/// Latency buckets, seconds: 50 µs … 10 s, those of the request latency histogram.
+const SECONDS: &[f64] = &statemanager_api::latency::BOUNDS_SECONDS;
 
 /// Batch sizes: 1 … 1024 operations per log entry.
 const OPS: &[f64] = &[

@@ -72,10 +72,10 @@ pub(super) fn background(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(0.0);
-                traffic.record(now, &sampled.render());
+                traffic.record(now, &render_all(&sampled));
             }
         }));
-        built.api_state.render_metrics = Some(Arc::new(move || handle.render()));
+        built.api_state.render_metrics = Some(Arc::new(move || render_all(&handle)));
     }
 
     tasks
@@ -243,4 +243,12 @@ async fn reload_on_sighup(tls: Vec<(tls::TlsSettings, RustlsConfig)>, node: Node
             tracing::error!("SIGHUP: keeping the current peer client certificate: {e}");
         }
     }
+}
+
+/// Everything `/metrics` shows: the recorder's metrics, then the request latency histogram
+/// the API keeps itself (see `statemanager_api::latency`).
+fn render_all(handle: &metrics_exporter_prometheus::PrometheusHandle) -> String {
+    let mut text = handle.render();
+    statemanager_api::render_request_latency(&mut text);
+    text
 }
