@@ -146,17 +146,19 @@ async fn read_through_leader(
     };
     // After the answer's stamps were taken in: from here on, a vote this node casts carries
     // the leader's time (see `follower_read`).
-    let follows = raft
-        .with_raft_state(move |state| {
+    let follows = tokio::time::timeout(
+        timeout,
+        raft.with_raft_state(move |state| {
             let vote = state.vote_ref();
             still_follows(
                 (vote.leader_id.term, vote.leader_id.node_id),
                 request.term,
                 leader_id,
             )
-        })
-        .await;
-    if follows != Ok(true) {
+        }),
+    )
+    .await;
+    if !matches!(follows, Ok(Ok(true))) {
         return Err(not_leader);
     }
     raft.wait(Some(timeout))

@@ -43,6 +43,9 @@ pub(crate) async fn answer_vote<H: PeerHost>(
     answer.map_err(|e| e.to_string())
 }
 
+/// How long the leader may take to confirm its leadership for a follower's reads.
+const LEADERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// A read index for a follower: the leader confirms its leadership with a quorum first, and
 /// with it a cluster time (see `reader`), which the answer's stamp carries.
 pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, ReadIndexRefusal> {
@@ -57,7 +60,7 @@ pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, Read
 /// `time` (begun before it) is confirmed and the read index is answered.
 async fn leadership_round<H: PeerHost>(node: &H, time: u64) -> Result<u64, ReadIndexRefusal> {
     match tokio::time::timeout(
-        std::time::Duration::from_millis(1500),
+        LEADERSHIP_TIMEOUT,
         node.raft()
             .ensure_linearizable(openraft::ReadPolicy::ReadIndex),
     )
@@ -86,10 +89,13 @@ pub(crate) async fn answer_follower_read<H: PeerHost>(
     // Before the core's check: the time must be in this node's `seen` before it could vote
     // for a later leader (see `follower_read`).
     let time = node.begin_leader_read();
-    let without_round = node
-        .raft()
-        .with_raft_state(move |state| index_without_round(&LeaderView::of(state), &request))
-        .await;
+    let without_round = tokio::time::timeout(
+        LEADERSHIP_TIMEOUT,
+        node.raft()
+            .with_raft_state(move |state| index_without_round(&LeaderView::of(state), &request)),
+    )
+    .await
+    .map_err(|_| ReadIndexRefusal::Timeout)?;
     if let Ok(Some(index)) = without_round {
         metrics::counter!("statemanager_follower_reads_total", "round" => "no").increment(1);
         return Ok(FollowerReadAnswer {
