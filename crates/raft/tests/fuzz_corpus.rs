@@ -73,6 +73,18 @@ fn hello(version: u32) -> Vec<u8> {
     }))
 }
 
+/// A stream as a server reads it: a hello, then `requests` (request frames). Each request
+/// must be one the server decodes, so the seed reaches the decoders.
+fn stream_of(requests: &[Vec<u8>]) -> Vec<u8> {
+    for frame in requests {
+        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
+        assert!(cluster_id.is_some());
+        let (_, body) = split_stamp(body).unwrap();
+        decode_call(kind, body).unwrap();
+    }
+    [&[hello(VERSION)][..], requests].concat().concat()
+}
+
 fn store(key: &str, data: &str, timestamp: Option<f64>) -> Op {
     Op::Store(
         StoreOp::new(
@@ -141,14 +153,7 @@ fn peer_decode_seeds() {
         request(Kind::Propose, &ops),
         request(Kind::ReadIndex, &()),
     ];
-    // The seed reaches the decoders: every request is one the server decodes.
-    for frame in &requests {
-        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
-        assert!(cluster_id.is_some());
-        let (_, body) = split_stamp(body).unwrap();
-        decode_call(kind, body).unwrap();
-    }
-    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+    let stream = stream_of(&requests);
 
     type Raft<T> = Result<T, String>;
     let stored = Stored {
@@ -202,13 +207,7 @@ fn peer_decode_cache_seeds() {
         skipped: Vec::new(),
     };
     let requests = [request(Kind::CacheGet, &get), request(Kind::CacheSet, &set)];
-    for frame in &requests {
-        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
-        assert!(cluster_id.is_some());
-        let (_, body) = split_stamp(body).unwrap();
-        decode_call(kind, body).unwrap();
-    }
-    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+    let stream = stream_of(&requests);
     let answers = [
         frame(&encode(&Ok::<(), String>(()))),
         answer(&Ok::<CacheGetAnswer, String>(CacheGetAnswer {
@@ -239,13 +238,7 @@ fn peer_decode_follower_read_seeds() {
         follower: 2,
     };
     let requests = [request(Kind::FollowerRead, &ask)];
-    for frame in &requests {
-        let (kind, cluster_id, body) = split_request(&frame[4..]).unwrap();
-        assert!(cluster_id.is_some());
-        let (_, body) = split_stamp(body).unwrap();
-        decode_call(kind, body).unwrap();
-    }
-    let stream = [&[hello(VERSION)][..], &requests].concat().concat();
+    let stream = stream_of(&requests);
     let answers = [
         frame(&encode(&Ok::<(), String>(()))),
         answer(&Ok::<FollowerReadAnswer, String>(FollowerReadAnswer {
