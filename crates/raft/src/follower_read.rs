@@ -23,11 +23,13 @@
 //! time l > r0 and F's at some time f > r0. A write acknowledged before r0 was committed
 //! before r0 by L in T (then L's commit index at l covers it) or by a leader of an earlier
 //! term (then it precedes L's first entry of T, which L has committed). A leader of a later
-//! term T' needs the votes of a quorum, which meets {L, F}; L had not voted in T' at l, nor
-//! F at f (their cores said so, and a vote only moves forward), so that leader was elected,
-//! and committed anything, after r0: such writes are concurrent with the reads, which may
-//! or may not see them. Raft cores answer these checks in the order of the messages they
-//! handle, unlike openraft's metrics, which a core publishes once per batch of messages.
+//! term T' (or of a greater leader id in T: openraft's leader ids allow several leaders per
+//! term) needs the votes of a quorum, which meets {L, F}; L had not voted past (T, L) at l,
+//! nor F at f (their cores said so, votes are durable before they are answered, and a vote
+//! only moves forward), so that leader was elected, and committed anything, after r0: such
+//! writes are concurrent with the reads, which may or may not see them. Raft cores answer
+//! these checks in the order of the messages they handle, unlike openraft's metrics, which
+//! a core publishes once per batch of messages.
 //!
 //! **Why the time is too** (see [`crate::cluster_time`]). `t` is in L's `seen` before L's
 //! check, and in F's before F's check. A later leader's quorum includes L or F, whose vote,
@@ -70,8 +72,8 @@ pub struct LeaderView<'a> {
     pub leading: bool,
     /// Its vote: term, the node voted for, committed.
     pub vote: (u64, NodeId, bool),
-    /// Its committed log id: (term, index).
-    pub committed: Option<(u64, u64)>,
+    /// Its committed log id: the leader that wrote it (term, node) and its index.
+    pub committed: Option<(u64, NodeId, u64)>,
     /// Every configuration of its effective membership (two during a joint change).
     pub configs: &'a [BTreeSet<NodeId>],
 }
@@ -89,7 +91,7 @@ impl<'a> LeaderView<'a> {
             ),
             committed: state
                 .local_committed()
-                .map(|id| (id.leader_id.term, id.index)),
+                .map(|id| (id.leader_id.term, id.leader_id.node_id, id.index)),
             configs: state
                 .membership_state
                 .effective()
@@ -103,11 +105,14 @@ impl<'a> LeaderView<'a> {
 /// it (see the module documentation); `None`: run the round.
 pub fn index_without_round(view: &LeaderView<'_>, request: &FollowerReadRequest) -> Option<u64> {
     let (term, me, committed_vote) = view.vote;
-    let (committed_term, index) = view.committed?;
+    let (committed_term, committed_by, index) = view.committed?;
+    // The entry committed last is this leader's own (its leader id, not only its term:
+    // openraft's leader ids allow several leaders in one term), so the commit index covers
+    // every entry an earlier leader committed.
     let allowed = view.leading
         && committed_vote
         && term == request.term
-        && committed_term == term
+        && (committed_term, committed_by) == (term, me)
         && request.follower != me
         && pair_is_quorum(view.configs, me, request.follower);
     allowed.then_some(index)
@@ -144,7 +149,7 @@ mod tests {
         LeaderView {
             leading: true,
             vote: (7, 1, true),
-            committed: Some((7, 120)),
+            committed: Some((7, 1, 120)),
             configs,
         }
     }
@@ -199,7 +204,15 @@ mod tests {
             (
                 "nothing of this term committed yet",
                 LeaderView {
-                    committed: Some((6, 119)),
+                    committed: Some((6, 1, 119)),
+                    ..base
+                },
+                ASK,
+            ),
+            (
+                "the last committed entry another leader's of this term",
+                LeaderView {
+                    committed: Some((7, 3, 119)),
                     ..base
                 },
                 ASK,

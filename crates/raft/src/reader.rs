@@ -61,7 +61,7 @@ pub async fn linearize(
                 .membership_config
                 .membership()
                 .get_node(&id)
-                .map(|node| (id, node.addr.clone())),
+                .map(|node| (FollowedLeader::of(&m, id), node.addr.clone())),
             _ => None,
         };
         (m.state == openraft::ServerState::Leader, known_leader)
@@ -69,8 +69,8 @@ pub async fn linearize(
     // Only a leader's clock enters cluster time; if this node turns out not to lead, the
     // round fails and nothing is confirmed.
     let t = time.begin_read(shared.read().state.high_water(), leader);
-    if let Some((leader_id, addr)) = known_leader {
-        return read_through_leader(raft, network, time, leader_id, &addr, timeout).await;
+    if let Some((leader, addr)) = known_leader {
+        return read_through_leader(raft, network, time, leader, &addr, timeout).await;
     }
     match tokio::time::timeout(
         timeout,
@@ -89,7 +89,12 @@ pub async fn linearize(
             let (Some(leader_id), Some(node)) = (f.leader_id, f.leader_node) else {
                 return Err(not_leader);
             };
-            read_through_leader(raft, network, time, leader_id, &node.addr, timeout).await
+            let leader = {
+                let metrics = raft.server_metrics();
+                let m = metrics.borrow_watched();
+                FollowedLeader::of(&m, leader_id)
+            };
+            read_through_leader(raft, network, time, leader, &node.addr, timeout).await
         }
         Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(Reason::of(q)))
@@ -107,32 +112,53 @@ pub async fn linearize(
     }
 }
 
-/// A follower's round: the read index from `leader_id` at `addr` (one peer RPC, which counts
-/// as this node's acknowledgment of the leader, see [`crate::follower_read`]), then a check
-/// in this node's Raft core that it still follows that leader in the term it asked in, and
-/// a wait until it has applied up to the index. The leader's time for these reads is then
-/// confirmed here. Any failure is `NotLeader`: the caller forwards the request.
+/// The leader a follower asks, as its metrics name it.
+#[derive(Debug, Clone, Copy)]
+struct FollowedLeader {
+    /// The leader's id.
+    id: crate::types::NodeId,
+    /// The term this node's vote is in, as the same reading of its metrics shows it.
+    term: u64,
+    /// This node.
+    me: crate::types::NodeId,
+}
+
+impl FollowedLeader {
+    fn of(
+        m: &openraft::metrics::RaftServerMetrics<crate::types::TypeConfig>,
+        id: crate::types::NodeId,
+    ) -> Self {
+        FollowedLeader {
+            id,
+            term: m.vote.leader_id.term,
+            me: m.id,
+        }
+    }
+}
+
+/// A follower's round: the read index from `leader` at `addr` (one peer RPC, which counts
+/// as this node's acknowledgment of the leader, see [`crate::follower_read`]); when the
+/// leader answered without a round of its own, a check in this node's Raft core that it
+/// still follows that leader in the term it asked in; then a wait until it has applied up to
+/// the index, and the leader's time for these reads confirmed here. Any failure is
+/// `NotLeader`: the caller forwards the request.
 async fn read_through_leader(
     raft: &crate::types::Raft,
     network: &PeerNetwork,
     time: &ClusterTime,
-    leader_id: crate::types::NodeId,
+    leader: FollowedLeader,
     addr: &str,
     timeout: Duration,
 ) -> Result<(), NodeError> {
     let not_leader = NodeError::NotLeader {
-        leader: Some(leader_id),
+        leader: Some(leader.id),
     };
-    let request = {
-        let metrics = raft.server_metrics();
-        let m = metrics.borrow_watched();
-        FollowerReadRequest {
-            term: m.vote.leader_id.term,
-            follower: m.id,
-        }
+    let request = FollowerReadRequest {
+        term: leader.term,
+        follower: leader.me,
     };
-    let (index, read_time) = match network
-        .follower_read(addr, leader_id, &request, timeout)
+    let answer = match network
+        .follower_read(addr, leader.id, &request, timeout)
         .await
     {
         Ok(answer) => answer,
@@ -145,29 +171,31 @@ async fn read_through_leader(
         }
     };
     // After the answer's stamps were taken in: from here on, a vote this node casts carries
-    // the leader's time (see `follower_read`).
-    let follows = tokio::time::timeout(
-        timeout,
-        raft.with_raft_state(move |state| {
-            let vote = state.vote_ref();
-            still_follows(
-                (vote.leader_id.term, vote.leader_id.node_id),
-                request.term,
-                leader_id,
-            )
-        }),
-    )
-    .await;
-    if !matches!(follows, Ok(Ok(true))) {
-        return Err(not_leader);
+    // the leader's time (see `follower_read`). An answer after a round needs no check: the
+    // leader confirmed its leadership, and its time, with a quorum.
+    if !answer.round {
+        let leader_id = leader.id;
+        let follows = tokio::time::timeout(
+            timeout,
+            raft.with_raft_state(move |state| {
+                let vote = state.vote_ref();
+                still_follows(
+                    (vote.leader_id.term, vote.leader_id.node_id),
+                    request.term,
+                    leader_id,
+                )
+            }),
+        )
+        .await;
+        if !matches!(follows, Ok(Ok(true))) {
+            return Err(not_leader);
+        }
     }
     raft.wait(Some(timeout))
-        .applied_index_at_least(Some(index), "follower read")
+        .applied_index_at_least(Some(answer.index), "follower read")
         .await
         .map_err(|_| not_leader)?;
-    if let Some(t) = read_time {
-        time.confirm(t);
-    }
+    time.confirm(answer.time);
     Ok(())
 }
 

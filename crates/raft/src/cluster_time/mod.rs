@@ -9,9 +9,11 @@
 //!   `max(its clock, seen, applied high-water)` before each read-index round, so the
 //!   heartbeats of that round carry it to a quorum; writes are stamped at `max(clock, seen)`
 //!   (so a leader whose clock is behind never stamps the past of a time already used).
-//! - `confirmed`: the times a read may use. A value enters it only after the leadership
-//!   round that carried it in `seen` was acknowledged by a quorum (or from a peer that had it
-//!   confirmed). Reads use `max(confirmed, applied high-water)`.
+//! - `confirmed`: the times a read may use. A value enters it only once a quorum holds it in
+//!   `seen` and has not voted past the leader that raised it: after the leadership round that
+//!   carried it was acknowledged by a quorum, on a follower that asked for a read index and
+//!   then checked that it still follows that leader (see `follower_read`), or from a peer that
+//!   had it confirmed. Reads use `max(confirmed, applied high-water)`.
 //!
 //! Why an expired item never comes back (see `docs/design.md`, "Cluster time"): every read
 //! time was in the `seen` of a quorum before any read used it; the next leader is elected by
@@ -146,7 +148,9 @@ impl ClusterTime {
         self.seen.fetch_max(t, Ordering::SeqCst).max(t)
     }
 
-    /// Leader, after a quorum acknowledged the round begun with `t`: reads may use it.
+    /// After a quorum holds `t` (the leader, once a quorum acknowledged the round begun with
+    /// `t`; a follower, once it has checked that it still follows the leader that answered
+    /// `t`, see `follower_read`): reads may use it.
     pub fn confirm(&self, t: u64) {
         self.raise(t, t);
     }

@@ -104,9 +104,10 @@ pub(crate) async fn answer_follower_read<H: PeerHost>(
             round: false,
         });
     }
+    let index = leadership_round(node, time).await?;
     metrics::counter!("statemanager_follower_reads_total", "round" => "yes").increment(1);
     Ok(FollowerReadAnswer {
-        index: leadership_round(node, time).await?,
+        index,
         time,
         round: true,
     })

@@ -217,15 +217,15 @@ impl PeerNetwork {
     /// Asks the leader at `addr` for a read index with a request that counts as this
     /// follower's acknowledgment (see [`crate::follower_read`]). A leader that does not know
     /// the call (an older version, or a peer speaking HTTP only) is asked with
-    /// [`PeerNetwork::read_index`] instead; that answer has no time of its own (`None`): the
-    /// leader's confirmed time came with its stamp.
+    /// [`PeerNetwork::read_index`] instead; that answer is one after a round, with no time of
+    /// its own (the leader's confirmed time came with its stamp): `time` 0, `round` true.
     pub async fn follower_read(
         &self,
         addr: &str,
         leader: NodeId,
         request: &FollowerReadRequest,
         timeout: Duration,
-    ) -> Result<(u64, Option<u64>), ReadIndexError> {
+    ) -> Result<FollowerReadAnswer, ReadIndexError> {
         match self
             .streams
             .call(addr, Some(leader), Kind::FollowerRead, request, timeout)
@@ -233,12 +233,15 @@ impl PeerNetwork {
         {
             Ok(bytes) => decode::<Result<FollowerReadAnswer, String>>(&bytes)
                 .map_err(ReadIndexError::Undecodable)?
-                .map(|answer| (answer.index, Some(answer.time)))
                 .map_err(ReadIndexError::Refused),
             Err(CallError::HttpOnly | CallError::Refused(_)) => self
                 .read_index(addr, Some(leader), timeout)
                 .await
-                .map(|index| (index, None)),
+                .map(|index| FollowerReadAnswer {
+                    index,
+                    time: 0,
+                    round: true,
+                }),
             Err(e) => Err(e.into()),
         }
     }

@@ -212,7 +212,8 @@ async fn a_follower_read_falls_back_to_a_read_index_on_an_older_leader() {
     let answer = network
         .follower_read(&addr, 2, &request, Duration::from_secs(5))
         .await;
-    assert_eq!(answer.ok(), Some((42, None)));
+    let answer = answer.unwrap();
+    assert_eq!((answer.index, answer.time, answer.round), (42, 0, true));
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
