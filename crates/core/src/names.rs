@@ -1,6 +1,5 @@
 //! Namespaces and keys: validated, cheaply clonable names.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,38 +24,9 @@ fn validate(value: &str, field: &str, max: usize) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Orders two shared names by their text, without reading it when both are the same
-/// allocation. The state's expiry index holds clones of the item map's own keys, so the
-/// comparison that finds an item's entry there ends on the pointers, not on the text of a
-/// key nobody has touched lately (a cache miss for every store of an existing key).
-fn cmp_shared(a: &Arc<str>, b: &Arc<str>) -> Ordering {
-    if Arc::ptr_eq(a, b) {
-        Ordering::Equal
-    } else {
-        a.cmp(b)
-    }
-}
-
-/// `Ord` and `PartialOrd` by [`cmp_shared`] for a newtype over `Arc<str>`.
-macro_rules! ord_by_shared_text {
-    ($name:ident) => {
-        impl Ord for $name {
-            fn cmp(&self, other: &Self) -> Ordering {
-                cmp_shared(&self.0, &other.0)
-            }
-        }
-
-        impl PartialOrd for $name {
-            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-    };
-}
-
 /// The namespace an item lives in (for plugins, `PLUGIN#<name>`): 1 to
 /// [`MAX_NAMESPACE_BYTES`] bytes, no NUL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Namespace(#[serde(deserialize_with = "crate::arc_str::deserialize")] Arc<str>);
 
 impl Namespace {
@@ -86,10 +56,8 @@ impl Namespace {
     }
 }
 
-ord_by_shared_text!(Namespace);
-
 /// The key of an item inside its namespace: 1 to [`MAX_KEY_BYTES`] bytes, no NUL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key(#[serde(deserialize_with = "crate::arc_str::deserialize")] Arc<str>);
 
 impl Key {
@@ -105,8 +73,6 @@ impl Key {
     }
 }
 
-ord_by_shared_text!(Key);
-
 /// The address of an item: its namespace and key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ItemId {
@@ -114,14 +80,6 @@ pub struct ItemId {
     pub namespace: Namespace,
     /// The key inside the namespace.
     pub key: Key,
-}
-
-impl ItemId {
-    /// Whether both ids are clones of one id (the same allocations, not only the same text).
-    #[cfg(test)]
-    pub(crate) fn is_clone_of(&self, other: &ItemId) -> bool {
-        Arc::ptr_eq(&self.namespace.0, &other.namespace.0) && Arc::ptr_eq(&self.key.0, &other.key.0)
-    }
 }
 
 #[cfg(test)]
@@ -144,21 +102,5 @@ mod tests {
             Namespace::new(protected.as_str()).is_err(),
             "no plain name can be protected"
         );
-    }
-
-    #[test]
-    fn names_order_by_their_text_whether_shared_or_not() {
-        let words = ["", "a", "a\u{1}", "ab", "b", "é", "PLUGIN#x"];
-        for x in words {
-            for y in words {
-                let (a, b) = (Key(Arc::from(x)), Key(Arc::from(y)));
-                assert_eq!(a.cmp(&b), x.cmp(y), "{x:?} {y:?}");
-                assert_eq!(a.partial_cmp(&b), Some(x.cmp(y)));
-                let (c, d) = (Namespace(Arc::from(x)), Namespace(Arc::from(y)));
-                assert_eq!(c.cmp(&d), x.cmp(y), "{x:?} {y:?}");
-            }
-            let shared = Key(Arc::from(x));
-            assert_eq!(shared.cmp(&shared.clone()), Ordering::Equal);
-        }
     }
 }

@@ -3,7 +3,7 @@
 //! the batch.
 
 use std::collections::BTreeSet;
-use std::hash::RandomState;
+use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,15 +46,42 @@ pub struct StateStats {
     pub expired_total: u64,
 }
 
+/// Hashes item ids for the item table and the expiry index: std's SipHash with a random key
+/// (keys come from clients), so one state's hashes mean nothing to another.
+#[derive(Debug, Clone, Default)]
+struct IdHasher {
+    keys: RandomState,
+    /// Tests fold every hash into this many values, to make ids share hashes.
+    #[cfg(test)]
+    fold: Option<u64>,
+}
+
+impl IdHasher {
+    fn hash(&self, id: &ItemId) -> u64 {
+        let hash = self.keys.hash_one(id);
+        #[cfg(test)]
+        if let Some(fold) = self.fold {
+            return hash % fold;
+        }
+        hash
+    }
+}
+
 /// Every item of the store, with the indexes that keep expiry and limits cheap.
 ///
-/// Invariant: `expiry` holds exactly one `(expires_at, id)` per entry of `items`, and
-/// `per_namespace` counts the entries of `items` per namespace (no zero counts).
+/// Invariant: `expiry` is the set of `(expires_at, hash of id)` over the entries of `items`
+/// (two items of equal expiry and hash share one index entry), and `per_namespace` counts the
+/// entries of `items` per namespace (no zero counts).
+///
+/// The expiry index holds an item's hash, not its id: 16 bytes an entry instead of 40, which
+/// in B-tree nodes left half full by entries that always arrive last is about 50 bytes an
+/// item (`examples/state_memory.rs`; `docs/design.md`, "The expiry index by hash").
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    /// std's table and SipHash with a random key: keys come from clients.
-    items: hashbrown::HashMap<ItemId, Item, RandomState>,
-    expiry: BTreeSet<(Timestamp, ItemId)>,
+    hasher: IdHasher,
+    /// hashbrown's (std's) table, hashed by `hasher`.
+    items: hashbrown::HashTable<(ItemId, Item)>,
+    expiry: BTreeSet<(Timestamp, u64)>,
     /// The same table; its keys are the names the items share (see `insert`).
     per_namespace: hashbrown::HashMap<Namespace, u64, RandomState>,
     data_bytes: u64,
@@ -65,7 +92,11 @@ pub struct State {
 
 impl PartialEq for State {
     fn eq(&self, other: &Self) -> bool {
-        self.items == other.items && self.high_water == other.high_water
+        self.items.len() == other.items.len()
+            && self.high_water == other.high_water
+            && self
+                .iter()
+                .all(|(id, item)| other.items_get(id) == Some(item))
     }
 }
 
@@ -129,9 +160,10 @@ impl State {
             timestamp,
             expires_at,
         };
-        // One hash lookup for the common case, a key stored again; a new key is looked up a
-        // second time to be inserted.
-        match self.items.get_key_value_mut(&op.id) {
+        // One hash lookup for the common case, a key stored again; a new key is hashed once and
+        // inserted with that hash.
+        let hash = self.hasher.hash(&op.id);
+        match self.items.find_mut(hash, |(id, _)| *id == op.id) {
             Some((_, old)) if timestamp < old.timestamp => {
                 return Err(DomainError::Conflict {
                     stored: old.timestamp,
@@ -150,26 +182,24 @@ impl State {
                     })
                 };
             }
-            // Replaced in place (the namespace count unchanged), its expiry entry moved. The
-            // entry is found by the map's own key, which it shares (see `insert`).
-            Some((id, old)) if expires_at > now => {
+            // Replaced in place (the namespace count unchanged), its expiry entry moved.
+            Some((_, old)) if expires_at > now => {
                 self.data_bytes = self.data_bytes - old.data.len() as u64 + item.data.len() as u64;
                 let old_expiry = old.expires_at;
                 *old = item;
                 if old_expiry != expires_at {
-                    let entry = self.expiry.take(&(old_expiry, id.clone()));
-                    let shared = entry.map_or_else(|| id.clone(), |(_, id)| id);
-                    self.expiry.insert((expires_at, shared));
+                    self.unindex(old_expiry, hash);
+                    self.expiry.insert((expires_at, hash));
                 }
             }
             // Stored already expired: the old item goes.
             Some(_) => {
-                self.remove(&op.id);
+                self.remove_hashed(&op.id, hash);
             }
             None => {
                 if expires_at > now {
                     self.check_room(&op.id.namespace, limits)?;
-                    self.insert(op.id.clone(), item);
+                    self.insert_hashed(op.id.clone(), item, hash);
                 }
             }
         }
@@ -196,11 +226,10 @@ impl State {
         Ok(())
     }
 
-    /// Adds an item that is not held. Its expiry entry shares the map key's names, so that
-    /// looking it up by that key compares pointers, not text (`names::cmp_shared`), and every
-    /// item of a namespace shares one copy of the namespace's name (the one its count is
-    /// kept under) rather than the copy its own request brought.
-    fn insert(&mut self, id: ItemId, item: Item) {
+    /// Adds an item that is not held, whose id hashes to `hash`. Every item of a namespace
+    /// shares one copy of the namespace's name (the one its count is kept under) rather than
+    /// the copy its own request brought.
+    fn insert_hashed(&mut self, id: ItemId, item: Item, hash: u64) {
         self.data_bytes += item.data.len() as u64;
         let id = match self.per_namespace.get_key_value_mut(&id.namespace) {
             Some((namespace, count)) => {
@@ -215,41 +244,76 @@ impl State {
                 id
             }
         };
-        self.expiry.insert((item.expires_at, id.clone()));
-        self.items.insert(id, item);
+        self.expiry.insert((item.expires_at, hash));
+        let hasher = &self.hasher;
+        self.items
+            .insert_unique(hash, (id, item), |(id, _)| hasher.hash(id));
     }
 
-    fn remove(&mut self, id: &ItemId) -> Option<Item> {
-        let item = self.items.remove(id)?;
+    /// Removes the item at `id`, whose id hashes to `hash`, with its index entries.
+    fn remove_hashed(&mut self, id: &ItemId, hash: u64) -> Option<Item> {
+        let entry = self.items.find_entry(hash, |(held, _)| held == id).ok()?;
+        let ((id, item), _) = entry.remove();
+        self.forget(&id, &item);
+        self.unindex(item.expires_at, hash);
+        Some(item)
+    }
+
+    /// Counts an item taken out of `items` out of the byte and namespace counts.
+    fn forget(&mut self, id: &ItemId, item: &Item) {
         self.data_bytes -= item.data.len() as u64;
-        self.expiry.remove(&(item.expires_at, id.clone()));
         if let Some(count) = self.per_namespace.get_mut(&id.namespace) {
             *count -= 1;
             if *count == 0 {
                 self.per_namespace.remove(&id.namespace);
             }
         }
-        Some(item)
+    }
+
+    /// Drops the expiry entry `(expires_at, hash)` of an item that no longer has that expiry,
+    /// unless another item still has both (an entry stands for every item with its pair).
+    /// Items of one hash lie in one probe sequence of the table, so this check reads the
+    /// control bytes the lookup before it has just read.
+    fn unindex(&mut self, expires_at: Timestamp, hash: u64) {
+        let hasher = &self.hasher;
+        let still_used = self
+            .items
+            .find(hash, |(id, item)| {
+                item.expires_at == expires_at && hasher.hash(id) == hash
+            })
+            .is_some();
+        if !still_used {
+            self.expiry.remove(&(expires_at, hash));
+        }
+    }
+
+    fn remove(&mut self, id: &ItemId) -> Option<Item> {
+        let hash = self.hasher.hash(id);
+        self.remove_hashed(id, hash)
     }
 
     /// Removes every item that expired at or before `now`; returns how many. The cost is
     /// proportional to the number removed (the expiry index is ordered by time).
     ///
-    /// Each step takes its entry off the index first, so the loop ends even if the index held
-    /// an entry that no item matches (which the invariant of [`State`] rules out): such an
-    /// entry is dropped and the item, if any, is left alone.
+    /// Each step takes its entry off the index first and then removes every item with that
+    /// entry's expiry and hash, so the loop ends even if the index held an entry that no item
+    /// matches (which the invariant of [`State`] rules out): such an entry is dropped.
     fn purge_expired(&mut self, now: Timestamp) -> usize {
         let mut purged = 0;
         while self.expiry.first().is_some_and(|(at, _)| *at <= now) {
-            let Some((expires_at, id)) = self.expiry.pop_first() else {
+            let Some((expires_at, hash)) = self.expiry.pop_first() else {
                 break;
             };
-            if self
-                .items
-                .get(&id)
-                .is_some_and(|item| item.expires_at == expires_at)
-            {
-                self.remove(&id);
+            // Each pass removes one item, so this ends after the items sharing the entry.
+            loop {
+                let hasher = &self.hasher;
+                let Ok(entry) = self.items.find_entry(hash, |(id, item)| {
+                    item.expires_at == expires_at && hasher.hash(id) == hash
+                }) else {
+                    break;
+                };
+                let ((id, item), _) = entry.remove();
+                self.forget(&id, &item);
                 purged += 1;
             }
         }
@@ -261,22 +325,14 @@ impl State {
     /// byte count with their data.
     #[cfg(test)]
     pub(crate) fn assert_invariants(&self) {
-        let expiry: BTreeSet<(Timestamp, ItemId)> = self
-            .items
+        let expiry: BTreeSet<(Timestamp, u64)> = self
             .iter()
-            .map(|(id, item)| (item.expires_at, id.clone()))
+            .map(|(id, item)| (item.expires_at, self.hasher.hash(id)))
             .collect();
         assert_eq!(self.expiry, expiry, "expiry index");
-        for (_, id) in &self.expiry {
-            let (key, _) = self.items.get_key_value(id).expect("indexed item");
-            assert!(
-                id.is_clone_of(key),
-                "expiry entry shares the map's key: {id:?}"
-            );
-        }
         let mut per_namespace: hashbrown::HashMap<Namespace, u64, RandomState> =
             hashbrown::HashMap::default();
-        for id in self.items.keys() {
+        for (id, _) in self.iter() {
             *per_namespace.entry(id.namespace.clone()).or_insert(0) += 1;
             let (shared, _) = self
                 .per_namespace
@@ -288,14 +344,33 @@ impl State {
             );
         }
         assert_eq!(self.per_namespace, per_namespace, "namespace counts");
-        let bytes: u64 = self.items.values().map(|i| i.data.len() as u64).sum();
+        let bytes: u64 = self.iter().map(|(_, i)| i.data.len() as u64).sum();
         assert_eq!(self.data_bytes, bytes, "data bytes");
+    }
+
+    /// A state whose ids hash to only `values` different hashes, so that many items share
+    /// expiry entries (the case real hashes make vanishingly rare).
+    #[cfg(test)]
+    pub(crate) fn with_few_hashes(values: u64) -> Self {
+        State {
+            hasher: IdHasher {
+                keys: RandomState::new(),
+                fold: Some(values),
+            },
+            ..State::default()
+        }
+    }
+
+    fn items_get(&self, id: &ItemId) -> Option<&Item> {
+        self.items
+            .find(self.hasher.hash(id), |(held, _)| held == id)
+            .map(|(_, item)| item)
     }
 
     /// The live item at `id` at time `now`, if any. Expired items are invisible even before
     /// they are purged.
     pub fn get(&self, id: &ItemId, now: Timestamp) -> Option<&Item> {
-        self.items.get(id).filter(|item| item.expires_at > now)
+        self.items_get(id).filter(|item| item.expires_at > now)
     }
 
     /// The earliest expiry of any held item: the leader proposes a purge once it has passed.
@@ -320,7 +395,7 @@ impl State {
 
     /// Every held item, in no particular order (for snapshots).
     pub fn iter(&self) -> impl Iterator<Item = (&ItemId, &Item)> {
-        self.items.iter()
+        self.items.iter().map(|(id, item)| (id, item))
     }
 
     /// Rebuilds a state from snapshot parts: the high-water mark and the items.
@@ -333,8 +408,9 @@ impl State {
             ..State::default()
         };
         for (id, item) in items {
-            state.remove(&id);
-            state.insert(id, item);
+            let hash = state.hasher.hash(&id);
+            state.remove_hashed(&id, hash);
+            state.insert_hashed(id, item, hash);
         }
         state
     }

@@ -313,11 +313,38 @@ fn empty_batch_purges_expired_items() {
 fn a_stale_expiry_entry_is_dropped_not_looped_on() {
     let mut s = State::new();
     apply_one(&mut s, ts(1), store("n", "a", "v", 50, None)).unwrap();
-    s.expiry.insert((ts(3), id("n", "gone")));
-    s.expiry.insert((ts(4), id("n", "a")));
+    s.expiry.insert((ts(3), s.hasher.hash(&id("n", "gone"))));
+    s.expiry.insert((ts(4), s.hasher.hash(&id("n", "a"))));
     s.apply(&batch(ts(10), Limits::default(), vec![]));
     assert_eq!(s.stats().items, 1);
     assert_eq!(s.next_expiry(), Some(ts(51)));
+    s.assert_invariants();
+}
+
+/// Items whose ids hash alike and that expire together share one expiry entry: it stays
+/// while one of them keeps that expiry, and the purge takes all of them.
+#[test]
+fn items_sharing_an_expiry_entry_are_each_purged() {
+    let mut s = State::with_few_hashes(1);
+    let at = Some(ts(1));
+    for key in ["a", "b", "c"] {
+        apply_one(&mut s, ts(2), store("n", key, "v", 10, at)).unwrap();
+    }
+    assert_eq!(s.expiry.len(), 1);
+    s.assert_invariants();
+    // "a" moves on; "b" and "c" still expire at 11 through the shared entry.
+    apply_one(&mut s, ts(3), store("n", "a", "w", 100, None)).unwrap();
+    assert_eq!(s.expiry.len(), 2);
+    s.assert_invariants();
+    // Deleting "b" leaves the entry to "c".
+    apply_one(&mut s, ts(4), Op::Delete(id("n", "b"))).unwrap();
+    assert_eq!(s.expiry.len(), 2);
+    s.assert_invariants();
+    s.apply(&batch(ts(12), Limits::default(), vec![]));
+    assert_eq!(s.stats().items, 1);
+    assert!(s.get(&id("n", "c"), ts(12)).is_none());
+    assert!(s.get(&id("n", "a"), ts(12)).is_some());
+    assert_eq!(s.next_expiry(), Some(ts(103)));
     s.assert_invariants();
 }
 
@@ -478,11 +505,92 @@ fn outcome_kind(o: &OpOutcome) -> Result<(u64, u64), &'static str> {
     }
 }
 
+/// Feeds `batches` to a state (hashing ids to `few_hashes` values, if given), to a replica
+/// and to the model, and checks outcomes, reads, replica equality and the invariants.
+fn check_against_model(
+    batches: &[(u64, Vec<ModelOp>)],
+    limits: Limits,
+    few_hashes: Option<u64>,
+) -> Result<(), TestCaseError> {
+    let mut state = few_hashes.map_or_else(State::new, State::with_few_hashes);
+    let mut replica = State::new();
+    let mut model = Model::default();
+    for (now_s, ops) in batches {
+        let now = T0 + now_s * 1_000_000;
+        let b = batch(
+            Timestamp::from_micros(now),
+            limits,
+            ops.iter().map(to_op).collect(),
+        );
+        let got: Vec<_> = state.apply(&b).iter().map(outcome_kind).collect();
+        let again: Vec<_> = replica.apply(&b).iter().map(outcome_kind).collect();
+        let want = model.apply(now, limits, ops);
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(&got, &again);
+        state.assert_invariants();
+        // Batch times arrive in any order: a store without its own timestamp still never
+        // conflicts (it is stamped after everything applied before it).
+        for (op, outcome) in ops.iter().zip(&got) {
+            if !op.delete && op.timestamp.is_none() {
+                prop_assert_ne!(outcome, &Err("conflict"));
+            }
+        }
+        prop_assert_eq!(&state, &replica);
+
+        // Reads at several times agree with the model, and never show expired items.
+        let applied_now = state.high_water().as_micros();
+        for read_s in [0u64, 1, 10, 60] {
+            let at = applied_now + read_s * 1_000_000;
+            for ns in ["n1", "n2"] {
+                for key in ["a", "b", "c", "d"] {
+                    let got = state.get(&id(ns, key), Timestamp::from_micros(at));
+                    let want = model
+                        .items
+                        .get(&(ns.to_string(), key.to_string()))
+                        .filter(|i| i.expires_at > at);
+                    prop_assert_eq!(
+                        got.map(|i| i.data.to_string()),
+                        want.map(|i| i.data.clone())
+                    );
+                    if let Some(i) = got {
+                        prop_assert!(i.expires_at.as_micros() > at);
+                    }
+                }
+            }
+        }
+        let stats = state.stats();
+        prop_assert!(stats.items <= limits.max_items);
+        prop_assert_eq!(stats.items as usize, model.items.len());
+    }
+    Ok(())
+}
+
+/// Model operations on few keys with few expiries: client timestamps of 0–3 s and TTLs of
+/// 5 or 10 s, so that items often expire at the same moment.
+fn model_op_alike() -> impl Strategy<Value = ModelOp> {
+    (
+        prop::sample::select(vec!["a", "b", "c", "d"]),
+        prop::sample::select(vec!["x", "y"]),
+        prop::sample::select(vec![5u64, 10]),
+        prop::option::of(0u64..4),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(key, data, ttl, t, delete)| ModelOp {
+            delete,
+            ns: "n1".into(),
+            key: key.into(),
+            data: data.into(),
+            ttl,
+            timestamp: t.map(|s| T0 + s * 1_000_000),
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// The state machine agrees with the model on every outcome and every read, replicas fed
-    /// the same batches end equal, and no expired item is ever returned.
+    /// the same batches end equal, and no expired item is ever returned. Half the cases hash
+    /// every id to one of a few values (the replica hashes as in production).
     #[test]
     fn matches_reference_model(
         batches in prop::collection::vec(
@@ -492,49 +600,24 @@ proptest! {
         max_items in 1u64..6,
         per_ns in prop::option::of(1u64..4),
         max_bytes in 1u64..8,
+        few_hashes in prop::option::of(1u64..4),
     ) {
         let limits = Limits { max_item_bytes: max_bytes, max_items, max_items_per_namespace: per_ns };
-        let mut state = State::new();
-        let mut replica = State::new();
-        let mut model = Model::default();
-        for (now_s, ops) in &batches {
-            let now = T0 + now_s * 1_000_000;
-            let b = batch(Timestamp::from_micros(now), limits, ops.iter().map(to_op).collect());
-            let got: Vec<_> = state.apply(&b).iter().map(outcome_kind).collect();
-            let again: Vec<_> = replica.apply(&b).iter().map(outcome_kind).collect();
-            let want = model.apply(now, limits, ops);
-            prop_assert_eq!(&got, &want);
-            prop_assert_eq!(&got, &again);
-            state.assert_invariants();
-            // Batch times arrive in any order: a store without its own timestamp still never
-            // conflicts (it is stamped after everything applied before it).
-            for (op, outcome) in ops.iter().zip(&got) {
-                if !op.delete && op.timestamp.is_none() {
-                    prop_assert_ne!(outcome, &Err("conflict"));
-                }
-            }
-            prop_assert_eq!(&state, &replica);
+        check_against_model(&batches, limits, few_hashes)?;
+    }
 
-            // Reads at several times agree with the model, and never show expired items.
-            let applied_now = state.high_water().as_micros();
-            for read_s in [0u64, 1, 10, 60] {
-                let at = applied_now + read_s * 1_000_000;
-                for ns in ["n1", "n2"] {
-                    for key in ["a", "b", "c", "d"] {
-                        let got = state.get(&id(ns, key), Timestamp::from_micros(at));
-                        let want = model.items.get(&(ns.to_string(), key.to_string()))
-                            .filter(|i| i.expires_at > at);
-                        prop_assert_eq!(got.map(|i| i.data.to_string()), want.map(|i| i.data.clone()));
-                        if let Some(i) = got {
-                            prop_assert!(i.expires_at.as_micros() > at);
-                        }
-                    }
-                }
-            }
-            let stats = state.stats();
-            prop_assert!(stats.items <= max_items);
-            prop_assert_eq!(stats.items as usize, model.items.len());
-        }
+    /// The same, with ids hashed to a few values and a few expiries, so that items often
+    /// share expiry entries and move off them.
+    #[test]
+    fn matches_reference_model_with_shared_expiry_entries(
+        batches in prop::collection::vec(
+            ((0u64..20), prop::collection::vec(model_op_alike(), 0..6)),
+            1..25,
+        ),
+        few_hashes in 1u64..3,
+    ) {
+        let limits = Limits { max_item_bytes: 8, max_items: 8, max_items_per_namespace: None };
+        check_against_model(&batches, limits, Some(few_hashes))?;
     }
 
     /// A store never replaces an item with an older timestamp.
