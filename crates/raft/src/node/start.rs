@@ -69,6 +69,15 @@ fn raft_config(options: &NodeOptions) -> Result<Arc<openraft::Config>, StartErro
         install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
         // `election` runs the election timer, with a pre-vote before every campaign.
         enable_elect: false,
+        // A node that led before it stopped must win an election again, in a new term, as
+        // in standard Raft. openraft's default restores its leadership at once, in the old
+        // term and with the entry that began it as its "no-op": its read index is then the
+        // commit index it finds on disk, which we save without fsync (`save_committed`), so
+        // after a power cut it can be far behind what was acknowledged, and reads were
+        // answered from a state missing acknowledged stores (found by
+        // `power_loss::a_whole_cluster_cut_at_once_reforms_and_loses_nothing`; see
+        // docs/design.md, "A restarted leader is elected again").
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))
