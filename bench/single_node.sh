@@ -17,8 +17,8 @@
 #   4. A table (stdout + bench/results/single_node-<date>.md): medians over the rounds, and
 #      each ratio taken within a round, then its median over the rounds.
 #   5a. Memory: RSS growth per item after storing MEM_ITEMS distinct 1 KiB items.
-#   5b. Restart: store RESTART_ITEMS distinct items, SIGTERM, restart, time until /ready is 200
-#       and a known key can be fetched; data dir size.
+#   5b. Restart: store RESTART_ITEMS distinct items (RSS growth per item again, at that count),
+#       SIGTERM, restart, time until /ready is 200 and a known key can be fetched; data dir size.
 #
 # Everything listens on 127.0.0.1 only. Every process started here is stopped by PID on exit;
 # temp dirs are removed. Every wait is bounded.
@@ -376,13 +376,18 @@ if [[ $SKIP_RESTART != 1 ]]; then
     log "## restart: $RESTART_ITEMS distinct items x $RESTART_VALUE_SIZE bytes"
     PORT=$(free_ports 1)   # fixed, so the restarted server can be polled from its first moment
     start_sm restart $((RESTART_ITEMS * 2)) "$PORT"
+    sleep 1
+    rss_empty=$(rss_kib "$SM_PID")
     preload statemanager-restart statemanager "$SM_URL" "$RESTART_ITEMS" "$RESTART_VALUE_SIZE"
     load_summary=$LAST_LOAD
     items=$(sm_items)
     [[ $items == "$RESTART_ITEMS" ]] || problem "restart step: $items items stored, expected $RESTART_ITEMS"
     rss_full=$(rss_kib "$SM_PID")
+    # RSS grows in 2 MiB pages and the server's fixed allocations vary by a few MiB: at
+    # RESTART_ITEMS items that is a few bytes per item, against tens at MEM_ITEMS.
+    per_item_full=$(( (rss_full - rss_empty) * 1024 / RESTART_ITEMS ))
     size_before=$(du -sh "$WORK/restart/data" | cut -f1)
-    log "items: $items; VmRSS $rss_full KiB; data dir $size_before"
+    log "items: $items; VmRSS $rss_empty KiB empty, $rss_full KiB loaded ($per_item_full bytes per item); data dir $size_before"
     stop_pid "$SM_PID" 300
     stop_secs=$STOP_SECS
     size=$(du -sh "$WORK/restart/data" | cut -f1)
@@ -415,6 +420,7 @@ if [[ $SKIP_RESTART != 1 ]]; then
         log "items after restart: $items_after; VmRSS $rss_restart KiB"
         [[ $items_after == "$RESTART_ITEMS" ]] || problem "after restart: $items_after items, expected $RESTART_ITEMS"
         echo "- Restart with $RESTART_ITEMS items of $RESTART_VALUE_SIZE bytes (loaded at $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$load_summary") items/s by bench/load.py): **${restart_secs} s** from process start until /ready is 200 and k0 and k$last can be fetched. Data dir: $size_before before the stop, $size after. SIGTERM to exit: ${stop_secs} s. VmRSS: $rss_full KiB before the stop, $rss_restart KiB after the restart; $items_after items after the restart." >>"$EXTRA"
+        echo "- Memory with $RESTART_ITEMS items: VmRSS $rss_empty KiB after start, $rss_full KiB loaded: **$per_item_full bytes per item**; after the restart the whole process holds $(( rss_restart * 1024 / RESTART_ITEMS )) bytes per item." >>"$EXTRA"
     else
         problem "restart: not ready after ${restart_secs}s (alive: $(alive "$SM_PID" && echo yes || echo no)); log tail: $(tail -n5 "$WORK/restart/server.log" | tr '\n' ' ')"
     fi

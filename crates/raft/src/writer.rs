@@ -90,7 +90,9 @@ pub fn quorum_lost(raft: &crate::types::Raft, limit: Duration) -> Option<String>
     }
 }
 
-fn op_bytes(op: &Op) -> usize {
+/// The bytes of an operation's data and names: what the byte bounds of a batch and the disk
+/// reserve count.
+pub(crate) fn op_bytes(op: &Op) -> usize {
     match op {
         Op::Store(s) => s.data.len() + s.id.namespace.as_str().len() + s.id.key.as_str().len(),
         Op::Delete(id) => id.namespace.as_str().len() + id.key.as_str().len(),

@@ -234,7 +234,7 @@ impl Node {
         self.check_clock()?;
         // Deletions are accepted on a full disk: they are what lets space be reclaimed.
         if matches!(op, Op::Store(_)) {
-            self.check_disk()?;
+            self.check_disk(writer::op_bytes(&op))?;
         }
         let (reply, answer) = oneshot::channel();
         self.inner
@@ -257,7 +257,7 @@ impl Node {
         }
         self.check_clock()?;
         if ops.iter().any(|op| matches!(op, Op::Store(_))) {
-            self.check_disk()?;
+            self.check_disk(ops.iter().map(writer::op_bytes).sum::<usize>())?;
         }
         let batch = Batch {
             now: self.inner.clock.now(),
@@ -271,9 +271,10 @@ impl Node {
             .collect())
     }
 
-    /// `Err(DiskFull)` while this node's data directory is short of its reserve.
-    fn check_disk(&self) -> Result<(), NodeError> {
-        self.inner.disk.check().map_err(|free| {
+    /// Admits a write of `bytes` (its data and names), or `Err(DiskFull)` while this node's
+    /// data directory is short of its reserve.
+    fn check_disk(&self, bytes: usize) -> Result<(), NodeError> {
+        self.inner.disk.admit(bytes as u64).map_err(|free| {
             static LAST_WARNING: Mutex<Option<std::time::Instant>> = Mutex::new(None);
             let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
