@@ -64,18 +64,13 @@ impl DiskSpace {
     /// The current reading, taken anew when the last one is older than `check_every`.
     fn reading<'a>(&self, last: &'a mut Option<Reading>) -> &'a mut Reading {
         let now = Instant::now();
-        if !last.is_some_and(|r| now.duration_since(r.at) < self.check_every) {
-            // An unreadable file system is not refused here: the write itself will tell.
-            let free = statemanager_storage::free_bytes(&self.dir).unwrap_or(u64::MAX);
-            *last = Some(Reading {
-                at: now,
-                free,
-                admitted: 0,
-            });
+        if last.is_some_and(|r| now.duration_since(r.at) >= self.check_every) {
+            *last = None;
         }
-        last.get_or_insert(Reading {
+        last.get_or_insert_with(|| Reading {
             at: now,
-            free: u64::MAX,
+            // An unreadable file system is not refused here: the write itself will tell.
+            free: statemanager_storage::free_bytes(&self.dir).unwrap_or(u64::MAX),
             admitted: 0,
         })
     }
