@@ -278,6 +278,9 @@ async fn gate(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    // In flight until answered: a batch's log entry is written in place only when every
+    // request in flight waits for it.
+    let _serving = state.node.serving();
     let method = request.method().clone();
     let endpoint = endpoint_index(request.uri().path());
     // A route's label is its path; only an unknown path is copied, for the log lines below

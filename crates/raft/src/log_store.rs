@@ -108,15 +108,17 @@ impl LogStore {
 
     /// A log store on `engine` whose log tail has `limits`.
     pub fn with_tail(engine: LogEngine, limits: TailLimits) -> std::io::Result<Self> {
-        Self::with_options(engine, limits, None)
+        Self::with_options(engine, limits, None, None)
     }
 
     /// A log store on `engine` whose log tail has `limits` and whose writer thread asks for
     /// the scheduler slice `writer_slice` ([`crate::thread_slice`]; `None`: the default).
+    /// With `inline`, the appends that rule allows are written in place ([`inline`]).
     pub fn with_options(
         engine: LogEngine,
         limits: TailLimits,
         writer_slice: Option<std::time::Duration>,
+        inline: Option<Arc<inline::InlineWrites>>,
     ) -> std::io::Result<Self> {
         let tail = Arc::new(Mutex::new(LogTail::new(limits)));
         if let Ok(Some((last, _))) = engine.last() {
@@ -131,6 +133,7 @@ impl LogStore {
                 engine.clone(),
                 tail.clone(),
                 writer_slice,
+                inline,
             )?),
             engine,
             tail,
@@ -295,6 +298,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// Hands the entries to the log writer thread and returns: openraft goes on (replicates
     /// them, takes more proposals) and counts them durable only when `callback` says so,
     /// after their fsync (see [`flusher`]). The entries are readable at once, from the tail.
+    /// When the inline rule allows ([`inline`]), they are written and fsync'd here instead,
+    /// and `callback` is told before this returns.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -374,6 +379,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 mod flusher;
+pub mod inline;
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ use statemanager_core::{Batch, Clock, Limits, Op, Stored};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Invariant;
+use crate::log_store::inline::InlineWrites;
 use crate::peer::network::PeerNetwork;
 use crate::types::TypeConfig;
 use crate::{NodeError, Reason};
@@ -97,6 +98,14 @@ pub(crate) fn op_bytes(op: &Op) -> usize {
         Op::Store(s) => s.data.len() + s.id.namespace.as_str().len() + s.id.key.as_str().len(),
         Op::Delete(id) => id.namespace.as_str().len() + id.key.as_str().len(),
     }
+}
+
+/// Whether this node leads a membership in which it is the only voter: nothing to replicate
+/// while its log is written.
+fn leads_alone(raft: &crate::types::Raft) -> bool {
+    let server = raft.server_metrics();
+    let m = server.borrow_watched();
+    crate::node::sole_leader_term(&m, m.id).is_some()
 }
 
 /// Proposes one batch and maps openraft's answer to per-operation results.
@@ -203,6 +212,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     limits: Limits,
     options: WriterOptions,
+    inline: Arc<InlineWrites>,
     mut rx: mpsc::Receiver<WriteRequest>,
 ) {
     let writer = Writer {
@@ -211,6 +221,7 @@ pub async fn run(
         clock,
         limits,
         options,
+        inline,
     };
     let depth = options.pipeline.max(1);
     let mut gather = Gather::new(options.gather);
@@ -321,6 +332,8 @@ struct Writer {
     clock: Arc<dyn Clock>,
     limits: Limits,
     options: WriterOptions,
+    /// Where the writer offers a batch for a write in place ([`InlineWrites`]).
+    inline: Arc<InlineWrites>,
 }
 
 impl Writer {
@@ -383,6 +396,7 @@ impl Writer {
             ops,
         };
         tracing::trace!(ops = replies.len(), bytes, "proposing batch");
+        self.inline.offer(leads_alone(&self.raft), replies.len());
         // Submitted here, in formation order; the outcome is awaited by the writer loop.
         let (responder, committed, receiver) = openraft::impls::ProgressResponder::new();
         match self

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{get_json, post, Cluster};
+use common::{get_json, get_text, post, sample, Cluster};
 use serde_json::json;
 
 fn now() -> f64 {
@@ -278,6 +278,17 @@ async fn server_stamped_stores_on_one_key(config: &str) {
     }
     eprintln!("{total} stores on one key, no conflict");
     assert!(total > 500, "a meaningful load: {total}");
+    // No node of three leads alone: every append went through the log writer thread, so the
+    // leader replicated while it wrote.
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let metrics = get_text(&client, &cluster.node(i).url("/metrics")).await;
+        assert_eq!(
+            sample(&metrics, "statemanager_wal_inline_appends_total"),
+            0.0,
+            "node {i}"
+        );
+    }
 }
 
 /// A dead follower and a stream of writes do not flood the leader's log: openraft 0.10 warns

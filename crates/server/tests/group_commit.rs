@@ -1,26 +1,15 @@
 //! How concurrent stores are grouped into batches (one log entry, one fsync each), against
 //! the real binary: the writer's gather (`write_gather_ms`) joins callers that store in turn
-//! into one batch, and never makes a caller wait for writes that do not come.
+//! into one batch, and never makes a caller wait for writes that do not come; a node that
+//! leads alone writes a batch's entry in place when only that batch is being served
+//! (`inline_write_max_fsync_us`).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get_text, post, Server};
+use common::{get_text, post, sample, Server};
 use serde_json::json;
-
-/// The value of the sample `name` (with its labels, if any) in a `/metrics` text; 0 when
-/// absent.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            (key == name).then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
 
 /// `callers` clients store `rounds` times each, every one waiting for its answer before it
 /// stores again; returns the server's mean stores per batch.
@@ -175,5 +164,43 @@ async fn a_caller_never_waits_for_callers_that_do_not_come_back() {
         started.elapsed() < Duration::from_millis(9 * DEADLINE_MS),
         "{:?} for ten stores after the others stopped",
         started.elapsed()
+    );
+}
+
+/// Callers storing in turn on a node that leads alone: their batches are written in place
+/// (the Raft thread writes and fsyncs the entry itself, no hand-off to the log writer
+/// thread), every store is acknowledged and reads back, and with the bound at 0 the log writer
+/// thread writes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lone_leader_writes_its_batches_in_place_and_the_bound_0_turns_it_off() {
+    const CALLERS: usize = 8;
+    const ROUNDS: usize = 20;
+    // A bound far above any disk's fsync here, so a slow CI disk still qualifies.
+    let inline = Server::start("inline_write_max_fsync_us: 1000000\n");
+    inline.wait_ready().await;
+    mean_batch_of_callers_storing_in_turn(&inline, CALLERS, ROUNDS).await;
+    let client = reqwest::Client::new();
+    let metrics = get_text(&client, &inline.url("/metrics")).await;
+    let in_place = sample(&metrics, "statemanager_wal_inline_appends_total");
+    assert!(in_place > 0.0, "no batch written in place: {metrics}");
+    for caller in 0..CALLERS {
+        let key = format!("c{caller}-{}", ROUNDS - 1);
+        let (st, got) = post(
+            &client,
+            &inline.url("/fetch_data"),
+            json!({"namespace":"turns","key":key}),
+        )
+        .await;
+        assert_eq!(st, 200, "{key}: {got}");
+    }
+
+    let off = Server::start("inline_write_max_fsync_us: 0\n");
+    off.wait_ready().await;
+    mean_batch_of_callers_storing_in_turn(&off, CALLERS, ROUNDS).await;
+    let metrics = get_text(&client, &off.url("/metrics")).await;
+    assert_eq!(
+        sample(&metrics, "statemanager_wal_inline_appends_total"),
+        0.0,
+        "{metrics}"
     );
 }

@@ -190,9 +190,23 @@ fn segment_env() -> Vec<(&'static str, std::ffi::OsString)> {
     vec![("STATEMANAGER_FAILPOINT_SEGMENT_BYTES", "65536".into())]
 }
 
+/// Few-entry snapshots and purges, so that cuts land during them (the text of
+/// [`BUSY_CONFIG`]).
+macro_rules! busy_config {
+    () => {
+        "snapshot_logs: 20\nsnapshot_keep_logs: 5\nmax_persistent_data_items: 100000\n"
+    };
+}
+
 /// Few-entry snapshots and purges, so that cuts land during them.
-const BUSY_CONFIG: &str =
-    "snapshot_logs: 20\nsnapshot_keep_logs: 5\nmax_persistent_data_items: 100000\n";
+const BUSY_CONFIG: &str = busy_config!();
+
+/// The same, and every batch that may be written in place is (the Raft thread writes and
+/// fsyncs the entry itself), whatever the FUSE file system's fsync takes.
+const BUSY_CONFIG_IN_PLACE: &str = concat!(busy_config!(), "inline_write_max_fsync_us: 1000000\n");
+
+/// The same with every append written by the log writer thread.
+const BUSY_CONFIG_WRITER_THREAD: &str = concat!(busy_config!(), "inline_write_max_fsync_us: 0\n");
 
 /// One node: start, store a load, kill -9, cut, restart; `cycles` times on one data dir.
 /// Returns (acknowledged stores over all cycles, lost keys found, log of the cycles).
@@ -318,7 +332,7 @@ async fn a_cut_soon_after_the_first_start_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuts_during_load_snapshots_purges_and_restarts_lose_nothing() {
     let seed = seed_from_env_or(7);
-    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 8, seed, false, true).await;
+    let run = single_node_cycles(&segment_env(), BUSY_CONFIG_IN_PLACE, 8, seed, false, true).await;
     assert!(run.2.contains("cut during the restart"));
     assert_nothing_lost("load cycles", seed, 100, run);
 }
@@ -326,8 +340,13 @@ async fn cuts_during_load_snapshots_purges_and_restarts_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_cuts_during_load_lose_nothing() {
     let seed = seed_from_env_or(11);
-    let run = single_node_cycles(&segment_env(), BUSY_CONFIG, 4, seed, true, false).await;
-    assert_nothing_lost("strict load cycles", seed, 100, run);
+    for (config, seed) in [
+        (BUSY_CONFIG_IN_PLACE, seed),
+        (BUSY_CONFIG_WRITER_THREAD, seed + 1),
+    ] {
+        let run = single_node_cycles(&segment_env(), config, 4, seed, true, false).await;
+        assert_nothing_lost("strict load cycles", seed, 100, run);
+    }
 }
 
 /// Runs a first start and one strict cut on a server broken by `failpoint`, and checks that

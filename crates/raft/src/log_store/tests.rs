@@ -230,3 +230,55 @@ async fn a_truncation_cuts_appends_still_in_the_writer_queue_too() {
     submit(&mut store, 7).await.await.unwrap().unwrap();
     assert_eq!(engine.read_range(1, 100).unwrap().len(), 7);
 }
+
+#[tokio::test]
+async fn an_offered_append_is_written_in_place_in_order_with_the_queued_ones() {
+    use super::inline::InlineWrites;
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    let inline = InlineWrites::new(std::time::Duration::from_secs(3600));
+    let mut store = LogStore::with_options(
+        engine.clone(),
+        TailLimits::default(),
+        None,
+        Some(inline.clone()),
+    )
+    .expect("the log writer starts");
+    // Not offered: the thread writes them.
+    let mut flushed = Vec::new();
+    for i in 1..=3 {
+        flushed.push(submit(&mut store, i).await);
+    }
+    for rx in flushed.drain(..) {
+        rx.await.expect("answered").expect("flushed");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store.flusher.idle() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer thread never went idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Offered with the thread idle: durable and reported before `append` returns.
+    inline.offer(true, 1);
+    let mut rx = submit(&mut store, 4).await;
+    assert!(
+        matches!(rx.try_recv(), Ok(Ok(()))),
+        "reported flushed at once"
+    );
+    assert_eq!(engine.read_range(4, 5).unwrap().len(), 1);
+    // One queued for the thread, then one offered while the thread may still hold it: the
+    // offered one waits its turn if so. Either way the log holds them in order.
+    flushed.push(submit(&mut store, 5).await);
+    inline.offer(true, 1);
+    flushed.push(submit(&mut store, 6).await);
+    for rx in flushed {
+        rx.await.expect("answered").expect("flushed");
+    }
+    let records = engine.read_range(1, 100).unwrap();
+    assert_eq!(
+        records.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+}

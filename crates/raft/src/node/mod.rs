@@ -85,6 +85,8 @@ struct Inner {
     shared_cache: std::sync::OnceLock<std::sync::Weak<statemanager_cache::SharedCache>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     data_dir: DataDir,
+    /// Requests in flight, and the rule for writing a batch's log entry in place.
+    inline: Arc<crate::log_store::inline::InlineWrites>,
 }
 
 /// The term in which node `me` leads as the only voter of the effective membership (the
@@ -213,6 +215,13 @@ impl Node {
         path: &str,
     ) -> reqwest::RequestBuilder {
         self.inner.network.client_request(method, addr, path)
+    }
+
+    /// Counts a client request as in flight until the guard is dropped: the writer writes a
+    /// batch's log entry in place only when every request in flight waits for that batch
+    /// ([`crate::log_store::inline`]).
+    pub fn serving(&self) -> crate::log_store::inline::Serving {
+        self.inner.inline.serving()
     }
 
     /// The limits this node stamps into its batches.

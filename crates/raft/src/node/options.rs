@@ -70,6 +70,10 @@ pub struct NodeOptions {
     /// The scheduler slice the log writer thread asks for ([`crate::thread_slice`]; `None`,
     /// the default: the kernel's own).
     pub thread_slice: Option<Duration>,
+    /// A sole voter writes a batch's log entry on the Raft core's task, instead of the log
+    /// writer thread, when every request in flight waits for that batch and the last log
+    /// fsync took less than this (zero: never; see [`crate::log_store::inline`]).
+    pub inline_write_fsync_bound: Duration,
 }
 
 impl NodeOptions {
@@ -101,6 +105,7 @@ impl NodeOptions {
             max_clock_offset: Duration::from_millis(500),
             cache: None,
             thread_slice: None,
+            inline_write_fsync_bound: Duration::from_millis(1),
         }
     }
 }

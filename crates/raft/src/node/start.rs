@@ -17,6 +17,7 @@ use super::{election_timer, tasks, Inner, Node, NodeOptions, WeakNode};
 use super::{MAX_PAYLOAD_ENTRIES, SNAPSHOT_CHUNK_TIMEOUT};
 use crate::cluster_id::{derive_cluster_id, ClusterId, META_CLUSTER_ID};
 use crate::cluster_time::ClusterTime;
+use crate::log_store::inline::InlineWrites;
 use crate::log_store::LogStore;
 use crate::peer::network::PeerNetwork;
 use crate::reader::{self, ReadWaiter};
@@ -206,6 +207,7 @@ struct Parts<'a> {
     time: &'a Arc<ClusterTime>,
     stamp_clock: &'a Arc<dyn Clock>,
     shared: &'a Arc<SharedState>,
+    inline: &'a Arc<InlineWrites>,
 }
 
 /// Starts the writer, the reader and the background loops; returns their handles and the
@@ -226,6 +228,7 @@ fn spawn_tasks(
         time,
         stamp_clock,
         shared,
+        inline,
     } = parts;
     let (writes, write_rx) = mpsc::channel(16 * 1024);
     let (reads, read_rx) = mpsc::channel(16 * 1024);
@@ -244,6 +247,7 @@ fn spawn_tasks(
             stamp_clock.clone(),
             options.limits,
             writer_options,
+            inline.clone(),
             write_rx,
         )),
         tokio::spawn(reader::run(
@@ -300,10 +304,12 @@ impl Node {
             options.peer_credentials.clone(),
             time.clone(),
         )?;
+        let inline = InlineWrites::new(options.inline_write_fsync_bound);
         let log_store = LogStore::with_options(
             engine.clone(),
             crate::log_tail::TailLimits::default(),
             options.thread_slice,
+            Some(inline.clone()),
         )
         .map_err(StartError::LogWriter)?;
         let raft = Raft::new(
@@ -337,6 +343,7 @@ impl Node {
             time: &time,
             stamp_clock: &stamp_clock,
             shared: &shared,
+            inline: &inline,
         };
         let (tasks, writes, reads) = spawn_tasks(&options, parts, engine.clone());
         let node = Node {
@@ -363,6 +370,7 @@ impl Node {
                 shared_cache: std::sync::OnceLock::new(),
                 tasks: Mutex::new(tasks),
                 data_dir,
+                inline,
             }),
         };
         node.spawn_watchers(&options);

@@ -130,6 +130,12 @@ config_keys! {
     /// ask the kernel for (0, the default: the kernel's own; see
     /// `statemanager_raft::thread_slice`).
     thread_slice_us: u64 = 0, ["thread_slice_us"], |v| in_range(as_u64(v)?, 0, 100_000)?;
+    /// A node that leads alone writes a batch's log entry on the Raft thread itself when only
+    /// that batch's writes are being served and the last log fsync took less than this many
+    /// microseconds (0: always on the log writer thread; see
+    /// `statemanager_raft::log_store::inline`).
+    inline_write_max_fsync_us: u64 = 1000, ["inline_write_max_fsync_us"],
+        |v| in_range(as_u64(v)?, 0, 1_000_000)?;
     /// `namespace_keys`: base64 keys for protected-namespace tokens (first mints, all verify).
     namespace_keys: Vec<String> = Vec::new(), ["namespace_keys"], |v| parse_namespace_keys(v)?;
     /// `namespace_keys_file`: a file holding the keys (must be mode 0600).

@@ -189,6 +189,7 @@ impl Config {
         options.write_gather = Duration::from_millis(self.write_gather_ms);
         options.cache = Some(cache);
         options.thread_slice = self.thread_slice();
+        options.inline_write_fsync_bound = Duration::from_micros(self.inline_write_max_fsync_us);
         options
     }
 

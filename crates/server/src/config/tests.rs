@@ -292,6 +292,33 @@ fn write_gather_reaches_the_node_is_bounded_and_zero_turns_it_off() {
 }
 
 #[test]
+fn inline_write_bound_reaches_the_node_is_bounded_and_zero_turns_it_off() {
+    let default = load(None, &no_env).unwrap().config;
+    assert_eq!(
+        node_options(&default).inline_write_fsync_bound,
+        Duration::from_millis(1)
+    );
+    let set = load_text("inline_write_max_fsync_us: 250\n", &no_env)
+        .unwrap()
+        .config;
+    assert_eq!(
+        node_options(&set).inline_write_fsync_bound,
+        Duration::from_micros(250)
+    );
+    let off = load_text("inline_write_max_fsync_us: 0\n", &no_env)
+        .unwrap()
+        .config;
+    assert_eq!(node_options(&off).inline_write_fsync_bound, Duration::ZERO);
+    for bad in ["1000001", "-1", "fast"] {
+        let err = load_text(&format!("inline_write_max_fsync_us: {bad}\n"), &no_env).unwrap_err();
+        assert!(
+            err.starts_with("invalid value for 'inline_write_max_fsync_us' in FILE"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn write_pipeline_reaches_the_node_and_is_bounded() {
     let config = load_text("write_pipeline: 4\n", &no_env).unwrap().config;
     assert_eq!(config.write_pipeline, 4);

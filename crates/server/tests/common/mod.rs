@@ -675,3 +675,16 @@ pub async fn post_raw(
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text; 0 when
+/// absent.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
