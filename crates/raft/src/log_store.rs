@@ -2,7 +2,9 @@
 //!
 //! Entries are postcard-encoded; the engine's WAL frames each with a CRC. `append` hands the
 //! records to the log writer thread ([`flusher`]), which writes and fsyncs them (grouped with
-//! whatever else was queued) and only then tells openraft the entries are flushed: a write is
+//! whatever else was queued), or, on a node that leads alone when nothing else waits for
+//! its thread, writes and fsyncs them itself ([`inline`]); either way it only then tells
+//! openraft the entries are flushed: a write is
 //! never acknowledged before it is durable, and openraft 0.10 goes on meanwhile. The vote is
 //! durable before `save_vote` returns. The committed index is written in place without an
 //! fsync (it changes on every commit): it is only a hint for re-applying on restart, so after
@@ -311,7 +313,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut records = Vec::new();
         let mut appended = Vec::new();
+        // A membership change goes to the thread: from it on this node may have peers to
+        // replicate to while the entry is written.
+        let mut in_place_allowed = true;
         for entry in entries {
+            if matches!(entry.payload, openraft::EntryPayload::Membership(_)) {
+                in_place_allowed = false;
+            }
             let record = encode(&entry).map_err(write_err)?;
             records.push((entry.log_id.index, record));
             appended.push(entry);
@@ -322,7 +330,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 tail.push(entry, record.len());
             }
         }
-        self.flusher.append(records, callback).map_err(write_err)
+        self.flusher
+            .append(records, callback, in_place_allowed)
+            .map_err(write_err)
     }
 
     async fn truncate_after(&mut self, last_kept: Option<LogId>) -> Result<(), std::io::Error> {

@@ -100,12 +100,13 @@ pub(crate) fn op_bytes(op: &Op) -> usize {
     }
 }
 
-/// Whether this node leads a membership in which it is the only voter: nothing to replicate
-/// while its log is written.
+/// Whether this node leads a membership in which it is the only member (no other voter, no
+/// learner): nothing to replicate while its log is written.
 fn leads_alone(raft: &crate::types::Raft) -> bool {
     let server = raft.server_metrics();
     let m = server.borrow_watched();
     crate::node::sole_leader_term(&m, m.id).is_some()
+        && m.membership_config.membership().nodes().count() == 1
 }
 
 /// Proposes one batch and maps openraft's answer to per-operation results.
@@ -396,7 +397,9 @@ impl Writer {
             ops,
         };
         tracing::trace!(ops = replies.len(), bytes, "proposing batch");
-        self.inline.offer(leads_alone(&self.raft), replies.len());
+        if self.inline.enabled() {
+            self.inline.offer(leads_alone(&self.raft), replies.len());
+        }
         // Submitted here, in formation order; the outcome is awaited by the writer loop.
         let (responder, committed, receiver) = openraft::impls::ProgressResponder::new();
         match self
@@ -430,6 +433,8 @@ impl Writer {
                 })
             }
             Err(fatal) => {
+                // Nothing was appended: the offer must not carry over to another append.
+                self.inline.offer(false, 0);
                 deliver(
                     replies,
                     Err(NodeError::Unavailable(

@@ -63,6 +63,11 @@ impl LogEngine {
         self.wal().append(records)
     }
 
+    /// Whether the next append starts a log segment (more file system work than an append).
+    pub fn next_append_starts_segment(&self) -> bool {
+        self.wal().next_append_starts_segment()
+    }
+
     /// The records with `start <= index < end`, in order, each checksum checked.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
         self.wal().read_range(start, end)

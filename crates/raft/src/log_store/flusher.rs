@@ -10,8 +10,8 @@
 //! power fails: the WAL's torn-tail rule stays as it was (see `storage::wal`).
 //!
 //! A sole voter may instead write an append in place, on the Raft core's task, when nothing
-//! else could use that thread meanwhile ([`super::inline`]); it does so only while this thread
-//! has nothing queued, so appends stay in order either way.
+//! else could use that thread meanwhile ([`super::inline`]); it does so only once this thread
+//! has finished every job it was given, so appends stay in order either way.
 //!
 //! A failed write or fsync is final: that append and every later one are reported failed, and
 //! nothing more is written (the kernel may have dropped the dirty pages, so a retry could
@@ -100,16 +100,22 @@ impl Flusher {
     }
 
     /// Queues an append, or writes it in place when the inline rule allows
-    /// ([`super::inline`]): then it is durable, and `callback` told, before this returns.
+    /// ([`super::inline`]) and `in_place_allowed` (the caller's own conditions): then it is
+    /// durable, and `callback` told, before this returns. An append that starts a log segment
+    /// (file creation and directory fsyncs) always goes to the thread.
     pub(crate) fn append(
         &self,
         records: Vec<(u64, Vec<u8>)>,
         callback: IOFlushed<TypeConfig>,
+        in_place_allowed: bool,
     ) -> Result<(), FlusherGone> {
         if let Some(inline) = &self.log.inline {
-            if inline.take(self.idle()) {
-                metrics::counter!("statemanager_wal_inline_appends_total").increment(1);
-                self.log.write(records, vec![callback]);
+            // The offer is used up whatever the answer.
+            let may = inline.take(self.idle());
+            if may && in_place_allowed && !self.log.engine.next_append_starts_segment() {
+                if self.log.write(records, vec![callback]) {
+                    metrics::counter!("statemanager_wal_inline_appends_total").increment(1);
+                }
                 return Ok(());
             }
         }
@@ -156,22 +162,23 @@ fn run(log: &Log, queue: &Receiver<Job>) {
                     callbacks.push(callback);
                 }
                 Job::Barrier(done) => {
-                    log.write(std::mem::take(&mut records), std::mem::take(&mut callbacks));
+                    let _ = log.write(std::mem::take(&mut records), std::mem::take(&mut callbacks));
                     let _ = done.send(());
                 }
             }
             next = queue.try_recv().ok();
         }
-        log.write(records, callbacks);
+        let _ = log.write(records, callbacks);
         log.pending.fetch_sub(taken, Ordering::AcqRel);
     }
 }
 
 impl Log {
-    /// Writes and fsyncs `records` as one WAL append, then reports every callback in order.
-    fn write(&self, records: Vec<(u64, Vec<u8>)>, callbacks: Vec<IOFlushed<TypeConfig>>) {
+    /// Writes and fsyncs `records` as one WAL append, then reports every callback in order;
+    /// `true` when they were written (not refused after an earlier failure, not failed now).
+    fn write(&self, records: Vec<(u64, Vec<u8>)>, callbacks: Vec<IOFlushed<TypeConfig>>) -> bool {
         if callbacks.is_empty() {
-            return;
+            return false;
         }
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         if failed.is_none() {
@@ -205,6 +212,7 @@ impl Log {
                 Some(reason) => callback.io_completed(Err(std::io::Error::other(reason.clone()))),
             }
         }
+        failed.is_none()
     }
 }
 

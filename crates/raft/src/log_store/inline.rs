@@ -73,6 +73,11 @@ impl InlineWrites {
         Serving(self.clone())
     }
 
+    /// Whether writes in place may happen at all (the bound is not zero).
+    pub fn enabled(&self) -> bool {
+        !self.bound.is_zero()
+    }
+
     /// The requests in flight now.
     pub fn requests_in_flight(&self) -> usize {
         self.requests.load(Ordering::Relaxed)

@@ -250,7 +250,7 @@ async fn an_offered_append_is_written_in_place_in_order_with_the_queued_ones() {
         flushed.push(submit(&mut store, i).await);
     }
     for rx in flushed.drain(..) {
-        rx.await.expect("answered").expect("flushed");
+        answered(rx).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !store.flusher.idle() {
@@ -274,11 +274,20 @@ async fn an_offered_append_is_written_in_place_in_order_with_the_queued_ones() {
     inline.offer(true, 1);
     flushed.push(submit(&mut store, 6).await);
     for rx in flushed {
-        rx.await.expect("answered").expect("flushed");
+        answered(rx).await;
     }
     let records = engine.read_range(1, 100).unwrap();
     assert_eq!(
         records.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
     );
+}
+
+/// The flush report of `rx`, within a bound (a lost callback fails the test, not hangs it).
+async fn answered(rx: Flushed) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+        .await
+        .expect("reported within 30 s")
+        .expect("answered")
+        .expect("flushed");
 }

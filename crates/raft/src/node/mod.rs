@@ -217,9 +217,9 @@ impl Node {
         self.inner.network.client_request(method, addr, path)
     }
 
-    /// Counts a client request as in flight until the guard is dropped: the writer writes a
-    /// batch's log entry in place only when every request in flight waits for that batch
-    /// ([`crate::log_store::inline`]).
+    /// Counts a client request as in flight (and as begun) until the guard is dropped: a
+    /// batch's log entry is written in place on the Raft core's task only when every request
+    /// in flight waits for that batch ([`crate::log_store::inline`]).
     pub fn serving(&self) -> crate::log_store::inline::Serving {
         self.inner.inline.serving()
     }

@@ -70,9 +70,11 @@ pub struct NodeOptions {
     /// The scheduler slice the log writer thread asks for ([`crate::thread_slice`]; `None`,
     /// the default: the kernel's own).
     pub thread_slice: Option<Duration>,
-    /// A sole voter writes a batch's log entry on the Raft core's task, instead of the log
-    /// writer thread, when every request in flight waits for that batch and the last log
-    /// fsync took less than this (zero: never; see [`crate::log_store::inline`]).
+    /// A node that leads alone writes a batch's log entry on the Raft core's task, instead of
+    /// the log writer thread, when every request in flight waits for that batch, no more
+    /// requests began since the previous batch than it holds, the log writer thread is idle,
+    /// and the last log fsync took less than this (zero: never; see
+    /// [`crate::log_store::inline`]).
     pub inline_write_fsync_bound: Duration,
 }
 

@@ -106,6 +106,16 @@ impl Wal {
         (!self.locs.is_empty()).then_some(self.first)
     }
 
+    /// Whether the next append starts a segment (an empty log, or a full last segment): file
+    /// creation or recycling and directory fsyncs on top of the append's own.
+    pub fn next_append_starts_segment(&self) -> bool {
+        self.locs.is_empty()
+            || self
+                .segments
+                .last_key_value()
+                .is_none_or(|(_, s)| s.size >= self.segment_bytes)
+    }
+
     /// Index of the last record held, if any.
     pub fn last_index(&self) -> Option<u64> {
         (!self.locs.is_empty()).then(|| self.first + self.locs.len() as u64 - 1)
@@ -246,11 +256,7 @@ impl Wal {
                 self.remove_segment(first)?;
             }
             self.new_segment(*first_new)?;
-        } else if self
-            .segments
-            .last_key_value()
-            .is_none_or(|(_, s)| s.size >= self.segment_bytes)
-        {
+        } else if self.next_append_starts_segment() {
             self.new_segment(*first_new)?;
         }
         let (&seg_first, segment) = self
