@@ -584,3 +584,31 @@ fn a_spare_of_several_zero_blocks_is_whole() {
     assert_eq!(&content[..8], MAGIC_V3);
     assert!(content[8..].iter().all(|&b| b == 0));
 }
+
+#[test]
+fn the_next_append_is_known_to_start_a_segment_when_the_log_is_empty_or_its_last_is_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(tmp.path(), None).unwrap();
+    assert!(wal.next_append_starts_segment(), "an empty log");
+    wal.set_segment_bytes(4096);
+    wal.append(&[rec(1)]).unwrap();
+    assert!(
+        !wal.next_append_starts_segment(),
+        "room left in the segment"
+    );
+    let before = segment_files(tmp.path()).len();
+    wal.append(&[(2, vec![0; 5000])]).unwrap();
+    assert_eq!(
+        segment_files(tmp.path()).len(),
+        before,
+        "the full one was continued"
+    );
+    assert!(wal.next_append_starts_segment(), "the last segment is full");
+    wal.append(&[rec(3)]).unwrap();
+    assert_eq!(
+        segment_files(tmp.path()).len(),
+        before + 1,
+        "and it did start one"
+    );
+    assert!(!wal.next_append_starts_segment());
+}
