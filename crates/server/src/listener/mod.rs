@@ -21,12 +21,14 @@
 //! or TLS, HTTP or the peer stream, the 408); [`activity`] watches a connection's reads and
 //! writes, closes it when idle and ends it when a request head is late; [`refuse`] writes the canned 429 and 408; [`sniff`] tells
 //! the peer stream from HTTP; [`prefixed`] hands sniffed bytes back; [`threads`] runs the
-//! client connections' own threads and says where each connection goes.
+//! client connections' own threads and says where each connection goes; [`routers`] gives
+//! each serving thread a router of its own.
 
 mod activity;
 mod connection;
 mod prefixed;
 mod refuse;
+pub mod routers;
 mod sniff;
 pub mod threads;
 
@@ -34,7 +36,6 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -43,6 +44,7 @@ use tokio::sync::{watch, Semaphore};
 
 use activity::{Activity, Watched};
 use connection::Connection;
+use routers::Routers;
 use threads::{Place, Spread};
 
 /// The listener's limits.
@@ -64,17 +66,18 @@ impl ListenerLimits {
     }
 }
 
-/// Serves `app` on `listener` (HTTPS when `tls` is given; its certificates can be reloaded
+/// Serves `routers` on `listener` (HTTPS when `tls` is given; its certificates can be reloaded
 /// while serving) until `stop` turns true, then lets open connections finish their requests
 /// (the caller bounds how long it waits). With `stream_to` (the peer port), connections that
 /// open with the peer stream's preface are served by [`statemanager_raft::peer_stream`]
 /// for that node instead of HTTP, under the same connection limit, TLS and idle rule.
-/// Connections go to the runtime's workers and the connection threads of `spread` in turn.
+/// Connections go to the runtime's workers and the connection threads of `spread` in turn,
+/// each served by its place's router.
 ///
 /// It cannot fail: a failed accept (EMFILE and the like) is logged and retried.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    routers: Routers,
     limits: ListenerLimits,
     tls: Option<RustlsConfig>,
     stream_to: Option<statemanager_raft::Node>,
@@ -128,18 +131,19 @@ pub async fn serve(
             .as_ref()
             .map(|config| tokio_rustls::TlsAcceptor::from(config.get_inner()));
         let activity = Arc::new(Activity::new());
+        let place = spread.next_place();
         let connection = Connection {
             peer,
             activity: activity.clone(),
             spare,
             header_timeout: limits.header_timeout,
-            app: app.clone(),
+            app: routers.for_place(&place),
             builder: builder.clone(),
             watcher: graceful.watcher(),
             stream_to: stream_to.clone(),
             stop: stop.clone(),
         };
-        match spread.next_place() {
+        match place {
             Place::Workers => {
                 metrics::counter!("statemanager_connections_total", "thread" => "workers")
                     .increment(1);

@@ -133,6 +133,11 @@ pub enum Place<'a> {
 }
 
 impl Spread {
+    /// How many connection threads connections are spread to.
+    pub fn threads(&self) -> usize {
+        self.handles.len()
+    }
+
     /// The place for the next connection.
     pub fn next_place(&mut self) -> Place<'_> {
         let slots = self.workers + self.handles.len();

@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::bind::Bound;
 use super::build::Built;
 use crate::config::Config;
+use crate::listener::routers::Routers;
 use crate::listener::threads::Spread;
 use crate::notify::Notifier;
 use crate::{listener, tls};
@@ -107,7 +108,8 @@ pub(super) fn listeners(
             .merge(statemanager_api::forward_router(api_state.clone())),
         node.clone(),
     );
-    let api = app(api_state);
+    // A router per serving thread: see `listener::routers`.
+    let api = Routers::per_thread(spread.threads(), || app(api_state.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let listener_limits = listener::ListenerLimits {
@@ -150,7 +152,7 @@ pub(super) fn listeners(
         let stream_node = node.clone();
         servers.spawn(listener::serve(
             listener,
-            peer_routes,
+            Routers::shared(peer_routes),
             peer_limits,
             peer_tls,
             Some(stream_node),
