@@ -23,15 +23,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The shared state of the inline-write rule: requests in flight, the writer's offer, and how
-/// long the last log fsync took.
+/// The shared state of the inline-write rule: requests in flight and begun, the writer's
+/// offer, and how long the last log fsync took.
 #[derive(Debug)]
 pub struct InlineWrites {
-    /// Requests being served on this node (counted by the API's [`Serving`] guards).
-    requests: AtomicUsize,
-    /// Requests begun on this node, ever.
-    started: AtomicU64,
-    /// `started` when the writer last offered (or declined to offer) a batch.
+    /// Requests being served and begun, counted in [`SLOTS`] slots: each serving thread
+    /// counts in its own slot, so that no cache line is written by every request of every
+    /// thread (see [`RequestCounts`]).
+    slots: Box<[RequestCounts; SLOTS]>,
+    /// Requests begun when the writer last offered (or declined to offer) a batch.
     started_at_offer: AtomicU64,
     /// Set by the writer just before it proposes a batch that may be written in place.
     offered: AtomicBool,
@@ -39,6 +39,31 @@ pub struct InlineWrites {
     last_fsync_us: AtomicU64,
     /// Inline writes only while the last fsync took less than this; zero: never.
     bound: Duration,
+}
+
+/// The slots the request counts are spread over; threads beyond that share slots (the counts
+/// stay exact, only the cache lines are shared).
+pub const SLOTS: usize = 8;
+
+/// One slot's request counts, on cache lines of their own (128 bytes: adjacent lines are
+/// fetched in pairs on x86).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct RequestCounts {
+    /// Requests begun here and not yet ended: a request ends in the slot it began in, even
+    /// when its guard is dropped on another thread.
+    in_flight: AtomicUsize,
+    /// Requests begun here, ever.
+    begun: AtomicU64,
+}
+
+/// The calling thread's slot: threads take the slots in turn, at their first request.
+fn slot_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    }
+    SLOT.with(|slot| *slot)
 }
 
 /// The pure rule: may a batch of `batch_ops` operations be offered for an inline write, with
@@ -57,8 +82,7 @@ impl InlineWrites {
     /// (zero: never).
     pub fn new(bound: Duration) -> Arc<Self> {
         Arc::new(InlineWrites {
-            requests: AtomicUsize::new(0),
-            started: AtomicU64::new(0),
+            slots: Box::default(),
             started_at_offer: AtomicU64::new(0),
             offered: AtomicBool::new(false),
             last_fsync_us: AtomicU64::new(0),
@@ -67,10 +91,11 @@ impl InlineWrites {
     }
 
     /// Counts one request in flight until the guard is dropped.
-    pub fn serving(self: &Arc<Self>) -> Serving {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.started.fetch_add(1, Ordering::Relaxed);
-        Serving(self.clone())
+    pub fn serving(&self) -> Serving<'_> {
+        let counts = &self.slots[slot_of_this_thread()];
+        counts.in_flight.fetch_add(1, Ordering::Relaxed);
+        counts.begun.fetch_add(1, Ordering::Relaxed);
+        Serving(counts)
     }
 
     /// Whether writes in place may happen at all (the bound is not zero).
@@ -78,14 +103,26 @@ impl InlineWrites {
         !self.bound.is_zero()
     }
 
-    /// The requests in flight now.
+    /// The requests in flight now (a request ends in the slot it began in, so no slot's count
+    /// goes below zero).
     pub fn requests_in_flight(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
+        self.slots
+            .iter()
+            .map(|c| c.in_flight.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The requests begun, ever.
+    fn requests_begun(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|c| c.begun.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The writer, before proposing a batch of `batch_ops` operations.
     pub(crate) fn offer(&self, leads_alone: bool, batch_ops: usize) {
-        let started = self.started.load(Ordering::Relaxed);
+        let started = self.requests_begun();
         let begun = started.saturating_sub(self.started_at_offer.swap(started, Ordering::Relaxed));
         let offered = !self.bound.is_zero()
             && may_offer(leads_alone, self.requests_in_flight(), begun, batch_ops);
@@ -108,11 +145,11 @@ impl InlineWrites {
 
 /// One request in flight (see [`InlineWrites::serving`]).
 #[derive(Debug)]
-pub struct Serving(Arc<InlineWrites>);
+pub struct Serving<'a>(&'a RequestCounts);
 
-impl Drop for Serving {
+impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        self.0.requests.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -143,6 +180,31 @@ mod tests {
         assert!(!may_take(true, MS, MS, true));
         assert!(!may_take(true, MS / 4, MS, false));
         assert!(!may_take(true, Duration::ZERO, Duration::ZERO, true));
+    }
+
+    #[test]
+    fn requests_are_counted_across_threads_and_end_where_they_began() {
+        let inline = InlineWrites::new(MS);
+        // More threads than slots, each with two requests: one ended on its own thread,
+        // one handed to the main thread and ended there.
+        let handed: Vec<Serving<'_>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..SLOTS + 3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let kept = inline.serving();
+                        let handed = inline.serving();
+                        drop(kept);
+                        handed
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(inline.requests_in_flight(), SLOTS + 3);
+        assert_eq!(inline.requests_begun(), 2 * (SLOTS as u64 + 3));
+        drop(handed);
+        assert_eq!(inline.requests_in_flight(), 0);
+        assert_eq!(inline.requests_begun(), 2 * (SLOTS as u64 + 3));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
 use crate::peer::network::PeerNetwork;
 use crate::reader::ReadWaiter;
-use crate::state_machine::SharedState;
+use crate::state_machine::{Applied, SharedState};
 use crate::types::NodeId;
 use crate::writer::{self, WriteRequest};
 use crate::NodeError;
@@ -220,7 +220,7 @@ impl Node {
     /// Counts a client request as in flight (and as begun) until the guard is dropped: a
     /// batch's log entry is written in place on the Raft core's task only when every request
     /// in flight waits for that batch ([`crate::log_store::inline`]).
-    pub fn serving(&self) -> crate::log_store::inline::Serving {
+    pub fn serving(&self) -> crate::log_store::inline::Serving<'_> {
         self.inner.inline.serving()
     }
 
@@ -318,7 +318,16 @@ impl Node {
         id: &ItemId,
         read: impl FnOnce(&Item) -> R,
     ) -> Result<Option<R>, NodeError> {
-        self.linearize().await?;
+        self.check_clock()?;
+        // A sole voter reads under the lock it confirmed with: one lock taken, not two.
+        if let Some(term) = self.sole_leader_term() {
+            let applied = self.inner.shared.read();
+            if self.confirm_as_sole_voter(term, &applied) {
+                let now = self.inner.time.read_time(applied.state.high_water());
+                return Ok(applied.state.get(id, now).map(read));
+            }
+        }
+        self.read_round().await?;
         let applied = self.inner.shared.read();
         let now = self.inner.time.read_time(applied.state.high_water());
         Ok(applied.state.get(id, now).map(read))
@@ -329,9 +338,16 @@ impl Node {
     /// `reader`).
     pub(crate) async fn linearize(&self) -> Result<(), NodeError> {
         self.check_clock()?;
-        if self.confirm_as_sole_voter() {
-            return Ok(());
+        if let Some(term) = self.sole_leader_term() {
+            if self.confirm_as_sole_voter(term, &self.inner.shared.read()) {
+                return Ok(());
+            }
         }
+        self.read_round().await
+    }
+
+    /// One shared read-index round (see `reader`).
+    async fn read_round(&self) -> Result<(), NodeError> {
         let (waiter, ready) = oneshot::channel();
         self.inner
             .reads
@@ -341,6 +357,15 @@ impl Node {
         ready
             .await
             .map_err(|_| NodeError::Unavailable("the node is stopping".into()))?
+    }
+
+    /// This node's term when openraft's server metrics say it leads with the effective
+    /// membership's only voter being itself (see [`Node::confirm_as_sole_voter`]).
+    fn sole_leader_term(&self) -> Option<u64> {
+        sole_leader_term(
+            &self.inner.server_metrics.borrow_watched(),
+            self.inner.node_id,
+        )
     }
 
     /// Whether this node may read its applied state linearizably without a read-index round,
@@ -360,22 +385,14 @@ impl Node {
     /// leader that stepped down (a vote for another node) shows it before any other node can
     /// commit: with this node among the voters, the other node needs this node to accept its
     /// entries first.
-    fn confirm_as_sole_voter(&self) -> bool {
-        let metrics = &self.inner.server_metrics;
-        let Some(term) = sole_leader_term(&metrics.borrow_watched(), self.inner.node_id) else {
-            return false;
-        };
-        let (applied_term, high_water) = {
-            let applied = self.inner.shared.read();
-            (
-                applied.last_applied.map(|l| l.leader_id.term),
-                applied.state.high_water(),
-            )
-        };
-        if applied_term != Some(term) {
+    ///
+    /// `term` is what [`Node::sole_leader_term`] said; `applied` is the state machine's state,
+    /// read-locked by the caller (who reads from it next, when this says yes).
+    fn confirm_as_sole_voter(&self, term: u64, applied: &Applied) -> bool {
+        if applied.last_applied.map(|l| l.leader_id.term) != Some(term) {
             return false;
         }
-        let t = self.inner.time.begin_read(high_water, true);
+        let t = self.inner.time.begin_read(applied.state.high_water(), true);
         self.inner.time.confirm(t);
         true
     }
