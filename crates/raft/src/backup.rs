@@ -132,24 +132,25 @@ impl Node {
     /// the call (a linearizable read), and is taken under one read lock, so it is the state at
     /// one applied index. Items share their strings with the live state: this copies pointers.
     pub async fn backup_capture(&self) -> Result<BackupCapture, NodeError> {
-        self.linearize().await?;
-        let applied = self.shared_state().read();
-        let items: Vec<(ItemId, Item)> = applied
-            .state
-            .iter()
-            .map(|(id, item)| (id.clone(), item.clone()))
-            .collect();
-        let header = BackupHeader {
-            kind: BACKUP_KIND.into(),
-            format: BACKUP_FORMAT,
-            created_at: self.now(),
-            source_node: self.id(),
-            cluster_id: self.cluster_id(),
-            applied_index: applied.last_applied.map_or(0, |l| l.index),
-            high_water: applied.state.high_water(),
-            items: items.len() as u64,
-        };
-        Ok(BackupCapture { header, items })
+        self.read_linearized(|applied, _| {
+            let items: Vec<(ItemId, Item)> = applied
+                .state
+                .iter()
+                .map(|(id, item)| (id.clone(), item.clone()))
+                .collect();
+            let header = BackupHeader {
+                kind: BACKUP_KIND.into(),
+                format: BACKUP_FORMAT,
+                created_at: self.now(),
+                source_node: self.id(),
+                cluster_id: self.cluster_id(),
+                applied_index: applied.last_applied.map_or(0, |l| l.index),
+                high_water: applied.state.high_water(),
+                items: items.len() as u64,
+            };
+            BackupCapture { header, items }
+        })
+        .await
     }
 
     /// Writes a backup (see [`Node::backup_capture`]) to an unlinked file in the data

@@ -318,32 +318,31 @@ impl Node {
         id: &ItemId,
         read: impl FnOnce(&Item) -> R,
     ) -> Result<Option<R>, NodeError> {
+        self.read_linearized(|applied, now| applied.state.get(id, now).map(read))
+            .await
+    }
+
+    /// Hands `read` the applied state, read-locked, and the time the read is taken at, once
+    /// this node may answer linearizably: the state then holds every store acknowledged
+    /// before the call. A sole voter confirms that under the same lock `read` gets (see
+    /// [`Node::confirm_as_sole_voter`]): one lock taken, not two. Any other node first takes
+    /// part in one shared read-index round (see `reader`).
+    pub(crate) async fn read_linearized<R>(
+        &self,
+        read: impl FnOnce(&Applied, Timestamp) -> R,
+    ) -> Result<R, NodeError> {
         self.check_clock()?;
-        // A sole voter reads under the lock it confirmed with: one lock taken, not two.
         if let Some(term) = self.sole_leader_term() {
             let applied = self.inner.shared.read();
             if self.confirm_as_sole_voter(term, &applied) {
                 let now = self.inner.time.read_time(applied.state.high_water());
-                return Ok(applied.state.get(id, now).map(read));
+                return Ok(read(&applied, now));
             }
         }
         self.read_round().await?;
         let applied = self.inner.shared.read();
         let now = self.inner.time.read_time(applied.state.high_water());
-        Ok(applied.state.get(id, now).map(read))
-    }
-
-    /// Waits until this node may answer linearizably: at once when it is the only voter (see
-    /// [`Node::confirm_as_sole_voter`]), otherwise after one shared read-index round (see
-    /// `reader`).
-    pub(crate) async fn linearize(&self) -> Result<(), NodeError> {
-        self.check_clock()?;
-        if let Some(term) = self.sole_leader_term() {
-            if self.confirm_as_sole_voter(term, &self.inner.shared.read()) {
-                return Ok(());
-            }
-        }
-        self.read_round().await
+        Ok(read(&applied, now))
     }
 
     /// One shared read-index round (see `reader`).
@@ -405,16 +404,16 @@ impl Node {
         namespace: &Namespace,
         limit: usize,
     ) -> Result<(Vec<(Key, Item)>, bool), NodeError> {
-        self.linearize().await?;
-        let applied = self.inner.shared.read();
-        let now = self.inner.time.read_time(applied.state.high_water());
-        let mut items: Vec<(Key, Item)> = applied
-            .state
-            .iter()
-            .filter(|(id, item)| &id.namespace == namespace && item.expires_at > now)
-            .map(|(id, item)| (id.key.clone(), item.clone()))
-            .collect();
-        drop(applied);
+        let mut items: Vec<(Key, Item)> = self
+            .read_linearized(|applied, now| {
+                applied
+                    .state
+                    .iter()
+                    .filter(|(id, item)| &id.namespace == namespace && item.expires_at > now)
+                    .map(|(id, item)| (id.key.clone(), item.clone()))
+                    .collect()
+            })
+            .await?;
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let truncated = items.len() > limit;
         items.truncate(limit);
@@ -443,11 +442,6 @@ impl Node {
             // Cancelled (or already finished): either way its future has been dropped.
             let _ = task.await;
         }
-    }
-
-    /// The applied state (for backup capture).
-    pub(crate) fn shared_state(&self) -> &SharedState {
-        &self.inner.shared
     }
 
     /// The data directory's root (backups are written there, unlinked).
