@@ -8,7 +8,10 @@
 # 2. Restart: per label a data directory of ITEMS distinct items written by its own binary, and
 #    one unmeasured restart on it; then per round each label in turn restarts on its directory:
 #    seconds from process start until /ready is 200 and the first and last keys can be fetched
-#    (polled every 10 ms), and VmRSS then; stopped with SIGTERM. With SAME_DIR=1 every build
+#    (polled every 10 ms), the server's user and system CPU seconds until then (the system
+#    share includes what this machine charges for memory touched first: see
+#    docs/benchmarks.md, "Restart and the machine's fresh memory"), and VmRSS then; stopped
+#    with SIGTERM. With SAME_DIR=1 every build
 #    restarts on the one directory the first build wrote (for builds that read and write the
 #    same format): how much log lies after the last snapshot is then the same for all, which
 #    separate directories do not ensure.
@@ -95,6 +98,7 @@ if [[ -z ${SKIP_RESTART:-} ]]; then
         t1=$(date +%s%N)
         RESTART_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
         RSS=$(rss_kib "$PID")
+        read -r USER_SECS SYS_SECS <<<"$(cpu_of "$PID")"
         ((ready)) || problem "$1: not ready after ${RESTART_SECS}s"
         stop_pid "$PID" 300
     }
@@ -106,8 +110,10 @@ if [[ -z ${SKIP_RESTART:-} ]]; then
         for spec in "$@"; do
             label=${spec%%=*} bin=${spec#*=}
             restart_once "$label" "$bin"
-            log "round $round $label: restart ${RESTART_SECS}s, VmRSS $RSS KiB"
+            log "round $round $label: restart ${RESTART_SECS}s (CPU: user ${USER_SECS}s, system ${SYS_SECS}s), VmRSS $RSS KiB"
             printf 'restart\t%s\t%s\n' "$label" "$RESTART_SECS" >>"$ROWS"
+            printf 'user\t%s\t%s\n' "$label" "$USER_SECS" >>"$ROWS"
+            printf 'system\t%s\t%s\n' "$label" "$SYS_SECS" >>"$ROWS"
             printf 'rss\t%s\t%s\n' "$label" "$RSS" >>"$ROWS"
         done
     done
@@ -115,12 +121,12 @@ fi
 
 echo
 echo "medians over $ROUNDS rounds (memory: bytes per item with $MEMORY_ITEMS items;" \
-    "restart: s with $ITEMS items; rss: KiB after the restart)"
+    "restart: s with $ITEMS items; user, system: the server's CPU s until ready; rss: KiB after the restart)"
 python3 - "$ROWS" "$@" <<'EOF'
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
 labels = [spec.split("=", 1)[0] for spec in sys.argv[2:]]
-for what in ("memory", "restart", "rss"):
+for what in ("memory", "restart", "user", "system", "rss"):
     values = {l: [float(v) for w, lab, v in rows if w == what and lab == l] for l in labels}
     if not any(values.values()):
         continue

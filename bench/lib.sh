@@ -98,6 +98,19 @@ free_ports() { python3 "$HERE/cluster.py" free-ports "$1"; }
 # addr_of FILE [KEY]: the address (default "http") in an --addr-file.
 addr_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "${2:-http}"; }
 
+# cpu_of PID: the process's user and system CPU seconds so far, "USER SYS" (/proc/PID/stat).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f %.2f", $14 / hz, $15 / hz }' "/proc/$1/stat"; }
+
+# fresh_touch_secs KIB: seconds a new process takes to write KIB KiB of newly allocated memory.
+# On a virtual machine whose balloon reports freed memory back to the host (this one: see
+# docs/benchmarks.md, "Restart and the machine's fresh memory"), the first write to such
+# memory costs system time the program cannot avoid; this is that cost for a restart's VmRSS.
+fresh_touch_secs() {
+    python3 -c 'import sys, time
+n = int(sys.argv[1]) * 1024
+t = time.monotonic(); b = b"1" * n; print(f"{time.monotonic() - t:.2f}")' "$1"
+}
+
 # cpu_ticks: the machine's busy and idle clock ticks so far, all cores (/proc/stat; iowait
 # counts as idle: no core was running anything).
 cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }

@@ -18,7 +18,9 @@
 #      each ratio taken within a round, then its median over the rounds.
 #   5a. Memory: RSS growth per item after storing MEM_ITEMS distinct 1 KiB items.
 #   5b. Restart: store RESTART_ITEMS distinct items (RSS growth per item again, at that count),
-#       SIGTERM, restart, time until /ready is 200 and a known key can be fetched; data dir size.
+#       SIGTERM, restart, time until /ready is 200 and a known key can be fetched, the server's
+#       user and system CPU until then; data dir size; and how long a new process takes to write
+#       as much fresh memory (the machine's share of a restart: see docs/benchmarks.md).
 #
 # Everything listens on 127.0.0.1 only. Every process started here is stopped by PID on exit;
 # temp dirs are removed. Every wait is bounded.
@@ -414,12 +416,15 @@ if [[ $SKIP_RESTART != 1 ]]; then
     t1=$(date +%s%N)
     restart_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
     if ((ready)); then
-        log "restart: ready and k0, k$last fetchable ${restart_secs}s after process start"
+        read -r restart_user restart_sys <<<"$(cpu_of "$SM_PID")"
+        log "restart: ready and k0, k$last fetchable ${restart_secs}s after process start (server CPU: user ${restart_user}s, system ${restart_sys}s)"
         items_after=$(sm_items)
         rss_restart=$(rss_kib "$SM_PID")
         log "items after restart: $items_after; VmRSS $rss_restart KiB"
         [[ $items_after == "$RESTART_ITEMS" ]] || problem "after restart: $items_after items, expected $RESTART_ITEMS"
-        echo "- Restart with $RESTART_ITEMS items of $RESTART_VALUE_SIZE bytes (loaded at $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$load_summary") items/s by bench/load.py): **${restart_secs} s** from process start until /ready is 200 and k0 and k$last can be fetched. Data dir: $size_before before the stop, $size after. SIGTERM to exit: ${stop_secs} s. VmRSS: $rss_full KiB before the stop, $rss_restart KiB after the restart; $items_after items after the restart." >>"$EXTRA"
+        fresh_secs=$(fresh_touch_secs "$rss_restart")
+        log "a new process wrote $rss_restart KiB of fresh memory in ${fresh_secs}s"
+        echo "- Restart with $RESTART_ITEMS items of $RESTART_VALUE_SIZE bytes (loaded at $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$load_summary") items/s by bench/load.py): **${restart_secs} s** from process start until /ready is 200 and k0 and k$last can be fetched; the server's CPU meanwhile: user ${restart_user} s, system ${restart_sys} s. A new process writing as much fresh memory (the restart's VmRSS) took ${fresh_secs} s right after: system time this machine spends on memory it touches first (see benchmarks.md, \"Restart and the machine's fresh memory\"). Data dir: $size_before before the stop, $size after. SIGTERM to exit: ${stop_secs} s. VmRSS: $rss_full KiB before the stop, $rss_restart KiB after the restart; $items_after items after the restart." >>"$EXTRA"
         echo "- Memory with $RESTART_ITEMS items: VmRSS $rss_empty KiB after start, $rss_full KiB loaded: **$per_item_full bytes per item**; after the restart the whole process holds $(( rss_restart * 1024 / RESTART_ITEMS )) bytes per item." >>"$EXTRA"
     else
         problem "restart: not ready after ${restart_secs}s (alive: $(alive "$SM_PID" && echo yes || echo no)); log tail: $(tail -n5 "$WORK/restart/server.log" | tr '\n' ' ')"
