@@ -72,12 +72,7 @@ pub async fn linearize(
     if let Some((leader, addr)) = known_leader {
         return read_through_leader(raft, network, time, leader, &addr, timeout).await;
     }
-    match tokio::time::timeout(
-        timeout,
-        raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
-    )
-    .await
-    {
+    match read_index_round(raft, timeout).await {
         Ok(Ok(_)) => {
             time.confirm(t);
             Ok(())
@@ -109,6 +104,52 @@ pub async fn linearize(
             )
             .into(),
         )),
+    }
+}
+
+/// The pause before a read-index round is tried again after no quorum acknowledged it.
+const QUORUM_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// What openraft's read-index round gives: the read index, or why not.
+pub(crate) type RoundResult = Result<
+    openraft::raft::linearizable_read::ReadLogId<crate::types::TypeConfig>,
+    RaftError<crate::types::TypeConfig, LinearizableReadError<crate::types::TypeConfig>>,
+>;
+
+/// openraft's `ensure_linearizable` (a read-index round), begun again while it fails for
+/// want of a quorum's acknowledgment and `timeout` has not run out; `Err(Elapsed)` once it
+/// has.
+///
+/// openraft gives a round up when no quorum acknowledged its heartbeats within the leader
+/// lease (the election timeout's upper end, 500 ms by default). A follower busy for that long
+/// (on a loaded machine, or paused) would otherwise fail every read of the round with a 503
+/// while the cluster is healthy: the cluster benchmark's failover check saw one such read,
+/// with two of three nodes up, seconds after the new leader was elected. Each new round
+/// sends new heartbeats, and a later acknowledgment carries at least the time the caller
+/// began (a node's `seen` time only rises), so the round's guarantee is unchanged. A leader
+/// that has really lost its quorum still answers `NoQuorum`, once `timeout` has passed.
+pub(crate) async fn read_index_round(
+    raft: &crate::types::Raft,
+    timeout: Duration,
+) -> Result<RoundResult, tokio::time::error::Elapsed> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let round = tokio::time::timeout_at(
+            deadline,
+            raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+        )
+        .await?;
+        let retry = matches!(
+            round,
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(
+                _
+            )))
+        ) && tokio::time::Instant::now() + QUORUM_RETRY_PAUSE < deadline;
+        if !retry {
+            return Ok(round);
+        }
+        tracing::debug!("no quorum acknowledged the read round within the lease; trying again");
+        tokio::time::sleep(QUORUM_RETRY_PAUSE).await;
     }
 }
 

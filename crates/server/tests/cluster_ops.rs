@@ -135,6 +135,51 @@ async fn paused_nodes_do_not_stop_the_rest() {
     wait_items(&c, &cluster.node(leader).url("/status"), 11).await;
 }
 
+/// A read on a leader whose only live follower is paused for longer than the leader lease
+/// (500 ms) but shorter than the read timeout (1.5 s) waits for it, and is answered: openraft
+/// gives up a read round after the lease, and the reader begins another while the read
+/// timeout lasts (the cluster benchmark once saw a 503 `no_quorum` for a read with two
+/// healthy nodes of three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let follower = (leader + 1) % 3;
+    cluster.kill9((leader + 2) % 3);
+    let (st, e) = post(
+        &c,
+        &cluster.node(leader).url("/store_data"),
+        json!({"namespace":"w","key":"k","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "two of three nodes make a quorum: {e}");
+    for round in 0..2 {
+        cluster.signal(follower, libc::SIGSTOP);
+        let started = Instant::now();
+        let url = cluster.node(leader).url("/fetch_data");
+        let fetch = post(&c, &url, json!({"namespace":"w","key":"k"}));
+        let resume = async {
+            // Past the lease (500 ms), well within the read timeout (1.5 s).
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cluster.signal(follower, libc::SIGCONT);
+        };
+        let ((st, e), ()) = tokio::join!(fetch, resume);
+        assert_eq!(st, 200, "round {round}: {e}");
+        assert_eq!(e["data"], "v", "round {round}: {e}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "round {round}: answered while the follower was paused ({:?})",
+            started.elapsed()
+        );
+        // Let the follower settle before the next round.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The survivor with the shorter log campaigns first (it was paused while the others
 /// committed more, then resumed after the leader died); the up-to-date survivor refuses it
 /// and, its leader being silent for longer than the lease, campaigns at once above the
