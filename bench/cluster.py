@@ -35,7 +35,8 @@ Subcommands:
                 it (the time until the cluster accepted writes again);
       not recovered: gap_ms_at_least, from the last ack to --end-ns (the writer's end).
       With --verify-url, fetches the K acknowledged keys nearest the kill on each side from
-      that node and counts those missing (an acknowledged store must survive failover).
+      that node and counts those missing (404 or no data: an acknowledged store must survive
+      failover) and, apart, those unreadable (an error answer: unavailability, not loss).
       Prints JSON.
 """
 
@@ -307,14 +308,21 @@ def cmd_analyze(args):
     out["gap_starts_ms_after_kill"] = round((gap_start - kill) / 1e6, 1)
     if args.verify_url:
         sample = before[-args.verify_count:] + after[: args.verify_count]
-        missing = []
+        # Missing: the node answered that the key is not there (404) or without its data.
+        # Unreadable: the node did not answer the read (an error status or no answer); that
+        # is unavailability, not loss, and is reported apart.
+        missing, unreadable = [], []
         for _, _, key in sample:
             status, body = call(args.verify_url, "POST", "/fetch_data", {"namespace": "bench", "key": key}, timeout=5)
-            if status != 200 or not isinstance(body, dict) or "data" not in body:
-                missing.append(f"{key}: {status} {str(body)[:100]}")
+            if status == 200 and isinstance(body, dict) and "data" in body:
+                continue
+            found = f"{key}: {status} {str(body)[:100]}"
+            (missing if status in (200, 404) else unreadable).append(found)
         out["verified"] = len(sample)
         out["missing"] = len(missing)
         out["missing_samples"] = missing[:3]
+        out["unreadable"] = len(unreadable)
+        out["unreadable_samples"] = unreadable[:3]
     print(json.dumps(out))
 
 

@@ -362,6 +362,9 @@ if [[ $SKIP_FAILOVER != 1 ]]; then
         if [[ $(json_field missing <<<"$RESULT" 2>/dev/null || echo 0) != 0 ]]; then
             problem "trial $trial: acknowledged stores missing after failover: $RESULT"
         fi
+        if [[ $(json_field unreadable <<<"$RESULT" 2>/dev/null || echo 0) != 0 ]]; then
+            problem "trial $trial: acknowledged stores not readable after failover (an error answer, not a loss): $RESULT"
+        fi
         # Restart the killed node on the same ports and data dir; wait until it has rejoined
         # (all three ready, one leader).
         t0=$(date +%s%N)
@@ -454,7 +457,9 @@ print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
 gaps, firsts = [], []
 for t in trials:
     errs = ", ".join(f"{k}: {v}" for k, v in sorted(t["writer"]["errors"].items())) or "none"
-    back = f"{t['verified'] - t['missing']}/{t['verified']}" if "verified" in t else "-"
+    back = f"{t['verified'] - t['missing'] - t.get('unreadable', 0)}/{t['verified']}" if "verified" in t else "-"
+    if t.get("unreadable"):
+        back += f" ({t['unreadable']} unreadable)"
     if t.get("recovered"):
         gap, first = t["gap_ms"], t["first_sent_ack_ms"]
         gaps.append(gap)

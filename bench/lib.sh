@@ -13,9 +13,13 @@ declare -A OURS=()
 # track PID: register a process this script started.
 track() { OURS[$1]=1; }
 
-# alive PID: true while PID runs (a zombie awaiting `wait` counts as gone).
+# alive PID: true while PID runs (a zombie awaiting `wait` counts as gone). The state is read
+# once: a process reaped between a check that its status exists and the read of it used to
+# count as running (the read failed), and stop_pid then reported it as not stopping.
 alive() {
-    [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+    local state
+    state=$(awk '/^State:/ { print $2; exit }' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z && $state != X ]]
 }
 
 # our_child PID: true when PID is a child of this shell.
@@ -30,17 +34,20 @@ secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a
 # stop_pid PID [SECONDS]: SIGTERM, up to SECONDS (default 30) for it to exit, then SIGKILL;
 # reaps it. Sets STOP_SECS to the seconds it took to exit after SIGTERM.
 stop_pid() {
-    local pid=$1 limit=${2:-30} i t0
+    local pid=$1 limit=${2:-30} i t0 what
     t0=$(date +%s%N)
     if our_child "$pid"; then
+        # What it is, read before it exits (for the message below).
+        what=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-80)
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < limit * 50; i++)); do
             alive "$pid" || break
             sleep 0.02
         done
         if alive "$pid"; then
-            echo "PID $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running ${limit}s after SIGTERM; sent SIGKILL" >>"$PROBLEMS"
-            kill -KILL "$pid" 2>/dev/null || true
+            echo "PID $pid ($what) still running $(secs_since "$t0")s after SIGTERM (limit ${limit}s; $(grep -m1 '^State' "/proc/$pid/status" 2>/dev/null | tr -s '\t ' ' ')); sent SIGKILL" >>"$PROBLEMS"
+            # Only while it is still our child: a PID already reaped may belong to another.
+            if our_child "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
         fi
     fi
     reap "$pid"
