@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use openraft::BasicNode;
-use statemanager_core::{Item, ItemId, State};
+use statemanager_core::State;
 use statemanager_storage::{DataDir, LogEngine, StorageError};
 
 use statemanager_backup::corrupt;
@@ -133,11 +133,7 @@ impl Node {
     /// one applied index. Items share their strings with the live state: this copies pointers.
     pub async fn backup_capture(&self) -> Result<BackupCapture, NodeError> {
         self.read_linearized(|applied, _| {
-            let items: Vec<(ItemId, Item)> = applied
-                .state
-                .iter()
-                .map(|(id, item)| (id.clone(), item.clone()))
-                .collect();
+            let items = applied.copy_items();
             let header = BackupHeader {
                 kind: BACKUP_KIND.into(),
                 format: BACKUP_FORMAT,

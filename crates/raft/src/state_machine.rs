@@ -59,6 +59,17 @@ pub struct Applied {
     pub state: State,
 }
 
+impl Applied {
+    /// A copy of every item (for a snapshot or a backup). Items share their strings through
+    /// `Arc`, so this copies pointers, not data.
+    pub fn copy_items(&self) -> Vec<(ItemId, Item)> {
+        self.state
+            .iter()
+            .map(|(id, item)| (id.clone(), item.clone()))
+            .collect()
+    }
+}
+
 /// The state shared between the state machine (writer) and readers.
 #[derive(Debug, Default)]
 pub struct SharedState(RwLock<Applied>);
@@ -167,11 +178,7 @@ pub fn replace_snapshot(
 /// A consistent copy of `applied` for a snapshot: its header and items. Items share their
 /// strings through `Arc`, so this copies pointers, not data.
 fn capture(applied: &Applied, snapshot_id: String) -> (SnapshotHeader, Vec<(ItemId, Item)>) {
-    let items: Vec<(ItemId, Item)> = applied
-        .state
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let items = applied.copy_items();
     let header = SnapshotHeader {
         format: SNAPSHOT_FORMAT,
         last_log_id: applied.last_applied,

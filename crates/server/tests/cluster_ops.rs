@@ -21,6 +21,14 @@ fn cli(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// An HTTP client whose requests give up after `secs` seconds.
+fn client(secs: u64) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(secs))
+        .build()
+        .unwrap()
+}
+
 async fn items(c: &reqwest::Client, url: &str) -> u64 {
     let v: serde_json::Value = c.get(url).send().await.unwrap().json().await.unwrap();
     v["items"].as_u64().unwrap()
@@ -95,10 +103,7 @@ async fn add_a_fourth_node_and_remove_one() {
 async fn paused_nodes_do_not_stop_the_rest() {
     let cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let c = client(10);
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     cluster.signal(follower, libc::SIGSTOP);
@@ -144,10 +149,7 @@ async fn paused_nodes_do_not_stop_the_rest() {
 async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
     let mut cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let c = client(10);
     let follower = (leader + 1) % 3;
     cluster.kill9((leader + 2) % 3);
     let (st, e) = post(
@@ -193,10 +195,7 @@ async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first()
         "election_timeout_min_ms: 2000\nelection_timeout_max_ms: 3000\n",
     );
     let leader = cluster.wait_leader().await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let c = client(10);
     let behind = (leader + 1) % 3;
     let ahead = (leader + 2) % 3;
     cluster.signal(behind, libc::SIGSTOP);
@@ -292,10 +291,7 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
 async fn without_quorum_a_node_answers_503_within_two_seconds() {
     let mut cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let c = client(20);
     let survivor = (leader + 1) % 3;
     for i in 0..3 {
         if i != survivor {
@@ -333,10 +329,7 @@ async fn without_quorum_a_node_answers_503_within_two_seconds() {
 async fn sigterm_on_the_leader_hands_over_and_exits_cleanly() {
     let mut cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let c = client(5);
     let other = (leader + 1) % 3;
     let (st, _) = post(
         &c,
