@@ -57,11 +57,15 @@ pub(crate) async fn answer_read_index<H: PeerHost>(node: &H) -> Result<u64, Read
 }
 
 /// The leader's heartbeat round for a follower's reads: once a quorum acknowledged it,
-/// `time` (begun before it) is confirmed and the read index is answered. A round no quorum
-/// acknowledged within the lease is begun again while [`LEADERSHIP_TIMEOUT`] lasts (see
-/// [`crate::reader::read_index_round`]).
+/// `time` (begun before it) is confirmed and the read index is answered.
 async fn leadership_round<H: PeerHost>(node: &H, time: u64) -> Result<u64, ReadIndexRefusal> {
-    match crate::reader::read_index_round(node.raft(), LEADERSHIP_TIMEOUT).await {
+    match tokio::time::timeout(
+        LEADERSHIP_TIMEOUT,
+        node.raft()
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+    )
+    .await
+    {
         Ok(Ok(log_id)) => {
             node.time().confirm(time);
             Ok(log_id.index())
