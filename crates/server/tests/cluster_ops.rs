@@ -634,3 +634,51 @@ async fn a_refused_first_start_can_join_later() {
     assert_eq!((st, got["data"].as_str()), (200, Some("v")), "{got}");
     assert!(!joiner.log().contains("refused"), "{}", joiner.log());
 }
+
+/// A follower whose leader froze (SIGSTOP: its ports still accept connections, nothing
+/// answers) and whose other peer is dead answers within one budget, `commit_timeout_ms` plus
+/// the 400 ms hop, however it spent it: asking the leader for a read index first and then
+/// forwarding the fetch took 0.5 s + 1.9 s before. A fetch is `no_quorum` (a read did
+/// nothing), never `commit_timeout`, whose message speaks of a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_of_a_frozen_leader_answers_within_one_budget() {
+    let mut cluster = Cluster::start(3, "commit_timeout_ms: 400\n");
+    let leader = cluster.wait_leader().await;
+    let c = client(20);
+    let follower = (leader + 1) % 3;
+    let (st, e) = post(
+        &c,
+        &cluster.node(follower).url("/store_data"),
+        json!({"namespace":"z","key":"k","data":"v","ttl":600}),
+    )
+    .await;
+    assert_eq!(st, 200, "{e}");
+    cluster.kill9((leader + 2) % 3);
+    cluster.signal(leader, libc::SIGSTOP);
+    for round in 0..2 {
+        for path in ["/fetch_data", "/store_data"] {
+            let started = Instant::now();
+            let (st, e) = post(
+                &c,
+                &cluster.node(follower).url(path),
+                json!({"namespace":"z","key":"k","data":"v","ttl":600}),
+            )
+            .await;
+            let took = started.elapsed();
+            assert_eq!(st, 503, "round {round} {path}: {e}");
+            let code = e["error"]["code"].as_str().unwrap_or_default();
+            if path == "/fetch_data" {
+                assert_eq!(code, "no_quorum", "round {round}: {e}");
+            } else {
+                assert!(code == "no_quorum" || code == "commit_timeout", "{e}");
+            }
+            // The budget is 0.8 s; generous for a loaded machine, and well under the 2.4 s
+            // the fetch took with a budget per step.
+            assert!(
+                took < Duration::from_millis(1600),
+                "round {round} {path} took {took:?}: {e}"
+            );
+        }
+    }
+    cluster.signal(leader, libc::SIGCONT);
+}

@@ -163,9 +163,10 @@ pub async fn fetch(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
+    let request = forward::Forwardable::read("/admin/fetch");
     let (id, bytes) = admin_item(&state, bytes)?;
     let result = state.node.fetch(&id).await;
-    forward::answer_or_forward(&state, "/admin/fetch", bytes, result, |item| {
+    forward::answer_or_forward(&state, request, bytes, result, |item| {
         let item = item.ok_or(ApiError::NotFound)?;
         Ok(Json(AdminFetchResponse {
             data: item.data.to_string(),
@@ -184,6 +185,7 @@ pub async fn delete(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
+    let request = forward::Forwardable::write("/admin/delete");
     let (id, bytes) = admin_item(&state, bytes)?;
     tracing::info!(
         namespace = id.namespace.as_str().trim_start_matches('\0'),
@@ -191,7 +193,7 @@ pub async fn delete(
         "admin delete"
     );
     let result = state.node.delete(id).await;
-    forward::answer_or_forward(&state, "/admin/delete", bytes, result, |_| {
+    forward::answer_or_forward(&state, request, bytes, result, |_| {
         Ok(Json(DeleteResponse { deleted: true }).into_response())
     })
     .await

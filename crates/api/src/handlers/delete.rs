@@ -16,9 +16,10 @@ pub async fn delete_data(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
+    let request = forward::Forwardable::write("/delete_data");
     let id = body::item_id(&bytes, &state.namespaces)?;
     let result = state.node.delete(id).await;
-    forward::answer_or_forward(&state, "/delete_data", bytes, result, |_| {
+    forward::answer_or_forward(&state, request, bytes, result, |_| {
         Ok(Json(DeleteResponse { deleted: true }).into_response())
     })
     .await

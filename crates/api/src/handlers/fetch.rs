@@ -51,10 +51,11 @@ pub async fn fetch_data(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
+    let request = forward::Forwardable::read("/fetch_data");
     let id = body::item_id(&bytes, &state.namespaces)?;
     let result = state.node.fetch_with(&id, Found::of).await;
     // Linearizable reads are served by the leader.
-    forward::answer_or_forward(&state, "/fetch_data", bytes, result, |found| {
+    forward::answer_or_forward(&state, request, bytes, result, |found| {
         found.map(Found::into_answer).ok_or(ApiError::NotFound)
     })
     .await

@@ -74,10 +74,11 @@ pub async fn store_data(
     State(state): State<SharedApiState>,
     RequestBody(bytes): RequestBody,
 ) -> Result<Response, ApiError> {
+    let request = forward::Forwardable::write("/store_data");
     let op = decode(&bytes, &state.node.limits(), &state.namespaces)?;
     let result = state.node.store(op).await;
     // Refused before proposing (nothing happened here): the leader decides.
-    forward::answer_or_forward(&state, "/store_data", bytes, result, |stored| {
+    forward::answer_or_forward(&state, request, bytes, result, |stored| {
         Ok(Json(StoreDataResponse {
             stored: true,
             timestamp: stored.timestamp.as_secs_f64(),

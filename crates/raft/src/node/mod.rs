@@ -224,6 +224,12 @@ impl Node {
         self.inner.inline.serving()
     }
 
+    /// How long a write may take to commit (`commit_timeout_ms`), which is also how long a
+    /// read may take to be confirmed.
+    pub fn commit_timeout(&self) -> Duration {
+        self.inner.commit_timeout
+    }
+
     /// The limits this node stamps into its batches.
     pub fn limits(&self) -> Limits {
         self.inner.limits
