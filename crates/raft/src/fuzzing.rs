@@ -161,7 +161,9 @@ fn answer_bodies(body: &[u8]) {
     decodes_canonically::<Result<u64, String>>(body);
     decodes_canonically::<Result<crate::follower_read::FollowerReadAnswer, String>>(body);
     decodes_canonically::<Result<SnapshotResponse<TypeConfig>, String>>(body);
-    if let Some((head, _)) = crate::peer::routes::split_snapshot(body) {
+    if let crate::peer::snapshot_transfer::Split::Head(head, _) =
+        crate::peer::snapshot_transfer::split(body)
+    {
         decodes_canonically::<(crate::types::Vote, crate::types::SnapshotMeta)>(head);
     }
 }

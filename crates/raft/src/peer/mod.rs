@@ -10,6 +10,8 @@
 //! - [`answer`]: the answers both transports give (append, vote, read index, pre-vote);
 //! - [`routes`]: the HTTP peer router (Raft RPCs, node info, membership admin) and
 //!   `protect`, the cluster-secret check on every peer route;
+//! - [`snapshot_transfer`]: a whole snapshot to a follower in one request, streamed from the
+//!   leader's file into the follower's;
 //! - [`cache_peers`]: the shared cache's calls on the peer stream, both sides;
 //! - [`error`]: the transport's errors, client and server side;
 //! - [`host`]: [`host::PeerHost`], what the answering side needs from the node (which
@@ -23,6 +25,7 @@ pub mod error;
 pub mod host;
 pub mod network;
 pub mod routes;
+pub mod snapshot_transfer;
 pub mod stream;
 #[cfg(test)]
 pub(crate) mod test_peer;

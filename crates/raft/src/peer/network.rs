@@ -33,6 +33,7 @@ use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADE
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
 use crate::follower_read::{FollowerReadAnswer, FollowerReadRequest};
+use crate::peer::snapshot_transfer;
 use crate::types::{decode, encode, NodeId, TypeConfig, Vote};
 
 fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, PeerTlsError> {
@@ -358,7 +359,7 @@ impl PeerClient {
     async fn post<Resp: DeserializeOwned>(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: impl Into<reqwest::Body>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let response = self
@@ -459,8 +460,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .await
     }
 
-    /// The whole snapshot in one request: `[u32 LE length][postcard (vote, meta)][file]`.
-    /// A snapshot holds at most `max_persistent_data_items` items, so it is read whole.
+    /// The whole snapshot in one request: `[u32 LE length][postcard (vote, meta)][file]`,
+    /// the file sent as it is read (see [`crate::peer::snapshot_transfer`]).
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -468,19 +469,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        use tokio::io::AsyncSeekExt;
         let network = |e: &dyn std::error::Error| {
             StreamingError::Network(NetworkError::from_string(e.to_string()))
         };
-        let head = encode(&(vote, &snapshot.meta)).map_err(|e| network(&e))?;
-        let mut body = Vec::with_capacity(4 + head.len());
-        body.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        body.extend_from_slice(&head);
+        let head = snapshot_transfer::head(&vote, &snapshot.meta).map_err(|e| network(&e))?;
         let mut file = snapshot.snapshot;
         file.seek(std::io::SeekFrom::Start(0))
             .await
             .map_err(|e| network(&e))?;
-        file.read_to_end(&mut body).await.map_err(|e| network(&e))?;
+        let body = snapshot_transfer::body(head, file);
         self.post("/raft/snapshot", body, &option)
             .await
             .map_err(|e| match e {

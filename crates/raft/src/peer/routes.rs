@@ -26,8 +26,9 @@ use crate::error::MembershipError;
 use crate::peer::answer::{answer_append, answer_read_index, answer_vote};
 use crate::peer::error::wire_reason;
 use crate::peer::host::PeerHost;
+use crate::peer::snapshot_transfer;
 use crate::peer::wire::{CLUSTER_HEADER, MAX_PEER_BODY, RPC_VERSION, RPC_VERSION_HEADER};
-use crate::types::{decode, encode, NodeId, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{decode, encode, NodeId, TypeConfig};
 
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
@@ -96,37 +97,34 @@ async fn vote<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Byte
 }
 
 /// A whole snapshot from the leader: `[u32 LE length][postcard (vote, meta)][file]` (see
-/// `network`). The file is written next to the snapshots, installed (the state machine
-/// verifies it completely before it replaces anything) and removed.
-async fn snapshot<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: Bytes) -> Response {
+/// [`snapshot_transfer`]). The file is written next to the snapshots as it arrives, installed
+/// (the state machine verifies it completely before it replaces anything) and removed. The
+/// body is not held in memory, so no body limit applies to it.
+async fn snapshot<H: PeerHost>(
+    State(node): State<H>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     if let Err((code, m)) = admit(&node, &headers) {
         return refuse(code, m);
     }
-    let Some((head, file)) = split_snapshot(&body) else {
-        return refuse(StatusCode::BAD_REQUEST, "truncated snapshot".into());
-    };
-    let (vote, meta): (Vote, SnapshotMeta) = match decode(head) {
-        Ok(head) => head,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("undecodable snapshot head: {e}"),
-            )
-        }
-    };
     let path = node.incoming_snapshot_path();
-    let opened = async {
-        tokio::fs::write(&path, file).await?;
-        tokio::fs::File::open(&path).await
-    }
-    .await;
-    let snapshot = match opened {
-        Ok(snapshot) => snapshot,
+    let received = snapshot_transfer::receive(body, &path).await;
+    let opened = match received {
+        Ok((vote, meta)) => tokio::fs::File::open(&path)
+            .await
+            .map(|file| (vote, meta, file))
+            .map_err(snapshot_transfer::ReceiveError::Store),
+        Err(e) => Err(e),
+    };
+    let (vote, meta, snapshot) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
             let _ = tokio::fs::remove_file(&path).await;
-            return reply(&Err::<(), String>(format!(
-                "cannot store the snapshot: {e}"
-            )));
+            return match e {
+                snapshot_transfer::ReceiveError::Refused(m) => refuse(StatusCode::BAD_REQUEST, m),
+                store => reply(&Err::<(), String>(store.to_string())),
+            };
         }
     };
     let answer = node
@@ -138,13 +136,6 @@ async fn snapshot<H: PeerHost>(State(node): State<H>, headers: HeaderMap, body: 
         node.takeover().note_snapshot_chunk(response.vote == vote);
     }
     reply(&answer.map_err(|e| e.to_string()))
-}
-
-/// The head and the file of a snapshot body, or `None` when it is cut short.
-pub(crate) fn split_snapshot(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
-    let head = body.get(4..4usize.checked_add(len)?)?;
-    Some((head, &body[4 + len..]))
 }
 
 async fn info<H: PeerHost>(State(node): State<H>) -> Json<serde_json::Value> {
