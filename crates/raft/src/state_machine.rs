@@ -11,7 +11,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures_util::StreamExt;
@@ -71,19 +71,82 @@ impl Applied {
 }
 
 /// The state shared between the state machine (writer) and readers.
+///
+/// A snapshot's copy of every item holds the read lock for a while (a third of a second and
+/// more for a million items on the benchmark machine), so it runs on a blocking thread
+/// ([`SharedState::copy_on_blocking_thread`]), and an apply that finds the lock taken by it
+/// waits for it asynchronously ([`SharedState::write_for_apply`]): the runtime's thread goes
+/// on sending heartbeats and answering peers meanwhile (see `docs/design.md`, "The item table
+/// in shards").
 #[derive(Debug, Default)]
-pub struct SharedState(RwLock<Applied>);
+pub struct SharedState {
+    applied: RwLock<Applied>,
+    /// Set while a copy holds (or is about to take) the read lock on a blocking thread.
+    copying: AtomicBool,
+    /// Signalled when that copy has released the lock.
+    copied: tokio::sync::Notify,
+}
 
 impl SharedState {
+    fn new(applied: Applied) -> Self {
+        SharedState {
+            applied: RwLock::new(applied),
+            ..SharedState::default()
+        }
+    }
+
     /// Read access. A poisoned lock means a panic while applying, after which no answer can
     /// be trusted; we keep serving what is there rather than crash (apply itself never panics
     /// on input, see core's property tests).
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+        self.applied.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Applied> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
+        self.applied.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write access for an apply on the runtime's thread: at once when the lock is free;
+    /// after the readers when they are requests (each holds it for microseconds); and, when a
+    /// copy holds it, once the copy is done, without blocking the thread meanwhile.
+    async fn write_for_apply(&self) -> RwLockWriteGuard<'_, Applied> {
+        loop {
+            let copied = self.copied.notified();
+            tokio::pin!(copied);
+            // Registered before the checks: a copy that ends in between still wakes us.
+            copied.as_mut().enable();
+            match self.applied.try_write() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if !self.copying.load(Ordering::Acquire) {
+                return self.write();
+            }
+            copied.await;
+        }
+    }
+
+    /// Runs `copy` under the read lock on a blocking thread.
+    async fn copy_on_blocking_thread<R: Send + 'static>(
+        self: &Arc<Self>,
+        copy: impl FnOnce(&Applied) -> R + Send + 'static,
+    ) -> Result<R, tokio::task::JoinError> {
+        self.copying.store(true, Ordering::Release);
+        let shared = self.clone();
+        let copied = tokio::task::spawn_blocking(move || {
+            let result = copy(&shared.read());
+            shared.copying.store(false, Ordering::Release);
+            shared.copied.notify_waiters();
+            result
+        })
+        .await;
+        if copied.is_err() {
+            // The copy panicked: its lock is released; nothing may keep waiting for it.
+            self.copying.store(false, Ordering::Release);
+            self.copied.notify_waiters();
+        }
+        copied
     }
 }
 
@@ -234,7 +297,7 @@ impl StateMachine {
             Applied::default()
         };
         Ok(StateMachine {
-            shared: Arc::new(SharedState(RwLock::new(applied))),
+            shared: Arc::new(SharedState::new(applied)),
             dir: dir.to_path_buf(),
             file_lock: Arc::new(tokio::sync::Mutex::new(())),
             counter: Arc::new(AtomicU64::new(0)),
@@ -245,20 +308,14 @@ impl StateMachine {
     /// Applies `entries` in order under one lock: one result per entry (one outcome per
     /// operation of a batch; empty for blank and membership entries).
     pub fn apply_entries(&self, entries: Vec<Entry>) -> Vec<BatchResult> {
-        let mut applied = self.shared.write();
-        let mut results = Vec::with_capacity(entries.len());
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            results.push(match entry.payload {
-                EntryPayload::Blank => BatchResult::default(),
-                EntryPayload::Normal(batch) => BatchResult(applied.state.apply(&batch)),
-                EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    BatchResult::default()
-                }
-            });
-        }
-        results
+        apply_under(&mut self.shared.write(), entries)
+    }
+
+    /// Like [`StateMachine::apply_entries`], waiting for the lock without blocking the
+    /// runtime's thread (see [`SharedState`]).
+    async fn apply_entries_when_free(&self, entries: Vec<Entry>) -> Vec<BatchResult> {
+        let mut applied = self.shared.write_for_apply().await;
+        apply_under(&mut applied, entries)
     }
 
     /// The state readers look at.
@@ -290,32 +347,62 @@ impl StateMachine {
     }
 }
 
+/// Applies `entries` in order to `applied`: one result per entry (one outcome per operation
+/// of a batch; empty for blank and membership entries).
+fn apply_under(applied: &mut Applied, entries: Vec<Entry>) -> Vec<BatchResult> {
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        applied.last_applied = Some(entry.log_id);
+        results.push(match entry.payload {
+            EntryPayload::Blank => BatchResult::default(),
+            EntryPayload::Normal(batch) => BatchResult(applied.state.apply(&batch)),
+            EntryPayload::Membership(m) => {
+                applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                BatchResult::default()
+            }
+        });
+    }
+    results
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = tokio::fs::File;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let _guard = self.file_lock.lock().await;
+        let began = std::time::Instant::now();
         // Copy under the lock (items share their strings through Arc, so this is a shallow
-        // copy), then write without holding it: applies go on meanwhile.
-        let (header, items) = {
-            let applied = self.shared.read();
-            let n = self.counter.fetch_add(1, Ordering::Relaxed);
-            let snapshot_id = match applied.last_applied {
-                Some(l) => format!(
-                    "{}-{}-{}-{n}",
-                    l.leader_id.term, l.leader_id.node_id, l.index
-                ),
-                None => format!("0-0-0-{n}"),
-            };
-            capture(&applied, snapshot_id)
-        };
+        // copy), on a blocking thread (see `SharedState`), then write without holding it:
+        // applies go on meanwhile.
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let (header, items) = self
+            .shared
+            .copy_on_blocking_thread(move |applied| {
+                let snapshot_id = match applied.last_applied {
+                    Some(l) => format!(
+                        "{}-{}-{}-{n}",
+                        l.leader_id.term, l.leader_id.node_id, l.index
+                    ),
+                    None => format!("0-0-0-{n}"),
+                };
+                capture(applied, snapshot_id)
+            })
+            .await
+            .map_err(snap_err)?;
+        let copied = began.elapsed();
         let path = self.dir.join(CURRENT);
         let h = header.clone();
         tokio::task::spawn_blocking(move || write_snapshot(&path, &h, &items))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
-        tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot written");
+        tracing::info!(
+            items = header.items,
+            last_log = ?header.last_log_id,
+            copy_ms = copied.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
         let file = tokio::fs::File::open(self.dir.join(CURRENT))
             .await
             .map_err(read_snap_err)?;
@@ -349,7 +436,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ready.push(next?);
         }
         let (entries, responders): (Vec<_>, Vec<_>) = ready.into_iter().unzip();
-        let results = self.apply_entries(entries);
+        let results = self.apply_entries_when_free(entries).await;
         for (responder, result) in responders.into_iter().zip(results) {
             if let Some(responder) = responder {
                 responder.send(result);
