@@ -8,10 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use serde::{Deserialize, Serialize};
 
 use crate::error::FullScope;
-
-mod shards;
 use crate::{Batch, Data, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestamp};
-use shards::ShardedTable;
 
 /// A stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,8 +79,8 @@ impl IdHasher {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     hasher: IdHasher,
-    /// hashbrown's (std's) tables, hashed by `hasher`, in shards (see `shards`).
-    items: ShardedTable<(ItemId, Item)>,
+    /// hashbrown's (std's) table, hashed by `hasher`.
+    items: hashbrown::HashTable<(ItemId, Item)>,
     expiry: BTreeSet<(Timestamp, u64)>,
     /// The same table; its keys are the names the items share (see `insert`).
     per_namespace: hashbrown::HashMap<Namespace, u64, RandomState>,
@@ -255,7 +252,8 @@ impl State {
 
     /// Removes the item at `id`, whose id hashes to `hash`, with its index entries.
     fn remove_hashed(&mut self, id: &ItemId, hash: u64) -> Option<Item> {
-        let (id, item) = self.items.take(hash, |(held, _)| held == id)?;
+        let entry = self.items.find_entry(hash, |(held, _)| held == id).ok()?;
+        let ((id, item), _) = entry.remove();
         self.forget(&id, &item);
         self.unindex(item.expires_at, hash);
         Some(item)
@@ -309,11 +307,12 @@ impl State {
             // Each pass removes one item, so this ends after the items sharing the entry.
             loop {
                 let hasher = &self.hasher;
-                let Some((id, item)) = self.items.take(hash, |(id, item)| {
+                let Ok(entry) = self.items.find_entry(hash, |(id, item)| {
                     item.expires_at == expires_at && hasher.hash(id) == hash
                 }) else {
                     break;
                 };
+                let ((id, item), _) = entry.remove();
                 self.forget(&id, &item);
                 purged += 1;
             }
