@@ -76,8 +76,8 @@ impl Applied {
 /// more for a million items on the benchmark machine), so it runs on a blocking thread
 /// ([`SharedState::copy_on_blocking_thread`]), and an apply that finds the lock taken by it
 /// waits for it asynchronously ([`SharedState::write_for_apply`]): the runtime's thread goes
-/// on sending heartbeats and answering peers meanwhile (see `docs/design.md`, "The item table
-/// in shards").
+/// on sending heartbeats and answering peers meanwhile (see `docs/design.md`, "The
+/// snapshot's copy off the runtime").
 #[derive(Debug, Default)]
 pub struct SharedState {
     applied: RwLock<Applied>,
