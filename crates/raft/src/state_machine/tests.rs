@@ -295,3 +295,51 @@ fn an_offline_replacement_is_what_a_start_up_loads() {
     let loaded = load_current(dir.path()).expect("loads");
     assert_same(&applied, &loaded);
 }
+
+/// While a snapshot's copy holds the read lock on a blocking thread, an apply waits for it
+/// without blocking the runtime's thread: on a one-thread runtime other tasks (here a 50 ms
+/// sleep) go on meanwhile. A blocking `write()` there would hold the thread until the
+/// watchdog ends the copy after 2 s.
+#[tokio::test(flavor = "current_thread")]
+async fn an_apply_waits_for_a_copy_without_blocking_the_runtime() {
+    let shared = Arc::new(SharedState::default());
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let watchdog = release.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let _ = watchdog.send(());
+    });
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let copy = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared
+                .copy_on_blocking_thread(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+        })
+    };
+    started.await.unwrap();
+    let apply = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            drop(shared.write_for_apply().await);
+        })
+    };
+    let began = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(1),
+        "the runtime was blocked for {:?}",
+        began.elapsed()
+    );
+    assert!(!apply.is_finished(), "the apply waits for the copy");
+    release.send(()).unwrap();
+    copy.await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), apply)
+        .await
+        .expect("the apply goes on once the copy is done")
+        .unwrap();
+}
