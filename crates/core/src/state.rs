@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::FullScope;
 use crate::{Batch, Data, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Timestamp};
 
+mod table;
+
+use table::GrowingTable;
+
 /// A stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
@@ -79,8 +83,8 @@ impl IdHasher {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     hasher: IdHasher,
-    /// hashbrown's (std's) table, hashed by `hasher`.
-    items: hashbrown::HashTable<(ItemId, Item)>,
+    /// hashbrown's (std's) table, hashed by `hasher`, grown a step at a time.
+    items: GrowingTable<(ItemId, Item)>,
     expiry: BTreeSet<(Timestamp, u64)>,
     /// The same table; its keys are the names the items share (see `insert`).
     per_namespace: hashbrown::HashMap<Namespace, u64, RandomState>,
@@ -126,6 +130,9 @@ impl State {
                 self.high_water = now;
                 // Items expiring within the batch's own microseconds are absent too.
                 self.purge_expired(now);
+                // A growth of the item table under way moves a few entries per operation.
+                let hasher = &self.hasher;
+                self.items.advance(|(id, _)| hasher.hash(id));
                 match op {
                     Op::Store(store) => self.store(store, now, &batch.limits),
                     Op::Delete(id) => match self.remove(id) {
@@ -252,8 +259,7 @@ impl State {
 
     /// Removes the item at `id`, whose id hashes to `hash`, with its index entries.
     fn remove_hashed(&mut self, id: &ItemId, hash: u64) -> Option<Item> {
-        let entry = self.items.find_entry(hash, |(held, _)| held == id).ok()?;
-        let ((id, item), _) = entry.remove();
+        let (id, item) = self.items.remove(hash, |(held, _)| held == id)?;
         self.forget(&id, &item);
         self.unindex(item.expires_at, hash);
         Some(item)
@@ -307,12 +313,11 @@ impl State {
             // Each pass removes one item, so this ends after the items sharing the entry.
             loop {
                 let hasher = &self.hasher;
-                let Ok(entry) = self.items.find_entry(hash, |(id, item)| {
+                let Some((id, item)) = self.items.remove(hash, |(id, item)| {
                     item.expires_at == expires_at && hasher.hash(id) == hash
                 }) else {
                     break;
                 };
-                let ((id, item), _) = entry.remove();
                 self.forget(&id, &item);
                 purged += 1;
             }
@@ -403,8 +408,10 @@ impl State {
         high_water: Timestamp,
         items: impl IntoIterator<Item = (ItemId, Item)>,
     ) -> Self {
+        let items = items.into_iter();
         let mut state = State {
             high_water,
+            items: GrowingTable::with_capacity(items.size_hint().0),
             ..State::default()
         };
         for (id, item) in items {
