@@ -169,6 +169,15 @@ fn settle_cluster_id(
 }
 
 /// Initialises the cluster with `founders`, if this node forms one.
+///
+/// Every founder may initialise with the same member set (openraft treats identical
+/// initialisation as safe, so the cluster forms in any start order), and openraft starts an
+/// election as soon as a node initialises. Founders started together would then all campaign
+/// in term 1 at once, and the later candidates (whose leader id, term and node id, is higher)
+/// depose the first winner: formation took up to 1.4 s and three terms. So the founders take
+/// turns: the one with the lowest id initialises at once, the `k`-th after `k` times the
+/// shortest election timeout, and only if no other founder's leader has reached it by then
+/// (an uninitialised node votes, and learns the membership from the leader's first append).
 async fn form_cluster(
     raft: &crate::types::Raft,
     options: &NodeOptions,
@@ -176,26 +185,54 @@ async fn form_cluster(
     initialized: bool,
 ) -> Result<(), StartError> {
     if let Some(members) = founders {
-        // Every listed node may initialise with the same member set: openraft treats
-        // identical initialisation as safe, so the cluster forms in any start order.
-        let count = members.len();
-        match raft.initialize(members).await {
-            Ok(()) => tracing::info!(
-                node_id = options.node_id,
-                members = count,
-                "initialised a new cluster"
-            ),
-            // Another member's identical initialisation reached us first.
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::InitializeError::NotAllowed(_),
-            )) => {}
-            Err(e) => return Err(StartError::Initialize(Box::new(e))),
+        let turn = members
+            .keys()
+            .position(|id| *id == options.node_id)
+            .unwrap_or(0);
+        if turn == 0 {
+            return initialize(raft, options.node_id, members).await;
         }
+        let wait = options.election_timeout.0 * turn as u32;
+        let raft = raft.clone();
+        let node_id = options.node_id;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            match raft.is_initialized().await {
+                Ok(false) => {
+                    if let Err(e) = initialize(&raft, node_id, members).await {
+                        tracing::error!(error = %e, "could not initialise the cluster");
+                    }
+                }
+                Ok(true) => tracing::info!(
+                    node_id,
+                    "joined the cluster a founder with a lower id initialised"
+                ),
+                Err(_) => {} // Raft has shut down meanwhile.
+            }
+        });
     } else if !initialized {
         tracing::info!(
             node_id = options.node_id,
             "waiting to be added to a cluster (join)"
         );
+    }
+    Ok(())
+}
+
+/// Initialises the cluster with `members` (identical on every founder).
+async fn initialize(
+    raft: &crate::types::Raft,
+    node_id: NodeId,
+    members: BTreeMap<NodeId, BasicNode>,
+) -> Result<(), StartError> {
+    let count = members.len();
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(node_id, members = count, "initialised a new cluster"),
+        // Another member's identical initialisation reached us first.
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::InitializeError::NotAllowed(_),
+        )) => {}
+        Err(e) => return Err(StartError::Initialize(Box::new(e))),
     }
     Ok(())
 }

@@ -393,6 +393,15 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 }
 
 /// A cluster of real processes, one temporary directory each.
+/// How [`Cluster`] launches its nodes' processes.
+#[derive(Clone, Copy)]
+enum Launch<'a> {
+    /// Each started (listening) before the next is launched.
+    OneByOne,
+    /// All launched at once, but those at the indexes in `absent`.
+    Together { absent: &'a [usize] },
+}
+
 pub struct Cluster {
     /// The nodes, index `i` is node id `i + 1`.
     pub nodes: Vec<Option<Server>>,
@@ -427,10 +436,33 @@ impl Cluster {
         Cluster::start_full(n, extra, prepare, None, envs)
     }
 
-    /// Like [`Cluster::start`], with node `i`'s data directory at `data_root/node<i+1>`
+    /// Like [`Cluster::start_full`], with node `i`'s data directory at `data_root/node<i+1>`
     /// (e.g. on a power-cut file system).
     pub fn start_on(n: usize, extra: &str, data_root: &Path) -> Cluster {
         Cluster::start_full(n, extra, &|_, _| {}, Some(data_root), vec![Vec::new(); n])
+    }
+
+    /// Like [`Cluster::start`], but every process is launched before any is waited for, as
+    /// when the machines of a new cluster boot together.
+    pub fn start_together(n: usize, extra: &str) -> Cluster {
+        Cluster::start_together_without(n, extra, &[])
+    }
+
+    /// Like [`Cluster::start_together`], leaving the nodes at the indexes in `absent` down
+    /// (configured, never started; [`Cluster::restart`] starts one).
+    pub fn start_together_without(n: usize, extra: &str, absent: &[usize]) -> Cluster {
+        let mut cluster = Cluster::launch_all(
+            n,
+            extra,
+            &|_, _| {},
+            None,
+            vec![Vec::new(); n],
+            Launch::Together { absent },
+        );
+        for server in cluster.nodes.iter_mut().flatten() {
+            server.wait_started();
+        }
+        cluster
     }
 
     fn start_full(
@@ -439,6 +471,18 @@ impl Cluster {
         prepare: &dyn Fn(&Path, &Path),
         data_root: Option<&Path>,
         envs: Vec<Vec<(String, std::ffi::OsString)>>,
+    ) -> Cluster {
+        Cluster::launch_all(n, extra, prepare, data_root, envs, Launch::OneByOne)
+    }
+
+    /// Writes every node's configuration and launches the processes as `launch` says.
+    fn launch_all(
+        n: usize,
+        extra: &str,
+        prepare: &dyn Fn(&Path, &Path),
+        data_root: Option<&Path>,
+        envs: Vec<Vec<(String, std::ffi::OsString)>>,
+        launch: Launch,
     ) -> Cluster {
         assert_eq!(envs.len(), n, "one environment per node");
         let ports = free_ports(n);
@@ -464,8 +508,12 @@ impl Cluster {
             prepare(dir.path(), &dir.path().join("config.yaml"));
             let data_dir = data_root.map(|root| root.join(format!("node{}", i + 1)));
             let data = data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
-            let server = cluster.start_node(i, dir.path(), &data, &config);
-            cluster.nodes.push(Some(server));
+            let server = match launch {
+                Launch::OneByOne => Some(cluster.start_node(i, dir.path(), &data, &config)),
+                Launch::Together { absent } if absent.contains(&i) => None,
+                Launch::Together { .. } => Some(cluster.launch_node(i, dir.path(), &data, &config)),
+            };
+            cluster.nodes.push(server);
             cluster.data_dirs.push(data_dir);
             cluster.dirs.push(dir);
             cluster.configs.push(config);
@@ -599,11 +647,18 @@ impl Cluster {
 
     /// Starts node index `i` in `dir` on `data` with `config` and its environment.
     fn start_node(&self, i: usize, dir: &Path, data: &Path, config: &str) -> Server {
+        let mut server = self.launch_node(i, dir, data, config);
+        server.wait_started();
+        server
+    }
+
+    /// Launches node `i`'s process with its environment, without waiting for it to start.
+    fn launch_node(&self, i: usize, dir: &Path, data: &Path, config: &str) -> Server {
         let env: Vec<(&str, &std::ffi::OsStr)> = self.envs[i]
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_os_str()))
             .collect();
-        Server::start_full(dir, data, config, &[], &env)
+        Server::launch(dir, data, config, &[], &env)
     }
 }
 
