@@ -279,15 +279,25 @@ mod tests {
         assert_eq!(table.old.num_buckets(), 1, "the old allocation is freed");
     }
 
-    #[test]
-    fn a_table_emptied_by_removals_ends_its_move() {
-        let hasher = |entry: &(u32, u64)| hash_of(entry.0, u64::MAX);
+    fn distinct_hash(entry: &(u32, u64)) -> u64 {
+        hash_of(entry.0, u64::MAX)
+    }
+
+    /// A table that has just begun a move: keys `0..n` inserted, one past its capacity.
+    fn just_grown() -> (GrowingTable<(u32, u64)>, u32) {
         let mut table: GrowingTable<(u32, u64)> = GrowingTable::with_capacity(100);
-        let full = table.current.capacity() as u32 + 1;
-        for key in 0..full {
-            table.insert_unique(hasher(&(key, 0)), (key, 0), hasher);
+        let n = table.current.capacity() as u32 + 1;
+        for key in 0..n {
+            table.insert_unique(distinct_hash(&(key, 0)), (key, 0), distinct_hash);
         }
         assert!(table.is_moving());
+        (table, n)
+    }
+
+    #[test]
+    fn a_table_emptied_by_removals_ends_its_move() {
+        let hasher = distinct_hash;
+        let (mut table, full) = just_grown();
         for key in 0..full {
             assert!(table
                 .remove(hasher(&(key, 0)), |(k, _)| *k == key)
@@ -299,12 +309,8 @@ mod tests {
 
     #[test]
     fn a_move_ends_without_inserts() {
-        let hasher = |entry: &(u32, u64)| hash_of(entry.0, u64::MAX);
-        let mut table: GrowingTable<(u32, u64)> = GrowingTable::with_capacity(100);
-        let full = table.current.capacity() as u32 + 1;
-        for key in 0..full {
-            table.insert_unique(hasher(&(key, 0)), (key, 0), hasher);
-        }
+        let hasher = distinct_hash;
+        let (mut table, full) = just_grown();
         let mut advances = 0;
         while table.is_moving() {
             table.advance(hasher);
