@@ -25,5 +25,5 @@ pub use data::Data;
 pub use error::{DomainError, FullScope};
 pub use limits::{Limits, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES};
 pub use names::{ItemId, Key, Namespace};
-pub use state::{Item, OpOutcome, State, StateStats, Stored};
+pub use state::{Growth, Item, OpOutcome, State, StateStats, Stored};
 pub use time::{Timestamp, Ttl, MAX_TTL_SECS};

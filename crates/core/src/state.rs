@@ -13,6 +13,7 @@ use crate::{Batch, Data, DomainError, ItemId, Limits, Namespace, Op, StoreOp, Ti
 mod table;
 
 use table::GrowingTable;
+pub use table::Growth;
 
 /// A stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +402,18 @@ impl State {
     /// Every held item, in no particular order (for snapshots).
     pub fn iter(&self) -> impl Iterator<Item = (&ItemId, &Item)> {
         self.items.iter().map(|(id, item)| (id, item))
+    }
+
+    /// Sets how the item table grows when it is full (gradually by default); growth at once
+    /// ends a move under way. Outcomes are the same either way.
+    pub fn set_growth(&mut self, growth: Growth) {
+        let hasher = &self.hasher;
+        self.items.set_growth(growth, |(id, _)| hasher.hash(id));
+    }
+
+    /// Whether the item table is still moving entries out of an old table (a growth under way).
+    pub fn is_growing(&self) -> bool {
+        self.items.is_moving()
     }
 
     /// Rebuilds a state from snapshot parts: the high-water mark and the items.

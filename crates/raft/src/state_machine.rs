@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
-use statemanager_core::{Item, ItemId, State, Timestamp};
+use statemanager_core::{Growth, Item, ItemId, State, Timestamp};
 use statemanager_storage::{SnapshotReader, SnapshotWriter, StorageError};
 
 use crate::types::{
@@ -104,6 +104,13 @@ impl SharedState {
 
     fn write(&self) -> RwLockWriteGuard<'_, Applied> {
         self.applied.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on the item table grows a step at a time (the default of every state but
+    /// the one [`StateMachine::open`] loads): for when the node is about to serve, once the
+    /// replay of the log at start-up is over.
+    pub fn grow_gradually(&self) {
+        self.write().state.set_growth(Growth::Gradual);
     }
 
     /// Write access for an apply on the runtime's thread: at once when the lock is free;
@@ -273,6 +280,11 @@ fn meta_of(header: &SnapshotHeader) -> SnapshotMeta {
 impl StateMachine {
     /// Opens the state machine whose snapshots live in `dir`, loading the current snapshot if
     /// there is one. A damaged snapshot stops start-up (it is never half-loaded).
+    ///
+    /// The item table grows at once until [`SharedState::grow_gradually`]: openraft replays
+    /// the committed log into it before the node serves, and a table grown at once frees its
+    /// old allocation for the items that follow (a gradual growth would hold it while they
+    /// take new memory: ~57 MB more after a restart with 1,000,000 items).
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         // Leftovers of an interrupted build or transfer are incomplete by construction.
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -285,7 +297,7 @@ impl StateMachine {
             }
         }
         let current = dir.join(CURRENT);
-        let applied = if current.exists() {
+        let mut applied = if current.exists() {
             let (header, applied) = load_snapshot(&current)?;
             tracing::info!(
                 items = header.items,
@@ -296,6 +308,7 @@ impl StateMachine {
         } else {
             Applied::default()
         };
+        applied.state.set_growth(Growth::AtOnce);
         Ok(StateMachine {
             shared: Arc::new(SharedState::new(applied)),
             dir: dir.to_path_buf(),

@@ -19,6 +19,18 @@ use hashbrown::HashTable;
 /// tables, the old allocation freed earlier) at a higher cost per insert meanwhile.
 const MOVES_PER_INSERT: usize = 4;
 
+/// How the table grows when it is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Growth {
+    /// A step at a time, over the operations that follow (while callers wait on each apply).
+    #[default]
+    Gradual,
+    /// Every entry moved in the insert that finds the table full, as hashbrown does: for a
+    /// replay of the log at start-up, where nobody waits on one apply and the old table, freed
+    /// at once, is reused by the items that follow instead of new memory.
+    AtOnce,
+}
+
 /// A hash table of `T` whose growth is spread over the inserts that follow it.
 ///
 /// Lookups and removals take the hash and an equality predicate, as hashbrown's
@@ -32,6 +44,8 @@ pub(crate) struct GrowingTable<T> {
     old: HashTable<T>,
     /// Every bucket of `old` before this index has been moved or emptied.
     cursor: usize,
+    /// How the next growth goes.
+    growth: Growth,
 }
 
 impl<T> Default for GrowingTable<T> {
@@ -47,6 +61,16 @@ impl<T> GrowingTable<T> {
             current: HashTable::with_capacity(capacity),
             old: HashTable::new(),
             cursor: 0,
+            growth: Growth::default(),
+        }
+    }
+
+    /// Sets how the table grows from now on; a move under way is ended at once when growth
+    /// becomes [`Growth::AtOnce`].
+    pub(crate) fn set_growth(&mut self, growth: Growth, hasher: impl Fn(&T) -> u64) {
+        self.growth = growth;
+        if growth == Growth::AtOnce && !self.old.is_empty() {
+            self.move_entries(usize::MAX, &hasher);
         }
     }
 
@@ -56,7 +80,6 @@ impl<T> GrowingTable<T> {
     }
 
     /// Whether entries are still being moved out of an old table.
-    #[cfg(test)]
     pub(crate) fn is_moving(&self) -> bool {
         !self.old.is_empty()
     }
@@ -118,7 +141,11 @@ impl<T> GrowingTable<T> {
         }
         self.current.insert_unique(hash, value, &hasher);
         if !self.old.is_empty() {
-            self.move_entries(MOVES_PER_INSERT, &hasher);
+            let count = match self.growth {
+                Growth::Gradual => MOVES_PER_INSERT,
+                Growth::AtOnce => usize::MAX,
+            };
+            self.move_entries(count, &hasher);
         }
     }
 
@@ -321,5 +348,38 @@ mod tests {
         for key in 0..full {
             assert!(table.find(hasher(&(key, 0)), |(k, _)| *k == key).is_some());
         }
+    }
+
+    #[test]
+    fn growing_at_once_moves_every_entry_in_the_insert_that_grows() {
+        let hasher = distinct_hash;
+        let (mut table, full) = just_grown();
+        let buckets = table.current.num_buckets();
+        // Switching to growth at once ends the move under way.
+        table.set_growth(Growth::AtOnce, hasher);
+        assert!(!table.is_moving());
+        assert_eq!(table.old.num_buckets(), 1, "the old allocation is freed");
+        assert_eq!(table.current.num_buckets(), buckets, "no further growth");
+        // The next growth is over within its insert.
+        let mut key = full;
+        while table.current.num_buckets() == buckets {
+            table.insert_unique(hasher(&(key, 0)), (key, 0), hasher);
+            assert!(!table.is_moving());
+            key += 1;
+        }
+        assert_eq!(table.current.num_buckets(), 2 * buckets);
+        assert_eq!(table.current.len(), key as usize);
+        for k in 0..key {
+            assert!(table
+                .find(hasher(&(k, 0)), |(found, _)| *found == k)
+                .is_some());
+        }
+        // And back: the growth after that is gradual again.
+        table.set_growth(Growth::Gradual, hasher);
+        while !table.is_moving() {
+            table.insert_unique(hasher(&(key, 0)), (key, 0), hasher);
+            key += 1;
+        }
+        assert_eq!(table.len(), key as usize);
     }
 }

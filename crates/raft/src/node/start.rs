@@ -357,6 +357,9 @@ impl Node {
             state_machine,
         )
         .await?;
+        // `Raft::new` has replayed the committed log into the state, growing its table at
+        // once; from now on callers wait on each apply.
+        shared.grow_gradually();
 
         let initialized = raft.is_initialized().await?;
         let founders = founders(&options, initialized)?;

@@ -267,6 +267,53 @@ async fn a_restart_loads_the_last_snapshot_and_drops_leftovers() {
     assert!(!dir.path().join("incoming-3.snap").exists());
 }
 
+/// A state machine opened on a snapshot of 14 items (a table sized for them is full: 16
+/// buckets, 7/8 of them usable) and then given one more.
+async fn grown_by_one(dir: &std::path::Path, gradually: bool) -> Arc<SharedState> {
+    let keys: Vec<String> = (0..14).map(|k| format!("k{k}")).collect();
+    {
+        let mut sm = StateMachine::open(dir).expect("opens");
+        sm.apply_entries(vec![normal(
+            1,
+            100,
+            keys.iter().map(|k| store(k, "data")).collect(),
+        )]);
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("builds");
+    }
+    let sm = StateMachine::open(dir).expect("reopens");
+    if gradually {
+        sm.shared().grow_gradually();
+    }
+    sm.apply_entries(vec![normal(2, 101, vec![store("new", "data")])]);
+    let shared = sm.shared();
+    let applied = shared.read();
+    for key in keys.iter().map(String::as_str).chain(["new"]) {
+        assert!(applied.state.get(&id(key), secs(102)).is_some(), "{key}");
+    }
+    drop(applied);
+    shared
+}
+
+#[tokio::test]
+async fn the_replay_at_start_grows_the_table_at_once_and_serving_gradually() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let replayed = grown_by_one(dir.path(), false).await;
+    assert!(
+        !replayed.read().state.is_growing(),
+        "grown within the apply"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let served = grown_by_one(dir.path(), true).await;
+    assert!(
+        served.read().state.is_growing(),
+        "one operation moves a few entries only"
+    );
+}
+
 #[tokio::test]
 async fn a_damaged_snapshot_stops_start_up() {
     let dir = tempfile::tempdir().expect("a temp dir");
