@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use statemanager_core::{Batch, Limits, Op, State, StoreOp, Timestamp};
+use statemanager_core::State;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,41 +19,15 @@ const BATCH: u64 = 64;
 const VALUE: usize = 1024;
 
 fn main() {
-    let items: u64 = match std::env::args().nth(1) {
-        Some(arg) => match arg.parse() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("usage: state_growth [ITEMS > 0]");
-                std::process::exit(2);
-            }
-        },
-        None => 2_000_000,
-    };
-    let limits = Limits {
-        max_item_bytes: 16 * 1024,
-        max_items: u64::MAX,
-        max_items_per_namespace: None,
-    };
-    let data = "x".repeat(VALUE);
+    let items = common::items_arg("state_growth", 2_000_000);
+    let mut stores = common::Stores::new("bench", "k", VALUE, 1_000_000_000_000);
     let mut state = State::new();
-    let mut now = 1_000_000_000_000;
     let mut times: Vec<(Duration, u64)> = Vec::with_capacity((items / BATCH + 1) as usize);
     let started = Instant::now();
     let mut next = 0;
     while next < items {
         let end = (next + BATCH).min(items);
-        now += 1_000;
-        let ops = (next..end)
-            .map(|i| {
-                let op = StoreOp::new("bench", &format!("k{i}"), &data, 3600.0, None, &limits);
-                Op::Store(op.expect("a valid store"))
-            })
-            .collect();
-        let batch = Batch {
-            now: Timestamp::from_micros(now),
-            limits,
-            ops,
-        };
+        let batch = stores.batch(next..end);
         let began = Instant::now();
         std::hint::black_box(state.apply(&batch));
         times.push((began.elapsed(), next));

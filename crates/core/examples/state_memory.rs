@@ -11,7 +11,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use statemanager_core::{Batch, Limits, Op, State, StoreOp, Timestamp};
+use statemanager_core::State;
+
+mod common;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -37,35 +39,10 @@ const BATCH: usize = 64;
 const VALUE: usize = 1024;
 
 fn main() {
-    let items: u64 = match std::env::args().nth(1) {
-        Some(arg) => match arg.parse() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("usage: state_memory [ITEMS > 0]");
-                std::process::exit(2);
-            }
-        },
-        None => 100_000,
-    };
-    let limits = Limits {
-        max_item_bytes: 16 * 1024,
-        max_items: u64::MAX,
-        max_items_per_namespace: None,
-    };
-    let data = "x".repeat(VALUE);
-    let store = |i: u64| {
-        let op = StoreOp::new("bench", &format!("k{i}"), &data, 3600.0, None, &limits);
-        Op::Store(op.expect("a valid store"))
-    };
-    let mut now = 1_000_000_000_000;
+    let items = common::items_arg("state_memory", 100_000);
+    let mut stores = common::Stores::new("bench", "k", VALUE, 1_000_000_000_000);
     let mut apply = |state: &mut State, keys: &[u64]| {
-        now += 1_000;
-        let batch = Batch {
-            now: Timestamp::from_micros(now),
-            limits,
-            ops: keys.iter().map(|&i| store(i)).collect(),
-        };
-        std::hint::black_box(state.apply(&batch));
+        std::hint::black_box(state.apply(&stores.batch(keys.iter().copied())));
     };
     let before = HELD.load(Ordering::Relaxed);
     let mut state = State::new();
@@ -76,12 +53,9 @@ fn main() {
     report("after the first store of every key", before, items);
     // Every key once more, in an order of xorshift64 (the same in every run).
     let mut again = first;
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = common::Xorshift::new();
     for i in (1..again.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        again.swap(i, (seed % (i as u64 + 1)) as usize);
+        again.swap(i, (random.next() % (i as u64 + 1)) as usize);
     }
     for chunk in again.chunks(BATCH) {
         apply(&mut state, chunk);
