@@ -217,6 +217,48 @@ fn load_snapshot(path: &Path) -> Result<(SnapshotHeader, Applied), StorageError>
     Ok((header, applied))
 }
 
+/// Makes `source`, from its start, durable as the file at `path`: by a second name for the
+/// same file when it is on this file system (the peer route receives a snapshot next to
+/// ours, so a snapshot of a gigabyte is neither copied nor written twice), else by a copy.
+fn own_snapshot_file(mut source: std::fs::File, path: &Path) -> io::Result<()> {
+    if link_open_file(&source, path).is_ok() {
+        // Whoever wrote it may not have made it durable; its data is ours now.
+        return source.sync_all();
+    }
+    // In the kernel (`std::io::copy` between files is `copy_file_range` on Linux).
+    use std::io::Seek;
+    source.seek(io::SeekFrom::Start(0))?;
+    let mut target = std::fs::File::create(path)?;
+    std::io::copy(&mut source, &mut target)?;
+    target.sync_all()
+}
+
+/// Links the open file `file` at `path` (`linkat` of `/proc/self/fd/N`, following the link,
+/// as `open(2)` describes for `O_TMPFILE`): fails across file systems, or without `/proc`.
+fn link_open_file(file: &std::fs::File, path: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from =
+        CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io::Error::other)?;
+    let to = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Writes a snapshot file: the header record, then one record per item; atomically.
 fn write_snapshot(
     path: &Path,
@@ -468,31 +510,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: tokio::fs::File,
     ) -> Result<(), io::Error> {
         let _guard = self.file_lock.lock().await;
-        // Copy whatever file we were handed (openraft may give back a different handle than
-        // the one `begin_receiving_snapshot` created) into a fresh file of ours, from its
-        // start, then verify it completely before it replaces anything.
+        // Give whatever file we were handed (openraft may give back a different handle than
+        // the one `begin_receiving_snapshot` created; the peer route hands the file it
+        // received) a name of our own, then verify it completely before it replaces anything.
         if let Some(stale) = self.incoming.take() {
             let _ = tokio::fs::remove_file(stale).await;
         }
+        let started = std::time::Instant::now();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("incoming-{n}.snap"));
         {
-            // In the kernel (`std::io::copy` between files is `copy_file_range` on Linux), on
-            // a blocking thread: the runtime's copy went 8 KiB at a time, a hop to the
-            // blocking pool for each.
-            let mut source = snapshot.into_std().await;
+            let source = snapshot.into_std().await;
             let path = path.clone();
-            tokio::task::spawn_blocking(move || -> io::Result<()> {
-                use std::io::Seek;
-                source.seek(io::SeekFrom::Start(0))?;
-                let mut target = std::fs::File::create(&path)?;
-                std::io::copy(&mut source, &mut target)?;
-                target.sync_all()
-            })
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+            tokio::task::spawn_blocking(move || own_snapshot_file(source, &path))
+                .await
+                .map_err(snap_err)?
+                .map_err(snap_err)?;
         }
+        let owned_ms = started.elapsed().as_millis() as u64;
         let current = self.dir.join(CURRENT);
         let loaded = {
             let path = path.clone();
@@ -515,7 +550,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let replaced = std::mem::replace(&mut *self.shared.write(), applied);
         // Freeing every item of the state replaced takes a while: not on the runtime's thread.
         tokio::task::spawn_blocking(move || drop(replaced));
-        tracing::info!(items = header.items, last_log = ?header.last_log_id, "snapshot installed");
+        tracing::info!(
+            items = header.items,
+            last_log = ?header.last_log_id,
+            file_ms = owned_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         Ok(())
     }
 

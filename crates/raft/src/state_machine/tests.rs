@@ -206,6 +206,27 @@ async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
         })
         .collect();
     assert_eq!(left, [CURRENT], "no incoming file is left behind");
+    // On one file system the received file is taken by a second name, not copied; its own
+    // name is its receiver's to remove.
+    use std::os::unix::fs::MetadataExt;
+    let inode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").ino();
+    assert_eq!(inode(&target_dir.path().join(CURRENT)), inode(&received));
+}
+
+#[test]
+fn a_snapshot_file_that_cannot_be_linked_is_copied() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let written = dir.path().join("written.snap");
+    std::fs::write(&written, b"the snapshot's bytes").expect("writes");
+    let mut source = std::fs::File::open(&written).expect("opens");
+    // Read part of it, so the copy must start from the beginning.
+    let mut first = [0u8; 4];
+    std::io::Read::read_exact(&mut source, &mut first).expect("reads");
+    // An open file with no name left cannot be linked (ENOENT): the copy remains.
+    std::fs::remove_file(&written).expect("removes");
+    let own = dir.path().join("own.snap");
+    own_snapshot_file(source, &own).expect("copies");
+    assert_eq!(std::fs::read(&own).expect("reads"), b"the snapshot's bytes");
 }
 
 #[tokio::test]
