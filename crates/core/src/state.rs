@@ -416,6 +416,11 @@ impl State {
         self.items.is_moving()
     }
 
+    /// How the item table grows when it is full.
+    pub fn growth(&self) -> Growth {
+        self.items.growth()
+    }
+
     /// Rebuilds a state from snapshot parts: the high-water mark and the items.
     pub fn from_parts(
         high_water: Timestamp,

@@ -165,7 +165,6 @@ pub struct StateMachine {
     /// Serialises snapshot file operations (build, receive, install).
     file_lock: Arc<tokio::sync::Mutex<()>>,
     counter: Arc<AtomicU64>,
-    incoming: Option<PathBuf>,
 }
 
 /// openraft 0.10's storage traits speak `io::Error`; the typed error is kept as its source.
@@ -221,9 +220,10 @@ fn load_snapshot(path: &Path) -> Result<(SnapshotHeader, Applied), StorageError>
 /// same file when it is on this file system (the peer route receives a snapshot next to
 /// ours, so a snapshot of a gigabyte is neither copied nor written twice), else by a copy.
 fn own_snapshot_file(mut source: std::fs::File, path: &Path) -> io::Result<()> {
-    if link_open_file(&source, path).is_ok() {
+    match link_open_file(&source, path) {
         // Whoever wrote it may not have made it durable; its data is ours now.
-        return source.sync_all();
+        Ok(()) => return source.sync_all(),
+        Err(e) => tracing::debug!(error = %e, "snapshot file not linked; copying it"),
     }
     // In the kernel (`std::io::copy` between files is `copy_file_range` on Linux).
     use std::io::Seek;
@@ -356,7 +356,6 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             file_lock: Arc::new(tokio::sync::Mutex::new(())),
             counter: Arc::new(AtomicU64::new(0)),
-            incoming: None,
         })
     }
 
@@ -418,6 +417,31 @@ fn apply_under(applied: &mut Applied, entries: Vec<Entry>) -> Vec<BatchResult> {
         });
     }
     results
+}
+
+impl StateMachine {
+    /// Loads the received snapshot at `path` completely, and checks that it covers what the
+    /// leader said it does.
+    async fn check_received(
+        &self,
+        path: &Path,
+        meta: &SnapshotMeta,
+    ) -> Result<(SnapshotHeader, Applied), io::Error> {
+        let loaded = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || load_snapshot(&path))
+                .await
+                .map_err(snap_err)?
+                .map_err(snap_err)?
+        };
+        if loaded.0.last_log_id != meta.last_log_id {
+            return Err(snap_err(io::Error::other(format!(
+                "received snapshot covers {:?}, leader said {:?}",
+                loaded.0.last_log_id, meta.last_log_id
+            ))));
+        }
+        Ok(loaded)
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -510,12 +534,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: tokio::fs::File,
     ) -> Result<(), io::Error> {
         let _guard = self.file_lock.lock().await;
-        // Give whatever file we were handed (openraft may give back a different handle than
-        // the one `begin_receiving_snapshot` created; the peer route hands the file it
-        // received) a name of our own, then verify it completely before it replaces anything.
-        if let Some(stale) = self.incoming.take() {
-            let _ = tokio::fs::remove_file(stale).await;
-        }
+        // Give the file we were handed (the peer route hands the file it received) a name of
+        // our own, then verify it completely before it replaces anything.
         let started = std::time::Instant::now();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("incoming-{n}.snap"));
@@ -528,25 +548,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(snap_err)?;
         }
         let owned_ms = started.elapsed().as_millis() as u64;
-        let current = self.dir.join(CURRENT);
-        let loaded = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || load_snapshot(&path))
-                .await
-                .map_err(snap_err)?
-                .map_err(snap_err)?
+        let checked = self.check_received(&path, meta).await;
+        let (header, applied) = match checked {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Not left to hold the received file's space until the next start-up.
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e);
+            }
         };
-        let (header, applied) = loaded;
-        if header.last_log_id != meta.last_log_id {
-            return Err(snap_err(io::Error::other(format!(
-                "received snapshot covers {:?}, leader said {:?}",
-                header.last_log_id, meta.last_log_id
-            ))));
-        }
-        std::fs::rename(&path, &current).map_err(snap_err)?;
+        std::fs::rename(&path, self.dir.join(CURRENT)).map_err(snap_err)?;
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(snap_err)?;
+        // Renaming a name over another name of the same file changes nothing: the handed
+        // file was the current snapshot itself. Its second name is not needed.
+        if path.exists() {
+            let _ = std::fs::remove_file(&path);
+        }
         let replaced = std::mem::replace(&mut *self.shared.write(), applied);
         // Freeing every item of the state replaced takes a while: not on the runtime's thread.
         tokio::task::spawn_blocking(move || drop(replaced));

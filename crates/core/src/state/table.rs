@@ -79,6 +79,11 @@ impl<T> GrowingTable<T> {
         self.current.len() + self.old.len()
     }
 
+    /// How the table grows when it is full.
+    pub(crate) fn growth(&self) -> Growth {
+        self.growth
+    }
+
     /// Whether entries are still being moved out of an old table.
     pub(crate) fn is_moving(&self) -> bool {
         !self.old.is_empty()

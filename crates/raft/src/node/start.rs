@@ -452,6 +452,17 @@ mod tests {
         )
     }
 
+    #[tokio::test]
+    async fn a_started_node_grows_its_item_table_gradually() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut o = options();
+        o.data_dir = dir.path().to_path_buf();
+        let node = Node::start(o).await.expect("starts");
+        let growth = node.inner.shared.read().state.growth();
+        node.shutdown().await;
+        assert_eq!(growth, statemanager_core::Growth::Gradual);
+    }
+
     #[test]
     fn a_lone_node_forms_a_cluster_of_itself_at_its_peer_address() {
         let mut o = options();

@@ -81,8 +81,8 @@ pub fn split(start: &[u8]) -> Split<'_> {
 }
 
 /// Takes a body as it arrives: decodes its head and writes the file's bytes to `path`
-/// (created). The file is not fsync'd: installing copies it into a file of the state
-/// machine's, which is.
+/// (created). The file is not fsync'd here: installing gives it a name of the state
+/// machine's and fsyncs it then (or copies it, where it cannot be linked).
 pub async fn receive(
     body: axum::body::Body,
     path: &Path,

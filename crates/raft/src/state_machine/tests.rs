@@ -174,7 +174,8 @@ async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
         .expect("reads the snapshot");
     let target_dir = tempfile::tempdir().expect("a temp dir");
     let mut target = StateMachine::open(target_dir.path()).expect("opens");
-    // Written where the peer route writes it: outside the state machine's directory.
+    // Received into a directory of its own (the peer route writes into the snapshot
+    // directory; either way one file system).
     let received_dir = tempfile::tempdir().expect("a temp dir");
     let received = received_dir.path().join("received.snap");
     let mut receiving = tokio::fs::File::create(&received).await.expect("creates");
@@ -253,6 +254,40 @@ async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
     assert_eq!(applied.last_applied, None, "the state is untouched");
     assert!(items(&applied).is_empty());
     assert!(!target_dir.path().join(CURRENT).exists());
+    let left = std::fs::read_dir(target_dir.path()).expect("lists").count();
+    assert_eq!(left, 0, "the refused file is not kept");
+}
+
+#[tokio::test]
+async fn the_current_snapshot_installed_again_leaves_no_second_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut sm = StateMachine::open(dir.path()).expect("opens");
+    sm.apply_entries(history());
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("builds");
+    // The file handed over is the current snapshot itself.
+    let current = tokio::fs::File::open(dir.path().join(CURRENT))
+        .await
+        .expect("opens");
+    sm.install_snapshot(&built.meta, current)
+        .await
+        .expect("installs");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left, [CURRENT]);
+    let (last, _) = sm.applied_state().await.expect("reads");
+    assert_eq!(last, Some(log_id(1, 4)));
 }
 
 #[tokio::test]
