@@ -88,10 +88,11 @@ fn errno(e: FsError) -> Errno {
 
 fn file_attr(a: Attr) -> FileAttr {
     let now = SystemTime::now();
-    let (kind, nlink) = match a.kind {
-        Kind::File => (FileType::RegularFile, 1),
-        Kind::Dir => (FileType::Directory, 2),
+    let kind = match a.kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
     };
+    let nlink = a.links;
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -205,6 +206,20 @@ impl Filesystem for PowerCutFs {
     ) {
         let mode = (mode & !umask & 0o7777) as u16;
         match self.lock().model.mkdir(parent.0, name, mode) {
+            Ok(a) => reply.entry(&TTL, &file_attr(a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.lock().model.link(ino.0, newparent.0, newname) {
             Ok(a) => reply.entry(&TTL, &file_attr(a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }

@@ -159,6 +159,8 @@ pub struct Attr {
     pub size: u64,
     /// Permission bits.
     pub mode: u16,
+    /// The names that reach it now (files; 2 for a directory, as its own `.` and its name).
+    pub links: u32,
 }
 
 /// Why an operation failed (each maps to one errno).
@@ -246,14 +248,26 @@ impl Model {
                 kind: Kind::File,
                 size: f.data.len() as u64,
                 mode: *mode,
+                links: self.names_of(ino),
             },
             Node::Dir(d) => Attr {
                 ino,
                 kind: Kind::Dir,
                 size: d.entries.len() as u64,
                 mode: *mode,
+                links: 2,
             },
         })
+    }
+
+    /// How many directory entries name `ino` now (a scan: the file systems of the tests hold
+    /// tens of files).
+    fn names_of(&self, ino: Ino) -> u32 {
+        let named = self.nodes.values().map(|(node, _)| match node {
+            Node::Dir(d) => d.entries.values().filter(|&&e| e == ino).count(),
+            Node::File(_) => 0,
+        });
+        named.sum::<usize>() as u32
     }
 
     /// The inode `name` in `parent` names.
@@ -322,6 +336,23 @@ impl Model {
         }
         self.dir_mut(parent)?.entries.remove(name);
         Ok(())
+    }
+
+    /// Gives the file `ino` one more name, `new_name` in `parent` (a hard link; the name is
+    /// durable once `parent` is synced, like any other).
+    pub fn link(&mut self, ino: Ino, parent: Ino, new_name: &OsStr) -> Result<Attr, FsError> {
+        match self.nodes.get(&ino) {
+            Some((Node::File(_), _)) => {}
+            Some(_) => return Err(FsError::IsDir),
+            None => return Err(FsError::NotFound),
+        }
+        if self.dir(parent)?.entries.contains_key(new_name) {
+            return Err(FsError::Exists);
+        }
+        self.dir_mut(parent)?
+            .entries
+            .insert(new_name.to_os_string(), ino);
+        self.attr(ino)
     }
 
     /// Removes the empty directory `name`.

@@ -219,10 +219,11 @@ fn load_snapshot(path: &Path) -> Result<(SnapshotHeader, Applied), StorageError>
 /// Makes `source`, from its start, durable as the file at `path`: by a second name for the
 /// same file when it is on this file system (the peer route receives a snapshot next to
 /// ours, so a snapshot of a gigabyte is neither copied nor written twice), else by a copy.
-fn own_snapshot_file(mut source: std::fs::File, path: &Path) -> io::Result<()> {
+/// Returns whether it was linked.
+fn own_snapshot_file(mut source: std::fs::File, path: &Path) -> io::Result<bool> {
     match link_open_file(&source, path) {
         // Whoever wrote it may not have made it durable; its data is ours now.
-        Ok(()) => return source.sync_all(),
+        Ok(()) => return source.sync_all().map(|()| true),
         Err(e) => tracing::debug!(error = %e, "snapshot file not linked; copying it"),
     }
     // In the kernel (`std::io::copy` between files is `copy_file_range` on Linux).
@@ -230,7 +231,7 @@ fn own_snapshot_file(mut source: std::fs::File, path: &Path) -> io::Result<()> {
     source.seek(io::SeekFrom::Start(0))?;
     let mut target = std::fs::File::create(path)?;
     std::io::copy(&mut source, &mut target)?;
-    target.sync_all()
+    target.sync_all().map(|()| false)
 }
 
 /// Links the open file `file` at `path` (`linkat` of `/proc/self/fd/N`, following the link,
@@ -539,14 +540,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("incoming-{n}.snap"));
-        {
+        let linked = {
             let source = snapshot.into_std().await;
             let path = path.clone();
             tokio::task::spawn_blocking(move || own_snapshot_file(source, &path))
                 .await
                 .map_err(snap_err)?
-                .map_err(snap_err)?;
-        }
+                .map_err(snap_err)?
+        };
         let owned_ms = started.elapsed().as_millis() as u64;
         let checked = self.check_received(&path, meta).await;
         let (header, applied) = match checked {
@@ -572,6 +573,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::info!(
             items = header.items,
             last_log = ?header.last_log_id,
+            linked,
             file_ms = owned_ms,
             total_ms = started.elapsed().as_millis() as u64,
             "snapshot installed"

@@ -178,3 +178,33 @@ fn cuts_are_deterministic_for_a_seed() {
         );
     }
 }
+
+#[test]
+fn a_link_is_a_name_like_any_other() {
+    let mut m = Model::new();
+    let d = m.mkdir(ROOT, os("snapshots"), 0o755).unwrap().ino;
+    m.sync(ROOT).unwrap();
+    let f = m.create(d, os("received"), 0o644).unwrap().ino;
+    m.write(f, 0, b"snapshot").unwrap();
+    let linked = m.link(f, d, os("own")).unwrap();
+    assert_eq!((linked.ino, linked.links), (f, 2));
+    assert_eq!(m.link(f, d, os("own")), Err(FsError::Exists));
+    assert_eq!(m.link(d, ROOT, os("again")), Err(FsError::IsDir));
+    // The file synced, the second name renamed and the directory synced; the first name
+    // removed afterwards, unsynced.
+    m.sync(f).unwrap();
+    m.rename(d, os("own"), d, os("current"), false).unwrap();
+    m.sync(d).unwrap();
+    m.unlink(d, os("received")).unwrap();
+    assert_eq!(m.lookup(d, os("current")).unwrap().links, 1);
+    strict_cut(&mut m);
+    let current = m.lookup(d, os("current")).unwrap();
+    assert_eq!(m.read(current.ino, 0, 100).unwrap(), b"snapshot");
+    // The unlink was not synced: the first name is back, on the same file.
+    assert_eq!(m.lookup(d, os("received")).unwrap().ino, current.ino);
+    assert_eq!(current.links, 2);
+    // A link whose directory was never synced is gone after a cut.
+    m.link(current.ino, d, os("unsynced")).unwrap();
+    strict_cut(&mut m);
+    assert_eq!(m.lookup(d, os("unsynced")), Err(FsError::NotFound));
+}
