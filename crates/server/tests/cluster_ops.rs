@@ -263,16 +263,9 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
     // `down` has those entries in flight (openraft's `try_purge_log`), and retries on later
     // events: the test waits for the log's purge marker on both (bounded), storing one more
     // item now and then so that there are events, instead of guessing a time.
-    let purged = |n: usize| {
-        cluster
-            .node(n)
-            .data_dir
-            .join("log/meta/wal-purged-index")
-            .exists()
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut extra = 0;
-    while !(purged(leader) && purged(up)) {
+    while !(cluster.has_purged(leader) && cluster.has_purged(up)) {
         assert!(Instant::now() < deadline, "no purge within 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
         store_ok(&c, &store_url, &format!("extra{extra}")).await;

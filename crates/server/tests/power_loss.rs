@@ -488,17 +488,10 @@ async fn a_follower_cut_right_after_installing_a_snapshot_keeps_it() {
     // in flight, and retries on later events (as `cluster_ops`'s catch-up test): one more
     // store now and then until both live nodes have purged (bounded).
     let live: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
-    let purged = |n: usize| {
-        cluster
-            .node(n)
-            .data_dir
-            .join("log/meta/wal-purged-index")
-            .exists()
-    };
     let client = client();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut extra = 0;
-    while !live.iter().all(|&n| purged(n)) {
+    while !live.iter().all(|&n| cluster.has_purged(n)) {
         assert!(Instant::now() < deadline, "no purge within 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let key = format!("extra{extra}");

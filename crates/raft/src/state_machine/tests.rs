@@ -197,16 +197,11 @@ async fn a_built_snapshot_installed_elsewhere_gives_the_same_state() {
         .expect("reads")
         .expect("the installed snapshot is current");
     assert_eq!(current.meta.last_log_id, Some(log_id(1, 4)));
-    let left: Vec<String> = std::fs::read_dir(target_dir.path())
-        .expect("lists")
-        .map(|e| {
-            e.expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    assert_eq!(left, [CURRENT], "no incoming file is left behind");
+    assert_eq!(
+        names_in(target_dir.path()),
+        [CURRENT],
+        "no incoming file is left behind"
+    );
     // On one file system the received file is taken by a second name, not copied; its own
     // name is its receiver's to remove.
     use std::os::unix::fs::MetadataExt;
@@ -230,17 +225,36 @@ fn a_snapshot_file_that_cannot_be_linked_is_copied() {
     assert_eq!(std::fs::read(&own).expect("reads"), b"the snapshot's bytes");
 }
 
-#[tokio::test]
-async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
-    let source_dir = tempfile::tempdir().expect("a temp dir");
-    let mut source = StateMachine::open(source_dir.path()).expect("opens");
-    source.apply_entries(history());
-    let built = source
+/// The names of the files in `dir`.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("lists")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// A state machine in `dir` that applied [`history`], and the snapshot it built of it.
+async fn history_snapshot(dir: &std::path::Path) -> (StateMachine, Snapshot) {
+    let mut sm = StateMachine::open(dir).expect("opens");
+    sm.apply_entries(history());
+    let built = sm
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .expect("builds");
+    (sm, built)
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
+    let source_dir = tempfile::tempdir().expect("a temp dir");
+    let (_, built) = history_snapshot(source_dir.path()).await;
     let target_dir = tempfile::tempdir().expect("a temp dir");
     let mut target = StateMachine::open(target_dir.path()).expect("opens");
     let mut meta = built.meta.clone();
@@ -254,21 +268,16 @@ async fn a_snapshot_that_does_not_cover_what_the_leader_said_is_refused() {
     assert_eq!(applied.last_applied, None, "the state is untouched");
     assert!(items(&applied).is_empty());
     assert!(!target_dir.path().join(CURRENT).exists());
-    let left = std::fs::read_dir(target_dir.path()).expect("lists").count();
-    assert_eq!(left, 0, "the refused file is not kept");
+    assert!(
+        names_in(target_dir.path()).is_empty(),
+        "the refused file is not kept"
+    );
 }
 
 #[tokio::test]
 async fn the_current_snapshot_installed_again_leaves_no_second_name() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut sm = StateMachine::open(dir.path()).expect("opens");
-    sm.apply_entries(history());
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("builds");
+    let (mut sm, built) = history_snapshot(dir.path()).await;
     // The file handed over is the current snapshot itself.
     let current = tokio::fs::File::open(dir.path().join(CURRENT))
         .await
@@ -276,16 +285,7 @@ async fn the_current_snapshot_installed_again_leaves_no_second_name() {
     sm.install_snapshot(&built.meta, current)
         .await
         .expect("installs");
-    let left: Vec<String> = std::fs::read_dir(dir.path())
-        .expect("lists")
-        .map(|e| {
-            e.expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    assert_eq!(left, [CURRENT]);
+    assert_eq!(names_in(dir.path()), [CURRENT]);
     let (last, _) = sm.applied_state().await.expect("reads");
     assert_eq!(last, Some(log_id(1, 4)));
 }

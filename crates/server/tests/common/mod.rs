@@ -587,6 +587,14 @@ impl Cluster {
         format!("127.0.0.1:{port}")
     }
 
+    /// Whether node `i` has purged its log at least once (its purge marker exists).
+    pub fn has_purged(&self, i: usize) -> bool {
+        self.node(i)
+            .data_dir
+            .join("log/meta/wal-purged-index")
+            .exists()
+    }
+
     /// The working directory of node `i` (config, log, `data/`).
     pub fn node_dir(&self, i: usize) -> std::path::PathBuf {
         self.dirs[i].path().to_path_buf()
