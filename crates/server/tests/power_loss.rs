@@ -148,6 +148,25 @@ async fn check(base: &str, ledger: &Ledger) -> Check {
     out
 }
 
+/// Reads every acknowledged key on each of the cluster's three nodes; fails naming the node,
+/// `context` and the keys lost, with `log` (what the test did) after them.
+async fn assert_every_node_has_every_ack(
+    cluster: &Cluster,
+    ledger: &Mutex<Ledger>,
+    context: &str,
+    log: &str,
+) {
+    for i in 0..3 {
+        let found = check(&cluster.node(i).base, &snapshot(ledger)).await;
+        assert!(
+            found.lost.is_empty(),
+            "{context}, node {}: acknowledged stores lost:\n{}\n{log}",
+            i + 1,
+            found.lost.join("\n")
+        );
+    }
+}
+
 /// Waits until the ledger's acknowledged values add up to `target`, or `limit` has passed.
 async fn wait_for_acks(ledger: &Mutex<Ledger>, target: u64, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -389,15 +408,13 @@ async fn a_whole_cluster_cut_at_once_reforms_and_loses_nothing() {
     let mut acked_total = 0;
     for cycle in 0..3 {
         let leader = cluster.wait_leader().await;
-        for i in 0..3 {
-            let found = check(&cluster.node(i).base, &snapshot(&ledger)).await;
-            assert!(
-                found.lost.is_empty(),
-                "seed {seed}, cycle {cycle}, node {}: acknowledged stores lost:\n{}\n{log}",
-                i + 1,
-                found.lost.join("\n")
-            );
-        }
+        assert_every_node_has_every_ack(
+            &cluster,
+            &ledger,
+            &format!("seed {seed}, cycle {cycle}"),
+            &log,
+        )
+        .await;
         let before = ledger.lock().unwrap().acked.values().sum::<u64>();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let bases: Vec<String> = (0..3).map(|i| cluster.node(i).base.clone()).collect();
@@ -430,15 +447,7 @@ async fn a_whole_cluster_cut_at_once_reforms_and_loses_nothing() {
         ));
     }
     cluster.wait_leader().await;
-    for i in 0..3 {
-        let found = check(&cluster.node(i).base, &snapshot(&ledger)).await;
-        assert!(
-            found.lost.is_empty(),
-            "seed {seed}, final, node {}: acknowledged stores lost:\n{}\n{log}",
-            i + 1,
-            found.lost.join("\n")
-        );
-    }
+    assert_every_node_has_every_ack(&cluster, &ledger, &format!("seed {seed}, final"), &log).await;
     eprintln!("cluster, seed {seed}: {acked_total} stores acknowledged\n{log}");
     assert!(acked_total > 50, "too little load ({acked_total}):\n{log}");
     drop(cluster);
@@ -546,15 +555,7 @@ async fn a_follower_cut_right_after_installing_a_snapshot_keeps_it() {
         cluster.restart(i);
     }
     cluster.wait_leader().await;
-    for i in 0..3 {
-        let found = check(&cluster.node(i).base, &snapshot(&ledger)).await;
-        assert!(
-            found.lost.is_empty(),
-            "node {}: acknowledged stores lost:\n{}",
-            i + 1,
-            found.lost.join("\n")
-        );
-    }
+    assert_every_node_has_every_ack(&cluster, &ledger, "after the cut", "").await;
     drop(cluster);
     drop(mount);
 }
