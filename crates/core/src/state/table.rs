@@ -210,6 +210,8 @@ mod tests {
         Insert(u32),
         Remove(u32),
         Update(u32),
+        /// Switch to this growth mode (a switch to `AtOnce` ends a move under way).
+        Switch(Growth),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -217,6 +219,8 @@ mod tests {
             5 => (0u32..400).prop_map(Step::Insert),
             2 => (0u32..400).prop_map(Step::Remove),
             1 => (0u32..400).prop_map(Step::Update),
+            1 => Just(Step::Switch(Growth::AtOnce)),
+            1 => Just(Step::Switch(Growth::Gradual)),
         ]
     }
 
@@ -236,9 +240,10 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
-        /// Any sequence of inserts, removals and updates leaves the table holding what a
-        /// `HashMap` holds, at every step, through many growths and moves, with distinct and
-        /// shared hashes.
+        /// Any sequence of inserts, removals, updates and switches between growing a step at
+        /// a time and at once (as start-up does) leaves the table holding what a `HashMap`
+        /// holds, at every step, through many growths and moves, with distinct and shared
+        /// hashes; growing at once never leaves a move under way.
         #[test]
         fn the_table_holds_what_a_map_holds(
             steps in prop::collection::vec(step(), 0..1500),
@@ -271,6 +276,10 @@ mod tests {
                             *value += 1_000_000;
                         }
                     }
+                    Step::Switch(growth) => table.set_growth(growth, hasher),
+                }
+                if table.growth() == Growth::AtOnce {
+                    prop_assert!(!table.is_moving());
                 }
                 assert_same(&table, &model, fold);
             }
