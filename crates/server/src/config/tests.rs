@@ -354,3 +354,18 @@ fn connection_threads_default_to_one_beside_the_workers_on_two_cores_or_more() {
         );
     }
 }
+
+#[test]
+fn a_member_of_a_cluster_has_no_connection_thread_unless_one_is_set() {
+    let founder = "node_id: 2\npeer_listen: 127.0.0.1:9002\npeers:\n  1: 127.0.0.1:9001\n  2: 127.0.0.1:9002\n";
+    let joiner = "node_id: 4\npeer_listen: 127.0.0.1:9004\njoin: true\n";
+    for text in [founder, joiner] {
+        let member = load_text(text, &no_env).unwrap().config;
+        assert_eq!(member.connection_threads(2), 0, "{text}");
+        assert_eq!(member.connection_threads(64), 0, "{text}");
+        let set = load_text(&format!("{text}connection_threads: 1\n"), &no_env)
+            .unwrap()
+            .config;
+        assert_eq!(set.connection_threads(2), 1, "set, it is kept: {text}");
+    }
+}
