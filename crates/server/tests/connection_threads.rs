@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get_text, post, Server};
+use common::{get_text, post, Cluster, Server};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -117,6 +117,41 @@ async fn zero_connection_threads_keep_every_connection_on_the_workers() {
         assert_eq!(st, 200);
     }
     let counts = connections_by_thread(&get_text(&c, &s.url("/metrics")).await);
+    assert!(
+        counts.iter().all(|(thread, _)| thread == "workers") && !counts.is_empty(),
+        "{counts:?}"
+    );
+}
+
+/// Unset, `connection_threads` is none on a member of a cluster: its fetches go through the
+/// read rounds on the workers (docs/design.md, "No connection thread in a cluster"). A
+/// single node keeps its thread (`process.rs`, `worker_threads_sizes_the_runtime`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_a_cluster_serves_its_clients_on_the_workers_by_default() {
+    let cluster = Cluster::start(2, "");
+    let leader = cluster.wait_leader().await;
+    let c = one_connection_per_request();
+    for i in 0..2 {
+        let node = cluster.node(i);
+        assert!(
+            node.log().contains("and 0 connection threads on"),
+            "{}",
+            node.log()
+        );
+        let names = thread_names(node.pid());
+        assert!(!names.iter().any(|n| n.starts_with("sm-conn")), "{names:?}");
+    }
+    for _ in 0..3 {
+        let (st, body) = post(
+            &c,
+            &cluster.node(leader).url("/store_data"),
+            json!({"namespace":"n","key":"k","data":"d","ttl":60}),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    let metrics = get_text(&c, &cluster.node(leader).url("/metrics")).await;
+    let counts = connections_by_thread(&metrics);
     assert!(
         counts.iter().all(|(thread, _)| thread == "workers") && !counts.is_empty(),
         "{counts:?}"
