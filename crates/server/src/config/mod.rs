@@ -206,10 +206,10 @@ impl Config {
     }
 
     /// The client connections' own threads (see `listener::threads`): `connection_threads`
-    /// when set; otherwise, for a single node (no `peers`, no `join`), one when there are two
-    /// cores or more (the workers take one core less), none on one core; and none for a
-    /// member of a cluster, whose fetches all go through the reader on the runtime's workers
-    /// (`docs/design.md`, "No connection thread in a cluster").
+    /// when set; otherwise, for a single node (no other node in `peers`, no `join`), one
+    /// when there are two cores or more (the workers take one core less), none on one core;
+    /// and none for a member of a cluster, whose fetches all go through the reader on the
+    /// runtime's workers (`docs/design.md`, "No connection thread in a cluster").
     pub fn connection_threads(&self, cores: usize) -> usize {
         match self.connection_threads {
             Some(n) => n as usize,
@@ -218,10 +218,10 @@ impl Config {
         }
     }
 
-    /// Whether this configuration makes the node a member of a cluster: it names `peers`, or
-    /// it starts empty to `join` one.
+    /// Whether this configuration makes the node a member of a cluster: its `peers` name
+    /// another node besides it, or it starts empty to `join` one.
     fn is_cluster_member(&self) -> bool {
-        !self.peers.is_empty() || self.join
+        self.peers.len() > 1 || self.join
     }
 
     /// The scheduler slice the write path's threads ask for (`None`: the kernel's default).

@@ -368,4 +368,11 @@ fn a_member_of_a_cluster_has_no_connection_thread_unless_one_is_set() {
             .config;
         assert_eq!(set.connection_threads(2), 1, "set, it is kept: {text}");
     }
+    let alone = "node_id: 1\npeer_listen: 127.0.0.1:9001\npeers:\n  1: 127.0.0.1:9001\n";
+    let alone = load_text(alone, &no_env).unwrap().config;
+    assert_eq!(
+        alone.connection_threads(2),
+        1,
+        "peers naming only this node: a single node"
+    );
 }
