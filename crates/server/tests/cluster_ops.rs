@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{binary, post, Cluster};
+use common::{binary, post, Cluster, Server};
 use serde_json::json;
 
 fn cli(args: &[&str]) -> (bool, String) {
@@ -51,12 +51,7 @@ async fn add_a_fourth_node_and_remove_one() {
     let leader = cluster.wait_leader().await;
     let c = reqwest::Client::new();
     for i in 0..20 {
-        post(
-            &c,
-            &cluster.node(i % 3).url("/store_data"),
-            json!({"namespace":"n","key":format!("k{i}"),"data":"v","ttl":600}),
-        )
-        .await;
+        store(&c, cluster.node(i % 3), "n", &format!("k{i}")).await;
     }
     let joiner = cluster.start_joiner(4, "");
     let entry = cluster.peer_addr((leader + 1) % 3); // a follower: the CLI follows it to the leader
@@ -68,12 +63,7 @@ async fn add_a_fourth_node_and_remove_one() {
     assert_eq!(status["members"].as_array().unwrap().len(), 4, "{status}");
     // The new node has the data locally and serves clients.
     wait_items(&c, &cluster.node(3).url("/status"), 20).await;
-    let (st, _) = post(
-        &c,
-        &cluster.node(3).url("/store_data"),
-        json!({"namespace":"n","key":"via4","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, _) = store(&c, cluster.node(3), "n", "via4").await;
     assert_eq!(st, 200);
     // Remove a follower that is not the entry point.
     let victim = (0..3)
@@ -90,12 +80,7 @@ async fn add_a_fourth_node_and_remove_one() {
     cluster.kill9(victim);
     let (ok, out) = cli(&["cluster", "--peer", &entry, "status"]);
     assert!(ok && out.lines().count() == 5, "{out}");
-    let (st, _) = post(
-        &c,
-        &cluster.node(3).url("/store_data"),
-        json!({"namespace":"n","key":"after","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, _) = store(&c, cluster.node(3), "n", "after").await;
     assert_eq!(st, 200, "three voters left, writes go on");
 }
 
@@ -108,12 +93,7 @@ async fn paused_nodes_do_not_stop_the_rest() {
     let other = (leader + 2) % 3;
     cluster.signal(follower, libc::SIGSTOP);
     for i in 0..10 {
-        let (st, _) = post(
-            &c,
-            &cluster.node(other).url("/store_data"),
-            json!({"namespace":"p","key":format!("f{i}"),"data":"v","ttl":600}),
-        )
-        .await;
+        let (st, _) = store(&c, cluster.node(other), "p", &format!("f{i}")).await;
         assert_eq!(st, 200, "a paused follower does not stop writes");
     }
     cluster.signal(follower, libc::SIGCONT);
@@ -123,12 +103,7 @@ async fn paused_nodes_do_not_stop_the_rest() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut stored = false;
     while Instant::now() < deadline {
-        let (st, _) = post(
-            &c,
-            &cluster.node(other).url("/store_data"),
-            json!({"namespace":"p","key":"after","data":"v","ttl":600}),
-        )
-        .await;
+        let (st, _) = store(&c, cluster.node(other), "p", "after").await;
         if st == 200 {
             stored = true;
             break;
@@ -152,12 +127,7 @@ async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
     let c = client(10);
     let follower = (leader + 1) % 3;
     cluster.kill9((leader + 2) % 3);
-    let (st, e) = post(
-        &c,
-        &cluster.node(leader).url("/store_data"),
-        json!({"namespace":"w","key":"k","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, e) = store(&c, cluster.node(leader), "w", "k").await;
     assert_eq!(st, 200, "two of three nodes make a quorum: {e}");
     for round in 0..2 {
         cluster.signal(follower, libc::SIGSTOP);
@@ -200,12 +170,7 @@ async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first()
     let ahead = (leader + 2) % 3;
     cluster.signal(behind, libc::SIGSTOP);
     for i in 0..5 {
-        let (st, body) = post(
-            &c,
-            &cluster.node(leader).url("/store_data"),
-            json!({"namespace":"t","key":format!("k{i}"),"data":"v","ttl":600}),
-        )
-        .await;
+        let (st, body) = store(&c, cluster.node(leader), "t", &format!("k{i}")).await;
         assert_eq!(st, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(3_500)).await;
@@ -215,12 +180,7 @@ async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first()
     cluster.signal(behind, libc::SIGCONT);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (st, _) = post(
-            &c,
-            &cluster.node(ahead).url("/store_data"),
-            json!({"namespace":"t","key":"after","data":"v","ttl":600}),
-        )
-        .await;
+        let (st, _) = store(&c, cluster.node(ahead), "t", "after").await;
         if st == 200 {
             break;
         }
@@ -235,14 +195,25 @@ async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first()
     wait_items(&c, &cluster.node(behind).url("/status"), 6).await;
 }
 
-/// Stores `key` in namespace `s` through `url`, expecting 200.
-async fn store_ok(c: &reqwest::Client, url: &str, key: &str) {
-    let (st, body) = post(
+/// Stores `key` in `namespace` through `node` (data "v", ten minutes to live): the status
+/// and the answer.
+async fn store(
+    c: &reqwest::Client,
+    node: &Server,
+    namespace: &str,
+    key: &str,
+) -> (u16, serde_json::Value) {
+    post(
         c,
-        url,
-        json!({"namespace":"s","key":key,"data":"v","ttl":600}),
+        &node.url("/store_data"),
+        json!({"namespace":namespace,"key":key,"data":"v","ttl":600}),
     )
-    .await;
+    .await
+}
+
+/// Stores `key` in namespace `s` through `node`, expecting 200.
+async fn store_ok(c: &reqwest::Client, node: &Server, key: &str) {
+    let (st, body) = store(c, node, "s", key).await;
     assert_eq!(st, 200, "{body}");
 }
 
@@ -254,9 +225,8 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
     let down = (leader + 1) % 3;
     cluster.kill9(down);
     let up = (leader + 2) % 3;
-    let store_url = cluster.node(up).url("/store_data");
     for i in 0..120 {
-        store_ok(&c, &store_url, &format!("k{i}")).await;
+        store_ok(&c, cluster.node(up), &format!("k{i}")).await;
     }
     // Both live nodes snapshot (every 10 entries) and purge all but 2 entries before it, well
     // past the entries `down` has. The leader postpones a purge while its replication to
@@ -268,7 +238,7 @@ async fn a_node_down_for_long_catches_up_by_snapshot() {
     while !(cluster.has_purged(leader) && cluster.has_purged(up)) {
         assert!(Instant::now() < deadline, "no purge within 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        store_ok(&c, &store_url, &format!("extra{extra}")).await;
+        store_ok(&c, cluster.node(up), &format!("extra{extra}")).await;
         extra += 1;
     }
     cluster.restart(down);
@@ -324,12 +294,7 @@ async fn sigterm_on_the_leader_hands_over_and_exits_cleanly() {
     let leader = cluster.wait_leader().await;
     let c = client(5);
     let other = (leader + 1) % 3;
-    let (st, _) = post(
-        &c,
-        &cluster.node(other).url("/store_data"),
-        json!({"namespace":"t","key":"before","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, _) = store(&c, cluster.node(other), "t", "before").await;
     assert_eq!(st, 200);
     let stopped_at = Instant::now();
     let mut node = cluster.nodes[leader].take().unwrap();
@@ -343,12 +308,7 @@ async fn sigterm_on_the_leader_hands_over_and_exits_cleanly() {
     // A new leader without waiting for an election timeout to notice the old one is gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (st, _) = post(
-            &c,
-            &cluster.node(other).url("/store_data"),
-            json!({"namespace":"t","key":"after","data":"v","ttl":600}),
-        )
-        .await;
+        let (st, _) = store(&c, cluster.node(other), "t", "after").await;
         if st == 200 {
             break;
         }
@@ -420,12 +380,7 @@ async fn lost_quorum_recovery_keeps_the_survivors_data() {
     cluster.wait_leader().await;
     let c = reqwest::Client::new();
     for i in 0..30 {
-        let (st, _) = post(
-            &c,
-            &cluster.node(i % 3).url("/store_data"),
-            json!({"namespace":"r","key":format!("k{i}"),"data":"v","ttl":600}),
-        )
-        .await;
+        let (st, _) = store(&c, cluster.node(i % 3), "r", &format!("k{i}")).await;
         assert_eq!(st, 200);
     }
     for i in 0..3 {
@@ -501,12 +456,7 @@ async fn lost_quorum_recovery_keeps_the_survivors_data() {
     let empty = tempfile::tempdir().unwrap();
     let (ok, out) = cli(&["recover", "--data-dir", empty.path().to_str().unwrap()]);
     assert!(!ok && out.contains("there is nothing to recover"), "{out}");
-    let (st, _) = post(
-        &c,
-        &cluster.node(chosen).url("/store_data"),
-        json!({"namespace":"r","key":"new","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, _) = store(&c, cluster.node(chosen), "r", "new").await;
     assert_eq!(st, 200, "writes work on the one-member cluster");
 }
 
@@ -556,12 +506,7 @@ async fn a_refused_first_start_can_join_later() {
     let cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
     let c = reqwest::Client::new();
-    let (st, body) = post(
-        &c,
-        &cluster.node(leader).url("/store_data"),
-        json!({"namespace":"n","key":"k","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, body) = store(&c, cluster.node(leader), "n", "k").await;
     assert_eq!(st, 200, "{body}");
 
     // Node 4 with a peer list that is not the founders' (an extra member) and without itself.
@@ -639,12 +584,7 @@ async fn a_follower_of_a_frozen_leader_answers_within_one_budget() {
     let leader = cluster.wait_leader().await;
     let c = client(20);
     let follower = (leader + 1) % 3;
-    let (st, e) = post(
-        &c,
-        &cluster.node(follower).url("/store_data"),
-        json!({"namespace":"z","key":"k","data":"v","ttl":600}),
-    )
-    .await;
+    let (st, e) = store(&c, cluster.node(follower), "z", "k").await;
     assert_eq!(st, 200, "{e}");
     cluster.kill9((leader + 2) % 3);
     cluster.signal(leader, libc::SIGSTOP);
