@@ -95,10 +95,9 @@ async fn client_connections_take_the_workers_and_each_connection_thread_in_turn(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zero_connection_threads_keep_every_connection_on_the_workers() {
-    let s = Server::start("connection_threads: 0\n");
-    s.wait_ready().await;
+/// Checks that `s` started no connection thread, and that three stores, each on a
+/// connection of its own, were all served on the runtime's workers.
+async fn serves_every_connection_on_the_workers(s: &Server) {
     assert!(
         s.log().contains("and 0 connection threads on"),
         "{}",
@@ -108,19 +107,26 @@ async fn zero_connection_threads_keep_every_connection_on_the_workers() {
     assert!(!names.iter().any(|n| n.starts_with("sm-conn")), "{names:?}");
     let c = one_connection_per_request();
     for _ in 0..3 {
-        let (st, _) = post(
+        let (st, body) = post(
             &c,
             &s.url("/store_data"),
             json!({"namespace":"n","key":"k","data":"d","ttl":60}),
         )
         .await;
-        assert_eq!(st, 200);
+        assert_eq!(st, 200, "{body}");
     }
     let counts = connections_by_thread(&get_text(&c, &s.url("/metrics")).await);
     assert!(
         counts.iter().all(|(thread, _)| thread == "workers") && !counts.is_empty(),
         "{counts:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_connection_threads_keep_every_connection_on_the_workers() {
+    let s = Server::start("connection_threads: 0\n");
+    s.wait_ready().await;
+    serves_every_connection_on_the_workers(&s).await;
 }
 
 /// Unset, `connection_threads` is none on a member of a cluster: its fetches go through the
@@ -130,32 +136,9 @@ async fn zero_connection_threads_keep_every_connection_on_the_workers() {
 async fn a_member_of_a_cluster_serves_its_clients_on_the_workers_by_default() {
     let cluster = Cluster::start(2, "");
     let leader = cluster.wait_leader().await;
-    let c = one_connection_per_request();
-    for i in 0..2 {
-        let node = cluster.node(i);
-        assert!(
-            node.log().contains("and 0 connection threads on"),
-            "{}",
-            node.log()
-        );
-        let names = thread_names(node.pid());
-        assert!(!names.iter().any(|n| n.starts_with("sm-conn")), "{names:?}");
-    }
-    for _ in 0..3 {
-        let (st, body) = post(
-            &c,
-            &cluster.node(leader).url("/store_data"),
-            json!({"namespace":"n","key":"k","data":"d","ttl":60}),
-        )
-        .await;
-        assert_eq!(st, 200, "{body}");
-    }
-    let metrics = get_text(&c, &cluster.node(leader).url("/metrics")).await;
-    let counts = connections_by_thread(&metrics);
-    assert!(
-        counts.iter().all(|(thread, _)| thread == "workers") && !counts.is_empty(),
-        "{counts:?}"
-    );
+    // Both members: a store on the follower reaches the leader over the peer stream.
+    serves_every_connection_on_the_workers(cluster.node(1 - leader)).await;
+    serves_every_connection_on_the_workers(cluster.node(leader)).await;
 }
 
 /// Opens a connection and sends the head of a store of `key` with `Expect: 100-continue`,
