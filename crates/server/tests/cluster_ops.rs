@@ -6,20 +6,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{binary, post, Cluster, Server};
+use common::{binary, cli, post, Cluster, Server};
 use serde_json::json;
-
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 /// An HTTP client whose requests give up after `secs` seconds.
 fn client(secs: u64) -> reqwest::Client {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get_text, post, Cluster, Server};
+use common::{cli, get_text, post, Cluster, Server};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -139,6 +139,71 @@ async fn a_member_of_a_cluster_serves_its_clients_on_the_workers_by_default() {
     // Both members: a store on the follower reaches the leader over the peer stream.
     serves_every_connection_on_the_workers(cluster.node(1 - leader)).await;
     serves_every_connection_on_the_workers(cluster.node(leader)).await;
+}
+
+/// Makes `count` stores on `s`, each on a connection of its own, and returns the connections
+/// counted per serving thread afterwards.
+async fn store_on_new_connections(s: &Server, count: usize) -> Vec<(String, u64)> {
+    let c = one_connection_per_request();
+    for i in 0..count {
+        let (st, body) = post(
+            &c,
+            &s.url("/store_data"),
+            json!({"namespace":"n","key":format!("k{i}"),"data":"d","ttl":60}),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    connections_by_thread(&get_text(&c, &s.url("/metrics")).await)
+}
+
+/// The count of `thread` in `counts` (0 when absent).
+fn count_of(counts: &[(String, u64)], thread: &str) -> u64 {
+    counts
+        .iter()
+        .find(|(t, _)| t == thread)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// A node started alone has its default connection thread; once a member is added, it
+/// serves its new client connections on the workers, as a member started with `peers` does
+/// (its fetches now go through the read rounds there). Its clients are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_grown_into_a_cluster_serves_new_connections_on_the_workers() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut cluster = Cluster::start(1, "");
+    cluster.wait_leader().await;
+    let threads = usize::from(cores >= 2);
+    assert!(
+        cluster.node(0).log().contains(&format!(
+            "and {threads} connection thread{} on",
+            if threads == 1 { "" } else { "s" }
+        )),
+        "{}",
+        cluster.node(0).log()
+    );
+    // Alone: the connections take the worker and the thread in turn.
+    let alone = store_on_new_connections(cluster.node(0), 4).await;
+    assert_eq!(count_of(&alone, "1") > 0, threads == 1, "{alone:?}");
+    let joiner = cluster.start_joiner(2, "");
+    let (ok, out) = cli(&[
+        "cluster",
+        "--peer",
+        &cluster.peer_addr(0),
+        "add",
+        "2",
+        &joiner,
+    ]);
+    assert!(ok, "{out}");
+    // With a second voter: every new connection on the workers.
+    let grown = store_on_new_connections(cluster.node(0), 4).await;
+    assert_eq!(count_of(&grown, "1"), count_of(&alone, "1"), "{grown:?}");
+    // The four stores' connections and the /metrics one at least (the peer port's, from the
+    // new member and the CLI, count under `workers` too).
+    assert!(
+        count_of(&grown, "workers") >= count_of(&alone, "workers") + 5,
+        "{alone:?} then {grown:?}"
+    );
 }
 
 /// Opens a connection and sends the head of a store of `key` with `Expect: 100-continue`,

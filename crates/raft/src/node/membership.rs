@@ -99,6 +99,14 @@ impl Node {
             .flatten()
     }
 
+    /// Whether the membership this node knows has another voter besides one (counted across
+    /// a joint membership's configurations): the node serves a cluster, not itself alone.
+    pub fn has_several_voters(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        crate::types::has_several_voters(m.membership_config.membership())
+    }
+
     /// Whether this node leads and heard from a quorum within an election timeout.
     pub fn leads_with_quorum(&self) -> bool {
         self.status().role == "leader"

@@ -218,6 +218,13 @@ impl Config {
         }
     }
 
+    /// Whether `connection_threads` is left to its default: then a node that serves a cluster
+    /// puts its client connections on the workers even when it started alone with a thread
+    /// (members added later; see `serve::spawn`).
+    pub fn connection_threads_by_default(&self) -> bool {
+        self.connection_threads.is_none()
+    }
+
     /// Whether this configuration makes the node a member of a cluster: its `peers` name
     /// another node besides it, or it starts empty to `join` one.
     fn is_cluster_member(&self) -> bool {

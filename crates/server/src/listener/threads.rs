@@ -84,6 +84,7 @@ impl ConnectionThreads {
             handles: self.handles.clone(),
             workers: self.workers,
             next: 0,
+            workers_only: None,
         }
     }
 
@@ -104,14 +105,20 @@ impl ConnectionThreads {
 }
 
 /// Where an accept loop puts its next connection: of every W + T connections, W to the
-/// runtime's W workers, then one to each of the T connection threads.
+/// runtime's W workers, then one to each of the T connection threads; every one to the
+/// workers while [`Spread::workers_only_while`]'s condition holds.
 #[derive(Clone)]
 pub struct Spread {
     handles: Arc<[Handle]>,
     /// The runtime's workers: how many of every round of connections stay with them.
     workers: usize,
     next: usize,
+    /// While this answers true, every connection goes to the workers.
+    workers_only: Option<WorkersOnly>,
 }
+
+/// The condition under which a [`Spread`] puts every connection on the workers.
+pub type WorkersOnly = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Default for Spread {
     /// Every connection on the workers.
@@ -120,6 +127,7 @@ impl Default for Spread {
             handles: Arc::from([]),
             workers: 1,
             next: 0,
+            workers_only: None,
         }
     }
 }
@@ -138,8 +146,20 @@ impl Spread {
         self.handles.len()
     }
 
+    /// The same spread, but every connection accepted while `condition` answers true goes
+    /// to the workers (asked once per connection; the turns of the others resume after).
+    pub fn workers_only_while(self, condition: WorkersOnly) -> Spread {
+        Spread {
+            workers_only: Some(condition),
+            ..self
+        }
+    }
+
     /// The place for the next connection.
     pub fn next_place(&mut self) -> Place<'_> {
+        if self.handles.is_empty() || self.workers_only.as_ref().is_some_and(|holds| holds()) {
+            return Place::Workers;
+        }
         let slots = self.workers + self.handles.len();
         let slot = self.next % slots;
         self.next = (slot + 1) % slots;
@@ -185,6 +205,23 @@ mod tests {
         let threads = ConnectionThreads::start(1, 3, None).unwrap();
         let mut spread = threads.spread();
         assert_eq!(numbers(&mut spread, 9), [0, 0, 0, 1, 0, 0, 0, 1, 0]);
+        threads.stop();
+    }
+
+    #[test]
+    fn while_its_condition_holds_every_connection_goes_to_the_workers() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let threads = ConnectionThreads::start(1, 1, None).unwrap();
+        let holds = Arc::new(AtomicBool::new(false));
+        let condition = holds.clone();
+        let mut spread = threads
+            .spread()
+            .workers_only_while(Arc::new(move || condition.load(Ordering::Relaxed)));
+        assert_eq!(numbers(&mut spread, 3), [0, 1, 0]);
+        holds.store(true, Ordering::Relaxed);
+        assert_eq!(numbers(&mut spread, 4), [0, 0, 0, 0]);
+        holds.store(false, Ordering::Relaxed);
+        assert_eq!(numbers(&mut spread, 3), [1, 0, 1]);
         threads.stop();
     }
 

@@ -110,6 +110,15 @@ pub(super) fn listeners(
     );
     // A router per serving thread: see `listener::routers`.
     let api = Routers::per_thread(spread.threads(), || app(api_state.clone()));
+    // A node that started alone (and so with its default connection thread) and has since
+    // had members added serves its new client connections on the workers, as a member
+    // started with `peers` does: its fetches go through the read rounds there.
+    let spread = if config.connection_threads_by_default() && spread.threads() > 0 {
+        let node = node.clone();
+        spread.workers_only_while(Arc::new(move || node.has_several_voters()))
+    } else {
+        spread
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let listener_limits = listener::ListenerLimits {

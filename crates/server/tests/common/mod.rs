@@ -16,6 +16,20 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_statemanager")
 }
 
+/// Runs the binary with `args` (a CLI command) to its end: whether it succeeded, and its
+/// standard output followed by its standard error.
+pub fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A running server.
 pub struct Server {
     child: Option<Child>,
