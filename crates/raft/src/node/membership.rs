@@ -99,12 +99,13 @@ impl Node {
             .flatten()
     }
 
-    /// Whether the membership this node knows has another voter besides one (counted across
-    /// a joint membership's configurations): the node serves a cluster, not itself alone.
-    pub fn has_several_voters(&self) -> bool {
+    /// Whether this node is the only voter of the membership it knows (the latest appended,
+    /// in each configuration of a joint one): the same rule by which a fetch reads without a
+    /// read round (`sole_leader_term`).
+    pub fn is_sole_voter(&self) -> bool {
         let m = self.inner.raft.metrics();
         let m = m.borrow_watched();
-        crate::types::has_several_voters(m.membership_config.membership())
+        crate::types::is_sole_voter(m.membership_config.membership(), self.inner.node_id)
     }
 
     /// Whether this node leads and heard from a quorum within an election timeout.

@@ -221,7 +221,7 @@ impl Config {
     /// Whether `connection_threads` is left to its default: then a node that serves a cluster
     /// puts its client connections on the workers even when it started alone with a thread
     /// (members added later; see `serve::spawn`).
-    pub fn connection_threads_by_default(&self) -> bool {
+    pub fn connection_threads_unset(&self) -> bool {
         self.connection_threads.is_none()
     }
 

@@ -71,8 +71,9 @@ impl ListenerLimits {
 /// (the caller bounds how long it waits). With `stream_to` (the peer port), connections that
 /// open with the peer stream's preface are served by [`statemanager_raft::peer_stream`]
 /// for that node instead of HTTP, under the same connection limit, TLS and idle rule.
-/// Connections go to the runtime's workers and the connection threads of `spread` in turn,
-/// each served by its place's router.
+/// Connections go to the runtime's workers and the connection threads of `spread` in turn
+/// (or all to the workers while the spread's condition holds, see [`Spread`]), each served by
+/// its place's router.
 ///
 /// It cannot fail: a failed accept (EMFILE and the like) is logged and retried.
 pub async fn serve(

@@ -113,9 +113,9 @@ pub(super) fn listeners(
     // A node that started alone (and so with its default connection thread) and has since
     // had members added serves its new client connections on the workers, as a member
     // started with `peers` does: its fetches go through the read rounds there.
-    let spread = if config.connection_threads_by_default() && spread.threads() > 0 {
+    let spread = if config.connection_threads_unset() && spread.threads() > 0 {
         let node = node.clone();
-        spread.workers_only_while(Arc::new(move || node.has_several_voters()))
+        spread.workers_only_while(Arc::new(move || !node.is_sole_voter()))
     } else {
         spread
     };
