@@ -17,7 +17,10 @@
 #        and system calls of each node per request), METRICS=1 (print the nodes' /metrics lines
 #        matching METRICS_GREP after each run), EXTRA_CONFIG='key: value\nkey2: value' (added to
 #        every node's configuration; a binary may also be a wrapper script that sets variables),
-#        KEEP_LOGS=DIR (copy each node's log there), KEEP_WRK=DIR (copy wrk's output there)
+#        KEEP_LOGS=DIR (copy each node's log there), KEEP_WRK=DIR (copy wrk's output there),
+#        FORM=grown (node 1 starts alone and nodes 2 and 3 with `join: true` are added to it by
+#        `statemanager cluster add`, as an operator grows a cluster; default FORM=peers: all
+#        three start from their `peers` lists)
 # Every process started here is stopped by PID; every wait is bounded.
 
 set -euo pipefail
@@ -26,6 +29,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 TARGET=${TARGET:-follower}
 OP=${OP:-store}
+FORM=${FORM:-peers}
+[[ $FORM == peers || $FORM == grown ]] || { echo "FORM must be peers or grown" >&2; exit 2; }
 [[ $OP == store || $OP == fetch ]] || { echo "OP must be store or fetch" >&2; exit 2; }
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-1024}
@@ -59,8 +64,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
             {
                 echo "node_id: $((n + 1))"
                 echo "peer_listen: 127.0.0.1:${P[3 + n]}"
-                echo "peers:"
-                for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${P[3 + m]}"; done
+                if [[ $FORM == peers ]]; then
+                    echo "peers:"
+                    for m in 0 1 2; do echo "  $((m + 1)): 127.0.0.1:${P[3 + m]}"; done
+                elif ((n > 0)); then
+                    echo "join: true"
+                fi
                 echo "max_persistent_data_items: 500000"
                 echo "log_level: warning"
                 if [[ -n ${EXTRA_CONFIG:-} ]]; then printf '%b\n' "$EXTRA_CONFIG"; fi
@@ -71,6 +80,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
             track "$!"
         done
         urls="http://127.0.0.1:${P[0]},http://127.0.0.1:${P[1]},http://127.0.0.1:${P[2]}"
+        if [[ $FORM == grown ]]; then
+            python3 "$HERE/cluster.py" sm-leader --urls "http://127.0.0.1:${P[0]}" --timeout 60 >/dev/null
+            for n in 1 2; do
+                timeout 60 "$bin" cluster --peer "127.0.0.1:${P[3]}" add "$((n + 1))" \
+                    "127.0.0.1:${P[3 + n]}" >/dev/null || { echo "cluster add $((n + 1)) failed" >&2; exit 1; }
+            done
+        fi
         leader=$(python3 "$HERE/cluster.py" sm-leader --urls "$urls" --timeout 60)
         l=$((leader - 1))
         if [[ $TARGET == leader ]]; then t=$l; else t=$(((l + 1) % 3)); fi
