@@ -9,6 +9,10 @@
 # 1 KiB values over KEYS keys), with requests/s, p99 and the server's CPU per request (utime +
 # stime from /proc/PID/stat). At the end: the medians per label, and the ratios of every
 # label to the first non-ceiling one. Only 127.0.0.1; every process stopped by PID.
+#
+# CYCLE=1: also the store cycle of each store run, read from the server's /metrics before
+# and after it (`store_cycle` in lib.sh): stores per batch, the batch cycle, the mean commit
+# and log fsync in µs, and the share of batches written in place; with their medians.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8} KEYS=${KEYS:-10000} VALUE_SIZE=${VALUE_SIZE:-1024}
@@ -43,14 +47,24 @@ for ((round = 1; round <= ROUNDS; round++)); do
         timeout 60 wrk -t2 -c64 -d2s -s "$HERE/lua/sm_store.lua" "$url" >/dev/null 2>&1 || true
         line="round $round $label:"
         for op in store fetch; do
+            cycle=${CYCLE:-0}
+            [[ $label != ceiling* && $op == store ]] || cycle=0
+            ((cycle)) && curl -s --max-time 5 "$url/metrics" >"$dir/metrics-before"
             before=$(ticks "$pid")
             run_wrk "$label" "$op" "sm_$op.lua" "$url" >/dev/null
             used=$(($(ticks "$pid") - before))
+            if ((cycle)); then
+                curl -s --max-time 5 "$url/metrics" >"$dir/metrics-after"
+                store_cycle "$dir/metrics-before" "$dir/metrics-after" "$DURATION" |
+                    sed "s/^/$label\t/" >>"$WORK/cycle.tsv"
+                IFS=$'\t' read -r _ per_batch cycle_us commit_us fsync_us inline < <(tail -n1 "$WORK/cycle.tsv")
+            fi
             IFS=$'\t' read -r _ _ rps _ p99 _ < <(tail -n1 "$ROWS")
             requests=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
             cpu=$(awk -v t="$used" -v k="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / k / n : 0 }')
             printf '%s\t%s\n' "$(tail -n1 "$ROWS")" "$cpu" >>"$WORK/cpu.tsv"
             line+=" $op $rps/s p99 ${p99} ms cpu ${cpu} µs;"
+            ((cycle)) && line+=" [$per_batch per batch, cycle $cycle_us µs, commit $commit_us, fsync $fsync_us, in place $inline %]"
         done
         echo "$line"
         stop_pid "$pid" 30
@@ -59,9 +73,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 echo ""
-python3 - "$WORK/cpu.tsv" "$@" <<'PY'
+touch "$WORK/cycle.tsv"
+python3 - "$WORK/cpu.tsv" "$WORK/cycle.tsv" "$@" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+cycles = [l.rstrip("\n").split("\t") for l in open(sys.argv.pop(2)) if l.strip()]
 labels = [s.split("=", 1)[0] for s in sys.argv[2:]]
 med = {}
 for label in labels:
@@ -71,6 +87,11 @@ for label in labels:
             m = lambda i: statistics.median(float(r[i]) for r in mine)
             med[(label, op)] = m(2)
             print(f"{label} {op}: median {m(2):,.0f}/s, p99 {m(4):.2f} ms, CPU {m(8):.1f} µs per request ({len(mine)} runs)")
+    mine = [c for c in cycles if c[0] == label]
+    if mine:
+        m = lambda i: statistics.median(float(c[i]) for c in mine)
+        print(f"{label} store cycle: median {m(1):.1f} stores per batch, cycle {m(2):.0f} µs, "
+              f"commit {m(3):.0f} µs, fsync {m(4):.0f} µs, in place {m(5):.0f} % ({len(mine)} runs)")
 base = next((l for l in labels if not l.startswith("ceiling")), None)
 for label in labels:
     for op in ("store", "fetch"):

@@ -174,6 +174,41 @@ warm_wrk() {
         || problem "the warm-up with lua/$2 on $3 failed"
 }
 
+# store_cycle BEFORE AFTER SECONDS: the store cycle between two /metrics texts (files)
+# taken SECONDS apart on one node: stores per batch, a batch's cycle (SECONDS over the
+# batches), the mean commit (proposal to outcome) and log fsync, in µs, and the share of
+# batches whose log entry was written in place (tab-separated, one line).
+store_cycle() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import sys
+def load(path):
+    values = {}
+    for line in open(path):
+        if line.startswith("#"):
+            continue
+        name, _, value = line.rstrip("\n").rpartition(" ")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            pass
+    return values
+a, b, seconds = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+d = lambda k: b.get(k, 0.0) - a.get(k, 0.0)
+batches = d("statemanager_batch_ops_count")
+if batches <= 0:
+    print("\t".join(["0"] * 5))
+    sys.exit()
+fsyncs = d("statemanager_wal_append_fsync_seconds_count")
+print("\t".join(f"{v:.1f}" for v in (
+    d("statemanager_batch_ops_sum") / batches,
+    seconds / batches * 1e6,
+    d("statemanager_batch_commit_seconds_sum") / max(d("statemanager_batch_commit_seconds_count"), 1) * 1e6,
+    d("statemanager_wal_append_fsync_seconds_sum") / max(fsyncs, 1) * 1e6,
+    100 * d("statemanager_wal_inline_appends_total") / batches,
+)))
+PY
+}
+
 # preload SYSTEM KIND URL [COUNT] [SIZE]: store COUNT (default KEYS) distinct keys of SIZE
 # (default VALUE_SIZE) bytes exactly once each through URL. Sets LAST_LOAD to load.py's line.
 preload() {
