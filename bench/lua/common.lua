@@ -3,7 +3,8 @@
 -- What it provides:
 --   * a base64 encoder (etcd's JSON gateway wants base64 keys and values);
 --   * random_value(n): n random characters from the base64 alphabet (JSON-safe, and
---     different for every request so storage-level compression cannot shrink them);
+--     different for every key so storage-level compression cannot shrink them), cut from a
+--     pool of random characters at a random place; random_value_b64(n): the base64 of one;
 --   * status accounting: response() counts every answer that is not a 200 (and, for
 --     reads, every 200 whose body lacks the expected field: a "miss"), and done()
 --     prints one machine-readable BENCHRESULT line that bench/single_node.sh parses.
@@ -31,11 +32,61 @@ function M.b64(s)
   return table.concat(out)
 end
 
-function M.random_value(n)
+-- Random values are cut from one pool of random characters per thread, built at the first
+-- call (after init has seeded the generator): drawing every character anew cost each
+-- thread about a third of a second of init for 10,000 keys of 1 KiB (and base64-encoding
+-- each etcd value 1.4 s). wrk runs each thread's init in its main thread before starting
+-- that thread, and starts its clock once all are started, so the first thread's requests
+-- during the others' init were counted without their time.
+local POOL_BYTES = 3 * 16384
+-- The longest piece taken from one place in the pool: a multiple of 3, so the base64 of a
+-- value is its pieces' base64 put together.
+local PIECE = 4095
+local pool, pool_b64
+
+local function ensure_pool()
+  if pool then return end
   local t = {}
-  for i = 1, n do
+  for i = 1, POOL_BYTES do
     local r = math.random(1, 64)
     t[i] = B64:sub(r, r)
+  end
+  pool = table.concat(t)
+  pool_b64 = M.b64(pool)
+end
+
+-- The pieces of a random value of n characters: {offset, length} pairs, each starting at a
+-- random offset of the pool that is a multiple of 3.
+local function pieces(n)
+  ensure_pool()
+  local out, left = {}, n
+  while left > 0 do
+    local len = math.min(left, PIECE)
+    local start = 3 * math.random(0, math.floor((POOL_BYTES - len) / 3))
+    out[#out + 1] = { start, len }
+    left = left - len
+  end
+  return out
+end
+
+function M.random_value(n)
+  local t = {}
+  for i, p in ipairs(pieces(n)) do
+    t[i] = pool:sub(p[1] + 1, p[1] + p[2])
+  end
+  return table.concat(t)
+end
+
+-- The base64 of a random value of n characters (etcd's JSON gateway wants base64), taken
+-- from the pool's own base64 where the piece covers whole groups of 3.
+function M.random_value_b64(n)
+  local t = {}
+  for i, p in ipairs(pieces(n)) do
+    local start, len = p[1], p[2]
+    local whole = len - len % 3
+    local at = start / 3 * 4
+    t[i] = pool_b64:sub(at + 1, at + whole / 3 * 4)
+      .. (whole < len and M.b64(pool:sub(start + whole + 1, start + len)) or "")
   end
   return table.concat(t)
 end

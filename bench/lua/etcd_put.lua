@@ -6,6 +6,6 @@ local c = require "common"
 
 local headers = { ["Content-Type"] = "application/json" }
 c.install(function(i)
-  local body = '{"key":"' .. c.b64("k" .. i) .. '","value":"' .. c.b64(c.random_value(c.value_size)) .. '"}'
+  local body = '{"key":"' .. c.b64("k" .. i) .. '","value":"' .. c.random_value_b64(c.value_size) .. '"}'
   return wrk.format("POST", "/v3/kv/put", headers, body)
 end, '"header"')
