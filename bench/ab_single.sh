@@ -47,24 +47,34 @@ for ((round = 1; round <= ROUNDS; round++)); do
         timeout 60 wrk -t2 -c64 -d2s -s "$HERE/lua/sm_store.lua" "$url" >/dev/null 2>&1 || true
         line="round $round $label:"
         for op in store fetch; do
-            cycle=${CYCLE:-0}
-            [[ $label != ceiling* && $op == store ]] || cycle=0
-            ((cycle)) && curl -s --max-time 5 "$url/metrics" >"$dir/metrics-before"
+            cycle=0 cycle_text=""
+            if [[ ${CYCLE:-0} == 1 && $label != ceiling* && $op == store ]]; then
+                if curl -sf --max-time 5 "$url/metrics" >"$dir/metrics-before"; then
+                    cycle=1
+                else
+                    problem "$label: no /metrics before the store run; no cycle for it"
+                fi
+            fi
             before=$(ticks "$pid")
             run_wrk "$label" "$op" "sm_$op.lua" "$url" >/dev/null
             used=$(($(ticks "$pid") - before))
             if ((cycle)); then
-                curl -s --max-time 5 "$url/metrics" >"$dir/metrics-after"
-                store_cycle "$dir/metrics-before" "$dir/metrics-after" "$DURATION" |
-                    sed "s/^/$label\t/" >>"$WORK/cycle.tsv"
-                IFS=$'\t' read -r _ per_batch cycle_us commit_us fsync_us inline < <(tail -n1 "$WORK/cycle.tsv")
+                if curl -sf --max-time 5 "$url/metrics" >"$dir/metrics-after" &&
+                    out=$(store_cycle "$dir/metrics-before" "$dir/metrics-after" "$DURATION") &&
+                    [[ -n $out ]]; then
+                    printf '%s\t%s\n' "$label" "$out" >>"$WORK/cycle.tsv"
+                    IFS=$'\t' read -r per_batch cycle_us commit_us fsync_us inline <<<"$out"
+                    cycle_text=" [$per_batch per batch, cycle $cycle_us µs, commit $commit_us, fsync $fsync_us, in place $inline %]"
+                else
+                    problem "$label: no store cycle for round $round (no /metrics after the run, or no batch)"
+                fi
             fi
             IFS=$'\t' read -r _ _ rps _ p99 _ < <(tail -n1 "$ROWS")
             requests=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
             cpu=$(awk -v t="$used" -v k="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / k / n : 0 }')
             printf '%s\t%s\n' "$(tail -n1 "$ROWS")" "$cpu" >>"$WORK/cpu.tsv"
             line+=" $op $rps/s p99 ${p99} ms cpu ${cpu} µs;"
-            ((cycle)) && line+=" [$per_batch per batch, cycle $cycle_us µs, commit $commit_us, fsync $fsync_us, in place $inline %]"
+            line+=$cycle_text
         done
         echo "$line"
         stop_pid "$pid" 30

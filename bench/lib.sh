@@ -177,7 +177,8 @@ warm_wrk() {
 # store_cycle BEFORE AFTER SECONDS: the store cycle between two /metrics texts (files)
 # taken SECONDS apart on one node: stores per batch, a batch's cycle (SECONDS over the
 # batches), the mean commit (proposal to outcome) and log fsync, in µs, and the share of
-# batches whose log entry was written in place (tab-separated, one line).
+# batches whose log entry was written in place (tab-separated, one line); nothing when no
+# batch was proposed in between.
 store_cycle() {
     python3 - "$1" "$2" "$3" <<'PY'
 import sys
@@ -196,7 +197,6 @@ a, b, seconds = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
 d = lambda k: b.get(k, 0.0) - a.get(k, 0.0)
 batches = d("statemanager_batch_ops_count")
 if batches <= 0:
-    print("\t".join(["0"] * 5))
     sys.exit()
 fsyncs = d("statemanager_wal_append_fsync_seconds_count")
 print("\t".join(f"{v:.1f}" for v in (

@@ -1,6 +1,7 @@
 -- wrk: POST /v3/kv/put to etcd's JSON gateway, a random key among k0..k(BENCH_KEYS-1) and a
--- fresh random BENCH_VALUE_SIZE-byte value per key (both base64-encoded on the wire, as the
--- gateway requires; etcd stores the decoded bytes). Counts non-200 answers.
+-- random BENCH_VALUE_SIZE-byte value per key, cut from common.lua's pool (both base64-encoded
+-- on the wire, as the gateway requires; etcd stores the decoded bytes). Counts non-200
+-- answers.
 package.path = (os.getenv("BENCH_LUA_DIR") or "bench/lua") .. "/?.lua;" .. package.path
 local c = require "common"
 
