@@ -2,10 +2,9 @@
 --
 -- What it provides:
 --   * a base64 encoder (etcd's JSON gateway wants base64 keys and values);
---   * random_value(n): n random characters from the base64 alphabet (JSON-safe and
---     incompressible one by one), cut at a random place from a 48 KiB pool of random
---     characters; with 10,000 keys of 1 KiB about a quarter share their value with another
---     key (nothing measured here compresses or deduplicates values);
+--   * random_value(n): n random characters from the base64 alphabet (JSON-safe, and
+--     different for every key so storage-level compression cannot shrink them), cut from a
+--     48 KiB pool of random characters drawn once per thread, each value at another place;
 --     random_value_b64(n): the base64 of one;
 --   * status accounting: response() counts every answer that is not a 200 (and, for
 --     reads, every 200 whose body lacks the expected field: a "miss"), and done()
@@ -57,15 +56,24 @@ local function ensure_pool()
   pool_b64 = M.b64(pool)
 end
 
--- The pieces of a random value of n characters: {offset, length} pairs, each starting at a
--- random offset of the pool that is a multiple of 3.
+-- Successive pieces start STEP places (of 3 characters) apart, from a random first place: a
+-- prime above the pool's POOL_BYTES / 3 places, so it shares no factor with their number and
+-- no place is taken twice before every one has been (10,000 values of 1 KiB take 10,000 of
+-- the 16,043 places a 1 KiB piece can start at, so each key gets a value of its own).
+local STEP = 16411
+local next_place
+
+-- The pieces of a random value of n characters: {offset, length} pairs, each starting at an
+-- offset of the pool that is a multiple of 3.
 local function pieces(n)
   ensure_pool()
   local out, left = {}, n
   while left > 0 do
     local len = math.min(left, PIECE)
-    local start = 3 * math.random(0, math.floor((POOL_BYTES - len) / 3))
-    out[#out + 1] = { start, len }
+    local places = math.floor((POOL_BYTES - len) / 3) + 1
+    next_place = next_place or math.random(0, places - 1)
+    out[#out + 1] = { 3 * (next_place % places), len }
+    next_place = next_place + STEP
     left = left - len
   end
   return out
