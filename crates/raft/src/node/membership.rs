@@ -101,10 +101,10 @@ impl Node {
 
     /// Whether this node is the only voter of the membership it knows (the latest appended,
     /// in each configuration of a joint one): the same rule by which a fetch reads without a
-    /// read round (`sole_leader_term`).
+    /// read round (`sole_leader_term`), read from the same kept server metrics (no receiver
+    /// cloned per call).
     pub fn is_sole_voter(&self) -> bool {
-        let m = self.inner.raft.metrics();
-        let m = m.borrow_watched();
+        let m = self.inner.server_metrics.borrow_watched();
         crate::types::is_sole_voter(m.membership_config.membership(), self.inner.node_id)
     }
 
