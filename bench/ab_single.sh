@@ -3,12 +3,14 @@
 #
 #   bench/ab_single.sh ceiling=target/release/examples/http_ceiling before=/path/a after=/path/b
 #
-# Each LABEL=BINARY (a label starting with "ceiling" is the ceiling server) gets a fresh
-# process and data dir per round; the builds alternate round by round (ROUNDS, default 3).
+# Each LABEL=BINARY (a label starting with "ceiling" is the ceiling server, one starting with
+# "durable" the durable ceiling, examples/durable_ceiling.rs, which answers stores only: its
+# fetch runs are skipped; "durableN" gives it a gather of N requests) gets a fresh process and
+# data dir per round; the builds alternate round by round (ROUNDS, default 3).
 # Per run: 2 s of warm-up stores, then wrk stores and fetches (DURATION s each, -t2 -c64,
 # 1 KiB values over KEYS keys), with requests/s, p99 and the server's CPU per request (utime +
 # stime from /proc/PID/stat). At the end: the medians per label, and the ratios of every
-# label to the first non-ceiling one. Only 127.0.0.1; every process stopped by PID.
+# label to the first that is neither ceiling. Only 127.0.0.1; every process stopped by PID.
 #
 # CYCLE=1: also the store cycle of each store run, read from the server's /metrics before
 # and after it (`store_cycle` in lib.sh): stores per batch, the batch cycle, the mean commit
@@ -31,6 +33,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
         mkdir -p "$dir"
         if [[ $label == ceiling* ]]; then
             "$bin" 127.0.0.1:0 "$dir/addr.json" >/dev/null 2>&1 &
+        elif [[ $label == durable* ]]; then
+            gather=${label#durable}
+            [[ $gather =~ ^[0-9]+$ ]] || gather=0
+            "$bin" 127.0.0.1:0 "$dir/addr.json" "$dir" "$gather" >/dev/null 2>&1 &
         else
             # Room for every key (the default max_persistent_data_items is 1024).
             printf 'max_persistent_data_items: %s\nlog_level: warning\n' $((KEYS * 2)) >"$dir/config.yaml"
@@ -41,14 +47,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
         track "$pid"
         wait_for 60 "$label's address file" test -s "$dir/addr.json"
         url=http://$(addr_of "$dir/addr.json")
-        [[ $label == ceiling* ]] || wait_for 60 "$label /ready" http_200 "$url/ready"
+        ours=1
+        [[ $label == ceiling* || $label == durable* ]] && ours=0
+        ((ours == 0)) || wait_for 60 "$label /ready" http_200 "$url/ready"
         # Every key stored once (fetches then find them), then 2 s of warm-up stores.
-        [[ $label == ceiling* ]] || preload "$label" statemanager "$url" >/dev/null
+        ((ours == 0)) || preload "$label" statemanager "$url" >/dev/null
         timeout 60 wrk -t2 -c64 -d2s -s "$HERE/lua/sm_store.lua" "$url" >/dev/null 2>&1 || true
         line="round $round $label:"
-        for op in store fetch; do
+        ops=(store fetch)
+        [[ $label == durable* ]] && ops=(store)
+        for op in "${ops[@]}"; do
             cycle=0 cycle_text=""
-            if [[ ${CYCLE:-0} == 1 && $label != ceiling* && $op == store ]]; then
+            if [[ ${CYCLE:-0} == 1 && $ours == 1 && $op == store ]]; then
                 if curl -sf --max-time 5 "$url/metrics" >"$dir/metrics-before"; then
                     cycle=1
                 else
@@ -102,7 +112,7 @@ for label in labels:
         m = lambda i: statistics.median(float(c[i]) for c in mine)
         print(f"{label} store cycle: median {m(1):.1f} stores per batch, cycle {m(2):.0f} µs, "
               f"commit {m(3):.0f} µs, fsync {m(4):.0f} µs, in place {m(5):.0f} % ({len(mine)} runs)")
-base = next((l for l in labels if not l.startswith("ceiling")), None)
+base = next((l for l in labels if not l.startswith(("ceiling", "durable"))), None)
 for label in labels:
     for op in ("store", "fetch"):
         if base and label != base and (label, op) in med and (base, op) in med:
