@@ -28,6 +28,8 @@ use axum::routing::post;
 use axum::Router;
 use tokio::sync::oneshot;
 
+mod common;
+
 const STORE_ANSWER: &str =
     r#"{"stored":true,"timestamp":1764000000.123456,"expires_at":1764003600.123456}"#;
 
@@ -103,16 +105,10 @@ async fn main() -> std::io::Result<()> {
                 }
             }
         })?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let local = listener.local_addr()?;
-    println!("{local}");
-    if let Some(file) = addr_file {
-        std::fs::write(file, format!("{{\"http\":\"{local}\"}}"))?;
-    }
     let app = Router::new()
         .route("/store_data", post(store))
         .with_state(queue);
-    axum::serve(listener, app).await
+    common::serve(&addr, addr_file, app).await
 }
 
 async fn store(

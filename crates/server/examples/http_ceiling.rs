@@ -20,6 +20,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::post;
 use axum::Router;
 
+mod common;
+
 /// The answer of a store: the same size as `statemanager`'s (`stored`, `timestamp`, `expires_at`).
 const STORE_ANSWER: &str =
     r#"{"stored":true,"timestamp":1764000000.123456,"expires_at":1764003600.123456}"#;
@@ -29,16 +31,10 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".to_string());
     let addr_file = args.next();
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let local = listener.local_addr()?;
-    println!("{local}");
-    if let Some(file) = addr_file {
-        std::fs::write(file, format!("{{\"http\":\"{local}\"}}"))?;
-    }
     let app = Router::new()
         .route("/store_data", post(store))
         .route("/fetch_data", post(fetch));
-    axum::serve(listener, app).await
+    common::serve(&addr, addr_file, app).await
 }
 
 /// Reads the whole body, answers a small JSON object.
