@@ -10,7 +10,8 @@
 # Per run: 2 s of warm-up stores, then wrk stores and fetches (DURATION s each, -t2 -c64,
 # 1 KiB values over KEYS keys), with requests/s, p99 and the server's CPU per request (utime +
 # stime from /proc/PID/stat). At the end: the medians per label, and the ratios of every
-# label to the first that is neither ceiling. Only 127.0.0.1; every process stopped by PID.
+# label to the first that is not a ceiling of either kind. Only 127.0.0.1; every process
+# stopped by PID.
 #
 # CYCLE=1: also the store cycle of each store run, read from the server's /metrics before
 # and after it (`store_cycle` in lib.sh): stores per batch, the batch cycle, the mean commit

@@ -12,9 +12,9 @@
 //! target/release/examples/durable_ceiling 127.0.0.1:0 ADDR_FILE DIR [GATHER]
 //! ```
 //!
-//! With `GATHER` (a number of requests), the thread waits after each block until that many
-//! requests are queued, or 3 ms have passed, before it writes the next: every caller in one
-//! block, as `statemanager`'s writer gathers them (`write_gather_ms`). Without it, the
+//! With `GATHER` (a number of requests), the thread, once a block's first request is queued,
+//! waits until that many are, or 3 ms have passed, before it writes the block: every caller
+//! in one block, as `statemanager`'s writer gathers them (`write_gather_ms`). Without it, the
 //! callers split into groups that take turns, one group's requests arriving while the other's
 //! block is made durable.
 
