@@ -94,6 +94,33 @@ fn write_err(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Erro
     std::io::Error::other(e)
 }
 
+/// Finishes a purge that a crash cut between its two markers. A purge writes openraft's
+/// marker (`META_PURGED`) durably first and the log's own purge index after it; a power cut
+/// between the two leaves the log holding records at or below the purged index. openraft
+/// then reads a last log id below the purged one (a follower's log that ended before the
+/// snapshot it installed) and refuses to start ("inverted log order"), and an append after
+/// the purged index would leave a hole. The log's own purge is made durable here, before
+/// anything reads the log. A damaged marker is left for `get_log_state` to refuse.
+fn finish_interrupted_purge(engine: &LogEngine) -> Result<(), StorageError> {
+    let Ok(Some(marker)) = engine.get_meta(META_PURGED) else {
+        return Ok(());
+    };
+    let Ok(purged) = decode::<LogId>(&marker) else {
+        return Ok(());
+    };
+    if engine
+        .first_index()
+        .is_some_and(|first| first <= purged.index)
+    {
+        tracing::warn!(
+            purged = %purged,
+            "a log purge was cut short (a crash between its markers); finishing it"
+        );
+        engine.purge_through(purged.index, (META_PURGED, &marker))?;
+    }
+    Ok(())
+}
+
 fn corrupt(what: String, e: postcard::Error) -> StorageError {
     StorageError::Corrupt {
         what,
@@ -122,6 +149,7 @@ impl LogStore {
         writer_slice: Option<std::time::Duration>,
         inline: Option<Arc<inline::InlineWrites>>,
     ) -> std::io::Result<Self> {
+        finish_interrupted_purge(&engine).map_err(std::io::Error::other)?;
         let tail = Arc::new(Mutex::new(LogTail::new(limits)));
         if let Ok(Some((last, _))) = engine.last() {
             // What the WAL holds at start is written.

@@ -73,6 +73,11 @@ impl LogEngine {
         self.wal().read_range(start, end)
     }
 
+    /// The index of the first record held (after the purged ones), if any.
+    pub fn first_index(&self) -> Option<u64> {
+        self.wal().first_index()
+    }
+
     /// The last record, if any.
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
         let wal = self.wal();

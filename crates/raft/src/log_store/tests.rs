@@ -152,6 +152,44 @@ async fn a_purge_marker_missing_or_stale_keeps_more_log_and_a_damaged_one_is_ref
     }
 }
 
+/// A purge cut by a crash between its two markers (openraft's written, the log's own not):
+/// the log still holds records at or below the purged index. Start-up finishes the purge,
+/// whether the purged index is inside the log or beyond its end (a follower's log that
+/// ended before the snapshot it installed: openraft refused to start on it, "inverted log
+/// order"), and appends go on after it.
+#[tokio::test]
+async fn a_purge_cut_between_its_markers_is_finished_at_start() {
+    for (purged, first_kept) in [(3, Some(4)), (9, None)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = prepared(tmp.path());
+        engine
+            .put_meta(META_PURGED, &encode(&log_id(2, purged)).unwrap())
+            .unwrap();
+        drop(engine);
+        let mut store =
+            LogStore::new(LogEngine::open(tmp.path()).unwrap()).expect("the log writer starts");
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(2, purged)));
+        assert_eq!(
+            state.last_log_id,
+            Some(log_id(2, purged.max(5))),
+            "purged {purged}"
+        );
+        assert_eq!(store.engine.first_index(), first_kept, "purged {purged}");
+        let next = purged.max(5) + 1;
+        submit(&mut store, next)
+            .await
+            .await
+            .expect("answered")
+            .expect("appended after the purge");
+        drop(store);
+        // Durably: the log's own marker was written too.
+        let engine = LogEngine::open(tmp.path()).unwrap();
+        assert_eq!(engine.first_index(), first_kept.or(Some(next)));
+        assert_eq!(engine.last().unwrap().map(|(i, _)| i), Some(next));
+    }
+}
+
 fn blank(index: u64) -> Entry {
     Entry {
         log_id: log_id(1, index),

@@ -101,7 +101,6 @@ pub struct Wal {
 }
 impl Wal {
     /// Index of the first record held, if any.
-    #[cfg(test)]
     pub fn first_index(&self) -> Option<u64> {
         (!self.locs.is_empty()).then_some(self.first)
     }
