@@ -54,6 +54,14 @@ mod open;
 mod spares;
 
 use format::*;
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: [`Wal::truncate_from`] stops, as a crash would, right after shortening the
+    /// segment its cut falls in.
+    pub(crate) static CRASH_AFTER_SHORTENING: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
 pub(crate) use format::{MAGIC, MAGIC_V2, MAGIC_V3};
 use spares::recyclable;
 pub use spares::Spares;
@@ -381,8 +389,17 @@ impl Wal {
             .range(cut.segment + 1..)
             .map(|(k, _)| *k)
             .collect();
+        let removes_segments = !later.is_empty();
         for first in later {
             self.remove_segment(first)?;
+        }
+        if removes_segments {
+            // The removals are made durable before the segment the cut falls in is shortened:
+            // a crash between the two must not leave that segment shortened and a later one
+            // back (a hole, which recovery refuses as damage). Losing the shortening instead
+            // leaves the records up to that segment's end, as before the truncation: they
+            // were never committed, and the next leader's appends truncate them again.
+            sync_dir(&self.dir)?;
         }
         let segment = self
             .segments
@@ -393,6 +410,13 @@ impl Wal {
             .set_len(cut.offset)
             .and_then(|_| segment.file.sync_all())
             .map_err(|e| StorageError::io(format!("truncating {}", segment.path.display()), e))?;
+        #[cfg(test)]
+        if CRASH_AFTER_SHORTENING.with(std::cell::Cell::get) {
+            return Err(StorageError::io(
+                "truncating (stopped by the test)".to_string(),
+                std::io::Error::other("crash"),
+            ));
+        }
         segment.size = cut.offset;
         self.locs.truncate((from - self.first) as usize);
         sync_dir(&self.dir)
