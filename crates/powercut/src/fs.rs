@@ -33,6 +33,13 @@ pub struct Counters {
     pub writes: u64,
     /// Requests refused because their handle was opened before a cut.
     pub stale_handles: u64,
+    /// Requests that change the file system or make something durable (every one of the
+    /// above but the refused ones, and creations, removals, renames, links, truncations),
+    /// served while the power was on.
+    pub changes: u64,
+    /// Such requests refused with EIO because the power was off
+    /// ([`crate::Mount::power_off_after`]).
+    pub unpowered: u64,
 }
 
 /// The model and the open handles, behind one lock.
@@ -43,12 +50,31 @@ pub(crate) struct State {
     handles: HashMap<u64, Ino>,
     next_handle: u64,
     pub(crate) counters: Counters,
+    /// How many more changing requests are served before the power goes off (`None`: the
+    /// power stays on).
+    pub(crate) power_left: Option<u64>,
 }
 
 impl State {
     /// Forgets every open handle (a cut: their process is gone).
     pub(crate) fn close_all(&mut self) {
         self.handles.clear();
+    }
+
+    /// Admits one request that changes the file system or makes something durable: EIO,
+    /// changing nothing, once the power is off.
+    fn change(&mut self) -> Result<(), Errno> {
+        match self.power_left {
+            Some(0) => {
+                self.counters.unpowered += 1;
+                Err(Errno::EIO)
+            }
+            left => {
+                self.power_left = left.map(|n| n - 1);
+                self.counters.changes += 1;
+                Ok(())
+            }
+        }
     }
 
     fn open(&mut self, ino: Ino) -> FileHandle {
@@ -133,6 +159,9 @@ impl PowerCutFs {
             Ok(ino) => ino,
             Err(e) => return reply.error(e),
         };
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
         *count(&mut state.counters) += 1;
         match state.model.sync(ino) {
             Ok(()) => reply.ok(),
@@ -180,6 +209,11 @@ impl Filesystem for PowerCutFs {
                 return reply.error(e);
             }
         }
+        if size.is_some() || mode.is_some() {
+            if let Err(e) = state.change() {
+                return reply.error(e);
+            }
+        }
         let result = (|| {
             if let Some(size) = size {
                 state.model.truncate(ino.0, size)?;
@@ -205,7 +239,11 @@ impl Filesystem for PowerCutFs {
         reply: ReplyEntry,
     ) {
         let mode = (mode & !umask & 0o7777) as u16;
-        match self.lock().model.mkdir(parent.0, name, mode) {
+        let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
+        match state.model.mkdir(parent.0, name, mode) {
             Ok(a) => reply.entry(&TTL, &file_attr(a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
@@ -219,21 +257,33 @@ impl Filesystem for PowerCutFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.lock().model.link(ino.0, newparent.0, newname) {
+        let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
+        match state.model.link(ino.0, newparent.0, newname) {
             Ok(a) => reply.entry(&TTL, &file_attr(a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.lock().model.unlink(parent.0, name) {
+        let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
+        match state.model.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.lock().model.rmdir(parent.0, name) {
+        let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
+        match state.model.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -253,8 +303,11 @@ impl Filesystem for PowerCutFs {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self
-            .lock()
+        let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
+        match state
             .model
             .rename(parent.0, name, newparent.0, newname, no_replace)
         {
@@ -268,6 +321,9 @@ impl Filesystem for PowerCutFs {
         match state.model.attr(ino.0) {
             Ok(a) if a.kind == Kind::File => {
                 if flags.0 & libc::O_TRUNC != 0 {
+                    if let Err(e) = state.change() {
+                        return reply.error(e);
+                    }
                     if let Err(e) = state.model.truncate(ino.0, 0) {
                         return reply.error(errno(e));
                     }
@@ -319,6 +375,9 @@ impl Filesystem for PowerCutFs {
             Ok(ino) => ino,
             Err(e) => return reply.error(e),
         };
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
         state.counters.writes += 1;
         match state.model.write(ino, offset, data) {
             Ok(()) => reply.written(data.len() as u32),
@@ -448,6 +507,9 @@ impl Filesystem for PowerCutFs {
         reply: ReplyCreate,
     ) {
         let mut state = self.lock();
+        if let Err(e) = state.change() {
+            return reply.error(e);
+        }
         let mode = (mode & !umask & 0o7777) as u16;
         match state.model.create(parent.0, name, mode) {
             Ok(a) => {

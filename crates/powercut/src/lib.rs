@@ -93,6 +93,16 @@ impl Mount {
         self.fs.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The power goes off after `changes` more requests that change the file system or make
+    /// something durable (writes, truncations, creations, removals, renames, links, fsyncs):
+    /// every later one fails with EIO and changes nothing, as if the machine had stopped right
+    /// there, until the next cut ([`Mount::cut`], [`Mount::cut_strict`]) brings the power
+    /// back. Reads still work. Counting the requests of a run first
+    /// ([`Counters::changes`]) lets a test stop the same run at every one of them in turn.
+    pub fn power_off_after(&self, changes: u64) {
+        self.state().power_left = Some(changes);
+    }
+
     /// The power cut. Every process that used the file system must have been killed and
     /// reaped first (their handles are closed here: a request still in flight from one of
     /// them fails and changes nothing). What survives of each unsynced change is drawn from
@@ -100,6 +110,7 @@ impl Mount {
     pub fn cut(&self, seed: u64) -> CutReport {
         let mut state = self.state();
         state.close_all();
+        state.power_left = None;
         state.model.cut(&mut Rng::new(seed))
     }
 
@@ -107,6 +118,7 @@ impl Mount {
     pub fn cut_strict(&self) -> CutReport {
         let mut state = self.state();
         state.close_all();
+        state.power_left = None;
         state.model.cut_strict()
     }
 
@@ -195,6 +207,30 @@ mod tests {
             !is_mounted(tmp.path()),
             "the mount is gone once the Mount is dropped"
         );
+    }
+
+    /// Once the power is off every change fails and changes nothing; a cut brings it back.
+    #[test]
+    fn after_the_power_goes_off_nothing_changes_until_a_cut() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mount = Mount::new(tmp.path()).expect("mount (root and /dev/fuse needed)");
+        let root = mount.path();
+        let before = mount.counters().changes;
+        mount.power_off_after(2);
+        let mut file = std::fs::File::create(root.join("f")).unwrap(); // 1: create
+        file.write_all(b"written").unwrap(); // 2: write
+        assert!(file.write_all(b" refused").is_err(), "the power is off");
+        assert!(file.sync_all().is_err());
+        assert!(std::fs::File::create(root.join("g")).is_err());
+        assert_eq!(std::fs::read(root.join("f")).unwrap(), b"written");
+        let counters = mount.counters();
+        assert_eq!(counters.changes - before, 2, "{counters:?}");
+        assert!(counters.unpowered >= 3, "{counters:?}");
+        drop(file);
+        let report = mount.cut_strict();
+        assert!(!root.join("f").exists(), "never synced: {report:?}");
+        std::fs::write(root.join("h"), b"the power is back").unwrap();
+        drop(mount);
     }
 
     /// A mount dropped while a handle on it is still open is detached, not left behind.

@@ -212,6 +212,9 @@ fn read_meta(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
 }
 
 #[cfg(test)]
+mod crash_points;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

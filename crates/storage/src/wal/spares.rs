@@ -122,6 +122,12 @@ impl Spares {
         }
     }
 
+    /// Prepares a spare on the calling thread (tests whose every step must come in order).
+    #[cfg(test)]
+    pub(crate) fn prepare_now(&self, dir: &Path, bytes: u64) -> Result<(), crate::StorageError> {
+        self.prepare(dir, bytes)
+    }
+
     /// Writes a zero-filled spare of `bytes` in `dir`, durably, and keeps it.
     fn prepare(&self, dir: &Path, bytes: u64) -> Result<(), crate::StorageError> {
         let spare = spare_path(dir);
