@@ -304,7 +304,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
+    /// Makes the vote durable after every append submitted before it, and only when those
+    /// were written: the log and the vote reach the disk in the order openraft asks for them.
+    /// openraft campaigns as soon as a first start has appended its founding membership, and
+    /// a vote durable ahead of that entry left, after a power cut between the two, a node
+    /// that counted itself initialised (its term was no longer 0) with no membership at all:
+    /// it never became ready.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
+        self.flusher.barrier().await.map_err(write_err)?;
+        if let Some(reason) = self.flusher.failure() {
+            return Err(std::io::Error::other(format!(
+                "the vote is not saved: an earlier log append failed: {reason}"
+            )));
+        }
         let bytes = encode(vote).map_err(write_err)?;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.put_meta(META_VOTE, &bytes))

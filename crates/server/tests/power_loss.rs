@@ -559,3 +559,102 @@ async fn a_follower_cut_right_after_installing_a_snapshot_keeps_it() {
     drop(cluster);
     drop(mount);
 }
+
+/// Runs a first start and its first stores on `data`, with the power going off after `budget`
+/// changing requests (none: it stays on), until the stores are done, the server has stopped
+/// on a failed write, or it has run a moment after the power went (bounded); then kills it.
+/// The stores acknowledged go into `ledger`.
+async fn first_start_and_stores(
+    mount: &Mount,
+    work: &Path,
+    data: &Path,
+    budget: Option<u64>,
+    ledger: &mut Ledger,
+) {
+    let unpowered = mount.counters().unpowered;
+    if let Some(budget) = budget {
+        mount.power_off_after(budget);
+    }
+    std::fs::create_dir_all(work).expect("work dir");
+    let mut server = Server::launch(work, data, BUSY_CONFIG, &[], &[]);
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut power_went: Option<Instant> = None;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "neither ready nor stopped:\n{}",
+            server.log()
+        );
+        if power_went.is_none() && mount.counters().unpowered > unpowered {
+            power_went = Some(Instant::now());
+        }
+        if power_went.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+            || server.wait_exit(Duration::ZERO).is_some()
+        {
+            break;
+        }
+        if work.join("addr.json").exists() && server.try_wait_started(Duration::ZERO).is_ok() {
+            let ready = client.get(server.url("/ready")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                for n in 0..3 {
+                    let key = format!("first-{n}");
+                    ledger.sent.insert(key.clone(), 1);
+                    if store(&client, &server.base, &key, 1).await {
+                        ledger.acked.insert(key, 1);
+                    }
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill9();
+}
+
+/// A first start and its first three stores, stopped in turn at every request that changes
+/// the file system (the power goes off there: `Mount::power_off_after`), each cut strictly or
+/// by a seed: the next start always comes up, with every store acknowledged before the stop,
+/// and takes a store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_stopped_at_every_change_starts_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount = mount_on(tmp.path());
+    // The whole run once, to count its changing requests.
+    let before = mount.counters().changes;
+    let mut ledger = Ledger::default();
+    let (work, data) = (tmp.path().join("work-all"), mount.path().join("all"));
+    first_start_and_stores(&mount, &work, &data, None, &mut ledger).await;
+    let changes = mount.counters().changes - before;
+    assert_eq!(ledger.acked_count(), 3, "the run without a stop");
+    assert!(changes > 10, "{changes} changing requests");
+    eprintln!("a first start and three stores: {changes} changing requests");
+    mount.cut_strict();
+
+    let started = Instant::now();
+    for k in 0..changes {
+        let mut ledger = Ledger::default();
+        let work = tmp.path().join(format!("work-{k}"));
+        let data = mount.path().join(format!("data-{k}"));
+        first_start_and_stores(&mount, &work, &data, Some(k), &mut ledger).await;
+        let report = if k % 2 == 0 {
+            mount.cut_strict()
+        } else {
+            mount.cut(k)
+        };
+        let what = format!("power off after {k} of {changes} changes, cut {report:?}");
+        let server = start_ready(&work, &data, BUSY_CONFIG, &[])
+            .await
+            .unwrap_or_else(|why| panic!("{what}: the next start fails: {why}"));
+        let found = check(&server.base, &ledger).await;
+        assert!(found.lost.is_empty(), "{what}: lost {:?}", found.lost);
+        assert!(
+            store(&client(), &server.base, "after", 1).await,
+            "{what}: no store after the restart:\n{}",
+            server.log()
+        );
+        drop(server);
+    }
+    eprintln!("{changes} stops in {} s", started.elapsed().as_secs());
+    drop(mount);
+}

@@ -135,6 +135,15 @@ impl Flusher {
         wait.await.map_err(|_| FlusherGone)
     }
 
+    /// Why a write failed, once one has (every later one fails too).
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.log
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn send(&self, job: Job) -> Result<(), FlusherGone> {
         self.log.pending.fetch_add(1, Ordering::AcqRel);
         self.jobs.send(job).map_err(|_| {
