@@ -45,6 +45,8 @@ struct PurgeJob {
     through: u64,
     marker: Vec<u8>,
     files: Vec<std::path::PathBuf>,
+    /// Told once the markers are durable (or could not be written), when the caller waits.
+    done: Option<tokio::sync::oneshot::Sender<Result<(), StorageError>>>,
 }
 
 /// Finishes purges on a thread of their own, in order: the purge markers are written durably
@@ -67,11 +69,18 @@ impl Purges {
             .spawn(move || {
                 // Ends when every LogStore clone (every sender) is gone.
                 while let Ok(job) = queue.recv() {
-                    if let Err(e) =
-                        engine.finish_purge(job.through, (META_PURGED, &job.marker), job.files)
-                    {
+                    let finished =
+                        engine.finish_purge(job.through, (META_PURGED, &job.marker), job.files);
+                    match job.done {
+                        Some(done) => {
+                            let _ = done.send(finished);
+                        }
                         // Not fatal: the records stay on disk until a later purge or restart.
-                        tracing::error!(error = %e, "finishing a log purge failed");
+                        None => {
+                            if let Err(e) = finished {
+                                tracing::error!(error = %e, "finishing a log purge failed");
+                            }
+                        }
                     }
                 }
             });
@@ -392,6 +401,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// markers and the deletion of whole segments, to the purge thread (see [`Purges`]). The
     /// entries are covered by a durable snapshot before openraft purges them, so a crash
     /// before the thread is done only means the log starts earlier on restart.
+    ///
+    /// Except when the purge leaves the log empty (a snapshot at its last entry with
+    /// `snapshot_keep_logs: 0`, or one installed from the leader): the next append then
+    /// starts a new segment and removes the old ones, durably, so this waits for the markers
+    /// first. Without them, a cut after that append left a log starting after a gap no
+    /// marker explained, and the node could not start ("log entry not found").
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         // Entries are purged only once applied, so written; the barrier orders the WAL's
         // bookkeeping after every append submitted before.
@@ -403,10 +418,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut latest = self.purges.latest.lock().unwrap_or_else(|p| p.into_inner());
             *latest = (*latest).max(Some(log_id));
         }
+        let (done, finished) = match self.engine.first_index() {
+            Some(_) => (None, None),
+            None => {
+                let (done, finished) = tokio::sync::oneshot::channel();
+                (Some(done), Some(finished))
+            }
+        };
         let job = PurgeJob {
             through: log_id.index,
             marker,
             files,
+            done,
         };
         let sent = self
             .purges
@@ -423,6 +446,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(write_err)?
             .map_err(write_err)?;
+            return Ok(());
+        }
+        if let Some(finished) = finished {
+            finished
+                .await
+                .map_err(|_| std::io::Error::other("the log purge thread stopped"))?
+                .map_err(write_err)?;
         }
         Ok(())
     }

@@ -560,14 +560,24 @@ async fn a_follower_cut_right_after_installing_a_snapshot_keeps_it() {
     drop(mount);
 }
 
-/// Runs a first start and its first stores on `data`, with the power going off after `budget`
-/// changing requests (none: it stays on), until the stores are done, the server has stopped
-/// on a failed write, or it has run a moment after the power went (bounded); then kills it.
-/// The stores acknowledged go into `ledger`.
-async fn first_start_and_stores(
+/// A history to stop at every changing request: a first start with `config` and `env`, then
+/// `stores` stores one after the other, `pause` apart.
+struct History<'a> {
+    config: &'a str,
+    env: &'a [(&'a str, &'a std::ffi::OsStr)],
+    stores: usize,
+    pause: Duration,
+}
+
+/// Runs `history` on `data`, with the power going off after `budget` changing requests
+/// (none: it stays on), until its stores are done, one has failed, the server has stopped on
+/// a failed write, or it has run a moment after the power went (bounded); then kills it. The
+/// stores acknowledged go into `ledger`.
+async fn run_history(
     mount: &Mount,
     work: &Path,
     data: &Path,
+    history: &History<'_>,
     budget: Option<u64>,
     ledger: &mut Ledger,
 ) {
@@ -576,7 +586,7 @@ async fn first_start_and_stores(
         mount.power_off_after(budget);
     }
     std::fs::create_dir_all(work).expect("work dir");
-    let mut server = Server::launch(work, data, BUSY_CONFIG, &[], &[]);
+    let mut server = Server::launch(work, data, history.config, &[], history.env);
     let client = client();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut power_went: Option<Instant> = None;
@@ -597,12 +607,14 @@ async fn first_start_and_stores(
         if work.join("addr.json").exists() && server.try_wait_started(Duration::ZERO).is_ok() {
             let ready = client.get(server.url("/ready")).send().await;
             if ready.is_ok_and(|r| r.status() == 200) {
-                for n in 0..3 {
-                    let key = format!("first-{n}");
+                for n in 0..history.stores {
+                    let key = format!("key-{n}");
                     ledger.sent.insert(key.clone(), 1);
-                    if store(&client, &server.base, &key, 1).await {
-                        ledger.acked.insert(key, 1);
+                    if !store(&client, &server.base, &key, 1).await {
+                        break;
                     }
+                    ledger.acked.insert(key, 1);
+                    tokio::time::sleep(history.pause).await;
                 }
                 break;
             }
@@ -612,38 +624,50 @@ async fn first_start_and_stores(
     server.kill9();
 }
 
-/// A first start and its first three stores, stopped in turn at every request that changes
-/// the file system (the power goes off there: `Mount::power_off_after`), each cut strictly or
-/// by a seed: the next start always comes up, with every store acknowledged before the stop,
-/// and takes a store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_start_stopped_at_every_change_starts_again() {
+/// Runs `history` once to count its changing requests, then again for every one of them (or
+/// every `stride`-th, from an offset drawn from `POWERCUT_SEED` or the clock and printed), with
+/// the power going off there, each stop cut strictly or by a seed: the next start must come
+/// up, hold every store acknowledged before the stop, and take a store.
+async fn stop_at_every_change(history: &History<'_>, stride: u64) {
+    let seed = seed_from_env_or(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into()),
+    );
+    let offset = seed % stride;
+    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
-    // The whole run once, to count its changing requests.
     let before = mount.counters().changes;
     let mut ledger = Ledger::default();
     let (work, data) = (tmp.path().join("work-all"), mount.path().join("all"));
-    first_start_and_stores(&mount, &work, &data, None, &mut ledger).await;
+    run_history(&mount, &work, &data, history, None, &mut ledger).await;
     let changes = mount.counters().changes - before;
-    assert_eq!(ledger.acked_count(), 3, "the run without a stop");
+    assert_eq!(
+        ledger.acked_count(),
+        history.stores,
+        "the run without a stop"
+    );
     assert!(changes > 10, "{changes} changing requests");
-    eprintln!("a first start and three stores: {changes} changing requests");
     mount.cut_strict();
 
     let started = Instant::now();
-    for k in 0..changes {
+    for k in (offset..changes).step_by(stride as usize) {
         let mut ledger = Ledger::default();
         let work = tmp.path().join(format!("work-{k}"));
         let data = mount.path().join(format!("data-{k}"));
-        first_start_and_stores(&mount, &work, &data, Some(k), &mut ledger).await;
+        run_history(&mount, &work, &data, history, Some(k), &mut ledger).await;
         let report = if k % 2 == 0 {
             mount.cut_strict()
         } else {
             mount.cut(k)
         };
-        let what = format!("power off after {k} of {changes} changes, cut {report:?}");
-        let server = start_ready(&work, &data, BUSY_CONFIG, &[])
+        let what = format!(
+            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes ({} stores \
+             acknowledged), cut {report:?}",
+            ledger.acked_count()
+        );
+        let server = start_ready(&work, &data, history.config, history.env)
             .await
             .unwrap_or_else(|why| panic!("{what}: the next start fails: {why}"));
         let found = check(&server.base, &ledger).await;
@@ -655,6 +679,44 @@ async fn a_first_start_stopped_at_every_change_starts_again() {
         );
         drop(server);
     }
-    eprintln!("{changes} stops in {} s", started.elapsed().as_secs());
+    eprintln!(
+        "{} stops of {changes} changes in {} s",
+        (changes - offset).div_ceil(stride),
+        started.elapsed().as_secs()
+    );
     drop(mount);
+}
+
+/// A first start and its first three stores, stopped in turn at every request that changes
+/// the file system (the power goes off there: `Mount::power_off_after`): the next start
+/// always comes up, with every store acknowledged before the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_stopped_at_every_change_starts_again() {
+    let history = History {
+        config: BUSY_CONFIG,
+        env: &[],
+        stores: 3,
+        pause: Duration::ZERO,
+    };
+    stop_at_every_change(&history, 1).await;
+}
+
+/// Stores through two snapshots, each followed by a purge of the whole log, on 1 KiB log
+/// segments (so segments roll, are recycled and prepared ahead), stopped at every fifth
+/// changing request in turn (which fifth changes from run to run): the next start always
+/// comes up with every acknowledged store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_and_purges_stopped_at_every_fifth_change_start_again() {
+    let env: Vec<(&str, &std::ffi::OsStr)> = vec![(
+        "STATEMANAGER_FAILPOINT_SEGMENT_BYTES",
+        std::ffi::OsStr::new("1024"),
+    )];
+    let history = History {
+        config: "snapshot_logs: 10\nsnapshot_keep_logs: 0\nmax_persistent_data_items: 1000\n",
+        env: &env,
+        stores: 40,
+        // The snapshot loop looks every 250 ms: two snapshots in the history.
+        pause: Duration::from_millis(25),
+    };
+    stop_at_every_change(&history, 5).await;
 }

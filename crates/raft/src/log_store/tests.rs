@@ -329,3 +329,44 @@ async fn answered(rx: Flushed) {
         .expect("answered")
         .expect("flushed");
 }
+
+/// A vote reaches the disk after every append submitted before it: when `save_vote`
+/// returns, those entries are in the WAL (a first start's vote durable ahead of its
+/// membership entry left, after a power cut, a node that never became ready).
+#[tokio::test]
+async fn a_vote_is_saved_after_the_appends_submitted_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    let mut store = LogStore::new(engine.clone()).expect("the log writer starts");
+    let mut flushed = Vec::new();
+    for i in 1..=30 {
+        flushed.push(submit(&mut store, i).await);
+    }
+    store.save_vote(&Vote::new(1, 1)).await.unwrap();
+    assert_eq!(engine.read_range(1, 100).unwrap().len(), 30);
+    for rx in flushed {
+        rx.await.expect("answered").expect("flushed");
+    }
+}
+
+/// A purge that leaves the log empty returns only once its markers are durable: the next
+/// append starts a new segment and removes the old one, and a cut after that with no marker
+/// left a node that could not start.
+#[tokio::test]
+async fn a_purge_that_empties_the_log_returns_with_its_marker_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    let mut store = LogStore::new(engine.clone()).expect("the log writer starts");
+    for i in 1..=10 {
+        submit(&mut store, i).await.await.unwrap().unwrap();
+    }
+    store.purge(log_id(1, 10)).await.unwrap();
+    assert_eq!(
+        engine.get_meta(META_PURGED).unwrap(),
+        Some(encode(&log_id(1, 10)).unwrap())
+    );
+    submit(&mut store, 11).await.await.unwrap().unwrap();
+    drop(store);
+    let engine = LogEngine::open(tmp.path()).unwrap();
+    assert_eq!(engine.first_index(), Some(11));
+}
