@@ -625,7 +625,8 @@ async fn run_history(
 }
 
 /// Runs `history` once to count its changing requests, then again for every one of them (or
-/// every `stride`-th, from an offset drawn from `POWERCUT_SEED` or the clock and printed), with
+/// every `stride`-th, or `POWERCUT_STRIDE`-th, from an offset drawn from `POWERCUT_SEED` or the
+/// clock and printed), with
 /// the power going off there, each stop cut strictly or by a seed: the next start must come
 /// up, hold every store acknowledged before the stop, and take a store.
 async fn stop_at_every_change(history: &History<'_>, stride: u64) {
@@ -634,6 +635,12 @@ async fn stop_at_every_change(history: &History<'_>, stride: u64) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos().into()),
     );
+    // POWERCUT_STRIDE=1 stops at every change (a longer run, for a change to this code).
+    let stride = std::env::var("POWERCUT_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s: &u64| s > 0)
+        .unwrap_or(stride);
     let offset = seed % stride;
     eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -662,9 +669,29 @@ async fn stop_at_every_change(history: &History<'_>, stride: u64) {
         } else {
             mount.cut(k)
         };
+        // Every other time the power goes again during the restart, after a few of its
+        // changes (recovery: a torn tail cut, a purge finished, leftovers removed).
+        let mut again_cut = None;
+        if k % 2 == 1 {
+            let budget = (k * 7 + seed) % 24;
+            let restart = History {
+                stores: 0,
+                ..*history
+            };
+            run_history(
+                &mount,
+                &work,
+                &data,
+                &restart,
+                Some(budget),
+                &mut Ledger::default(),
+            )
+            .await;
+            again_cut = Some((budget, mount.cut(seed ^ k)));
+        }
         let what = format!(
             "POWERCUT_SEED={seed}: power off after {k} of {changes} changes ({} stores \
-             acknowledged), cut {report:?}",
+             acknowledged), cut {report:?}; then during the restart: {again_cut:?}",
             ledger.acked_count()
         );
         let server = start_ready(&work, &data, history.config, history.env)
@@ -719,4 +746,208 @@ async fn snapshots_and_purges_stopped_at_every_fifth_change_start_again() {
         pause: Duration::from_millis(25),
     };
     stop_at_every_change(&history, 5).await;
+}
+
+/// Three nodes on the power-cut file system, configured to form one cluster.
+struct Rack {
+    works: Vec<std::path::PathBuf>,
+    datas: Vec<std::path::PathBuf>,
+    configs: Vec<String>,
+}
+
+impl Rack {
+    fn new(tmp: &Path, mount: &Mount, name: &str) -> Rack {
+        let ports = common::free_ports(3);
+        let peers: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("  {}: 127.0.0.1:{p}\n", i + 1))
+            .collect();
+        let configs = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                format!(
+                    "node_id: {}\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}{BUSY_CONFIG}",
+                    i + 1
+                )
+            })
+            .collect();
+        let works = (1..=3)
+            .map(|i| tmp.join(format!("{name}-work{i}")))
+            .collect();
+        let datas = (1..=3)
+            .map(|i| mount.path().join(format!("{name}-node{i}")))
+            .collect();
+        Rack {
+            works,
+            datas,
+            configs,
+        }
+    }
+
+    /// Launches the three nodes together.
+    fn launch(&self) -> Vec<Server> {
+        (0..3)
+            .map(|i| {
+                std::fs::create_dir_all(&self.works[i]).expect("work dir");
+                Server::launch(&self.works[i], &self.datas[i], &self.configs[i], &[], &[])
+            })
+            .collect()
+    }
+}
+
+/// Stores `stores` keys through whichever node answers (a follower hands a store to its
+/// leader), until one fails; the acknowledged ones go into `ledger`.
+async fn store_through_any(servers: &mut [Server], stores: usize, ledger: &mut Ledger) {
+    let client = client();
+    for n in 0..stores {
+        let key = format!("key-{n}");
+        ledger.sent.insert(key.clone(), 1);
+        let mut acked = false;
+        for server in servers.iter_mut() {
+            if server.try_wait_started(Duration::ZERO).is_ok()
+                && store(&client, &server.base, &key, 1).await
+            {
+                acked = true;
+                break;
+            }
+        }
+        if !acked {
+            return;
+        }
+        ledger.acked.insert(key, 1);
+    }
+}
+
+/// The rack's first start, its formation and `stores` stores, with the power going off for
+/// all three nodes after `budget` changing requests (none: it stays on); then every node is
+/// killed.
+async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<u64>) -> Ledger {
+    let unpowered = mount.counters().unpowered;
+    if let Some(budget) = budget {
+        mount.power_off_after(budget);
+    }
+    let mut servers = rack.launch();
+    let client = client();
+    let mut ledger = Ledger::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut power_went: Option<Instant> = None;
+    loop {
+        assert!(Instant::now() < deadline, "neither formed nor stopped");
+        if power_went.is_none() && mount.counters().unpowered > unpowered {
+            power_went = Some(Instant::now());
+        }
+        if power_went.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+            || servers
+                .iter_mut()
+                .all(|s| s.wait_exit(Duration::ZERO).is_some())
+        {
+            break;
+        }
+        let mut ready = false;
+        for server in servers.iter_mut() {
+            if server.try_wait_started(Duration::ZERO).is_ok() {
+                let answer = client.get(server.url("/ready")).send().await;
+                ready |= answer.is_ok_and(|r| r.status() == 200);
+            }
+        }
+        if ready {
+            store_through_any(&mut servers, stores, &mut ledger).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for server in servers.iter_mut() {
+        server.kill9();
+    }
+    ledger
+}
+
+/// A 3-node cluster's first start, its formation and three stores, with the power going off
+/// for the whole rack at every `POWERCUT_STRIDE`-th changing request (default every 12th,
+/// from an offset drawn per run), cut strictly or by a seed: started again together, the
+/// cluster elects a leader, every node holds every acknowledged store, and it takes more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_formation_stopped_at_every_twelfth_change_forms_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount = mount_on(tmp.path());
+    let before = mount.counters().changes;
+    let rack = Rack::new(tmp.path(), &mount, "all");
+    let ledger = rack_history(&mount, &rack, 3, None).await;
+    let changes = mount.counters().changes - before;
+    assert_eq!(ledger.acked_count(), 3, "the run without a stop");
+    mount.cut_strict();
+    let seed = seed_from_env_or(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into()),
+    );
+    let stride = std::env::var("POWERCUT_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s: &u64| s > 0)
+        .unwrap_or(12);
+    let offset = seed % stride;
+    eprintln!("{changes} changes; every {stride} stop from {offset} (POWERCUT_SEED={seed})");
+    let started = Instant::now();
+    for k in (offset..changes).step_by(stride as usize) {
+        let rack = Rack::new(tmp.path(), &mount, &format!("k{k}"));
+        let ledger = rack_history(&mount, &rack, 3, Some(k)).await;
+        let report = if k % 2 == 0 {
+            mount.cut_strict()
+        } else {
+            mount.cut(seed ^ k)
+        };
+        let what = format!(
+            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes ({} stores \
+             acknowledged), cut {report:?}",
+            ledger.acked_count()
+        );
+        let mut servers = rack.launch();
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let leader = loop {
+            let mut leaders = std::collections::BTreeSet::new();
+            let mut all_ready = true;
+            for server in servers.iter_mut() {
+                if server.try_wait_started(Duration::ZERO).is_err() {
+                    all_ready = false;
+                    continue;
+                }
+                let ready = client.get(server.url("/ready")).send().await;
+                all_ready &= ready.is_ok_and(|r| r.status() == 200);
+                if let Ok(r) = client.get(server.url("/status")).send().await {
+                    let status: serde_json::Value = r.json().await.unwrap_or_default();
+                    if let Some(id) = status["leader"]["id"].as_u64() {
+                        leaders.insert(id);
+                    }
+                }
+            }
+            if all_ready && leaders.len() == 1 {
+                break leaders.first().copied().unwrap_or(1) as usize - 1;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = servers.iter().map(|s| s.log()).collect();
+                panic!(
+                    "{what}: no agreed leader after the restart ({leaders:?}):\n{}",
+                    logs.join("\n----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut extra = Ledger::default();
+        store_through_any(&mut servers[leader..=leader], 1, &mut extra).await;
+        assert_eq!(extra.acked_count(), 1, "{what}: no store after the restart");
+        for server in &servers {
+            let found = check(&server.base, &ledger).await;
+            assert!(found.lost.is_empty(), "{what}: lost {:?}", found.lost);
+        }
+    }
+    eprintln!(
+        "{} stops of {changes} changes in {} s",
+        (changes - offset).div_ceil(stride),
+        started.elapsed().as_secs()
+    );
+    drop(mount);
 }
