@@ -756,7 +756,7 @@ struct Rack {
 }
 
 impl Rack {
-    fn new(tmp: &Path, mount: &Mount, name: &str) -> Rack {
+    fn new(tmp: &Path, mount: &Mount, name: &str, extra: &str) -> Rack {
         let ports = common::free_ports(3);
         let peers: String = ports
             .iter()
@@ -768,7 +768,7 @@ impl Rack {
             .enumerate()
             .map(|(i, port)| {
                 format!(
-                    "node_id: {}\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}{BUSY_CONFIG}",
+                    "node_id: {}\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}{extra}",
                     i + 1
                 )
             })
@@ -864,19 +864,59 @@ async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<
     ledger
 }
 
-/// A 3-node cluster's first start, its formation and three stores, with the power going off
-/// for the whole rack at every `POWERCUT_STRIDE`-th changing request (default every 12th,
-/// from an offset drawn per run), cut strictly or by a seed: started again together, the
-/// cluster elects a leader, every node holds every acknowledged store, and it takes more.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_formation_stopped_at_every_twelfth_change_forms_again() {
+/// What a rack does while the power may go off.
+#[derive(Clone, Copy, Debug)]
+enum RackHistory {
+    /// Its first start, formation and three stores ([`rack_history`]).
+    Formation,
+    /// A follower catching up by a snapshot ([`rack_catch_up_history`]).
+    CatchUp,
+}
+
+impl RackHistory {
+    /// The nodes' configuration beside their ids and peers.
+    fn config(self) -> &'static str {
+        match self {
+            RackHistory::Formation => BUSY_CONFIG,
+            // Snapshots every ten entries that purge the whole log.
+            RackHistory::CatchUp => {
+                "snapshot_logs: 10\nsnapshot_keep_logs: 0\nmax_persistent_data_items: 100000\n"
+            }
+        }
+    }
+}
+
+async fn run_rack(mount: &Mount, rack: &Rack, history: RackHistory, budget: Option<u64>) -> Ledger {
+    match history {
+        RackHistory::Formation => rack_history(mount, rack, 3, budget).await,
+        RackHistory::CatchUp => rack_catch_up_history(mount, rack, budget).await,
+    }
+}
+
+/// Runs `history` on a rack once to count its changing requests, then again stopped at every
+/// `POWERCUT_STRIDE`-th of them (default `stride`, from an offset drawn per run), the power
+/// going off for all three nodes, cut strictly or by a seed: started again together, the
+/// cluster agrees on a leader, takes a store, and every node holds every acknowledged store.
+async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
     let before = mount.counters().changes;
-    let rack = Rack::new(tmp.path(), &mount, "all");
-    let ledger = rack_history(&mount, &rack, 3, None).await;
+    let rack = Rack::new(tmp.path(), &mount, "all", history.config());
+    let ledger = run_rack(&mount, &rack, history, None).await;
     let changes = mount.counters().changes - before;
-    assert_eq!(ledger.acked_count(), 3, "the run without a stop");
+    assert!(
+        ledger.acked_count() >= 3,
+        "the run without a stop: {} stores",
+        ledger.acked_count()
+    );
+    if matches!(history, RackHistory::CatchUp) {
+        let installed = rack.works.iter().any(|work| {
+            std::fs::read_to_string(work.join("server.log"))
+                .unwrap_or_default()
+                .contains("snapshot installed")
+        });
+        assert!(installed, "the follower caught up by a snapshot");
+    }
     mount.cut_strict();
     let seed = seed_from_env_or(
         std::time::SystemTime::now()
@@ -887,13 +927,15 @@ async fn a_cluster_formation_stopped_at_every_twelfth_change_forms_again() {
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|&s: &u64| s > 0)
-        .unwrap_or(12);
+        .unwrap_or(stride);
     let offset = seed % stride;
-    eprintln!("{changes} changes; every {stride} stop from {offset} (POWERCUT_SEED={seed})");
+    eprintln!(
+        "{history:?}: {changes} changes; every {stride} stop from {offset} (POWERCUT_SEED={seed})"
+    );
     let started = Instant::now();
     for k in (offset..changes).step_by(stride as usize) {
-        let rack = Rack::new(tmp.path(), &mount, &format!("k{k}"));
-        let ledger = rack_history(&mount, &rack, 3, Some(k)).await;
+        let rack = Rack::new(tmp.path(), &mount, &format!("k{k}"), history.config());
+        let ledger = run_rack(&mount, &rack, history, Some(k)).await;
         let report = if k % 2 == 0 {
             mount.cut_strict()
         } else {
@@ -950,4 +992,102 @@ async fn a_cluster_formation_stopped_at_every_twelfth_change_forms_again() {
         started.elapsed().as_secs()
     );
     drop(mount);
+}
+
+/// A 3-node cluster's first start, its formation and three stores, stopped for the whole rack
+/// at every twelfth changing request (`POWERCUT_STRIDE=1`: every one, ~3 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_formation_stopped_at_every_twelfth_change_forms_again() {
+    stop_rack_at_every_change(RackHistory::Formation, 12).await;
+}
+
+/// A follower that catches up by a snapshot (the others' logs purged whole while it was
+/// down), stopped for the whole rack at every hundredth changing request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catching_up_by_snapshot_stopped_at_every_hundredth_change_recovers() {
+    stop_rack_at_every_change(RackHistory::CatchUp, 100).await;
+}
+
+/// The rack formed, a follower down while the others store through two snapshots that purge
+/// their whole logs, the follower back (it catches up by a snapshot from the leader), and more
+/// stores; with the power going off for all three after `budget` changing requests (none: it
+/// stays on). Every node is killed at the end.
+async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) -> Ledger {
+    let unpowered = mount.counters().unpowered;
+    if let Some(budget) = budget {
+        mount.power_off_after(budget);
+    }
+    let powered = || mount.counters().unpowered == unpowered;
+    let mut servers = rack.launch();
+    let client = client();
+    let mut ledger = Ledger::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The leader, once the three agree on one; `None` once the power is off.
+    let mut leader = None;
+    while powered() && Instant::now() < deadline {
+        for (i, server) in servers.iter_mut().enumerate() {
+            if server.try_wait_started(Duration::ZERO).is_ok() {
+                if let Ok(r) = client.get(server.url("/status")).send().await {
+                    let status: serde_json::Value = r.json().await.unwrap_or_default();
+                    if status["role"] == "leader" {
+                        leader = Some(i);
+                    }
+                }
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(leader) = leader.filter(|_| powered()) {
+        let follower = (leader + 1) % 3;
+        servers[follower].kill9();
+        let base = servers[leader].base.clone();
+        for n in 0..40 {
+            let key = format!("key-{n}");
+            ledger.sent.insert(key.clone(), 1);
+            if !store(&client, &base, &key, 1).await {
+                break;
+            }
+            ledger.acked.insert(key, 1);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if powered() {
+            let mut back = Server::launch(
+                &rack.works[follower],
+                &rack.datas[follower],
+                &rack.configs[follower],
+                &[],
+                &[],
+            );
+            let caught_up = Instant::now() + Duration::from_secs(10);
+            while powered() && Instant::now() < caught_up {
+                if back.try_wait_started(Duration::ZERO).is_ok() {
+                    let ready = client.get(back.url("/ready")).send().await;
+                    if ready.is_ok_and(|r| r.status() == 200) {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for n in 40..45 {
+                let key = format!("key-{n}");
+                ledger.sent.insert(key.clone(), 1);
+                if !store(&client, &base, &key, 1).await {
+                    break;
+                }
+                ledger.acked.insert(key, 1);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            back.kill9();
+        }
+    }
+    if !powered() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for server in servers.iter_mut() {
+        server.kill9();
+    }
+    ledger
 }
