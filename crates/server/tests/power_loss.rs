@@ -5,6 +5,13 @@
 //! replayed). After each cut the node must start by itself and serve every acknowledged store
 //! (or a newer one whose outcome was unknown).
 //!
+//! Besides cuts at moments a load happens to reach, the sweeps (`stop_at_every_change`,
+//! `stop_rack_at_every_change`) replay one history again and again, the power going off after
+//! its first, second, third… changing request (`Mount::power_off_after`): every stop of a
+//! first start, every fifth of a single node's snapshots and purges, every twelfth of a
+//! cluster's formation, every hundredth of a follower's catch-up. `POWERCUT_STRIDE=1` makes
+//! each sweep stop everywhere; `POWERCUT_SEED` replays the offset a run printed.
+//!
 //! The harness is tested too: a server built to acknowledge before its log fsync, or to skip
 //! its directory fsyncs, must be caught losing data.
 //!
@@ -624,24 +631,30 @@ async fn run_history(
     server.kill9();
 }
 
+/// Which stops a sweep makes: `(seed, stride, offset)`. The stride is `POWERCUT_STRIDE` or
+/// `default_stride`; the offset is drawn from `POWERCUT_SEED` or, unset, the clock (so the
+/// stops move from run to run, and the printed seed replays them).
+fn sweep_plan(default_stride: u64) -> (u64, u64, u64) {
+    let seed = seed_from_env_or(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into()),
+    );
+    let stride = std::env::var("POWERCUT_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s: &u64| s > 0)
+        .unwrap_or(default_stride);
+    (seed, stride, seed % stride)
+}
+
 /// Runs `history` once to count its changing requests, then again for every one of them (or
 /// every `stride`-th, or `POWERCUT_STRIDE`-th, from an offset drawn from `POWERCUT_SEED` or the
 /// clock and printed), with
 /// the power going off there, each stop cut strictly or by a seed: the next start must come
 /// up, hold every store acknowledged before the stop, and take a store.
 async fn stop_at_every_change(history: &History<'_>, stride: u64) {
-    let seed = seed_from_env_or(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into()),
-    );
-    // POWERCUT_STRIDE=1 stops at every change (a longer run, for a change to this code).
-    let stride = std::env::var("POWERCUT_STRIDE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s: &u64| s > 0)
-        .unwrap_or(stride);
-    let offset = seed % stride;
+    let (seed, stride, offset) = sweep_plan(stride);
     eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
@@ -918,17 +931,7 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
         assert!(installed, "the follower caught up by a snapshot");
     }
     mount.cut_strict();
-    let seed = seed_from_env_or(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into()),
-    );
-    let stride = std::env::var("POWERCUT_STRIDE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s: &u64| s > 0)
-        .unwrap_or(stride);
-    let offset = seed % stride;
+    let (seed, stride, offset) = sweep_plan(stride);
     eprintln!(
         "{history:?}: {changes} changes; every {stride} stop from {offset} (POWERCUT_SEED={seed})"
     );
