@@ -648,6 +648,15 @@ fn sweep_plan(default_stride: u64) -> (u64, u64, u64) {
     (seed, stride, seed % stride)
 }
 
+/// Says how many stops a sweep made, and in how long.
+fn sweep_done(changes: u64, (seed, stride, offset): (u64, u64, u64), started: Instant) {
+    eprintln!(
+        "{} stops of {changes} changes in {} s (POWERCUT_SEED={seed})",
+        (changes - offset).div_ceil(stride),
+        started.elapsed().as_secs()
+    );
+}
+
 /// Runs `history` once to count its changing requests, then again for every one of them (or
 /// every `stride`-th, or `POWERCUT_STRIDE`-th, from an offset drawn from `POWERCUT_SEED` or the
 /// clock and printed), with
@@ -719,11 +728,7 @@ async fn stop_at_every_change(history: &History<'_>, stride: u64) {
         );
         drop(server);
     }
-    eprintln!(
-        "{} stops of {changes} changes in {} s",
-        (changes - offset).div_ceil(stride),
-        started.elapsed().as_secs()
-    );
+    sweep_done(changes, (seed, stride, offset), started);
     drop(mount);
 }
 
@@ -989,11 +994,7 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
             assert!(found.lost.is_empty(), "{what}: lost {:?}", found.lost);
         }
     }
-    eprintln!(
-        "{} stops of {changes} changes in {} s",
-        (changes - offset).div_ceil(stride),
-        started.elapsed().as_secs()
-    );
+    sweep_done(changes, (seed, stride, offset), started);
     drop(mount);
 }
 
