@@ -55,13 +55,6 @@ mod spares;
 
 use format::*;
 
-#[cfg(test)]
-thread_local! {
-    /// Test hook: [`Wal::truncate_from`] stops, as a crash would, right after shortening the
-    /// segment its cut falls in.
-    pub(crate) static CRASH_AFTER_SHORTENING: std::cell::Cell<bool> =
-        const { std::cell::Cell::new(false) };
-}
 pub(crate) use format::{MAGIC, MAGIC_V2, MAGIC_V3};
 use spares::recyclable;
 pub use spares::Spares;
@@ -410,13 +403,6 @@ impl Wal {
             .set_len(cut.offset)
             .and_then(|_| segment.file.sync_all())
             .map_err(|e| StorageError::io(format!("truncating {}", segment.path.display()), e))?;
-        #[cfg(test)]
-        if CRASH_AFTER_SHORTENING.with(std::cell::Cell::get) {
-            return Err(StorageError::io(
-                "truncating (stopped by the test)".to_string(),
-                std::io::Error::other("crash"),
-            ));
-        }
         segment.size = cut.offset;
         self.locs.truncate((from - self.first) as usize);
         sync_dir(&self.dir)

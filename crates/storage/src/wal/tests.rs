@@ -139,47 +139,6 @@ fn segments_roll_truncate_and_purge() {
     assert!(Wal::open(tmp.path(), Some(9)).is_err());
 }
 
-/// A crash in the middle of a truncation that removes whole segments leaves no hole: on the
-/// power-cut file system (which forgets every name change not synced), the removed segments
-/// never come back after the segment the cut falls in was shortened. Losing the shortening
-/// itself is allowed: the truncated records were never committed.
-#[test]
-fn a_truncation_cut_short_by_a_crash_leaves_no_hole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let mount = statemanager_powercut::Mount::new(&mnt).unwrap_or_else(|e| panic!("{e}"));
-    let dir = mnt.join("log");
-    {
-        let mut wal = Wal::open(&dir, None).unwrap();
-        wal.set_segment_bytes(100);
-        wal.set_prepare_spares(false);
-        for i in 1..=20 {
-            wal.append(&[rec(i)]).unwrap();
-        }
-        let segments = segment_files(&dir).len();
-        assert!(segments > 3, "{segments} segments");
-        let segment_of_5 = wal.locs[4].segment;
-        assert!(
-            wal.segments.keys().filter(|&&f| f > segment_of_5).count() >= 2,
-            "segments after the cut to remove"
-        );
-        CRASH_AFTER_SHORTENING.with(|c| c.set(true));
-        let stopped = wal.truncate_from(5);
-        CRASH_AFTER_SHORTENING.with(|c| c.set(false));
-        assert!(stopped.is_err(), "the hook stops the truncation");
-    }
-    let report = mount.cut_strict();
-    let wal = Wal::open(&dir, None)
-        .unwrap_or_else(|e| panic!("the log does not open after the cut ({report:?}): {e}"));
-    let records = all(&wal);
-    let last = records.len() as u64;
-    assert_eq!(records, (1..=last).map(rec).collect::<Vec<_>>());
-    assert!((4..20).contains(&last), "records 1..={last}");
-    drop(wal);
-    drop(mount);
-}
-
 #[test]
 fn truncate_everything_then_append() {
     let tmp = tempfile::tempdir().unwrap();
