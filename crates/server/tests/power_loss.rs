@@ -567,6 +567,30 @@ async fn a_follower_cut_right_after_installing_a_snapshot_keeps_it() {
     drop(mount);
 }
 
+/// Stores `key-N` for each N in `numbers` through `base`, `pause` apart, until one fails or
+/// `done` answers true; each is recorded in `ledger` as sent, and as acknowledged on a 200.
+async fn store_keys(
+    client: &reqwest::Client,
+    base: &str,
+    numbers: std::ops::Range<usize>,
+    pause: Duration,
+    ledger: &mut Ledger,
+    done: impl Fn() -> bool,
+) {
+    for n in numbers {
+        if done() {
+            return;
+        }
+        let key = format!("key-{n}");
+        ledger.sent.insert(key.clone(), 1);
+        if !store(client, base, &key, 1).await {
+            return;
+        }
+        ledger.acked.insert(key, 1);
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// A history to stop at every changing request: a first start with `config` and `env`, then
 /// `stores` stores one after the other, `pause` apart.
 struct History<'a> {
@@ -614,15 +638,16 @@ async fn run_history(
         if work.join("addr.json").exists() && server.try_wait_started(Duration::ZERO).is_ok() {
             let ready = client.get(server.url("/ready")).send().await;
             if ready.is_ok_and(|r| r.status() == 200) {
-                for n in 0..history.stores {
-                    let key = format!("key-{n}");
-                    ledger.sent.insert(key.clone(), 1);
-                    if !store(&client, &server.base, &key, 1).await {
-                        break;
-                    }
-                    ledger.acked.insert(key, 1);
-                    tokio::time::sleep(history.pause).await;
-                }
+                let base = server.base.clone();
+                store_keys(
+                    &client,
+                    &base,
+                    0..history.stores,
+                    history.pause,
+                    ledger,
+                    || false,
+                )
+                .await;
                 break;
             }
         }
@@ -1048,31 +1073,15 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
         let follower = (leader + 1) % 3;
         servers[follower].kill9();
         let base = servers[leader].base.clone();
-        for n in 0..40 {
-            let key = format!("key-{n}");
-            ledger.sent.insert(key.clone(), 1);
-            if !store(&client, &base, &key, 1).await {
-                break;
-            }
-            ledger.acked.insert(key, 1);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let pause = Duration::from_millis(25);
+        store_keys(&client, &base, 0..40, pause, &mut ledger, || false).await;
         // The leader postpones a purge while entries to the follower are in flight (as in
         // `a_follower_cut_right_after_installing_a_snapshot_keeps_it`): a store now and then
         // until it has purged, so the follower must catch up by a snapshot (bounded).
         let purged = rack.datas[leader].join("log/meta/wal-purged-index");
-        for n in 100..160 {
-            if purged.exists() || !powered() {
-                break;
-            }
-            let key = format!("key-{n}");
-            ledger.sent.insert(key.clone(), 1);
-            if !store(&client, &base, &key, 1).await {
-                break;
-            }
-            ledger.acked.insert(key, 1);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let pause = Duration::from_millis(50);
+        let done = || purged.exists() || !powered();
+        store_keys(&client, &base, 100..160, pause, &mut ledger, done).await;
         if powered() {
             let mut back = Server::launch(
                 &rack.works[follower],
@@ -1091,14 +1100,10 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            for n in 40..45 {
-                let key = format!("key-{n}");
-                ledger.sent.insert(key.clone(), 1);
-                if !store(&client, &base, &key, 1).await {
-                    break;
-                }
-                ledger.acked.insert(key, 1);
-            }
+            store_keys(&client, &base, 40..45, Duration::ZERO, &mut ledger, || {
+                false
+            })
+            .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             back.kill9();
         }
