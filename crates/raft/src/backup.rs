@@ -15,6 +15,8 @@ use std::path::Path;
 
 use openraft::BasicNode;
 use statemanager_core::State;
+/// The file whose presence in a data directory says a restore into it did not finish.
+pub use statemanager_storage::RESTORING_MARKER;
 use statemanager_storage::{DataDir, LogEngine, StorageError};
 
 use statemanager_backup::corrupt;
@@ -58,7 +60,9 @@ pub struct RestoreSummary {
 /// cluster for a single node).
 ///
 /// The whole backup is read and verified first, and the data directory must be empty: a
-/// corrupt backup or a used directory fails before anything is written.
+/// corrupt backup or a used directory fails before anything is written. A restore cut short
+/// (a crash, a power cut) leaves a directory no node serves; running it again starts over
+/// ([`DataDir::open_for_restore`]).
 pub fn restore(
     backup: &Path,
     data_dir: &Path,
@@ -68,18 +72,7 @@ pub fn restore(
     if members.is_empty() {
         return Err(corrupt(data_dir, "no members to restore into"));
     }
-    if let Ok(mut entries) = std::fs::read_dir(data_dir) {
-        if entries.next().is_some() {
-            return Err(StorageError::io(
-                format!(
-                    "{} is not empty: restore only seeds a fresh data directory",
-                    data_dir.display()
-                ),
-                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            ));
-        }
-    }
-    let dir = DataDir::open(data_dir)?;
+    let dir = DataDir::open_for_restore(data_dir)?;
     let engine = LogEngine::open(&dir.log_dir())?;
     let last = restored_log_id();
     let membership = crate::types::voters_of(
@@ -120,6 +113,8 @@ pub fn restore(
     ));
     let cluster_id = derive_cluster_id(&pairs);
     engine.put_meta(META_CLUSTER_ID, cluster_id.as_bytes())?;
+    drop(engine);
+    dir.finish_restore()?;
     Ok(RestoreSummary {
         items,
         header: capture.header,

@@ -331,7 +331,17 @@ fn restore(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("statemanager: restore failed, nothing was changed: {e}");
+            if dir
+                .join(statemanager_raft::backup::RESTORING_MARKER)
+                .exists()
+            {
+                eprintln!(
+                    "statemanager: restore failed: {e}; {} is not served until a restore into it finishes: run it again",
+                    dir.display()
+                );
+            } else {
+                eprintln!("statemanager: restore failed, nothing was changed: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -1116,3 +1116,123 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
     }
     ledger
 }
+
+/// Runs `statemanager restore FILE` into `data` (a one-member cluster of the default
+/// configuration): whether it succeeded, and what it printed.
+fn restore_into(file: &Path, work: &Path, data: &Path) -> (bool, String) {
+    std::fs::create_dir_all(work).expect("work dir");
+    let config = work.join("restore.yaml");
+    std::fs::write(&config, "").expect("config");
+    common::cli(&[
+        "restore",
+        file.to_str().expect("path"),
+        "--config",
+        config.to_str().expect("path"),
+        "--data-dir",
+        data.to_str().expect("path"),
+    ])
+}
+
+/// A restore, stopped at every request that changes the file system, each stop cut: the data
+/// directory it leaves is either one no node serves (`serve` refuses it, naming the unfinished
+/// restore) or holds nothing of the restore; running the restore again succeeds, and the node
+/// then serves every item of the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again() {
+    let (seed, stride, offset) = sweep_plan(1);
+    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The backup, from a node off the power-cut file system.
+    let source = Server::start("");
+    source.wait_ready().await;
+    let client = client();
+    let mut ledger = Ledger::default();
+    store_keys(
+        &client,
+        &source.base,
+        0..30,
+        Duration::ZERO,
+        &mut ledger,
+        || false,
+    )
+    .await;
+    assert_eq!(ledger.acked_count(), 30);
+    let file = tmp.path().join("items.smbackup");
+    let (ok, out) = common::cli(&[
+        "backup",
+        "--server",
+        &source.base,
+        "--out",
+        file.to_str().expect("path"),
+    ]);
+    assert!(ok, "backup: {out}");
+    drop(source);
+
+    let mount = mount_on(tmp.path());
+    let before = mount.counters().changes;
+    let (ok, out) = restore_into(
+        &file,
+        &tmp.path().join("work-all"),
+        &mount.path().join("all"),
+    );
+    assert!(ok, "the restore without a stop: {out}");
+    let changes = mount.counters().changes - before;
+    assert!(changes > 10, "{changes} changing requests");
+    mount.cut_strict();
+
+    let started = Instant::now();
+    let mut refused = 0;
+    for k in (offset..changes).step_by(stride as usize) {
+        let work = tmp.path().join(format!("work-{k}"));
+        let data = mount.path().join(format!("data-{k}"));
+        mount.power_off_after(k);
+        let (ok, out) = restore_into(&file, &work, &data);
+        let report = if k % 2 == 0 {
+            mount.cut_strict()
+        } else {
+            mount.cut(seed ^ k)
+        };
+        let what = format!(
+            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}"
+        );
+        assert!(
+            !ok,
+            "{what}: the restore succeeded without its power: {out}"
+        );
+        let left: Vec<String> = std::fs::read_dir(&data)
+            .map(|entries| {
+                entries
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.iter().any(|name| name == "RESTORING") {
+            refused += 1;
+            let mut server = Server::launch(&work, &data, "", &[], &[]);
+            let exit = server.wait_exit(Duration::from_secs(20));
+            assert!(
+                exit.is_some_and(|status| !status.success())
+                    && server.log().contains("restore that did not finish"),
+                "{what}: serve on an unfinished restore ({left:?}): {exit:?}\n{}",
+                server.log()
+            );
+        } else {
+            assert!(
+                left.iter()
+                    .all(|name| name == "LOCK" || name == "RESTORING.tmp"),
+                "{what}: the restore left {left:?} and no marker"
+            );
+        }
+        let (ok, out) = restore_into(&file, &work, &data);
+        assert!(ok, "{what}: the restore run again: {out}");
+        let server = start_ready(&work, &data, "", &[])
+            .await
+            .unwrap_or_else(|why| panic!("{what}: the restored node: {why}"));
+        let found = check(&server.base, &ledger).await;
+        assert!(found.lost.is_empty(), "{what}: lost {:?}", found.lost);
+        drop(server);
+    }
+    sweep_done(changes, (seed, stride, offset), started);
+    assert!(refused > 0, "no stop left an unfinished restore");
+    drop(mount);
+}

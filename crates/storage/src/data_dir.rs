@@ -3,6 +3,8 @@
 //! ```text
 //! data_dir/
 //!   LOCK        held (flock) by the running process; holds its pid
+//!   RESTORING   only while `statemanager restore` writes the directory (see
+//!               DataDir::open_for_restore); a directory that has it is not served
 //!   FORMAT      "statemanager-data 1"
 //!   log/        the Raft log (*.wal segments) and meta/ values
 //!   snapshots/  current.snap and its temporary siblings
@@ -16,6 +18,17 @@ use crate::StorageError;
 
 const FORMAT: &str = "statemanager-data 1";
 
+/// The lock file's name.
+const LOCK: &str = "LOCK";
+
+/// The marker a restore writes, durably, before anything else and removes, durably, after
+/// everything else: while it is there the directory is a restore's, not a node's.
+pub const RESTORING: &str = "RESTORING";
+
+/// What a restore may find in a directory it is given besides an unfinished restore's files:
+/// the lock file, the marker, and the marker's temporary sibling ([`write_atomic`]).
+const RESTORE_OWN: [&str; 3] = [LOCK, RESTORING, "RESTORING.tmp"];
+
 /// An opened, locked data directory. The lock is released when this value is dropped (or the
 /// process dies, which is what makes `kill -9` and restart work).
 #[derive(Debug)]
@@ -28,9 +41,77 @@ impl DataDir {
     /// Creates (if needed), locks and checks the data directory at `root`.
     ///
     /// Fails at once with [`StorageError::Locked`] if another process holds it.
+    /// Fails with [`StorageError::RestoreUnfinished`] if a restore into it did not finish.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
+        let dir = Self::lock(root)?;
+        if root.join(RESTORING).exists() {
+            return Err(StorageError::RestoreUnfinished {
+                dir: root.to_path_buf(),
+            });
+        }
+        dir.prepare()?;
+        Ok(dir)
+    }
+
+    /// Opens `root` for `statemanager restore`: it must be absent, empty (a lock file aside)
+    /// or hold an unfinished restore, which is cleared. Before anything is written the
+    /// directory gets its `RESTORING` marker, durably, and until [`DataDir::finish_restore`]
+    /// removes it [`DataDir::open`] refuses the directory. So a restore cut short by a crash
+    /// or a power cut leaves either nothing a node would serve, or a directory that says so;
+    /// running the restore again starts it over.
+    ///
+    /// A directory holding anything else is refused before it is touched.
+    pub fn open_for_restore(root: &Path) -> Result<Self, StorageError> {
+        let not_empty = || {
+            StorageError::io(
+                format!(
+                    "{} is not empty: restore only seeds a fresh data directory",
+                    root.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            )
+        };
+        // Looked at before the lock too, so that a wrong path gets no lock file.
+        if restorable_contents(root)?.is_none() {
+            return Err(not_empty());
+        }
+        let dir = Self::lock(root)?;
+        let others = restorable_contents(root)?.ok_or_else(not_empty)?;
+        let marker = root.join(RESTORING);
+        if others.is_empty() {
+            write_atomic(
+                &marker,
+                b"statemanager restore is writing this data directory; it is not served until it finishes\n",
+            )?;
+        } else {
+            for path in &others {
+                let removed = if path.is_dir() {
+                    fs::remove_dir_all(path)
+                } else {
+                    fs::remove_file(path)
+                };
+                removed.map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+            }
+            // The removals and the marker's name (left by the restore cut short) together.
+            sync_dir(root)?;
+        }
+        dir.prepare()?;
+        Ok(dir)
+    }
+
+    /// Ends a restore ([`DataDir::open_for_restore`]): removes the marker, durably. Call it
+    /// only once everything restored is durable.
+    pub fn finish_restore(&self) -> Result<(), StorageError> {
+        let marker = self.root.join(RESTORING);
+        fs::remove_file(&marker)
+            .map_err(|e| StorageError::io(format!("removing {}", marker.display()), e))?;
+        sync_dir(&self.root)
+    }
+
+    /// Creates (if needed) and locks `root`, and writes this process's pid into the lock.
+    fn lock(root: &Path) -> Result<Self, StorageError> {
         create_dir_durably(root)?;
-        let lock_path = root.join("LOCK");
+        let lock_path = root.join(LOCK);
         let mut lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -67,7 +148,16 @@ impl DataDir {
         };
         write_pid(&mut lock)
             .map_err(|e| StorageError::io(format!("writing {}", lock_path.display()), e))?;
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
+    }
 
+    /// Checks the format marker (writing it into a new directory) and creates the
+    /// subdirectories.
+    fn prepare(&self) -> Result<(), StorageError> {
+        let root = &self.root;
         let format_path = root.join("FORMAT");
         match fs::read_to_string(&format_path) {
             Ok(found) if found.trim() == FORMAT => {}
@@ -91,10 +181,7 @@ impl DataDir {
         for sub in ["log", "snapshots"] {
             create_dir_durably(&root.join(sub))?;
         }
-        Ok(DataDir {
-            root: root.to_path_buf(),
-            _lock: lock,
-        })
+        Ok(())
     }
 
     /// The directory itself.
@@ -111,6 +198,26 @@ impl DataDir {
     pub fn snapshot_dir(&self) -> PathBuf {
         self.root.join("snapshots")
     }
+}
+
+/// What a restore would have to clear in `root`: `Some` of nothing when it is absent or holds
+/// only a restore's own files, `Some` of the other entries when it holds an unfinished
+/// restore (its marker is there), `None` when it holds anything else (it is not a restore's).
+fn restorable_contents(root: &Path) -> Result<Option<Vec<PathBuf>>, StorageError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+        Err(e) => return Err(StorageError::io(format!("reading {}", root.display()), e)),
+    };
+    let mut others = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| StorageError::io(format!("reading {}", root.display()), e))?;
+        if !RESTORE_OWN.iter().any(|own| entry.file_name() == *own) {
+            others.push(entry.path());
+        }
+    }
+    Ok((others.is_empty() || root.join(RESTORING).exists()).then_some(others))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary sibling, fsync, rename, fsync of the
@@ -226,5 +333,53 @@ mod tests {
         let root = tmp.path().join("a/b/data");
         let dir = DataDir::open(&root).unwrap();
         assert!(dir.log_dir().is_dir() && dir.snapshot_dir().is_dir());
+    }
+
+    /// A restore's directory: refused by `open` until the restore finishes; a foreign
+    /// directory is refused untouched; an unfinished restore's files are cleared.
+    #[test]
+    fn a_restore_owns_its_directory_until_it_finishes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let foreign = tmp.path().join("home");
+        fs::create_dir(&foreign).unwrap();
+        fs::write(foreign.join("notes.txt"), "mine").unwrap();
+        let err = DataDir::open_for_restore(&foreign).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        assert!(
+            !foreign.join(LOCK).exists(),
+            "a lock file in a foreign directory"
+        );
+
+        let root = tmp.path().join("data");
+        let dir = DataDir::open_for_restore(&root).unwrap();
+        assert!(root.join(RESTORING).is_file() && dir.log_dir().is_dir());
+        fs::write(dir.log_dir().join("written.wal"), "half a restore").unwrap();
+        drop(dir);
+        let err = DataDir::open(&root).unwrap_err();
+        assert!(
+            matches!(err, StorageError::RestoreUnfinished { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("statemanager restore"), "{err}");
+
+        // Run again: it starts over.
+        let dir = DataDir::open_for_restore(&root).unwrap();
+        assert!(!dir.log_dir().join("written.wal").exists());
+        dir.finish_restore().unwrap();
+        drop(dir);
+        assert!(!root.join(RESTORING).exists());
+        DataDir::open(&root).unwrap();
+        // A finished restore's directory is a node's: a second restore refuses it.
+        let err = DataDir::open_for_restore(&root).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+    }
+
+    /// A directory holding only a lock file (a restore cut before its marker) takes a restore.
+    #[test]
+    fn a_lock_file_alone_does_not_stop_a_restore() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(LOCK), "").unwrap();
+        let dir = DataDir::open_for_restore(tmp.path()).unwrap();
+        dir.finish_restore().unwrap();
     }
 }

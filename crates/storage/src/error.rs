@@ -30,6 +30,12 @@ pub enum StorageError {
         /// `" (pid N)"` when known.
         holder: String,
     },
+    /// A restore into the data directory did not finish (its `RESTORING` marker is there).
+    #[error("data directory {dir} holds a restore that did not finish (the file RESTORING is there): run `statemanager restore` with the backup again, which starts it over, or empty the directory")]
+    RestoreUnfinished {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The data directory was written by an incompatible version.
     #[error("data directory {dir} has format '{found}', this build reads '{expected}'")]
     Format {

@@ -18,7 +18,7 @@ mod log_engine;
 mod snapshot;
 mod wal;
 
-pub use data_dir::{free_bytes, DataDir};
+pub use data_dir::{free_bytes, DataDir, RESTORING as RESTORING_MARKER};
 pub use error::StorageError;
 pub use frame::{decode_record, encode_record, RECORD_FORMAT_VERSION};
 pub use log_engine::LogEngine;
