@@ -9,8 +9,9 @@
 //! `stop_rack_at_every_change`) replay one history again and again, the power going off after
 //! its first, second, third… changing request (`Mount::power_off_after`): every stop of a
 //! first start, every fifth of a single node's snapshots and purges, every twelfth of a
-//! cluster's formation, every hundredth of a follower's catch-up. `POWERCUT_STRIDE=1` makes
-//! each sweep stop everywhere; `POWERCUT_SEED` replays the offset a run printed.
+//! cluster's formation, every hundredth of a follower's catch-up, and every one of the
+//! offline `restore` and `recover`. `POWERCUT_STRIDE=1` makes each sweep stop everywhere;
+//! `POWERCUT_SEED` replays the offset a run printed.
 //!
 //! The harness is tested too: a server built to acknowledge before its log fsync, or to skip
 //! its directory fsyncs, must be caught losing data.
@@ -1234,5 +1235,225 @@ async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again()
     }
     sweep_done(changes, (seed, stride, offset), started);
     assert!(refused > 0, "no stop left an unfinished restore");
+    drop(mount);
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only), durably: every
+/// file, every directory and `to`'s parent are fsync'd.
+fn copy_tree(from: &Path, to: &Path) {
+    let sync = |path: &Path| {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .expect("copy: fsync")
+    };
+    std::fs::create_dir(to).expect("copy: directory");
+    sync(to.parent().expect("copy: parent"));
+    for entry in std::fs::read_dir(from).expect("copy: read") {
+        let entry = entry.expect("copy: entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("copy: type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy: file");
+            sync(&target);
+        }
+    }
+    sync(to);
+}
+
+/// Runs `statemanager recover` on `data` with the node configuration `config` (in `work`).
+fn recover(work: &Path, data: &Path, config: &str) -> (bool, String) {
+    std::fs::create_dir_all(work).expect("work dir");
+    let file = work.join("recover.yaml");
+    std::fs::write(&file, config).expect("config");
+    common::cli(&[
+        "recover",
+        "--config",
+        file.to_str().expect("path"),
+        "--data-dir",
+        data.to_str().expect("path"),
+    ])
+}
+
+/// The item count `statemanager recover` printed ("… a one-member cluster: N items, …").
+fn items_recovered(out: &str) -> u64 {
+    out.split_once("cluster: ")
+        .and_then(|(_, rest)| rest.split_once(" items"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no item count in {out:?}"))
+}
+
+/// Starts the one-member cluster a recovery left in `data` and reads which of `ledger`'s
+/// keys it holds.
+async fn keys_after_recovery(
+    work: &Path,
+    data: &Path,
+    config: &str,
+    ledger: &Ledger,
+) -> Vec<String> {
+    let server = start_ready(work, data, config, &[])
+        .await
+        .unwrap_or_else(|why| panic!("the recovered node: {why}"));
+    held_keys(&server, ledger).await
+}
+
+/// Which of `ledger`'s keys `server` holds; it must take a store too.
+async fn held_keys(server: &Server, ledger: &Ledger) -> Vec<String> {
+    let found = check(&server.base, ledger).await;
+    assert!(
+        store(&client(), &server.base, "after", 1).await,
+        "no store on the recovered node:\n{}",
+        server.log()
+    );
+    ledger
+        .acked
+        .keys()
+        .filter(|key| {
+            !found
+                .lost
+                .iter()
+                .any(|lost| lost.starts_with(&format!("{key}:")))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Starts a server on `data`; the server once ready within `limit`, or `None` (then stopped).
+async fn start_ready_within(
+    work: &Path,
+    data: &Path,
+    config: &str,
+    limit: Duration,
+) -> Option<Server> {
+    let mut server = Server::launch(work, data, config, &[], &[]);
+    server
+        .try_wait_started(Duration::from_secs(30))
+        .unwrap_or_else(|why| panic!("the node did not start: {why}"));
+    let client = client();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let ready = client.get(server.url("/ready")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return Some(server);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    server.kill9();
+    None
+}
+
+/// A lost quorum's offline recovery (`statemanager recover`: the survivor's log replayed onto
+/// its snapshot, a new snapshot of a one-member cluster, the log purged), stopped at every
+/// request that changes the file system, each stop cut: recovering again succeeds, and the
+/// node then serves the same stores as one recovered without a stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_stopped_at_every_change_recovers_again() {
+    let (seed, stride, offset) = sweep_plan(1);
+    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount = mount_on(tmp.path());
+    // A survivor with snapshots, log entries after them and the cluster's membership: a rack
+    // formed, 25 stores; 30 more 20 ms apart (the snapshot loop looks every 250 ms); after a
+    // restart without snapshots, 8 more (in the log only); every node killed.
+    let config = "snapshot_logs: 10\nsnapshot_keep_logs: 2\nmax_persistent_data_items: 1000\n";
+    let rack = Rack::new(tmp.path(), &mount, "rack", config);
+    let mut ledger = rack_history(&mount, &rack, 25, None).await;
+    assert_eq!(ledger.acked_count(), 25, "the rack's stores");
+    for (keys, pause, snapshot_logs) in [(25..55, 20, 10), (55..63, 0, 100_000)] {
+        let mut servers: Vec<Server> = (0..3)
+            .map(|i| {
+                let config = rack.configs[i].replace(
+                    "snapshot_logs: 10\n",
+                    &format!("snapshot_logs: {snapshot_logs}\n"),
+                );
+                Server::launch(&rack.works[i], &rack.datas[i], &config, &[], &[])
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for n in keys {
+            let key = format!("key-{n}");
+            ledger.sent.insert(key.clone(), 1);
+            'stored: loop {
+                assert!(Instant::now() < deadline, "the rack's later stores");
+                for server in servers.iter_mut() {
+                    if server.try_wait_started(Duration::ZERO).is_ok()
+                        && store(&client(), &server.base, &key, 1).await
+                    {
+                        break 'stored;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ledger.acked.insert(key, 1);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        for server in servers.iter_mut() {
+            server.kill9();
+        }
+    }
+    mount.cut_strict();
+    let survivor = &rack.datas[0];
+    let node_config = &rack.configs[0];
+
+    let (work, data) = (tmp.path().join("work-all"), mount.path().join("all"));
+    copy_tree(survivor, &data);
+    let before = mount.counters().changes;
+    let (ok, out) = recover(&work, &data, node_config);
+    assert!(ok, "the recovery without a stop: {out}");
+    eprintln!("{}", out.trim());
+    let reference_items = items_recovered(&out);
+    let changes = mount.counters().changes - before;
+    mount.cut_strict();
+    let expected = keys_after_recovery(&work, &data, node_config, &ledger).await;
+    assert!(expected.len() >= 10, "the survivor holds {expected:?}");
+    assert!(changes > 5, "{changes} changing requests");
+
+    let started = Instant::now();
+    let mut recovered_as_left_waits = 0;
+    for k in (offset..changes).step_by(stride as usize) {
+        let work = tmp.path().join(format!("work-{k}"));
+        let data = mount.path().join(format!("data-{k}"));
+        copy_tree(survivor, &data);
+        mount.power_off_after(k);
+        let (ok, out) = recover(&work, &data, node_config);
+        let report = if k % 2 == 0 {
+            mount.cut_strict()
+        } else {
+            mount.cut(seed ^ k)
+        };
+        let what = format!(
+            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}"
+        );
+        assert!(
+            !ok,
+            "{what}: the recovery succeeded without its power: {out}"
+        );
+        // Started as it was left: either the survivor, still a member of three, waiting for
+        // its peers, or the one-member cluster with every store the recovery keeps.
+        // (Served, it took one more store: the recovery run again keeps that one too.)
+        let mut items = reference_items;
+        match start_ready_within(&work, &data, node_config, Duration::from_millis(1500)).await {
+            Some(server) => {
+                let found = held_keys(&server, &ledger).await;
+                assert_eq!(
+                    found, expected,
+                    "{what}: started as left, the node's stores"
+                );
+                items += 1;
+            }
+            None => recovered_as_left_waits += 1,
+        }
+        let (ok, out) = recover(&work, &data, node_config);
+        assert!(ok, "{what}: the recovery run again: {out}");
+        assert_eq!(
+            items_recovered(&out),
+            items,
+            "{what}: the recovery run again kept other items: {out}"
+        );
+        let found = keys_after_recovery(&work, &data, node_config, &ledger).await;
+        assert_eq!(found, expected, "{what}: the recovered node's stores");
+    }
+    sweep_done(changes, (seed, stride, offset), started);
+    eprintln!("{recovered_as_left_waits} stops left the survivor waiting for its peers");
     drop(mount);
 }
