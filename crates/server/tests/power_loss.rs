@@ -9,8 +9,8 @@
 //! `stop_rack_at_every_change`) replay one history again and again, the power going off after
 //! its first, second, third… changing request (`Mount::power_off_after`): every stop of a
 //! first start, every fifth of a single node's snapshots and purges, every twelfth of a
-//! cluster's formation, every hundredth of a follower's catch-up, and every one of the
-//! offline `restore` and `recover`. `POWERCUT_STRIDE=1` makes each sweep stop everywhere;
+//! cluster's formation, every fortieth of one node grown into three by `cluster add`, every
+//! hundredth of a follower's catch-up, and every one of the offline `restore` and `recover`. `POWERCUT_STRIDE=1` makes each sweep stop everywhere;
 //! `POWERCUT_SEED` replays the offset a run printed.
 //!
 //! The harness is tested too: a server built to acknowledge before its log fsync, or to skip
@@ -797,26 +797,50 @@ struct Rack {
     works: Vec<std::path::PathBuf>,
     datas: Vec<std::path::PathBuf>,
     configs: Vec<String>,
+    /// Each node's peer address.
+    peer_addrs: Vec<String>,
 }
 
 impl Rack {
+    /// Three nodes configured to form one cluster (`peers`).
     fn new(tmp: &Path, mount: &Mount, name: &str, extra: &str) -> Rack {
-        let ports = common::free_ports(3);
-        let peers: String = ports
+        Rack::with_configs(tmp, mount, name, |i, peer_addrs| {
+            let peers: String = peer_addrs
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| format!("  {}: {addr}\n", i + 1))
+                .collect();
+            format!(
+                "node_id: {}\npeer_listen: {}\npeers:\n{peers}{extra}",
+                i + 1,
+                peer_addrs[i]
+            )
+        })
+    }
+
+    /// Node 1 alone (no `peers`), nodes 2 and 3 waiting to be added (`join: true`).
+    fn to_grow(tmp: &Path, mount: &Mount, name: &str, extra: &str) -> Rack {
+        Rack::with_configs(tmp, mount, name, |i, peer_addrs| {
+            let join = if i == 0 { "" } else { "join: true\n" };
+            format!(
+                "node_id: {}\npeer_listen: {}\n{join}{extra}",
+                i + 1,
+                peer_addrs[i]
+            )
+        })
+    }
+
+    fn with_configs(
+        tmp: &Path,
+        mount: &Mount,
+        name: &str,
+        config: impl Fn(usize, &[String]) -> String,
+    ) -> Rack {
+        let peer_addrs: Vec<String> = common::free_ports(3)
             .iter()
-            .enumerate()
-            .map(|(i, p)| format!("  {}: 127.0.0.1:{p}\n", i + 1))
+            .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let configs = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                format!(
-                    "node_id: {}\npeer_listen: 127.0.0.1:{port}\npeers:\n{peers}{extra}",
-                    i + 1
-                )
-            })
-            .collect();
+        let configs = (0..3).map(|i| config(i, &peer_addrs)).collect();
         let works = (1..=3)
             .map(|i| tmp.join(format!("{name}-work{i}")))
             .collect();
@@ -827,6 +851,7 @@ impl Rack {
             works,
             datas,
             configs,
+            peer_addrs,
         }
     }
 
@@ -843,9 +868,13 @@ impl Rack {
 
 /// Stores `stores` keys through whichever node answers (a follower hands a store to its
 /// leader), until one fails; the acknowledged ones go into `ledger`.
-async fn store_through_any(servers: &mut [Server], stores: usize, ledger: &mut Ledger) {
+async fn store_through_any(
+    servers: &mut [Server],
+    numbers: std::ops::Range<usize>,
+    ledger: &mut Ledger,
+) {
     let client = client();
-    for n in 0..stores {
+    for n in numbers {
         let key = format!("key-{n}");
         ledger.sent.insert(key.clone(), 1);
         let mut acked = false;
@@ -897,7 +926,7 @@ async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<
             }
         }
         if ready {
-            store_through_any(&mut servers, stores, &mut ledger).await;
+            store_through_any(&mut servers, 0..stores, &mut ledger).await;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -915,13 +944,23 @@ enum RackHistory {
     Formation,
     /// A follower catching up by a snapshot ([`rack_catch_up_history`]).
     CatchUp,
+    /// One node grown into three by `cluster add` ([`rack_growth_history`]).
+    Growth,
 }
 
 impl RackHistory {
+    /// The rack, configured for this history.
+    fn rack(self, tmp: &Path, mount: &Mount, name: &str) -> Rack {
+        match self {
+            RackHistory::Growth => Rack::to_grow(tmp, mount, name, self.config()),
+            _ => Rack::new(tmp, mount, name, self.config()),
+        }
+    }
+
     /// The nodes' configuration beside their ids and peers.
     fn config(self) -> &'static str {
         match self {
-            RackHistory::Formation => BUSY_CONFIG,
+            RackHistory::Formation | RackHistory::Growth => BUSY_CONFIG,
             // Snapshots every ten entries that purge the whole log.
             RackHistory::CatchUp => {
                 "snapshot_logs: 10\nsnapshot_keep_logs: 0\nmax_persistent_data_items: 100000\n"
@@ -934,6 +973,7 @@ async fn run_rack(mount: &Mount, rack: &Rack, history: RackHistory, budget: Opti
     match history {
         RackHistory::Formation => rack_history(mount, rack, 3, budget).await,
         RackHistory::CatchUp => rack_catch_up_history(mount, rack, budget).await,
+        RackHistory::Growth => rack_growth_history(mount, rack, budget).await,
     }
 }
 
@@ -945,7 +985,7 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
     let before = mount.counters().changes;
-    let rack = Rack::new(tmp.path(), &mount, "all", history.config());
+    let rack = history.rack(tmp.path(), &mount, "all");
     let ledger = run_rack(&mount, &rack, history, None).await;
     let changes = mount.counters().changes - before;
     assert!(
@@ -968,7 +1008,7 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
     );
     let started = Instant::now();
     for k in (offset..changes).step_by(stride as usize) {
-        let rack = Rack::new(tmp.path(), &mount, &format!("k{k}"), history.config());
+        let rack = history.rack(tmp.path(), &mount, &format!("k{k}"));
         let ledger = run_rack(&mount, &rack, history, Some(k)).await;
         let report = if k % 2 == 0 {
             mount.cut_strict()
@@ -981,6 +1021,9 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
             ledger.acked_count()
         );
         let mut servers = rack.launch();
+        if let RackHistory::Growth = history {
+            grow_rack(&rack, &what).await;
+        }
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(30);
         let leader = loop {
@@ -1013,7 +1056,7 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let mut extra = Ledger::default();
-        store_through_any(&mut servers[leader..=leader], 1, &mut extra).await;
+        store_through_any(&mut servers[leader..=leader], 0..1, &mut extra).await;
         assert_eq!(extra.acked_count(), 1, "{what}: no store after the restart");
         for server in &servers {
             let found = check(&server.base, &ledger).await;
@@ -1022,6 +1065,16 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
     }
     sweep_done(changes, (seed, stride, offset), started);
     drop(mount);
+}
+
+/// One node grown into three by `statemanager cluster add` (each new member a learner that
+/// catches up, then a voter by a joint membership change), with stores before and after,
+/// stopped for the whole rack at every fortieth changing request: started again, the
+/// growth can be completed, and every node holds every acknowledged store
+/// (`POWERCUT_STRIDE=1`: every one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_grown_by_cluster_add_stopped_at_every_fortieth_change_grows_again() {
+    stop_rack_at_every_change(RackHistory::Growth, 40).await;
 }
 
 /// A 3-node cluster's first start, its formation and three stores, stopped for the whole rack
@@ -1116,6 +1169,123 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
         server.kill9();
     }
     ledger
+}
+
+/// `statemanager cluster --peer PEER ARGS…` run to its end (bounded: killed after 20 s):
+/// whether it succeeded, and what it printed.
+fn cluster_cli(peer: &str, args: &[&str]) -> (bool, String) {
+    let mut child = std::process::Command::new(common::binary())
+        .args(["cluster", "--peer", peer])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the cluster command");
+    if common::wait_bounded(&mut child, Duration::from_secs(20)).is_none() {
+        let _ = child.kill();
+    }
+    let out = child
+        .wait_with_output()
+        .expect("the cluster command's output");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The voters node 1 of `rack` reports, through its peer port (empty when it does not answer).
+fn rack_voters(rack: &Rack) -> Vec<u64> {
+    let (ok, out) = cluster_cli(&rack.peer_addrs[0], &["--json", "status"]);
+    let status: serde_json::Value = if ok {
+        serde_json::from_str(out.trim()).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["state"] == "voter")
+        .filter_map(|m| m["id"].as_u64())
+        .collect()
+}
+
+/// Adds nodes 2 and 3 of `rack` through node 1 with `statemanager cluster add`, each once
+/// it is not yet a voter; true when both were added.
+fn add_rack_members(rack: &Rack, voters: &[u64]) -> bool {
+    for id in [2u64, 3] {
+        if voters.contains(&id) {
+            continue;
+        }
+        let addr = &rack.peer_addrs[id as usize - 1];
+        let (ok, _) = cluster_cli(&rack.peer_addrs[0], &["add", &id.to_string(), addr]);
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Node 1 started alone, 2 stores through it, nodes 2 and 3 added by `statemanager cluster
+/// add`, 3 more stores through any node; with the power going off after `budget` changing
+/// requests (none: it stays on); then every node killed.
+async fn rack_growth_history(mount: &Mount, rack: &Rack, budget: Option<u64>) -> Ledger {
+    let unpowered = mount.counters().unpowered;
+    if let Some(budget) = budget {
+        mount.power_off_after(budget);
+    }
+    let powered = || mount.counters().unpowered == unpowered;
+    let mut servers = rack.launch();
+    let client = client();
+    let mut ledger = Ledger::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while powered() && Instant::now() < deadline {
+        if servers[0].try_wait_started(Duration::ZERO).is_ok() {
+            let ready = client.get(servers[0].url("/ready")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if powered() {
+        store_through_any(&mut servers[..1], 0..2, &mut ledger).await;
+        let added = tokio::task::block_in_place(|| add_rack_members(rack, &[1]));
+        if added {
+            store_through_any(&mut servers, 2..5, &mut ledger).await;
+        }
+    }
+    if !powered() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for server in servers.iter_mut() {
+        server.kill9();
+    }
+    ledger
+}
+
+/// Completes the growth of `rack` after a cut: node 1 is a member still and leads, alone or
+/// with those already added; whichever of nodes 2 and 3 is not a voter yet is added (bounded).
+async fn grow_rack(rack: &Rack, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let voters = tokio::task::block_in_place(|| rack_voters(rack));
+        if voters.len() == 3 {
+            return;
+        }
+        if voters.contains(&1) && tokio::task::block_in_place(|| add_rack_members(rack, &voters)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the rack does not grow to three again (voters {voters:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Runs `statemanager restore FILE` into `data` (a one-member cluster of the default
