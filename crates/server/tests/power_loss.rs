@@ -613,10 +613,7 @@ async fn run_history(
     budget: Option<u64>,
     ledger: &mut Ledger,
 ) {
-    let unpowered = mount.counters().unpowered;
-    if let Some(budget) = budget {
-        mount.power_off_after(budget);
-    }
+    let powered = arm_power(mount, budget);
     std::fs::create_dir_all(work).expect("work dir");
     let mut server = Server::launch(work, data, history.config, &[], history.env);
     let client = client();
@@ -628,7 +625,7 @@ async fn run_history(
             "neither ready nor stopped:\n{}",
             server.log()
         );
-        if power_went.is_none() && mount.counters().unpowered > unpowered {
+        if power_went.is_none() && !powered() {
             power_went = Some(Instant::now());
         }
         if power_went.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
@@ -655,6 +652,16 @@ async fn run_history(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill9();
+}
+
+/// Arms `mount` to lose its power after `budget` changing requests (none: it stays on);
+/// returns whether the power is still on.
+fn arm_power(mount: &Mount, budget: Option<u64>) -> impl Fn() -> bool + '_ {
+    let unpowered = mount.counters().unpowered;
+    if let Some(budget) = budget {
+        mount.power_off_after(budget);
+    }
+    move || mount.counters().unpowered == unpowered
 }
 
 /// Which stops a sweep makes: `(seed, stride, offset)`. The stride is `POWERCUT_STRIDE` or
@@ -897,10 +904,7 @@ async fn store_through_any(
 /// all three nodes after `budget` changing requests (none: it stays on); then every node is
 /// killed.
 async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<u64>) -> Ledger {
-    let unpowered = mount.counters().unpowered;
-    if let Some(budget) = budget {
-        mount.power_off_after(budget);
-    }
+    let powered = arm_power(mount, budget);
     let mut servers = rack.launch();
     let client = client();
     let mut ledger = Ledger::default();
@@ -908,7 +912,7 @@ async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<
     let mut power_went: Option<Instant> = None;
     loop {
         assert!(Instant::now() < deadline, "neither formed nor stopped");
-        if power_went.is_none() && mount.counters().unpowered > unpowered {
+        if power_went.is_none() && !powered() {
             power_went = Some(Instant::now());
         }
         if power_went.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
@@ -1096,11 +1100,7 @@ async fn a_follower_catching_up_by_snapshot_stopped_at_every_hundredth_change_re
 /// stores; with the power going off for all three after `budget` changing requests (none: it
 /// stays on). Every node is killed at the end.
 async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) -> Ledger {
-    let unpowered = mount.counters().unpowered;
-    if let Some(budget) = budget {
-        mount.power_off_after(budget);
-    }
-    let powered = || mount.counters().unpowered == unpowered;
+    let powered = arm_power(mount, budget);
     let mut servers = rack.launch();
     let client = client();
     let mut ledger = Ledger::default();
@@ -1234,11 +1234,7 @@ fn add_rack_members(rack: &Rack, voters: &[u64]) -> bool {
 /// add`, 3 more stores through any node; with the power going off after `budget` changing
 /// requests (none: it stays on); then every node killed.
 async fn rack_growth_history(mount: &Mount, rack: &Rack, budget: Option<u64>) -> Ledger {
-    let unpowered = mount.counters().unpowered;
-    if let Some(budget) = budget {
-        mount.power_off_after(budget);
-    }
-    let powered = || mount.counters().unpowered == unpowered;
+    let powered = arm_power(mount, budget);
     let mut servers = rack.launch();
     let client = client();
     let mut ledger = Ledger::default();
@@ -1286,6 +1282,28 @@ async fn grow_rack(rack: &Rack, what: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Runs an offline `command` with the power going off after `k` of its `changes` changing
+/// requests, then cuts (strictly for an even `k`, by `seed` otherwise). The command must have
+/// failed. Returns the stop's description for the checks after it.
+fn stop_offline_command(
+    mount: &Mount,
+    (seed, k, changes): (u64, u64, u64),
+    name: &str,
+    command: impl FnOnce() -> (bool, String),
+) -> String {
+    mount.power_off_after(k);
+    let (ok, out) = command();
+    let report = if k % 2 == 0 {
+        mount.cut_strict()
+    } else {
+        mount.cut(seed ^ k)
+    };
+    let what =
+        format!("POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}");
+    assert!(!ok, "{what}: the {name} succeeded without its power: {out}");
+    what
 }
 
 /// Runs `statemanager restore FILE` into `data` (a one-member cluster of the default
@@ -1356,20 +1374,9 @@ async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again()
     for k in (offset..changes).step_by(stride as usize) {
         let work = tmp.path().join(format!("work-{k}"));
         let data = mount.path().join(format!("data-{k}"));
-        mount.power_off_after(k);
-        let (ok, out) = restore_into(&file, &work, &data);
-        let report = if k % 2 == 0 {
-            mount.cut_strict()
-        } else {
-            mount.cut(seed ^ k)
-        };
-        let what = format!(
-            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}"
-        );
-        assert!(
-            !ok,
-            "{what}: the restore succeeded without its power: {out}"
-        );
+        let what = stop_offline_command(&mount, (seed, k, changes), "restore", || {
+            restore_into(&file, &work, &data)
+        });
         let left: Vec<String> = std::fs::read_dir(&data)
             .map(|entries| {
                 entries
@@ -1406,29 +1413,6 @@ async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again()
     sweep_done(changes, (seed, stride, offset), started);
     assert!(refused > 0, "no stop left an unfinished restore");
     drop(mount);
-}
-
-/// Copies the directory tree `from` to `to` (files and directories only), durably: every
-/// file, every directory and `to`'s parent are fsync'd.
-fn copy_tree(from: &Path, to: &Path) {
-    let sync = |path: &Path| {
-        std::fs::File::open(path)
-            .and_then(|f| f.sync_all())
-            .expect("copy: fsync")
-    };
-    std::fs::create_dir(to).expect("copy: directory");
-    sync(to.parent().expect("copy: parent"));
-    for entry in std::fs::read_dir(from).expect("copy: read") {
-        let entry = entry.expect("copy: entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("copy: type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy: file");
-            sync(&target);
-        }
-    }
-    sync(to);
 }
 
 /// Runs `statemanager recover` on `data` with the node configuration `config` (in `work`).
@@ -1566,7 +1550,7 @@ async fn a_recovery_stopped_at_every_change_recovers_again() {
     let node_config = &rack.configs[0];
 
     let (work, data) = (tmp.path().join("work-all"), mount.path().join("all"));
-    copy_tree(survivor, &data);
+    common::copy_tree(survivor, &data);
     let before = mount.counters().changes;
     let (ok, out) = recover(&work, &data, node_config);
     assert!(ok, "the recovery without a stop: {out}");
@@ -1583,21 +1567,10 @@ async fn a_recovery_stopped_at_every_change_recovers_again() {
     for k in (offset..changes).step_by(stride as usize) {
         let work = tmp.path().join(format!("work-{k}"));
         let data = mount.path().join(format!("data-{k}"));
-        copy_tree(survivor, &data);
-        mount.power_off_after(k);
-        let (ok, out) = recover(&work, &data, node_config);
-        let report = if k % 2 == 0 {
-            mount.cut_strict()
-        } else {
-            mount.cut(seed ^ k)
-        };
-        let what = format!(
-            "POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}"
-        );
-        assert!(
-            !ok,
-            "{what}: the recovery succeeded without its power: {out}"
-        );
+        common::copy_tree(survivor, &data);
+        let what = stop_offline_command(&mount, (seed, k, changes), "recovery", || {
+            recover(&work, &data, node_config)
+        });
         // Started as it was left: either the survivor, still a member of three, waiting for
         // its peers, or the one-member cluster with every store the recovery keeps.
         // (Served, it took one more store: the recovery run again keeps that one too.)

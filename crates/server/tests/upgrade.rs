@@ -16,20 +16,6 @@ use serde_json::json;
 
 const NAMESPACE: &str = "PLUGIN#check_fixture";
 
-/// Copies the fixture into `to` (a test never writes into the repository).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("fixture dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 async fn fetch(c: &reqwest::Client, s: &Server, key: &str) -> (u16, serde_json::Value) {
     post(
         c,
@@ -61,7 +47,8 @@ async fn the_fixture_reads_back(c: &reqwest::Client, s: &Server) {
 async fn a_data_dir_written_on_openraft_0_9_opens_and_goes_on() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-openraft-0.9");
-    copy_dir(&fixture, &tmp.path().join("data"));
+    // (A test never writes into the repository.)
+    common::copy_tree(&fixture, &tmp.path().join("data"));
     let mut s = Server::start_in(tmp.path(), "snapshot_logs: 10\n", &[]);
     s.wait_ready().await;
     let c = reqwest::Client::new();

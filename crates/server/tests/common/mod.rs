@@ -16,6 +16,30 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_statemanager")
 }
 
+/// Copies the directory tree `from` into `to` (created, with any missing parents), files and
+/// directories only, durably: every file and directory copied, and `to`'s parent, are
+/// fsync'd (so a copy onto the power-cut file system survives a cut).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let sync = |path: &Path| {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .expect("copy: fsync")
+    };
+    std::fs::create_dir_all(to).expect("copy: directory");
+    sync(to.parent().expect("copy: parent"));
+    for entry in std::fs::read_dir(from).expect("copy: read") {
+        let entry = entry.expect("copy: entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("copy: type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy: file");
+            sync(&target);
+        }
+    }
+    sync(to);
+}
+
 /// Runs the binary with `args` (a CLI command) to its end: whether it succeeded, and its
 /// standard output followed by its standard error.
 pub fn cli(args: &[&str]) -> (bool, String) {
