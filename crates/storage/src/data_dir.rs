@@ -25,9 +25,12 @@ const LOCK: &str = "LOCK";
 /// everything else: while it is there the directory is a restore's, not a node's.
 pub const RESTORING: &str = "RESTORING";
 
+/// The marker's temporary sibling ([`write_atomic`]).
+const RESTORING_TMP: &str = "RESTORING.tmp";
+
 /// What a restore may find in a directory it is given besides an unfinished restore's files:
-/// the lock file, the marker, and the marker's temporary sibling ([`write_atomic`]).
-const RESTORE_OWN: [&str; 3] = [LOCK, RESTORING, "RESTORING.tmp"];
+/// the lock file, the marker and its temporary sibling.
+const RESTORE_OWN: [&str; 3] = [LOCK, RESTORING, RESTORING_TMP];
 
 /// An opened, locked data directory. The lock is released when this value is dropped (or the
 /// process dies, which is what makes `kill -9` and restart work).
@@ -84,7 +87,8 @@ impl DataDir {
                 b"statemanager restore is writing this data directory; it is not served until it finishes\n",
             )?;
         } else {
-            for path in &others {
+            let leftover = root.join(RESTORING_TMP);
+            for path in others.iter().chain(leftover.exists().then_some(&leftover)) {
                 let removed = if path.is_dir() {
                     fs::remove_dir_all(path)
                 } else {
@@ -362,9 +366,11 @@ mod tests {
         );
         assert!(err.to_string().contains("statemanager restore"), "{err}");
 
-        // Run again: it starts over.
+        // Run again: it starts over (the marker's leftover sibling goes too).
+        fs::write(root.join(RESTORING_TMP), "").unwrap();
         let dir = DataDir::open_for_restore(&root).unwrap();
         assert!(!dir.log_dir().join("written.wal").exists());
+        assert!(!root.join(RESTORING_TMP).exists());
         dir.finish_restore().unwrap();
         drop(dir);
         assert!(!root.join(RESTORING).exists());
