@@ -9,7 +9,8 @@
 //! `stop_rack_at_every_change`) replay one history again and again, the power going off after
 //! its first, second, third… changing request (`Mount::power_off_after`): every stop of a
 //! first start, every fifth of a single node's snapshots and purges, every twelfth of a
-//! cluster's formation, every fortieth of one node grown into three by `cluster add`, every
+//! cluster's formation, every fortieth of one node grown into three by `cluster add` and of
+//! three shrunk to two by `cluster remove`, every
 //! hundredth of a follower's catch-up, and every one of the offline `restore` and `recover`. `POWERCUT_STRIDE=1` makes each sweep stop everywhere;
 //! `POWERCUT_SEED` replays the offset a run printed.
 //!
@@ -864,7 +865,12 @@ impl Rack {
 
     /// Launches the three nodes together.
     fn launch(&self) -> Vec<Server> {
-        (0..3)
+        self.launch_first(3)
+    }
+
+    /// Launches nodes 1 to `n` together.
+    fn launch_first(&self, n: usize) -> Vec<Server> {
+        (0..n)
             .map(|i| {
                 std::fs::create_dir_all(&self.works[i]).expect("work dir");
                 Server::launch(&self.works[i], &self.datas[i], &self.configs[i], &[], &[])
@@ -950,6 +956,8 @@ enum RackHistory {
     CatchUp,
     /// One node grown into three by `cluster add` ([`rack_growth_history`]).
     Growth,
+    /// Three nodes shrunk to two by `cluster remove` ([`rack_shrink_history`]).
+    Shrink,
 }
 
 impl RackHistory {
@@ -964,7 +972,7 @@ impl RackHistory {
     /// The nodes' configuration beside their ids and peers.
     fn config(self) -> &'static str {
         match self {
-            RackHistory::Formation | RackHistory::Growth => BUSY_CONFIG,
+            RackHistory::Formation | RackHistory::Growth | RackHistory::Shrink => BUSY_CONFIG,
             // Snapshots every ten entries that purge the whole log.
             RackHistory::CatchUp => {
                 "snapshot_logs: 10\nsnapshot_keep_logs: 0\nmax_persistent_data_items: 100000\n"
@@ -978,6 +986,7 @@ async fn run_rack(mount: &Mount, rack: &Rack, history: RackHistory, budget: Opti
         RackHistory::Formation => rack_history(mount, rack, 3, budget).await,
         RackHistory::CatchUp => rack_catch_up_history(mount, rack, budget).await,
         RackHistory::Growth => rack_growth_history(mount, rack, budget).await,
+        RackHistory::Shrink => rack_shrink_history(mount, rack, budget).await,
     }
 }
 
@@ -1024,9 +1033,15 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
              acknowledged), cut {report:?}",
             ledger.acked_count()
         );
-        let mut servers = rack.launch();
-        if let RackHistory::Growth = history {
-            grow_rack(&rack, &what).await;
+        // After a shrink, node 3 stays stopped (removed, or to be removed).
+        let mut servers = match history {
+            RackHistory::Shrink => rack.launch_first(2),
+            _ => rack.launch(),
+        };
+        match history {
+            RackHistory::Growth => grow_rack(&rack, &what).await,
+            RackHistory::Shrink => shrink_rack(&rack, &what).await,
+            _ => {}
         }
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1079,6 +1094,16 @@ async fn stop_rack_at_every_change(history: RackHistory, stride: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_grown_by_cluster_add_stopped_at_every_fortieth_change_grows_again() {
     stop_rack_at_every_change(RackHistory::Growth, 40).await;
+}
+
+/// A 3-node cluster shrunk to two by `statemanager cluster remove` (a joint membership
+/// change; the removed node then stopped), with stores before and after, stopped for the
+/// whole rack at every fortieth changing request: started again without the removed node, the
+/// removal can be completed, and both nodes hold every acknowledged store
+/// (`POWERCUT_STRIDE=1`: every one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_shrunk_by_cluster_remove_stopped_at_every_fortieth_change_shrinks_again() {
+    stop_rack_at_every_change(RackHistory::Shrink, 40).await;
 }
 
 /// A 3-node cluster's first start, its formation and three stores, stopped for the whole rack
@@ -1262,6 +1287,63 @@ async fn rack_growth_history(mount: &Mount, rack: &Rack, budget: Option<u64>) ->
         server.kill9();
     }
     ledger
+}
+
+/// The rack formed, 2 stores, node 3 removed by `statemanager cluster remove` and then
+/// stopped, 3 more stores through nodes 1 and 2; with the power going off after `budget`
+/// changing requests (none: it stays on); then every node killed.
+async fn rack_shrink_history(mount: &Mount, rack: &Rack, budget: Option<u64>) -> Ledger {
+    let powered = arm_power(mount, budget);
+    let mut servers = rack.launch();
+    let client = client();
+    let mut ledger = Ledger::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = false;
+    while powered() && !ready && Instant::now() < deadline {
+        for server in servers.iter_mut() {
+            if server.try_wait_started(Duration::ZERO).is_ok() {
+                let answer = client.get(server.url("/ready")).send().await;
+                ready |= answer.is_ok_and(|r| r.status() == 200);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if ready {
+        store_through_any(&mut servers, 0..2, &mut ledger).await;
+        let (removed, _) =
+            tokio::task::block_in_place(|| cluster_cli(&rack.peer_addrs[0], &["remove", "3"]));
+        if removed {
+            servers[2].kill9();
+            store_through_any(&mut servers[..2], 2..5, &mut ledger).await;
+        }
+    }
+    if !powered() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for server in servers.iter_mut() {
+        server.kill9();
+    }
+    ledger
+}
+
+/// Completes the shrink of `rack` after a cut, with nodes 1 and 2 running: node 3 is
+/// removed again while it is a voter (bounded).
+async fn shrink_rack(rack: &Rack, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let voters = tokio::task::block_in_place(|| rack_voters(rack));
+        if voters == [1, 2] {
+            return;
+        }
+        if voters.contains(&3) {
+            tokio::task::block_in_place(|| cluster_cli(&rack.peer_addrs[0], &["remove", "3"]));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node 3 is not removed again (voters {voters:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Completes the growth of `rack` after a cut: node 1 is a member still and leads, alone or
