@@ -184,6 +184,32 @@ async fn wait_for_acks(ledger: &Mutex<Ledger>, target: u64, limit: Duration) {
     }
 }
 
+/// Whether one of `servers` has started and answers `/ready` with 200 (one look each).
+async fn any_ready(client: &reqwest::Client, servers: &mut [Server]) -> bool {
+    for server in servers.iter_mut() {
+        if server.try_wait_started(Duration::ZERO).is_ok() {
+            let answer = client.get(server.url("/ready")).send().await;
+            if answer.is_ok_and(|r| r.status() == 200) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Looks at `server`'s `/ready` until it answers 200 (true) or `limit` has passed (false).
+async fn ready_within(server: &mut Server, limit: Duration) -> bool {
+    let client = client();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if any_ready(&client, std::slice::from_mut(server)).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// Starts the server and waits until it is ready (bounded); why not, otherwise.
 async fn start_ready(
     work: &Path,
@@ -193,15 +219,8 @@ async fn start_ready(
 ) -> Result<Server, String> {
     let mut server = Server::launch(work, data, config, &[], env);
     server.try_wait_started(Duration::from_secs(30))?;
-    let client = client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(server.url("/ready")).send().await {
-            if r.status() == 200 {
-                return Ok(server);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if ready_within(&mut server, Duration::from_secs(20)).await {
+        return Ok(server);
     }
     Err(format!("started but never ready:\n{}", server.log()))
 }
@@ -655,6 +674,17 @@ async fn run_history(
     server.kill9();
 }
 
+/// Ends a rack history: once the power went, a moment for the nodes to meet it; then every
+/// node killed.
+async fn end_rack_history(servers: &mut [Server], powered: impl Fn() -> bool) {
+    if !powered() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for server in servers.iter_mut() {
+        server.kill9();
+    }
+}
+
 /// Arms `mount` to lose its power after `budget` changing requests (none: it stays on);
 /// returns whether the power is still on.
 fn arm_power(mount: &Mount, budget: Option<u64>) -> impl Fn() -> bool + '_ {
@@ -928,14 +958,7 @@ async fn rack_history(mount: &Mount, rack: &Rack, stores: usize, budget: Option<
         {
             break;
         }
-        let mut ready = false;
-        for server in servers.iter_mut() {
-            if server.try_wait_started(Duration::ZERO).is_ok() {
-                let answer = client.get(server.url("/ready")).send().await;
-                ready |= answer.is_ok_and(|r| r.status() == 200);
-            }
-        }
-        if ready {
+        if any_ready(&client, &mut servers).await {
             store_through_any(&mut servers, 0..stores, &mut ledger).await;
             break;
         }
@@ -1170,13 +1193,10 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
                 &[],
             );
             let caught_up = Instant::now() + Duration::from_secs(10);
-            while powered() && Instant::now() < caught_up {
-                if back.try_wait_started(Duration::ZERO).is_ok() {
-                    let ready = client.get(back.url("/ready")).send().await;
-                    if ready.is_ok_and(|r| r.status() == 200) {
-                        break;
-                    }
-                }
+            while powered()
+                && Instant::now() < caught_up
+                && !any_ready(&client, std::slice::from_mut(&mut back)).await
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             store_keys(&client, &base, 40..45, Duration::ZERO, &mut ledger, || {
@@ -1187,12 +1207,7 @@ async fn rack_catch_up_history(mount: &Mount, rack: &Rack, budget: Option<u64>) 
             back.kill9();
         }
     }
-    if !powered() {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for server in servers.iter_mut() {
-        server.kill9();
-    }
+    end_rack_history(&mut servers, powered).await;
     ledger
 }
 
@@ -1264,13 +1279,7 @@ async fn rack_growth_history(mount: &Mount, rack: &Rack, budget: Option<u64>) ->
     let client = client();
     let mut ledger = Ledger::default();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while powered() && Instant::now() < deadline {
-        if servers[0].try_wait_started(Duration::ZERO).is_ok() {
-            let ready = client.get(servers[0].url("/ready")).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-        }
+    while powered() && Instant::now() < deadline && !any_ready(&client, &mut servers[..1]).await {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if powered() {
@@ -1280,12 +1289,7 @@ async fn rack_growth_history(mount: &Mount, rack: &Rack, budget: Option<u64>) ->
             store_through_any(&mut servers, 2..5, &mut ledger).await;
         }
     }
-    if !powered() {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for server in servers.iter_mut() {
-        server.kill9();
-    }
+    end_rack_history(&mut servers, powered).await;
     ledger
 }
 
@@ -1300,12 +1304,7 @@ async fn rack_shrink_history(mount: &Mount, rack: &Rack, budget: Option<u64>) ->
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut ready = false;
     while powered() && !ready && Instant::now() < deadline {
-        for server in servers.iter_mut() {
-            if server.try_wait_started(Duration::ZERO).is_ok() {
-                let answer = client.get(server.url("/ready")).send().await;
-                ready |= answer.is_ok_and(|r| r.status() == 200);
-            }
-        }
+        ready = any_ready(&client, &mut servers).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if ready {
@@ -1317,12 +1316,7 @@ async fn rack_shrink_history(mount: &Mount, rack: &Rack, budget: Option<u64>) ->
             store_through_any(&mut servers[..2], 2..5, &mut ledger).await;
         }
     }
-    if !powered() {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for server in servers.iter_mut() {
-        server.kill9();
-    }
+    end_rack_history(&mut servers, powered).await;
     ledger
 }
 
@@ -1565,14 +1559,8 @@ async fn start_ready_within(
     server
         .try_wait_started(Duration::from_secs(30))
         .unwrap_or_else(|why| panic!("the node did not start: {why}"));
-    let client = client();
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let ready = client.get(server.url("/ready")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            return Some(server);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    if ready_within(&mut server, limit).await {
+        return Some(server);
     }
     server.kill9();
     None
