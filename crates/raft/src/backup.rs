@@ -55,6 +55,19 @@ pub struct RestoreSummary {
     pub cluster_id: String,
 }
 
+/// Why a restore failed, and what it left.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Refused or failed before the directory was marked as being restored: nothing in it
+    /// was changed.
+    #[error(transparent)]
+    Untouched(StorageError),
+    /// Failed once the directory was marked (its `RESTORING` file): no node serves it until a
+    /// restore into it finishes; running the restore again starts over.
+    #[error(transparent)]
+    Unfinished(StorageError),
+}
+
 /// Seeds the empty (or absent) data directory `data_dir` from the backup at `backup`, as a
 /// member of a cluster whose members are `members` (node id → peer address; a one-member
 /// cluster for a single node).
@@ -67,12 +80,35 @@ pub fn restore(
     backup: &Path,
     data_dir: &Path,
     members: &BTreeMap<NodeId, String>,
-) -> Result<RestoreSummary, StorageError> {
-    let capture = read_backup(backup)?;
+) -> Result<RestoreSummary, RestoreError> {
+    let capture = read_backup(backup).map_err(RestoreError::Untouched)?;
     if members.is_empty() {
-        return Err(corrupt(data_dir, "no members to restore into"));
+        return Err(RestoreError::Untouched(corrupt(
+            data_dir,
+            "no members to restore into",
+        )));
     }
-    let dir = DataDir::open_for_restore(data_dir)?;
+    let dir = DataDir::open_for_restore(data_dir).map_err(|e| {
+        // Its marker may have been written before the failure.
+        if data_dir.join(RESTORING_MARKER).exists() {
+            RestoreError::Unfinished(e)
+        } else {
+            RestoreError::Untouched(e)
+        }
+    })?;
+    // From here on the directory is marked, whatever fails: even when the marker's removal
+    // fails, a power cut may bring it back.
+    write_restored(&dir, capture, members).map_err(RestoreError::Unfinished)
+}
+
+/// The restore's writes into `dir`, which is marked as being restored: the snapshot, the log's
+/// markers, the cluster id; then the mark removed.
+fn write_restored(
+    dir: &DataDir,
+    capture: BackupCapture,
+    members: &BTreeMap<NodeId, String>,
+) -> Result<RestoreSummary, StorageError> {
+    let data_dir = dir.root();
     let engine = LogEngine::open(&dir.log_dir())?;
     let last = restored_log_id();
     let membership = crate::types::voters_of(

@@ -103,6 +103,8 @@ enum Command {
     /// Restore a backup into an empty data directory (the node must not be running).
     ///
     /// The whole file is verified first; a damaged file or a used directory changes nothing.
+    /// A restore cut short (crash, power cut) leaves a RESTORING file in the directory, which
+    /// `serve` refuses; run the same restore again and it starts over.
     /// The restored node's membership comes from the configuration: its `peers` (restore the
     /// same file into every member's data directory before starting any of them), or this
     /// node alone (then add others with `cluster add`). See docs/operations.md.
@@ -330,18 +332,15 @@ fn restore(
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            if dir
-                .join(statemanager_raft::backup::RESTORING_MARKER)
-                .exists()
-            {
-                eprintln!(
-                    "statemanager: restore failed: {e}; {} is not served until a restore into it finishes: run it again",
-                    dir.display()
-                );
-            } else {
-                eprintln!("statemanager: restore failed, nothing was changed: {e}");
-            }
+        Err(statemanager_raft::backup::RestoreError::Untouched(e)) => {
+            eprintln!("statemanager: restore failed, nothing was changed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(statemanager_raft::backup::RestoreError::Unfinished(e)) => {
+            eprintln!(
+                "statemanager: restore failed: {e}; {} is not served until a restore into it finishes: run it again",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -1362,13 +1362,14 @@ async fn grow_rack(rack: &Rack, what: &str) {
 
 /// Runs an offline `command` with the power going off after `k` of its `changes` changing
 /// requests, then cuts (strictly for an even `k`, by `seed` otherwise). The command must have
-/// failed. Returns the stop's description for the checks after it.
+/// failed. Returns the stop's description for the checks after it, and what the command
+/// printed.
 fn stop_offline_command(
     mount: &Mount,
     (seed, k, changes): (u64, u64, u64),
     name: &str,
     command: impl FnOnce() -> (bool, String),
-) -> String {
+) -> (String, String) {
     mount.power_off_after(k);
     let (ok, out) = command();
     let report = if k % 2 == 0 {
@@ -1379,7 +1380,7 @@ fn stop_offline_command(
     let what =
         format!("POWERCUT_SEED={seed}: power off after {k} of {changes} changes, cut {report:?}");
     assert!(!ok, "{what}: the {name} succeeded without its power: {out}");
-    what
+    (what, out)
 }
 
 /// Runs `statemanager restore FILE` into `data` (a one-member cluster of the default
@@ -1450,7 +1451,7 @@ async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again()
     for k in (offset..changes).step_by(stride as usize) {
         let work = tmp.path().join(format!("work-{k}"));
         let data = mount.path().join(format!("data-{k}"));
-        let what = stop_offline_command(&mount, (seed, k, changes), "restore", || {
+        let (what, out) = stop_offline_command(&mount, (seed, k, changes), "restore", || {
             restore_into(&file, &work, &data)
         });
         let left: Vec<String> = std::fs::read_dir(&data)
@@ -1462,6 +1463,11 @@ async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again()
             .unwrap_or_default();
         if left.iter().any(|name| name == "RESTORING") {
             refused += 1;
+            // The marker was there when the restore failed, and the message says so.
+            assert!(
+                out.contains("is not served until a restore into it finishes: run it again"),
+                "{what}: the failed restore's message: {out}"
+            );
             let mut server = Server::launch(&work, &data, "", &[], &[]);
             let exit = server.wait_exit(Duration::from_secs(20));
             assert!(
@@ -1638,7 +1644,7 @@ async fn a_recovery_stopped_at_every_change_recovers_again() {
         let work = tmp.path().join(format!("work-{k}"));
         let data = mount.path().join(format!("data-{k}"));
         common::copy_tree(survivor, &data);
-        let what = stop_offline_command(&mount, (seed, k, changes), "recovery", || {
+        let (what, _) = stop_offline_command(&mount, (seed, k, changes), "recovery", || {
             recover(&work, &data, node_config)
         });
         // Started as it was left: either the survivor, still a member of three, waiting for
