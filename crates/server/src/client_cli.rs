@@ -418,9 +418,25 @@ async fn backup(client: &Client, out: &Path, as_json: bool) -> Result<(), Failur
     };
     std::fs::rename(&partial, out)
         .map_err(|e| Failure(exit::LOCAL, format!("renaming to {}: {e}", out.display())))?;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
-    }
+    // The rename is durable once the directory that holds the name is: without this a power
+    // cut could leave the `.partial` name (or none) after a backup reported as written.
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| {
+            Failure(
+                exit::LOCAL,
+                format!(
+                    "the backup was written to {} but syncing its directory {} failed ({e}): \
+                     a power cut could still lose the file's name; run the backup again",
+                    out.display(),
+                    parent.display()
+                ),
+            )
+        })?;
     if as_json {
         print_json(&json!({
             "file": out.display().to_string(),
