@@ -233,9 +233,7 @@ pub(crate) async fn stop_rack_at_every_change(history: RackHistory, stride: u64)
     }
     mount.cut_strict();
     let (seed, stride, offset) = sweep_plan(stride);
-    eprintln!(
-        "{history:?}: {changes} changes; every {stride} stop from {offset} (POWERCUT_SEED={seed})"
-    );
+    eprintln!("{history:?}: {changes} changes");
     let started = Instant::now();
     for k in (offset..changes).step_by(stride as usize) {
         let rack = history.rack(tmp.path(), &mount, &format!("k{k}"));

@@ -72,7 +72,6 @@ pub(crate) async fn held_keys(server: &Server, ledger: &Ledger) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovery_stopped_at_every_change_recovers_again() {
     let (seed, stride, offset) = sweep_plan(1);
-    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
     // A survivor with snapshots, log entries after them and the cluster's membership: a rack

@@ -33,23 +33,9 @@ pub(crate) fn restore_into(file: &Path, work: &Path, data: &Path) -> (bool, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_stopped_at_every_change_is_refused_or_absent_and_runs_again() {
     let (seed, stride, offset) = sweep_plan(1);
-    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
     // The backup, from a node off the power-cut file system.
-    let source = Server::start("");
-    source.wait_ready().await;
-    let client = client();
-    let mut ledger = Ledger::default();
-    store_keys(
-        &client,
-        &source.base,
-        0..30,
-        Duration::ZERO,
-        &mut ledger,
-        || false,
-    )
-    .await;
-    assert_eq!(ledger.acked_count(), 30);
+    let (source, ledger) = source_node(30).await;
     let file = tmp.path().join("items.smbackup");
     let (ok, out) = common::cli(&[
         "backup",
@@ -150,21 +136,8 @@ pub(crate) fn backup_in(cwd: &Path, server: &str, name: &str) -> (bool, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_reported_written_survives_a_cut_and_one_stopped_at_any_change_fails() {
     let (seed, stride, offset) = sweep_plan(1);
-    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let source = Server::start("");
-    source.wait_ready().await;
-    let mut ledger = Ledger::default();
-    store_keys(
-        &client(),
-        &source.base,
-        0..20,
-        Duration::ZERO,
-        &mut ledger,
-        || false,
-    )
-    .await;
-    assert_eq!(ledger.acked_count(), 20);
+    let (source, ledger) = source_node(20).await;
 
     let mount = mount_on(tmp.path());
     let whole = durable_dir(&mount, "whole");
@@ -202,6 +175,24 @@ async fn a_backup_reported_written_survives_a_cut_and_one_stopped_at_any_change_
     sweep_done(changes, (seed, stride, offset), started);
     drop(source);
     drop(mount);
+}
+
+/// A node off the power-cut file system holding `keys` acknowledged stores, and their ledger.
+async fn source_node(keys: usize) -> (Server, Ledger) {
+    let source = Server::start("");
+    source.wait_ready().await;
+    let mut ledger = Ledger::default();
+    store_keys(
+        &client(),
+        &source.base,
+        0..keys,
+        Duration::ZERO,
+        &mut ledger,
+        || false,
+    )
+    .await;
+    assert_eq!(ledger.acked_count(), keys);
+    (source, ledger)
 }
 
 /// A new directory `name` at the top of `mount`, its entry made durable.

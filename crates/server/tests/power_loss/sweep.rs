@@ -85,7 +85,7 @@ pub(crate) fn arm_power(mount: &Mount, budget: Option<u64>) -> impl Fn() -> bool
 
 /// Which stops a sweep makes: `(seed, stride, offset)`. The stride is `POWERCUT_STRIDE` or
 /// `default_stride`; the offset is drawn from `POWERCUT_SEED` or, unset, the clock (so the
-/// stops move from run to run, and the printed seed replays them).
+/// stops move from run to run, and the printed seed replays them). Prints the plan.
 pub(crate) fn sweep_plan(default_stride: u64) -> (u64, u64, u64) {
     let seed = seed_from_env_or(
         std::time::SystemTime::now()
@@ -97,7 +97,9 @@ pub(crate) fn sweep_plan(default_stride: u64) -> (u64, u64, u64) {
         .and_then(|s| s.parse().ok())
         .filter(|&s: &u64| s > 0)
         .unwrap_or(default_stride);
-    (seed, stride, seed % stride)
+    let offset = seed % stride;
+    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
+    (seed, stride, offset)
 }
 
 /// Says how many stops a sweep made, and in how long.
@@ -116,7 +118,6 @@ pub(crate) fn sweep_done(changes: u64, (seed, stride, offset): (u64, u64, u64), 
 /// up, hold every store acknowledged before the stop, and take a store.
 pub(crate) async fn stop_at_every_change(history: &History<'_>, stride: u64) {
     let (seed, stride, offset) = sweep_plan(stride);
-    eprintln!("every {stride} stop from {offset} (POWERCUT_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mount = mount_on(tmp.path());
     let before = mount.counters().changes;
