@@ -431,7 +431,8 @@ async fn backup(client: &Client, out: &Path, as_json: bool) -> Result<(), Failur
                 exit::LOCAL,
                 format!(
                     "the backup was written to {} but syncing its directory {} failed ({e}): \
-                     a power cut could still lose the file's name; run the backup again",
+                     a power cut could still lose the file's name: remove it (or choose another \
+                     name) and run the backup again",
                     out.display(),
                     parent.display()
                 ),

@@ -76,7 +76,7 @@ fn raft_config(options: &NodeOptions) -> Result<Arc<openraft::Config>, StartErro
         // commit index it finds on disk, which we save without fsync (`save_committed`), so
         // after a power cut it can be far behind what was acknowledged, and reads were
         // answered from a state missing acknowledged stores (found by
-        // `power_loss::a_whole_cluster_cut_at_once_reforms_and_loses_nothing`; see
+        // `power_loss::cuts::a_whole_cluster_cut_at_once_reforms_and_loses_nothing`; see
         // docs/design.md, "A restarted leader is elected again").
         enable_leader_restore: Some(false),
         ..Default::default()

@@ -11,8 +11,9 @@
 //! first start, every fifth of a single node's snapshots and purges, every twelfth of a
 //! cluster's formation, every fortieth of one node grown into three by `cluster add` and of
 //! three shrunk to two by `cluster remove`, every hundredth of a follower's catch-up, and
-//! every one of the offline `restore`, `recover` and `backup`. `POWERCUT_STRIDE=1` makes each
-//! sweep stop everywhere; `POWERCUT_SEED` replays the offset a run printed.
+//! every one of the offline `restore` and `recover` and of `statemanager backup` writing its
+//! file. `POWERCUT_STRIDE=1` makes each sweep stop everywhere; `POWERCUT_SEED` replays the
+//! offset a run printed.
 //!
 //! The harness is tested too: a server built to acknowledge before its log fsync, or to skip
 //! its directory fsyncs, must be caught losing data.
