@@ -41,21 +41,49 @@ async fn mean_batch_of_callers_storing_in_turn(s: &Server, callers: usize, round
     ops / count
 }
 
+/// The ends of the writer's gathers so far, from `/metrics`: complete, partial, missed, idle.
+async fn gather_ends(s: &Server) -> [f64; 4] {
+    let metrics = get_text(&reqwest::Client::new(), &s.url("/metrics")).await;
+    ["complete", "partial", "missed", "idle"].map(|end| {
+        sample(
+            &metrics,
+            &format!("statemanager_write_gather_total{{end=\"{end}\"}}"),
+        )
+    })
+}
+
 /// Callers that store in turn split, without the gather, into groups that take turns (about
 /// half of them per batch); with it they share one batch.
+///
+/// On a machine loaded enough that the callers do not all come back within the gather's
+/// longest deadline (100 ms; seen with four busy loops beside the test, one run in five), the
+/// gather records a miss and pauses for eight batches, as it should; the run is then measured
+/// again, up to three times, and one of them must show the callers sharing one batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_storing_in_turn_share_one_batch() {
     const CALLERS: usize = 16;
-    // A deadline far above what the callers need to come back, even on a loaded machine.
+    const ATTEMPTS: usize = 3;
     let gathered = Server::start("write_gather_ms: 100\n");
     gathered.wait_ready().await;
-    let with_gather = mean_batch_of_callers_storing_in_turn(&gathered, CALLERS, 40).await;
+    let mut runs = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let before = gather_ends(&gathered).await;
+        let mean = mean_batch_of_callers_storing_in_turn(&gathered, CALLERS, 40).await;
+        let after = gather_ends(&gathered).await;
+        let missed = after[2] - before[2];
+        runs.push((mean, missed));
+        if mean >= 0.75 * CALLERS as f64 || missed == 0.0 {
+            break;
+        }
+    }
     let alone = Server::start("write_gather_ms: 0\n");
     alone.wait_ready().await;
     let without_gather = mean_batch_of_callers_storing_in_turn(&alone, CALLERS, 40).await;
+    let with_gather = runs.last().map_or(0.0, |run| run.0);
     assert!(
         with_gather >= 0.75 * CALLERS as f64 && with_gather > without_gather,
-        "mean stores per batch: {with_gather:.1} with the gather, {without_gather:.1} without"
+        "mean stores per batch with the gather, and its misses, per run: {runs:?}; \
+         {without_gather:.1} without"
     );
 
     let metrics = get_text(&reqwest::Client::new(), &gathered.url("/metrics")).await;
