@@ -323,6 +323,11 @@ async fn a_dead_follower_and_writes_do_not_flood_the_log() {
 /// it in term 1. When every founder initialised at once, each campaigned in term 1, a later
 /// candidate (a higher leader id in the same term) deposed the first winner, and formation
 /// took up to three more terms and 1.4 s (about half of all starts).
+///
+/// On a loaded machine the first founder's process can take an election timeout longer than
+/// the second's to open its data; the second then takes its turn, as designed, and leads term
+/// 1 (seen once beside two busy loops): a leader other than the first must have initialised
+/// the cluster itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn founders_started_together_elect_the_lowest_id_in_term_one() {
     for start in 0..3 {
@@ -330,10 +335,12 @@ async fn founders_started_together_elect_the_lowest_id_in_term_one() {
         let leader = cluster.wait_leader().await;
         let c = reqwest::Client::new();
         let status = get_json(&c, &cluster.node(leader).url("/status")).await;
-        assert_eq!(
-            (leader, status["term"].as_u64()),
-            (0, Some(1)),
-            "start {start}: {status}"
+        assert_eq!(status["term"].as_u64(), Some(1), "start {start}: {status}");
+        let log = cluster.node(leader).log();
+        assert!(
+            leader == 0 || log.contains("initialised a new cluster"),
+            "start {start}: node {} leads without having taken its turn: {status}\n{log}",
+            leader + 1
         );
     }
 }
