@@ -108,6 +108,10 @@ fn decode_one(kind: crate::peer::stream::Kind, body: &[u8]) {
         Call::FollowerRead(_) => {
             decodes_canonically::<crate::follower_read::FollowerReadRequest>(body);
         }
+        Call::LeaderRead(request) => {
+            decodes_canonically::<crate::leader_read::LeaderReadRequest>(body);
+            let _ = crate::leader_read::vouches((1, 1), &request);
+        }
         Call::CacheGet(_) => {
             decodes_canonically::<crate::peer::cache_peers::CacheGetRequest>(body);
         }
@@ -159,6 +163,7 @@ fn answer_bodies(body: &[u8]) {
     decodes_canonically::<Result<VoteResponse<TypeConfig>, String>>(body);
     decodes_canonically::<Result<Vec<Result<Stored, NodeError>>, NodeError>>(body);
     decodes_canonically::<Result<u64, String>>(body);
+    decodes_canonically::<bool>(body);
     decodes_canonically::<Result<crate::follower_read::FollowerReadAnswer, String>>(body);
     decodes_canonically::<Result<SnapshotResponse<TypeConfig>, String>>(body);
     if let crate::peer::snapshot_transfer::Split::Head(head, _) =

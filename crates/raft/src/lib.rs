@@ -34,6 +34,7 @@ pub mod election;
 pub mod error;
 pub mod follower_read;
 pub mod fuzzing;
+pub mod leader_read;
 pub mod log_store;
 pub mod log_tail;
 pub mod node;

@@ -9,7 +9,9 @@
 //!
 //! On a follower a round is one request to the leader, which counts as this follower's
 //! acknowledgment of it (see [`crate::follower_read`]): in a cluster where the two make a
-//! quorum the leader answers without a heartbeat round of its own.
+//! quorum the leader answers without a heartbeat round of its own. On a leader of such a
+//! cluster a round is one question to one follower (see [`crate::leader_read`]), and
+//! openraft's heartbeat round only when that follower does not vouch.
 //!
 //! Each round also settles the time the reads use (see [`crate::cluster_time`]): on the
 //! leader, `begin_read` before `ensure_linearizable` (whose heartbeats carry it to a quorum)
@@ -19,6 +21,7 @@
 
 use openraft::async_runtime::WatchReceiver;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_time::ClusterTime;
 use crate::error::with_sources;
-use crate::follower_read::{still_follows, FollowerReadRequest};
+use crate::follower_read::{still_follows, FollowerReadRequest, LeaderView};
+use crate::leader_read::LeaderReadRequest;
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::{NodeError, Reason};
@@ -38,7 +42,8 @@ pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
 
 /// Confirms once that this node may serve linearizable reads now.
 ///
-/// On the leader: `ensure_linearizable`. On a follower: the leader's read index (one peer RPC
+/// On the leader: one follower's word where the leader and one follower are a quorum (see
+/// [`crate::leader_read`]), else `ensure_linearizable`. On a follower: the leader's read index (one peer RPC
 /// for every read queued in this round, see [`crate::follower_read`]), then a wait until this
 /// node has applied up to it;
 /// the reads are then served from local state. If the leader cannot be asked, the caller gets
@@ -48,6 +53,7 @@ pub async fn linearize(
     network: &PeerNetwork,
     time: &ClusterTime,
     shared: &SharedState,
+    asked: &AskedFollower,
     timeout: Duration,
 ) -> Result<(), NodeError> {
     // A follower that knows its leader asks it at once: the read index is only as good as
@@ -70,7 +76,14 @@ pub async fn linearize(
     // round fails and nothing is confirmed.
     let t = time.begin_read(shared.read().state.high_water(), leader);
     if let Some((leader, addr)) = known_leader {
-        return read_through_leader(raft, network, time, leader, &addr, timeout).await;
+        return read_through_leader(raft, network, time, shared, leader, &addr, timeout).await;
+    }
+    if leader {
+        if let Some(done) =
+            read_vouched_by_one_follower(raft, network, shared, asked, timeout).await
+        {
+            return done.map(|()| time.confirm(t));
+        }
     }
     match read_index_round(raft, timeout).await {
         Ok(Ok(_)) => {
@@ -89,7 +102,7 @@ pub async fn linearize(
                 let m = metrics.borrow_watched();
                 FollowedLeader::of(&m, leader_id)
             };
-            read_through_leader(raft, network, time, leader, &node.addr, timeout).await
+            read_through_leader(raft, network, time, shared, leader, &node.addr, timeout).await
         }
         Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
             Err(NodeError::NoQuorum(Reason::of(q)))
@@ -105,6 +118,99 @@ pub async fn linearize(
             .into(),
         )),
     }
+}
+
+/// How long a leader waits for the follower it asked to vouch for its reads before it runs
+/// a heartbeat round instead (a heartbeat interval: a follower that is down or paused costs
+/// one round this much, and the next round asks another follower).
+const VOUCH_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The follower a leader asks first for its reads (see [`crate::leader_read`]): the one
+/// that vouched last, or the next after one that did not.
+#[derive(Debug, Default)]
+pub struct AskedFollower(AtomicU64);
+
+/// A leader's round with one follower's word (see [`crate::leader_read`]): the follower the
+/// rule allows is asked, and once it vouches the leader waits until it has applied its
+/// commit index. `None`: no follower may be asked or the one asked did not vouch; the caller
+/// runs openraft's round.
+async fn read_vouched_by_one_follower(
+    raft: &crate::types::Raft,
+    network: &PeerNetwork,
+    shared: &SharedState,
+    asked: &AskedFollower,
+    timeout: Duration,
+) -> Option<Result<(), NodeError>> {
+    let from = asked.0.load(Ordering::Relaxed);
+    let chosen = tokio::time::timeout(
+        timeout,
+        raft.with_raft_state(move |state| {
+            let view = LeaderView::of(state);
+            let (follower, index) = crate::leader_read::choose(&view, from)?;
+            let node = state
+                .membership_state
+                .effective()
+                .membership()
+                .get_node(&follower)?;
+            let request = LeaderReadRequest {
+                term: view.vote.0,
+                leader: view.vote.1,
+            };
+            Some((follower, index, request, node.addr.clone()))
+        }),
+    )
+    .await;
+    let Ok(Ok(Some((follower, index, request, addr)))) = chosen else {
+        return None;
+    };
+    let vouched = network
+        .leader_read(&addr, follower, &request, VOUCH_TIMEOUT.min(timeout))
+        .await;
+    if !matches!(vouched, Ok(true)) {
+        tracing::debug!(
+            follower,
+            answer = ?vouched.map_err(|e| with_sources(&e)),
+            "the follower asked did not vouch for the leader's reads; running a round"
+        );
+        asked.0.store(follower.wrapping_add(1), Ordering::Relaxed);
+        metrics::counter!("statemanager_leader_read_rounds_total", "vouched" => "no").increment(1);
+        return None;
+    }
+    asked.0.store(follower, Ordering::Relaxed);
+    metrics::counter!("statemanager_leader_read_rounds_total", "vouched" => "yes").increment(1);
+    let applied = applied_at_least(raft, shared, index, timeout, "leader read").await;
+    Some(applied.map_err(|_| {
+        NodeError::NoQuorum(
+            format!(
+                "the read index was not applied within {} ms",
+                timeout.as_millis()
+            )
+            .into(),
+        )
+    }))
+}
+
+/// Returns once this node's state has applied the entry at `index`, at once when it already
+/// has (the usual case: no watch of openraft's metrics, which clones them at every look);
+/// `Err` when `timeout` passes first.
+async fn applied_at_least(
+    raft: &crate::types::Raft,
+    shared: &SharedState,
+    index: u64,
+    timeout: Duration,
+    why: &str,
+) -> Result<(), openraft::metrics::WaitError> {
+    if shared
+        .read()
+        .last_applied
+        .is_some_and(|id| id.index >= index)
+    {
+        return Ok(());
+    }
+    raft.wait(Some(timeout))
+        .applied_index_at_least(Some(index), why)
+        .await
+        .map(|_| ())
 }
 
 /// The pause before a read-index round is tried again after no quorum acknowledged it.
@@ -187,6 +293,7 @@ async fn read_through_leader(
     raft: &crate::types::Raft,
     network: &PeerNetwork,
     time: &ClusterTime,
+    shared: &SharedState,
     leader: FollowedLeader,
     addr: &str,
     timeout: Duration,
@@ -232,8 +339,7 @@ async fn read_through_leader(
             return Err(not_leader);
         }
     }
-    raft.wait(Some(timeout))
-        .applied_index_at_least(Some(answer.index), "follower read")
+    applied_at_least(raft, shared, answer.index, timeout, "follower read")
         .await
         .map_err(|_| not_leader)?;
     time.confirm(answer.time);
@@ -249,7 +355,11 @@ pub async fn run(
     timeout: Duration,
     rx: mpsc::Receiver<ReadWaiter>,
 ) {
-    rounds(rx, || linearize(&raft, &network, &time, &shared, timeout)).await
+    let asked = AskedFollower::default();
+    rounds(rx, || {
+        linearize(&raft, &network, &time, &shared, &asked, timeout)
+    })
+    .await
 }
 
 /// How many times at most the reader lets the other ready tasks run before a round takes its

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{get_json, get_text, post, Cluster};
 use serde_json::json;
 use statemanager_raft::cluster_time::CallStamp;
+use statemanager_raft::leader_read::LeaderReadRequest;
 use statemanager_raft::peer_stream::client::split_answer;
 use statemanager_raft::peer_stream::frame::{self, FrameBuf};
 use statemanager_raft::peer_stream::{Hello, Kind, ANSWERED, PREFACE, REFUSED, VERSION};
@@ -53,11 +54,21 @@ async fn assert_closed(conn: &mut TcpStream) {
 /// One call (version 2: with a clock stamp); the answer's status byte and body (its clock
 /// stamp taken off).
 async fn call(conn: &mut TcpStream, kind: Kind, cluster_id: Option<&str>) -> (u8, Vec<u8>) {
+    call_with(conn, kind, cluster_id, &()).await
+}
+
+/// One call with `request` as its body, as [`call`].
+async fn call_with<R: serde::Serialize>(
+    conn: &mut TcpStream,
+    kind: Kind,
+    cluster_id: Option<&str>,
+    request: &R,
+) -> (u8, Vec<u8>) {
     let mut f = FrameBuf::with_capacity(64);
     f.extend(&[kind as u8]);
     f.encode(&cluster_id.map(str::to_string)).unwrap();
     f.encode(&CallStamp::default()).unwrap();
-    f.encode(&()).unwrap();
+    f.encode(request).unwrap();
     frame::write(conn, &f.finish().unwrap()).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(10), frame::read(conn, 1 << 20))
         .await
@@ -126,6 +137,27 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
         "{metrics}"
     );
 
+    // A fetch on the leader: one follower vouched for it, without a heartbeat round (see
+    // `leader_read`).
+    let (status, v) = post(
+        &client,
+        &cluster.node(leader).url("/fetch_data"),
+        json!({"namespace": "PLUGIN#stream", "key": "k"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
+    assert!(
+        counted(
+            &metrics,
+            "statemanager_leader_read_rounds_total{vouched=\"yes\"}"
+        ) && !counted(
+            &metrics,
+            "statemanager_leader_read_rounds_total{vouched=\"no\"}"
+        ),
+        "{metrics}"
+    );
+
     // No secret, a wrong one, another version: refused, and the connection closed.
     for (version, auth) in [
         (VERSION, None),
@@ -161,6 +193,56 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     assert_eq!(status, ANSWERED);
     let index: Result<u64, String> = postcard::from_bytes(&body).unwrap();
     assert!(index.unwrap() > 0);
+    // A follower vouches for the leader's reads only in the leader's own term and name.
+    let leading = get_json(&client, &cluster.node(leader).url("/status")).await;
+    let term = leading["term"].as_u64().expect("a term");
+    let leader_id = leading["node_id"].as_u64().expect("a node id");
+    let follower = (leader + 1) % 3;
+    let (mut to_follower, answer) = hello(
+        &cluster.peer_addr(follower),
+        VERSION,
+        Some(format!("Bearer {SECRET}")),
+    )
+    .await;
+    assert_eq!(answer, Ok(()));
+    let other = (leader_id % 3) + 1;
+    for (ask, vouched) in [
+        (
+            LeaderReadRequest {
+                term,
+                leader: leader_id,
+            },
+            true,
+        ),
+        (
+            LeaderReadRequest {
+                term,
+                leader: other,
+            },
+            false,
+        ),
+        (
+            LeaderReadRequest {
+                term: term + 1,
+                leader: leader_id,
+            },
+            false,
+        ),
+        (
+            LeaderReadRequest {
+                term: term - 1,
+                leader: leader_id,
+            },
+            false,
+        ),
+    ] {
+        let (status, body) =
+            call_with(&mut to_follower, Kind::LeaderRead, Some(&cluster_id), &ask).await;
+        assert_eq!(status, ANSWERED, "{ask:?}");
+        let answer: bool = postcard::from_bytes(&body).unwrap();
+        assert_eq!(answer, vouched, "{ask:?}");
+    }
+
     // An undecodable request is refused; an unknown call too.
     let mut f = FrameBuf::with_capacity(8);
     f.extend(&[Kind::Append as u8]);
@@ -209,4 +291,56 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     }
     let status = get_json(&client, &cluster.node(leader).url("/status")).await;
     assert_eq!(status["role"], "leader");
+}
+
+/// A leader asks one follower to vouch for its reads (see `leader_read`), the lowest id
+/// first. With that follower down, the leader's fetch is answered after a heartbeat round of
+/// the survivors, and the next round asks the other follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the_other() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let client = reqwest::Client::new();
+    let (status, v) = post(
+        &client,
+        &cluster.node(leader).url("/store_data"),
+        json!({"namespace": "PLUGIN#vouch", "key": "k", "data": "v", "ttl": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // Node i has id i + 1: the follower with the lowest id is asked first.
+    let lowest = (0..3).find(|i| *i != leader).expect("a follower");
+    cluster.kill9(lowest);
+    let sample = |metrics: &str, vouched: &str| {
+        common::sample(
+            metrics,
+            &format!("statemanager_leader_read_rounds_total{{vouched=\"{vouched}\"}}"),
+        )
+    };
+    for round in 0..2 {
+        let asked = std::time::Instant::now();
+        let (status, v) = post(
+            &client,
+            &cluster.node(leader).url("/fetch_data"),
+            json!({"namespace": "PLUGIN#vouch", "key": "k"}),
+        )
+        .await;
+        assert_eq!(
+            (status, v["data"].as_str()),
+            (200, Some("v")),
+            "fetch {round}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "fetch {round} took {:?}",
+            asked.elapsed()
+        );
+        let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
+        let expected = if round == 0 { (0.0, 1.0) } else { (1.0, 1.0) };
+        assert_eq!(
+            (sample(&metrics, "yes"), sample(&metrics, "no")),
+            expected,
+            "after fetch {round}: {metrics}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The answers to peer calls that both transports give (the peer stream,
 //! [`super::stream::server`], and the HTTP routes, [`super::routes`]): appends, votes, read
-//! indexes and pre-votes.
+//! indexes (a follower's, and a leader's question to one follower) and pre-votes.
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::ServerState;
@@ -11,6 +11,7 @@ use crate::election::{
 use crate::follower_read::{
     index_without_round, FollowerReadAnswer, FollowerReadRequest, LeaderView,
 };
+use crate::leader_read::{vouches, LeaderReadRequest};
 use crate::peer::error::ReadIndexRefusal;
 use crate::peer::host::PeerHost;
 use crate::types::TypeConfig;
@@ -111,6 +112,21 @@ pub(crate) async fn answer_follower_read<H: PeerHost>(
         time,
         round: true,
     })
+}
+
+/// Whether this node vouches for a leader's reads (see [`crate::leader_read`]): its vote, as
+/// its Raft core holds it, names that leader in that term. The caller's stamp, carrying the
+/// leader's time, was taken in before. A core that does not answer in time does not vouch.
+pub(crate) async fn answer_leader_read<H: PeerHost>(node: &H, request: LeaderReadRequest) -> bool {
+    let vouched = tokio::time::timeout(
+        LEADERSHIP_TIMEOUT,
+        node.raft().with_raft_state(move |state| {
+            let vote = state.vote_ref();
+            vouches((vote.leader_id.term, vote.leader_id.node_id), &request)
+        }),
+    )
+    .await;
+    matches!(vouched, Ok(Ok(true)))
 }
 
 /// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).

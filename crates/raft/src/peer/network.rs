@@ -33,6 +33,7 @@ use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADE
 use crate::cluster_id::{cluster_id_of, ClusterId};
 use crate::cluster_time::ClusterTime;
 use crate::follower_read::{FollowerReadAnswer, FollowerReadRequest};
+use crate::leader_read::LeaderReadRequest;
 use crate::peer::snapshot_transfer;
 use crate::types::{decode, encode, NodeId, TypeConfig, Vote};
 
@@ -245,6 +246,24 @@ impl PeerNetwork {
                 }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Asks the follower `follower` at `addr` whether it vouches for this leader's reads (see
+    /// [`crate::leader_read`]), over the peer stream only: a follower that cannot be asked
+    /// that way (an older version, HTTP only, down or slow) is an error, and the leader runs
+    /// a heartbeat round instead.
+    pub async fn leader_read(
+        &self,
+        addr: &str,
+        follower: NodeId,
+        request: &LeaderReadRequest,
+        timeout: Duration,
+    ) -> Result<bool, ReadIndexError> {
+        let bytes = self
+            .streams
+            .call(addr, Some(follower), Kind::LeaderRead, request, timeout)
+            .await?;
+        decode::<bool>(&bytes).map_err(ReadIndexError::Undecodable)
     }
 
     /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.

@@ -81,6 +81,10 @@ pub enum Kind {
     /// acknowledgment (see `follower_read`). A node that does not know it refuses it, and the
     /// follower asks with [`Kind::ReadIndex`] instead.
     FollowerRead = 6,
+    /// A leader asks one follower whether its vote still names this leader, for the
+    /// leader's own reads (see `leader_read`). A node that does not know it refuses it, and
+    /// the leader runs a heartbeat round instead.
+    LeaderRead = 7,
     /// A `get_data` forwarded to the key's owner (see `cache_peers`).
     CacheGet = 20,
     /// A `set_data` forwarded to the key's owner.
@@ -97,6 +101,7 @@ impl Kind {
             4 => Some(Kind::ReadIndex),
             5 => Some(Kind::PreVote),
             6 => Some(Kind::FollowerRead),
+            7 => Some(Kind::LeaderRead),
             20 => Some(Kind::CacheGet),
             21 => Some(Kind::CacheSet),
             _ => None,

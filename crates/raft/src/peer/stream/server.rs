@@ -9,7 +9,9 @@ use super::frame::{self, FrameBuf};
 use super::{Hello, Kind, ANSWERED, MAX_HELLO, MIN_VERSION, PREFACE, REFUSED, VERSION};
 use crate::cluster_time::CallStamp;
 use crate::error::with_sources;
-use crate::peer::answer::{answer_append, answer_follower_read, answer_read_index, answer_vote};
+use crate::peer::answer::{
+    answer_append, answer_follower_read, answer_leader_read, answer_read_index, answer_vote,
+};
 use crate::peer::error::{wire_reason, HelloError, RequestError};
 use crate::peer::host::PeerHost;
 use crate::peer::wire::MAX_PEER_BODY;
@@ -150,6 +152,8 @@ pub enum Call {
     ReadIndex,
     /// A follower's read-index request that counts as its acknowledgment.
     FollowerRead(crate::follower_read::FollowerReadRequest),
+    /// A leader asks whether this node's vote still names it (see `leader_read`).
+    LeaderRead(crate::leader_read::LeaderReadRequest),
     /// A `get_data` forwarded to this node as the key's owner.
     CacheGet(crate::peer::cache_peers::CacheGetRequest),
     /// A `set_data` forwarded to this node as the key's owner.
@@ -186,6 +190,7 @@ pub fn decode_call(kind: Kind, body: &[u8]) -> Result<Call, RequestError> {
         Kind::Propose => postcard::from_bytes(body).map(Call::Propose),
         Kind::ReadIndex => Ok(Call::ReadIndex),
         Kind::FollowerRead => postcard::from_bytes(body).map(Call::FollowerRead),
+        Kind::LeaderRead => postcard::from_bytes(body).map(Call::LeaderRead),
         Kind::PreVote => postcard::from_bytes(body).map(Call::PreVote),
         Kind::CacheGet => postcard::from_bytes(body).map(Call::CacheGet),
         Kind::CacheSet => postcard::from_bytes(body).map(Call::CacheSet),
@@ -228,6 +233,11 @@ async fn call<H: PeerHost>(node: &H, request: &[u8], stamped: bool, received_at:
             stamp,
             &wire_reason(answer_follower_read(node, r).await),
         ),
+        // Only a stamped call has put the leader's time in this node's `seen` before the
+        // check (see `leader_read`): an unstamped one is never vouched for.
+        Ok(Call::LeaderRead(r)) => {
+            answered(node, stamp, &(stamped && answer_leader_read(node, r).await))
+        }
         Ok(Call::PreVote(r)) => {
             answered(node, stamp, &crate::peer::answer::answer_pre_vote(node, &r))
         }

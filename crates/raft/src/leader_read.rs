@@ -1,0 +1,175 @@
+//! A leader's read: one follower's word instead of a heartbeat round.
+//!
+//! A read on the leader needs what a read on a follower needs (see [`crate::follower_read`]):
+//! a commit index taken after the reads began, vouched for by a quorum that had not moved to
+//! a later leader by then. openraft's round (`ensure_linearizable`) asks every follower with a
+//! heartbeat, answered through each one's Raft core, and waits for a quorum. In a cluster
+//! where the leader and any one follower make a quorum (three voters), one follower's answer
+//! is enough, and the other followers need not be asked at all.
+//!
+//! **The rule.** The reader on leader L raises its cluster time (`begin_read`, the time `t`
+//! the reads will use), then checks in its Raft core what a leader checks for a follower's
+//! read ([`crate::follower_read::index_without_round`]): it leads in term T with a committed
+//! vote, has committed an entry of T, and {L, F} is a quorum of every configuration of its
+//! effective membership, for the follower F it picks ([`choose`]). It then asks F
+//! ([`LeaderReadRequest`], a peer-stream call whose stamp carries L's `seen`, at least `t`);
+//! F takes the stamp in and checks in its own Raft core that its vote is for L in T
+//! ([`crate::follower_read::still_follows`]), and answers whether it is. If F vouches, L
+//! waits until it has applied its commit index, takes `t` as confirmed and reads; if not
+//! (F refused, is an older version, is slow or down), L runs openraft's round, and asks
+//! another follower next time.
+//!
+//! **Why it is linearizable.** The proof of [`crate::follower_read`] with the two roles
+//! swapped: both checks ran after the reads began; a write acknowledged before they began is
+//! covered by L's commit index; a later leader needs a quorum, which meets {L, F}, neither of
+//! which had voted past (T, L) at its check, so that leader committed nothing before the
+//! reads began; and `t` was in both nodes' `seen` before their checks, so every later read
+//! time is at least `t`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::follower_read::{index_without_round, FollowerReadRequest, LeaderView};
+use crate::types::NodeId;
+
+/// What a leader asks one follower for its reads (peer stream, `Kind::LeaderRead`): does
+/// the follower's vote still name this leader in this term?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderReadRequest {
+    /// The term the leader leads in.
+    pub term: u64,
+    /// The leader.
+    pub leader: NodeId,
+}
+
+/// The follower a leader asks, and its commit index: the first voter, in the order of ids
+/// from `from` round to the lowest, that the rule allows (see the module documentation);
+/// `None`: no single follower is enough (the leader runs openraft's round).
+pub fn choose(view: &LeaderView<'_>, from: NodeId) -> Option<(NodeId, u64)> {
+    let me = view.vote.1;
+    let voters: BTreeSet<NodeId> = view
+        .configs
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|id| *id != me)
+        .collect();
+    let allowed = |follower: NodeId| {
+        index_without_round(
+            view,
+            &FollowerReadRequest {
+                term: view.vote.0,
+                follower,
+            },
+        )
+        .map(|index| (follower, index))
+    };
+    voters
+        .range(from..)
+        .chain(voters.range(..from))
+        .find_map(|id| allowed(*id))
+}
+
+/// The follower's answer to `request`, given its vote (term, the node voted for).
+pub fn vouches(vote: (u64, NodeId), request: &LeaderReadRequest) -> bool {
+    crate::follower_read::still_follows(vote, request.term, request.leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    fn view(configs: &[BTreeSet<NodeId>]) -> LeaderView<'_> {
+        LeaderView {
+            leading: true,
+            vote: (7, 1, true),
+            committed: Some((7, 1, 120)),
+            configs,
+        }
+    }
+
+    #[test]
+    fn a_leader_of_three_asks_the_follower_it_is_told_to_start_from_then_the_next() {
+        let configs = vec![set(&[1, 2, 3])];
+        let v = view(&configs);
+        assert_eq!(choose(&v, 0), Some((2, 120)));
+        assert_eq!(choose(&v, 2), Some((2, 120)));
+        assert_eq!(choose(&v, 3), Some((3, 120)));
+        // Past the highest id it wraps round; the leader itself is never chosen.
+        assert_eq!(choose(&v, 4), Some((2, 120)));
+        assert_eq!(choose(&v, 1), Some((2, 120)));
+    }
+
+    #[test]
+    fn no_single_follower_is_enough_where_the_pair_is_no_quorum() {
+        let five = vec![set(&[1, 2, 3, 4, 5])];
+        assert_eq!(choose(&view(&five), 0), None);
+        // A joint change from three to another three: only the follower in both will do.
+        let joint = vec![set(&[1, 2, 3]), set(&[1, 3, 4])];
+        assert_eq!(choose(&view(&joint), 0), Some((3, 120)));
+        assert_eq!(choose(&view(&joint), 4), Some((3, 120)));
+        // Alone: nobody to ask (a sole voter reads without a round anyway).
+        let alone = vec![set(&[1])];
+        assert_eq!(choose(&view(&alone), 0), None);
+    }
+
+    #[test]
+    fn a_leader_the_rule_does_not_allow_asks_nobody() {
+        let configs = vec![set(&[1, 2, 3])];
+        let base = view(&configs);
+        for (what, v) in [
+            (
+                "not leading",
+                LeaderView {
+                    leading: false,
+                    ..base
+                },
+            ),
+            (
+                "vote not committed",
+                LeaderView {
+                    vote: (7, 1, false),
+                    ..base
+                },
+            ),
+            (
+                "nothing of its term committed",
+                LeaderView {
+                    committed: Some((6, 2, 100)),
+                    ..base
+                },
+            ),
+            (
+                "another leader's entry of the same term committed last",
+                LeaderView {
+                    committed: Some((7, 3, 100)),
+                    ..base
+                },
+            ),
+            (
+                "nothing committed",
+                LeaderView {
+                    committed: None,
+                    ..base
+                },
+            ),
+        ] {
+            assert_eq!(choose(&v, 0), None, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_follower_vouches_only_for_the_leader_and_term_its_vote_names() {
+        let ask = LeaderReadRequest { term: 7, leader: 1 };
+        assert!(vouches((7, 1), &ask));
+        assert!(!vouches((8, 1), &ask), "a later term");
+        assert!(!vouches((8, 3), &ask), "a later leader");
+        assert!(!vouches((7, 3), &ask), "another leader of the same term");
+        assert!(!vouches((6, 1), &ask), "an earlier term");
+    }
+}
