@@ -110,7 +110,7 @@ fn decode_one(kind: crate::peer::stream::Kind, body: &[u8]) {
         }
         Call::LeaderRead(request) => {
             decodes_canonically::<crate::leader_read::LeaderReadRequest>(body);
-            let _ = crate::leader_read::vouches((1, 1), &request);
+            let _ = crate::leader_read::vouches(2, (1, 1), &request);
         }
         Call::CacheGet(_) => {
             decodes_canonically::<crate::peer::cache_peers::CacheGetRequest>(body);

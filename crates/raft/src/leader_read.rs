@@ -33,6 +33,12 @@ use serde::{Deserialize, Serialize};
 use crate::follower_read::{index_without_round, FollowerReadRequest, LeaderView};
 use crate::types::NodeId;
 
+/// How long a leader waits for the follower it asked to vouch for its reads before it runs
+/// a heartbeat round instead (a heartbeat interval: a follower that is down or paused costs
+/// one round this much, and the next round asks another follower); the follower's own check
+/// is bounded alike.
+pub const VOUCH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What a leader asks one follower for its reads (peer stream, `Kind::LeaderRead`): does
 /// the follower's vote still name this leader in this term?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +47,9 @@ pub struct LeaderReadRequest {
     pub term: u64,
     /// The leader.
     pub leader: NodeId,
+    /// The follower the leader means to ask: a node of another id (a learner, or the leader
+    /// itself, reached at an address the membership gives the follower) does not vouch.
+    pub follower: NodeId,
 }
 
 /// The follower a leader asks, and its commit index: the first voter, in the order of ids
@@ -71,9 +80,12 @@ pub fn choose(view: &LeaderView<'_>, from: NodeId) -> Option<(NodeId, u64)> {
         .find_map(|id| allowed(*id))
 }
 
-/// The follower's answer to `request`, given its vote (term, the node voted for).
-pub fn vouches(vote: (u64, NodeId), request: &LeaderReadRequest) -> bool {
-    crate::follower_read::still_follows(vote, request.term, request.leader)
+/// The answer of node `me` to `request`, given its vote (term, the node voted for): it is
+/// the follower asked, not the leader, and its vote names that leader in that term.
+pub fn vouches(me: NodeId, vote: (u64, NodeId), request: &LeaderReadRequest) -> bool {
+    me == request.follower
+        && me != request.leader
+        && crate::follower_read::still_follows(vote, request.term, request.leader)
 }
 
 #[cfg(test)]
@@ -165,11 +177,22 @@ mod tests {
 
     #[test]
     fn a_follower_vouches_only_for_the_leader_and_term_its_vote_names() {
-        let ask = LeaderReadRequest { term: 7, leader: 1 };
-        assert!(vouches((7, 1), &ask));
-        assert!(!vouches((8, 1), &ask), "a later term");
-        assert!(!vouches((8, 3), &ask), "a later leader");
-        assert!(!vouches((7, 3), &ask), "another leader of the same term");
-        assert!(!vouches((6, 1), &ask), "an earlier term");
+        let ask = LeaderReadRequest {
+            term: 7,
+            leader: 1,
+            follower: 2,
+        };
+        assert!(vouches(2, (7, 1), &ask));
+        assert!(!vouches(2, (8, 1), &ask), "a later term");
+        assert!(!vouches(2, (8, 3), &ask), "a later leader");
+        assert!(!vouches(2, (7, 3), &ask), "another leader of the same term");
+        assert!(!vouches(2, (6, 1), &ask), "an earlier term");
+        assert!(!vouches(3, (7, 1), &ask), "a node not asked");
+        assert!(!vouches(1, (7, 1), &ask), "the leader itself");
+        let to_itself = LeaderReadRequest { follower: 1, ..ask };
+        assert!(
+            !vouches(1, (7, 1), &to_itself),
+            "the leader asked as follower"
+        );
     }
 }

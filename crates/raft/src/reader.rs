@@ -14,8 +14,9 @@
 //! openraft's heartbeat round only when that follower does not vouch.
 //!
 //! Each round also settles the time the reads use (see [`crate::cluster_time`]): on the
-//! leader, `begin_read` before `ensure_linearizable` (whose heartbeats carry it to a quorum)
-//! and `confirm` after; on a follower, the time the leader began for it comes with the read
+//! leader, `begin_read` before its core's check and the follower's (whose call carries it
+//! there), or before `ensure_linearizable` (whose heartbeats carry it to a quorum), and
+//! `confirm` after; on a follower, the time the leader began for it comes with the read
 //! index and is confirmed once this node has checked it still follows that leader. A fetch
 //! then reads at `ClusterTime::read_time`.
 
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cluster_time::ClusterTime;
 use crate::error::with_sources;
 use crate::follower_read::{still_follows, FollowerReadRequest, LeaderView};
-use crate::leader_read::LeaderReadRequest;
+use crate::leader_read::{LeaderReadRequest, VOUCH_TIMEOUT};
 use crate::peer::network::PeerNetwork;
 use crate::state_machine::SharedState;
 use crate::{NodeError, Reason};
@@ -110,20 +111,20 @@ pub async fn linearize(
         Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Unavailable(
             format!("the node is stopping ({f})").into(),
         )),
-        Err(_) => Err(NodeError::NoQuorum(
-            format!(
-                "leadership could not be confirmed within {} ms",
-                timeout.as_millis()
-            )
-            .into(),
-        )),
+        Err(_) => Err(leadership_unconfirmed(timeout)),
     }
 }
 
-/// How long a leader waits for the follower it asked to vouch for its reads before it runs
-/// a heartbeat round instead (a heartbeat interval: a follower that is down or paused costs
-/// one round this much, and the next round asks another follower).
-const VOUCH_TIMEOUT: Duration = Duration::from_millis(100);
+/// A read whose round did not end within `timeout`.
+fn leadership_unconfirmed(timeout: Duration) -> NodeError {
+    NodeError::NoQuorum(
+        format!(
+            "leadership could not be confirmed within {} ms",
+            timeout.as_millis()
+        )
+        .into(),
+    )
+}
 
 /// The follower a leader asks first for its reads (see [`crate::leader_read`]): the one
 /// that vouched last, or the next after one that did not.
@@ -133,7 +134,8 @@ pub struct AskedFollower(AtomicU64);
 /// A leader's round with one follower's word (see [`crate::leader_read`]): the follower the
 /// rule allows is asked, and once it vouches the leader waits until it has applied its
 /// commit index. `None`: no follower may be asked or the one asked did not vouch; the caller
-/// runs openraft's round.
+/// runs openraft's round. A Raft core that does not answer within `timeout` ends the round
+/// with an error (a round of openraft's would wait for the same core).
 async fn read_vouched_by_one_follower(
     raft: &crate::types::Raft,
     network: &PeerNetwork,
@@ -155,13 +157,21 @@ async fn read_vouched_by_one_follower(
             let request = LeaderReadRequest {
                 term: view.vote.0,
                 leader: view.vote.1,
+                follower,
             };
             Some((follower, index, request, node.addr.clone()))
         }),
     )
     .await;
-    let Ok(Ok(Some((follower, index, request, addr)))) = chosen else {
-        return None;
+    let (follower, index, request, addr) = match chosen {
+        Ok(Ok(Some(chosen))) => chosen,
+        Ok(Ok(None)) => return None,
+        Ok(Err(f)) => {
+            return Some(Err(NodeError::Unavailable(
+                format!("the node is stopping ({f})").into(),
+            )))
+        }
+        Err(_) => return Some(Err(leadership_unconfirmed(timeout))),
     };
     let vouched = network
         .leader_read(&addr, follower, &request, VOUCH_TIMEOUT.min(timeout))
@@ -180,9 +190,9 @@ async fn read_vouched_by_one_follower(
     metrics::counter!("statemanager_leader_read_rounds_total", "vouched" => "yes").increment(1);
     let applied = applied_at_least(raft, shared, index, timeout, "leader read").await;
     Some(applied.map_err(|_| {
-        NodeError::NoQuorum(
+        NodeError::Unavailable(
             format!(
-                "the read index was not applied within {} ms",
+                "this node did not apply its commit index within {} ms",
                 timeout.as_millis()
             )
             .into(),

@@ -138,25 +138,24 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     );
 
     // A fetch on the leader: one follower vouched for it, without a heartbeat round (see
-    // `leader_read`).
-    let (status, v) = post(
-        &client,
-        &cluster.node(leader).url("/fetch_data"),
-        json!({"namespace": "PLUGIN#stream", "key": "k"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
-    assert!(
-        counted(
-            &metrics,
-            "statemanager_leader_read_rounds_total{vouched=\"yes\"}"
-        ) && !counted(
-            &metrics,
-            "statemanager_leader_read_rounds_total{vouched=\"no\"}"
-        ),
-        "{metrics}"
-    );
+    // `leader_read`). A follower whose answer takes over 100 ms (a loaded machine) costs
+    // one round a heartbeat round, so up to five fetches are made.
+    let vouched = "statemanager_leader_read_rounds_total{vouched=\"yes\"}";
+    let mut metrics = String::new();
+    for _ in 0..5 {
+        let (status, v) = post(
+            &client,
+            &cluster.node(leader).url("/fetch_data"),
+            json!({"namespace": "PLUGIN#stream", "key": "k"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
+        if counted(&metrics, vouched) {
+            break;
+        }
+    }
+    assert!(counted(&metrics, vouched), "{metrics}");
 
     // No secret, a wrong one, another version: refused, and the connection closed.
     for (version, auth) in [
@@ -205,43 +204,71 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     )
     .await;
     assert_eq!(answer, Ok(()));
-    let other = (leader_id % 3) + 1;
-    for (ask, vouched) in [
+    let follower_id = follower as u64 + 1;
+    let third_id = 6 - leader_id - follower_id;
+    let right = LeaderReadRequest {
+        term,
+        leader: leader_id,
+        follower: follower_id,
+    };
+    let cases = [
+        (right, true),
         (
             LeaderReadRequest {
-                term,
-                leader: leader_id,
-            },
-            true,
-        ),
-        (
-            LeaderReadRequest {
-                term,
-                leader: other,
+                leader: third_id,
+                ..right
             },
             false,
         ),
         (
             LeaderReadRequest {
                 term: term + 1,
-                leader: leader_id,
+                ..right
             },
             false,
         ),
         (
             LeaderReadRequest {
                 term: term - 1,
-                leader: leader_id,
+                ..right
             },
             false,
         ),
-    ] {
+        // Meant for another follower (reached at this one's address by mistake).
+        (
+            LeaderReadRequest {
+                follower: third_id,
+                ..right
+            },
+            false,
+        ),
+    ];
+    for (ask, vouched) in cases {
         let (status, body) =
             call_with(&mut to_follower, Kind::LeaderRead, Some(&cluster_id), &ask).await;
         assert_eq!(status, ANSWERED, "{ask:?}");
         let answer: bool = postcard::from_bytes(&body).unwrap();
         assert_eq!(answer, vouched, "{ask:?}");
     }
+    // A version 1 call carries no clock stamp, so the leader's time has not reached the
+    // follower before its check: never vouched for.
+    let (mut unstamped, answer) = hello(
+        &cluster.peer_addr(follower),
+        1,
+        Some(format!("Bearer {SECRET}")),
+    )
+    .await;
+    assert_eq!(answer, Ok(()));
+    let mut f = FrameBuf::with_capacity(64);
+    f.extend(&[Kind::LeaderRead as u8]);
+    f.encode(&Some(cluster_id.clone())).unwrap();
+    f.encode(&right).unwrap();
+    frame::write(&mut unstamped, &f.finish().unwrap())
+        .await
+        .unwrap();
+    let answer = frame::read(&mut unstamped, 1 << 20).await.unwrap();
+    assert_eq!(answer[0], ANSWERED);
+    assert!(!postcard::from_bytes::<bool>(&answer[1..]).unwrap());
 
     // An undecodable request is refused; an unknown call too.
     let mut f = FrameBuf::with_capacity(8);
@@ -317,7 +344,10 @@ async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the
             &format!("statemanager_leader_read_rounds_total{{vouched=\"{vouched}\"}}"),
         )
     };
-    for round in 0..2 {
+    // The first fetch asks the dead follower, then runs a round; the next ones ask the
+    // survivor (up to five: an answer over 100 ms on a loaded machine costs a round).
+    let mut metrics = String::new();
+    for fetch in 0..6 {
         let asked = std::time::Instant::now();
         let (status, v) = post(
             &client,
@@ -328,19 +358,23 @@ async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the
         assert_eq!(
             (status, v["data"].as_str()),
             (200, Some("v")),
-            "fetch {round}"
+            "fetch {fetch}"
         );
         assert!(
             asked.elapsed() < Duration::from_secs(5),
-            "fetch {round} took {:?}",
+            "fetch {fetch} took {:?}",
             asked.elapsed()
         );
-        let metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
-        let expected = if round == 0 { (0.0, 1.0) } else { (1.0, 1.0) };
-        assert_eq!(
-            (sample(&metrics, "yes"), sample(&metrics, "no")),
-            expected,
-            "after fetch {round}: {metrics}"
-        );
+        metrics = get_text(&client, &cluster.node(leader).url("/metrics")).await;
+        if fetch == 0 {
+            assert_eq!(
+                (sample(&metrics, "yes"), sample(&metrics, "no")),
+                (0.0, 1.0),
+                "after the first fetch: {metrics}"
+            );
+        } else if sample(&metrics, "yes") >= 1.0 {
+            break;
+        }
     }
+    assert!(sample(&metrics, "yes") >= 1.0, "{metrics}");
 }

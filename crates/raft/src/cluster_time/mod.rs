@@ -7,13 +7,15 @@
 //!
 //! - `seen`: the highest time this node has proposed or been told of. A leader raises it to
 //!   `max(its clock, seen, applied high-water)` before each read-index round, so the
-//!   heartbeats of that round carry it to a quorum; writes are stamped at `max(clock, seen)`
+//!   heartbeats of that round (or the one follower's call that stands for them) carry it to a
+//!   quorum; writes are stamped at `max(clock, seen)`
 //!   (so a leader whose clock is behind never stamps the past of a time already used).
 //! - `confirmed`: the times a read may use. A value enters it only once a quorum holds it in
 //!   `seen` and has not voted past the leader that raised it: after the leadership round that
-//!   carried it was acknowledged by a quorum, on a follower that asked for a read index and
-//!   then checked that it still follows that leader (see `follower_read`), or from a peer that
-//!   had it confirmed. Reads use `max(confirmed, applied high-water)`.
+//!   carried it was acknowledged by a quorum, on a leader whose asked follower took it in and
+//!   then vouched that it still follows it (see `leader_read`), on a follower that asked for a
+//!   read index and then checked that it still follows that leader (see `follower_read`), or
+//!   from a peer that had it confirmed. Reads use `max(confirmed, applied high-water)`.
 //!
 //! Why an expired item never comes back (see `docs/design.md`, "Cluster time"): every read
 //! time was in the `seen` of a quorum before any read used it; the next leader is elected by

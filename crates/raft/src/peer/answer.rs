@@ -2,6 +2,7 @@
 //! [`super::stream::server`], and the HTTP routes, [`super::routes`]): appends, votes, read
 //! indexes (a follower's, and a leader's question to one follower) and pre-votes.
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::ServerState;
 
@@ -11,7 +12,7 @@ use crate::election::{
 use crate::follower_read::{
     index_without_round, FollowerReadAnswer, FollowerReadRequest, LeaderView,
 };
-use crate::leader_read::{vouches, LeaderReadRequest};
+use crate::leader_read::{vouches, LeaderReadRequest, VOUCH_TIMEOUT};
 use crate::peer::error::ReadIndexRefusal;
 use crate::peer::host::PeerHost;
 use crate::types::TypeConfig;
@@ -114,15 +115,17 @@ pub(crate) async fn answer_follower_read<H: PeerHost>(
     })
 }
 
-/// Whether this node vouches for a leader's reads (see [`crate::leader_read`]): its vote, as
-/// its Raft core holds it, names that leader in that term. The caller's stamp, carrying the
-/// leader's time, was taken in before. A core that does not answer in time does not vouch.
+/// Whether this node vouches for a leader's reads (see [`crate::leader_read`]): it is the
+/// follower asked, and its vote, as its Raft core holds it, names that leader in that term.
+/// The caller's stamp, carrying the leader's time, was taken in before. A core that does not
+/// answer within the leader's own wait ([`VOUCH_TIMEOUT`]) does not vouch.
 pub(crate) async fn answer_leader_read<H: PeerHost>(node: &H, request: LeaderReadRequest) -> bool {
+    let me = node.raft().server_metrics().borrow_watched().id;
     let vouched = tokio::time::timeout(
-        LEADERSHIP_TIMEOUT,
+        VOUCH_TIMEOUT,
         node.raft().with_raft_state(move |state| {
             let vote = state.vote_ref();
-            vouches((vote.leader_id.term, vote.leader_id.node_id), &request)
+            vouches(me, (vote.leader_id.term, vote.leader_id.node_id), &request)
         }),
     )
     .await;
