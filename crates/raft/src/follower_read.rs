@@ -15,9 +15,9 @@
 //! every entry committed in an earlier term), and {L, F} is a quorum of every configuration
 //! of its effective membership. Then it answers its commit index and `t` without a round;
 //! otherwise it runs the round as before. F, after taking the answer's stamps in (its `seen`
-//! is then at least `t`), checks in its own Raft core that its vote is still for L in T
-//! ([`still_follows`]), waits until it has applied the index, takes `t` as confirmed and
-//! reads.
+//! is then at least `t`), checks that the vote it answers by is still for L in T
+//! ([`still_follows`] on [`crate::log_store::saved_vote`]), waits until it has applied the
+//! index, takes `t` as confirmed and reads.
 //!
 //! **Why it is linearizable.** Let the reads begin at time r0 on F. L's check runs at some
 //! time l > r0 and F's at some time f > r0. A write acknowledged before r0 was committed
@@ -25,11 +25,13 @@
 //! term (then it precedes L's first entry of T, which L has committed). A leader of a later
 //! term T' (or of a greater leader id in T: openraft's leader ids allow several leaders per
 //! term) needs the votes of a quorum, which meets {L, F}; L had not voted past (T, L) at l,
-//! nor F at f (their cores said so, votes are durable before they are answered, and a vote
+//! nor F at f (L's core said so; F's saved vote did, which is set before any answer that
+//! depends on a new vote leaves F; votes are durable before they are answered, and a vote
 //! only moves forward), so that leader was elected, and committed anything, after r0: such
-//! writes are concurrent with the reads, which may or may not see them. Raft cores answer
-//! these checks in the order of the messages they handle, unlike openraft's metrics, which
-//! a core publishes once per batch of messages.
+//! writes are concurrent with the reads, which may or may not see them. L's core answers
+//! its check in the order of the messages it handles, unlike openraft's metrics, which a
+//! core publishes once per batch of messages, and F's saved vote is set when the save
+//! begins, before the answers that wait for it.
 //!
 //! **Why the time is too** (see [`crate::cluster_time`]). `t` is in L's `seen` before L's
 //! check, and in F's before F's check. A later leader's quorum includes L or F, whose vote,

@@ -13,8 +13,8 @@
 //! vote, has committed an entry of T, and {L, F} is a quorum of every configuration of its
 //! effective membership, for the follower F it picks ([`choose`]). It then asks F
 //! ([`LeaderReadRequest`], a peer-stream call whose stamp carries L's `seen`, at least `t`);
-//! F takes the stamp in and checks in its own Raft core that its vote is for L in T
-//! ([`crate::follower_read::still_follows`]), and answers whether it is. If F vouches, L
+//! F takes the stamp in and checks that the vote it answers by (see
+//! [`crate::log_store::saved_vote`]) is for L in T ([`vouches`]), and answers whether it is. If F vouches, L
 //! waits until it has applied its commit index, takes `t` as confirmed and reads; if not
 //! (F refused, is an older version, is slow or down), L runs openraft's round, and asks
 //! another follower next time.

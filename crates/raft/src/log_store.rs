@@ -37,6 +37,8 @@ pub struct LogStore {
     tail: Arc<Mutex<LogTail>>,
     purges: Arc<Purges>,
     flusher: Arc<flusher::Flusher>,
+    /// The vote being saved or saved last, for the reads' checks (see [`saved_vote`]).
+    vote: Arc<saved_vote::SavedVote>,
 }
 
 /// A purge whose files are still to be dealt with (see [`LogStore::purge`]).
@@ -176,7 +178,13 @@ impl LogStore {
             )?),
             engine,
             tail,
+            vote: Arc::default(),
         })
+    }
+
+    /// The vote this store is saving or saved last, shared (see [`saved_vote`]).
+    pub fn saved_vote(&self) -> Arc<saved_vote::SavedVote> {
+        self.vote.clone()
     }
 
     fn tail(&self) -> MutexGuard<'_, LogTail> {
@@ -283,7 +291,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
-        self.meta(META_VOTE).map_err(read_err)
+        let vote: Option<Vote> = self.meta(META_VOTE).map_err(read_err)?;
+        if let Some(vote) = &vote {
+            self.vote.read(vote);
+        }
+        Ok(vote)
     }
 }
 
@@ -320,6 +332,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// that counted itself initialised (its term was no longer 0) with no membership at all:
     /// it never became ready.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
+        // Before anything else: from now on the reads' checks see this vote (see
+        // `saved_vote`), though it is not durable yet.
+        self.vote.saving(vote);
         self.flusher.barrier().await.map_err(write_err)?;
         if let Some(reason) = self.flusher.failure() {
             return Err(std::io::Error::other(format!(
@@ -460,6 +475,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 mod flusher;
 pub mod inline;
+pub mod saved_vote;
 
 #[cfg(test)]
 mod tests;

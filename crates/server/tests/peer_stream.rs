@@ -378,3 +378,45 @@ async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the
     }
     assert!(sample(&metrics, "yes") >= 1.0, "{metrics}");
 }
+
+/// A follower checks the vote it answers by before it serves its reads (see
+/// `log_store::saved_vote`). After a restart that vote is the one read from disk, so the
+/// follower serves its fetches itself from the start instead of forwarding them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_serves_its_fetches_without_forwarding() {
+    let mut cluster = Cluster::start(3, "");
+    let leader = cluster.wait_leader().await;
+    let client = reqwest::Client::new();
+    let (status, v) = post(
+        &client,
+        &cluster.node(leader).url("/store_data"),
+        json!({"namespace": "PLUGIN#restart", "key": "k", "data": "v", "ttl": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let follower = (leader + 1) % 3;
+    cluster.restart(follower);
+    assert_eq!(cluster.wait_leader().await, leader, "the leader stays");
+    for fetch in 0..5 {
+        let (status, v) = post(
+            &client,
+            &cluster.node(follower).url("/fetch_data"),
+            json!({"namespace": "PLUGIN#restart", "key": "k"}),
+        )
+        .await;
+        assert_eq!(
+            (status, v["data"].as_str()),
+            (200, Some("v")),
+            "fetch {fetch}"
+        );
+    }
+    let metrics = get_text(&client, &cluster.node(follower).url("/metrics")).await;
+    assert!(
+        common::sample(&metrics, "statemanager_read_rounds_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("statemanager_follower_rounds_forwarded_total"),
+        "{metrics}"
+    );
+}

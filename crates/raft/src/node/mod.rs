@@ -87,6 +87,8 @@ struct Inner {
     data_dir: DataDir,
     /// Requests in flight, and the rule for writing a batch's log entry in place.
     inline: Arc<crate::log_store::inline::InlineWrites>,
+    /// The vote the log store is saving or saved last (see `log_store::saved_vote`).
+    saved_vote: Arc<crate::log_store::saved_vote::SavedVote>,
 }
 
 /// The term in which node `me` leads as the only voter of the effective membership (the

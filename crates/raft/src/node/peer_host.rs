@@ -40,6 +40,14 @@ impl PeerHost for Node {
         Node::time(self)
     }
 
+    fn id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    fn saved_vote(&self) -> Option<(u64, NodeId)> {
+        self.inner.saved_vote.get()
+    }
+
     fn begin_leader_read(&self) -> u64 {
         Node::begin_leader_read(self)
     }

@@ -18,9 +18,10 @@ use super::{MAX_PAYLOAD_ENTRIES, SNAPSHOT_CHUNK_TIMEOUT};
 use crate::cluster_id::{derive_cluster_id, ClusterId, META_CLUSTER_ID};
 use crate::cluster_time::ClusterTime;
 use crate::log_store::inline::InlineWrites;
+use crate::log_store::saved_vote::SavedVote;
 use crate::log_store::LogStore;
 use crate::peer::network::PeerNetwork;
-use crate::reader::{self, ReadWaiter};
+use crate::reader::{self, AskedFollower, ReadWaiter, Reader};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::NodeId;
 use crate::writer::{self, WriteRequest, WriterOptions};
@@ -245,6 +246,7 @@ struct Parts<'a> {
     stamp_clock: &'a Arc<dyn Clock>,
     shared: &'a Arc<SharedState>,
     inline: &'a Arc<InlineWrites>,
+    saved_vote: &'a Arc<SavedVote>,
 }
 
 /// Starts the writer, the reader and the background loops; returns their handles and the
@@ -266,6 +268,7 @@ fn spawn_tasks(
         stamp_clock,
         shared,
         inline,
+        saved_vote,
     } = parts;
     let (writes, write_rx) = mpsc::channel(16 * 1024);
     let (reads, read_rx) = mpsc::channel(16 * 1024);
@@ -288,11 +291,15 @@ fn spawn_tasks(
             write_rx,
         )),
         tokio::spawn(reader::run(
-            raft.clone(),
-            network.clone(),
-            time.clone(),
-            shared.clone(),
-            options.read_timeout,
+            Reader {
+                raft: raft.clone(),
+                network: network.clone(),
+                time: time.clone(),
+                shared: shared.clone(),
+                saved_vote: saved_vote.clone(),
+                timeout: options.read_timeout,
+                asked: AskedFollower::default(),
+            },
             read_rx,
         )),
         tokio::spawn(tasks::count_leader_changes(raft.clone())),
@@ -349,6 +356,7 @@ impl Node {
             Some(inline.clone()),
         )
         .map_err(StartError::LogWriter)?;
+        let saved_vote = log_store.saved_vote();
         let raft = Raft::new(
             options.node_id,
             config,
@@ -384,6 +392,7 @@ impl Node {
             stamp_clock: &stamp_clock,
             shared: &shared,
             inline: &inline,
+            saved_vote: &saved_vote,
         };
         let (tasks, writes, reads) = spawn_tasks(&options, parts, engine.clone());
         let node = Node {
@@ -411,6 +420,7 @@ impl Node {
                 tasks: Mutex::new(tasks),
                 data_dir,
                 inline,
+                saved_vote,
             }),
         };
         node.spawn_watchers(&options);

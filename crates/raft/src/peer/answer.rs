@@ -2,7 +2,6 @@
 //! [`super::stream::server`], and the HTTP routes, [`super::routes`]): appends, votes, read
 //! indexes (a follower's, and a leader's question to one follower) and pre-votes.
 
-use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::ServerState;
 
@@ -12,7 +11,7 @@ use crate::election::{
 use crate::follower_read::{
     index_without_round, FollowerReadAnswer, FollowerReadRequest, LeaderView,
 };
-use crate::leader_read::{vouches, LeaderReadRequest, VOUCH_TIMEOUT};
+use crate::leader_read::{vouches, LeaderReadRequest};
 use crate::peer::error::ReadIndexRefusal;
 use crate::peer::host::PeerHost;
 use crate::types::TypeConfig;
@@ -116,20 +115,11 @@ pub(crate) async fn answer_follower_read<H: PeerHost>(
 }
 
 /// Whether this node vouches for a leader's reads (see [`crate::leader_read`]): it is the
-/// follower asked, and its vote, as its Raft core holds it, names that leader in that term.
-/// The caller's stamp, carrying the leader's time, was taken in before. A core that does not
-/// answer within the leader's own wait ([`VOUCH_TIMEOUT`]) does not vouch.
-pub(crate) async fn answer_leader_read<H: PeerHost>(node: &H, request: LeaderReadRequest) -> bool {
-    let me = node.raft().server_metrics().borrow_watched().id;
-    let vouched = tokio::time::timeout(
-        VOUCH_TIMEOUT,
-        node.raft().with_raft_state(move |state| {
-            let vote = state.vote_ref();
-            vouches(me, (vote.leader_id.term, vote.leader_id.node_id), &request)
-        }),
-    )
-    .await;
-    matches!(vouched, Ok(Ok(true)))
+/// follower asked, and the vote it answers by (see `log_store::saved_vote`) names that
+/// leader in that term. The caller's stamp, carrying the leader's time, was taken in before.
+pub(crate) fn answer_leader_read<H: PeerHost>(node: &H, request: &LeaderReadRequest) -> bool {
+    node.saved_vote()
+        .is_some_and(|vote| vouches(node.id(), vote, request))
 }
 
 /// Answers a pre-vote for this node (see [`crate::election::grant_pre_vote`]).

@@ -31,6 +31,11 @@ pub trait PeerHost: Clone + Send + Sync + 'static {
     fn takeover(&self) -> &Takeover;
     /// This node's cluster time.
     fn time(&self) -> &ClusterTime;
+    /// This node's id.
+    fn id(&self) -> NodeId;
+    /// The vote this node is saving or saved last: term and the node it names (see
+    /// `log_store::saved_vote`).
+    fn saved_vote(&self) -> Option<(u64, NodeId)>;
     /// On the leader, before a read-index round for a follower: the cluster time the round
     /// confirms.
     fn begin_leader_read(&self) -> u64;

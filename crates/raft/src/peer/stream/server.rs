@@ -236,7 +236,7 @@ async fn call<H: PeerHost>(node: &H, request: &[u8], stamped: bool, received_at:
         // Only a stamped call has put the leader's time in this node's `seen` before the
         // check (see `leader_read`): an unstamped one is never vouched for.
         Ok(Call::LeaderRead(r)) => {
-            answered(node, stamp, &(stamped && answer_leader_read(node, r).await))
+            answered(node, stamp, &(stamped && answer_leader_read(node, &r)))
         }
         Ok(Call::PreVote(r)) => {
             answered(node, stamp, &crate::peer::answer::answer_pre_vote(node, &r))
