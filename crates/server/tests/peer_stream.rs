@@ -320,21 +320,28 @@ async fn the_peer_stream_refuses_outsiders_and_serves_members() {
     assert_eq!(status["role"], "leader");
 }
 
-/// A leader asks one follower to vouch for its reads (see `leader_read`), the lowest id
-/// first. With that follower down, the leader's fetch is answered after a heartbeat round of
-/// the survivors, and the next round asks the other follower.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the_other() {
-    let mut cluster = Cluster::start(3, "");
+/// A 3-node cluster whose leader has stored `k` = `v` in `namespace`: the cluster, the
+/// leader's index and a client.
+async fn three_nodes_holding_one_item(namespace: &str) -> (Cluster, usize, reqwest::Client) {
+    let cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader().await;
     let client = reqwest::Client::new();
     let (status, v) = post(
         &client,
         &cluster.node(leader).url("/store_data"),
-        json!({"namespace": "PLUGIN#vouch", "key": "k", "data": "v", "ttl": 600}),
+        json!({"namespace": namespace, "key": "k", "data": "v", "ttl": 600}),
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    (cluster, leader, client)
+}
+
+/// A leader asks one follower to vouch for its reads (see `leader_read`), the lowest id
+/// first. With that follower down, the leader's fetch is answered after a heartbeat round of
+/// the survivors, and the next round asks the other follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the_other() {
+    let (mut cluster, leader, client) = three_nodes_holding_one_item("PLUGIN#vouch").await;
     // Node i has id i + 1: the follower with the lowest id is asked first.
     let lowest = (0..3).find(|i| *i != leader).expect("a follower");
     cluster.kill9(lowest);
@@ -384,16 +391,7 @@ async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the
 /// follower serves its fetches itself from the start instead of forwarding them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_follower_serves_its_fetches_without_forwarding() {
-    let mut cluster = Cluster::start(3, "");
-    let leader = cluster.wait_leader().await;
-    let client = reqwest::Client::new();
-    let (status, v) = post(
-        &client,
-        &cluster.node(leader).url("/store_data"),
-        json!({"namespace": "PLUGIN#restart", "key": "k", "data": "v", "ttl": 600}),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    let (mut cluster, leader, client) = three_nodes_holding_one_item("PLUGIN#restart").await;
     let follower = (leader + 1) % 3;
     cluster.restart(follower);
     assert_eq!(cluster.wait_leader().await, leader, "the leader stays");
