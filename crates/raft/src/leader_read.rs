@@ -35,8 +35,8 @@ use crate::types::NodeId;
 
 /// How long a leader waits for the follower it asked to vouch for its reads before it runs
 /// a heartbeat round instead (a heartbeat interval: a follower that is down or paused costs
-/// one round this much, and the next round asks another follower); the follower's own check
-/// is bounded alike.
+/// one round this much, and the next round asks another follower). The follower answers at
+/// once: its check reads the vote it answers by, with no wait.
 pub const VOUCH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a leader asks one follower for its reads (peer stream, `Kind::LeaderRead`): does

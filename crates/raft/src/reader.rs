@@ -39,7 +39,7 @@ mod through_leader;
 mod vouched;
 
 use through_leader::FollowedLeader;
-pub use vouched::AskedFollower;
+use vouched::AskedFollower;
 
 /// A queued fetch waiting for a read index.
 pub type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
@@ -59,10 +59,30 @@ pub struct Reader {
     /// How long a round may take.
     pub timeout: Duration,
     /// The follower a leader asks first.
-    pub asked: AskedFollower,
+    asked: AskedFollower,
 }
 
 impl Reader {
+    /// A reader for a node's parts; a leader first asks the follower with the lowest id.
+    pub fn new(
+        raft: crate::types::Raft,
+        network: PeerNetwork,
+        time: Arc<ClusterTime>,
+        shared: Arc<SharedState>,
+        saved_vote: Arc<SavedVote>,
+        timeout: Duration,
+    ) -> Self {
+        Reader {
+            raft,
+            network,
+            time,
+            shared,
+            saved_vote,
+            timeout,
+            asked: AskedFollower::default(),
+        }
+    }
+
     /// Confirms once that this node may serve linearizable reads now.
     ///
     /// On the leader: one follower's word where the leader and one follower are a quorum

@@ -21,7 +21,7 @@ use crate::log_store::inline::InlineWrites;
 use crate::log_store::saved_vote::SavedVote;
 use crate::log_store::LogStore;
 use crate::peer::network::PeerNetwork;
-use crate::reader::{self, AskedFollower, ReadWaiter, Reader};
+use crate::reader::{self, ReadWaiter, Reader};
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::NodeId;
 use crate::writer::{self, WriteRequest, WriterOptions};
@@ -291,15 +291,14 @@ fn spawn_tasks(
             write_rx,
         )),
         tokio::spawn(reader::run(
-            Reader {
-                raft: raft.clone(),
-                network: network.clone(),
-                time: time.clone(),
-                shared: shared.clone(),
-                saved_vote: saved_vote.clone(),
-                timeout: options.read_timeout,
-                asked: AskedFollower::default(),
-            },
+            Reader::new(
+                raft.clone(),
+                network.clone(),
+                time.clone(),
+                shared.clone(),
+                saved_vote.clone(),
+                options.read_timeout,
+            ),
             read_rx,
         )),
         tokio::spawn(tasks::count_leader_changes(raft.clone())),

@@ -11,7 +11,7 @@ use crate::NodeError;
 /// The follower a leader asks first for its reads (see [`crate::leader_read`]): the one
 /// that vouched last, or the next after one that did not.
 #[derive(Debug, Default)]
-pub struct AskedFollower(AtomicU64);
+pub(super) struct AskedFollower(AtomicU64);
 
 impl Reader {
     /// A leader's round with one follower's word (see [`crate::leader_read`]): the follower
