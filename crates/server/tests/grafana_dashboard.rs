@@ -1,7 +1,9 @@
 //! `deploy/grafana-dashboard.json` refers only to metrics the server really exports: the
 //! dashboard is parsed, and every `statemanager_*` name in its queries must appear in a live
 //! `/metrics` scrape of the real binary after a few requests of every kind. `rate()` and
-//! `increase()` must be applied to counters (or histogram series) only.
+//! `increase()` must be applied to counters (or histogram series) only. The same scrape
+//! holds `docs/api.md` to its metrics table: every family it names and the server exports has
+//! the type the table says.
 
 mod common;
 
@@ -104,8 +106,8 @@ fn panels_are_well_formed() {
     }
 }
 
-#[tokio::test]
-async fn every_metric_the_dashboard_uses_is_exported() {
+/// A `/metrics` scrape of a fresh single node after a request of every kind.
+async fn scrape_after_every_kind_of_request() -> String {
     let server = Server::start("");
     server.wait_ready().await;
     let client = reqwest::Client::new();
@@ -135,14 +137,67 @@ async fn every_metric_the_dashboard_uses_is_exported() {
     assert_eq!(post(&client, &url("/get_data"), cache_key).await.0, 200);
     let _ = client.get(url("/nowhere")).send().await.expect("GET");
 
-    let scrape = client
+    client
         .get(url("/metrics"))
         .send()
         .await
         .expect("GET /metrics")
         .text()
         .await
-        .expect("metrics body");
+        .expect("metrics body")
+}
+
+/// The metric families `docs/api.md`'s metrics table names, each with the type it gives.
+fn documented_types() -> BTreeMap<String, String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md");
+    let text = std::fs::read_to_string(&path).expect("read docs/api.md");
+    let mut documented = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("| `statemanager_")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (names, kind) = (cells[1], cells[2]);
+        for name in names.split('`').skip(1).step_by(2) {
+            let family = name.split('{').next().unwrap_or(name);
+            if family.starts_with("statemanager_") {
+                documented.insert(family.to_string(), kind.to_string());
+            }
+        }
+    }
+    documented
+}
+
+#[tokio::test]
+async fn every_metric_has_the_type_the_docs_give_it() {
+    let scrape = scrape_after_every_kind_of_request().await;
+    let (_, types) = exposition(&scrape);
+    let documented = documented_types();
+    assert!(documented.len() > 30, "too few rows read: {documented:?}");
+    let mut checked = 0;
+    for (family, kind) in &types {
+        if let Some(said) = documented.get(family) {
+            assert_eq!(
+                kind, said,
+                "{family}: /metrics says {kind}, docs/api.md {said}"
+            );
+            checked += 1;
+        }
+    }
+    // The write path's families are among them (a store was made).
+    for family in [
+        "statemanager_wal_append_fsync_seconds",
+        "statemanager_wal_appends_per_fsync",
+        "statemanager_batch_ops",
+    ] {
+        assert!(
+            types.contains_key(family),
+            "{family} not exported\n{scrape}"
+        );
+    }
+    assert!(checked > 15, "only {checked} families checked\n{scrape}");
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_uses_is_exported() {
+    let scrape = scrape_after_every_kind_of_request().await;
     let (exported, types) = exposition(&scrape);
 
     let mut all = Vec::new();
