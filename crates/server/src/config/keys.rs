@@ -1,6 +1,6 @@
 //! The configuration keys: one row each, which makes the field of [`Config`], its default, the
-//! names it is known by in a file or the environment ([`KEYS`], in the order the docs list
-//! them), and how its value is read ([`Config::set`]).
+//! names it is known by in a file or the environment ([`KEYS`]), and how its value is read
+//! ([`Config::set`]). `docs/configuration.md` lists them by topic, not in this order.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ macro_rules! config_keys {
             }
         }
 
-        /// Every key the configuration knows, in the order the docs list them.
+        /// Every key the configuration knows, in the order of the table below.
         pub const KEYS: &[&str] = &[$($($name),+),*];
 
         impl Config {

@@ -147,6 +147,19 @@ fn environment_overrides_file() {
 }
 
 #[test]
+fn an_environment_value_may_be_a_flow_mapping() {
+    let env = |var: &str| match var {
+        "STATEMANAGER_PEERS" => Some(r#"{1: "127.0.0.1:8185", 2: "127.0.0.2:8185"}"#.into()),
+        "STATEMANAGER_PEER_LISTEN" => Some("127.0.0.1:8185".into()),
+        "STATEMANAGER_NODE_ID" => Some("1".into()),
+        _ => None,
+    };
+    let c = load(None, &env).unwrap().config;
+    assert_eq!(c.peers.len(), 2, "{:?}", c.peers);
+    assert_eq!(c.peers.get(&2).map(String::as_str), Some("127.0.0.2:8185"));
+}
+
+#[test]
 fn shipped_example_config_is_the_defaults_and_lists_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/statemanager.yaml");
     let loaded = load(Some(&path), &no_env).unwrap();
