@@ -87,6 +87,29 @@ fn invalid_config_value_stops_startup_naming_key_and_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("STATEMANAGER_PORT"));
+    // TLS settings, checked only when the listeners are bound, are configuration too.
+    let data = dir.path().join("data");
+    for (text, says) in [
+        ("tls_enabled: true\ntls_port: 0\n", "tls_enabled needs tls.cert_file"),
+        (
+            "tls_enabled: true\ntls_port: 0\ntls:\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n",
+            "cannot read",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("port: 0\n{text}")).unwrap();
+        let (code, stderr) = run_to_exit(
+            &[
+                "serve",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, 2, "{text}: {stderr}");
+        assert!(stderr.contains(says), "{text}: {stderr}");
+    }
 }
 
 #[tokio::test]

@@ -116,8 +116,22 @@ pub fn main(args: ServeArgs) -> ExitCode {
                 // The operator starting us by hand should see why, not only syslog.
                 eprintln!("statemanager: {e:#}");
             }
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
+    }
+}
+
+/// 2 for an error in the configuration, as for one found while loading it: a TLS setting
+/// (`tls`, `peer_tls`) missing, or naming a certificate, key or CA file that cannot be read or
+/// used (found only when the listeners are bound). A restart cannot fix either (the packaged
+/// unit does not restart after 2). 1 for anything else.
+fn exit_code_of(error: &anyhow::Error) -> ExitCode {
+    let in_configuration = error
+        .chain()
+        .any(|cause| cause.downcast_ref::<crate::tls::TlsError>().is_some());
+    match in_configuration {
+        true => ExitCode::from(2),
+        false => ExitCode::FAILURE,
     }
 }
 
