@@ -161,7 +161,11 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
             Error::Server { status, .. } if *status == 503 => exit::UNAVAILABLE,
-            Error::Server { status, .. } if *status == 404 => exit::NOT_FOUND,
+            // Only a missing item: a 404 for a path the server does not have (a `--server`
+            // naming another port) is a refusal, so a script never reads it as "not stored".
+            Error::Server { status, code, .. } if *status == 404 && code == "not_found" => {
+                exit::NOT_FOUND
+            }
             Error::Server { status, .. } if (400..500).contains(status) || *status == 507 => {
                 exit::REFUSED
             }

@@ -66,6 +66,10 @@ async fn item_commands_print_text_and_json_with_documented_exit_codes() {
         let missing = cli(&base, &["get", ns, "nope", "--json"]);
         assert_eq!(code(&missing), 1);
         assert_eq!(json_of(&missing)["error"]["exit_code"], 1);
+        // A 404 for a path the server does not have is not "no item": exit 3.
+        let elsewhere = cli(&format!("{base}/elsewhere"), &["get", ns, "k1"]);
+        assert_eq!(code(&elsewhere), 3, "{elsewhere:?}");
+        assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("unknown_endpoint"));
 
         let list = cli(&base, &["list", ns]);
         assert_eq!(code(&list), 0);
