@@ -177,8 +177,9 @@ warm_wrk() {
 # store_cycle BEFORE AFTER SECONDS: the store cycle between two /metrics texts (files)
 # taken SECONDS apart on one node: stores per batch, a batch's cycle (SECONDS over the
 # batches), the mean commit (proposal to outcome) and log fsync, in µs, and the share of
-# batches whose log entry was written in place (tab-separated, one line); nothing when no
-# batch was proposed in between.
+# batches whose log entry was written in place, then the mean apply in µs (0 from a build
+# without `statemanager_apply_seconds`) (tab-separated, one line); nothing when no batch was
+# proposed in between.
 store_cycle() {
     python3 - "$1" "$2" "$3" <<'PY'
 import sys
@@ -205,6 +206,7 @@ print("\t".join(f"{v:.1f}" for v in (
     d("statemanager_batch_commit_seconds_sum") / max(d("statemanager_batch_commit_seconds_count"), 1) * 1e6,
     d("statemanager_wal_append_fsync_seconds_sum") / max(fsyncs, 1) * 1e6,
     100 * d("statemanager_wal_inline_appends_total") / batches,
+    d("statemanager_apply_seconds_sum") / max(d("statemanager_apply_seconds_count"), 1) * 1e6,
 )))
 PY
 }

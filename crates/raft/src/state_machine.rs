@@ -370,7 +370,11 @@ impl StateMachine {
     /// runtime's thread (see [`SharedState`]).
     async fn apply_entries_when_free(&self, entries: Vec<Entry>) -> Vec<BatchResult> {
         let mut applied = self.shared.write_for_apply().await;
-        apply_under(&mut applied, entries)
+        let started = std::time::Instant::now();
+        let results = apply_under(&mut applied, entries);
+        drop(applied);
+        metrics::histogram!("statemanager_apply_seconds").record(started.elapsed().as_secs_f64());
+        results
     }
 
     /// The state readers look at.
