@@ -105,8 +105,9 @@ class StateManagerClient:
     HTTPS, which plugnpy lacks: ``tls=True``, or any of ``ca_file`` (PEM file of the CAs
     that sign the server's certificate; the system's CAs otherwise), ``cert_file`` and
     ``key_file`` (the client certificate and its key, when the server checks client
-    certificates; ``key_file`` may be omitted when ``cert_file`` holds both),
-    ``key_password`` or ``ssl_context`` (used as it is) turns it on. The server's name is
+    certificates; ``key_file`` may be omitted when ``cert_file`` holds both) or
+    ``ssl_context`` (used as it is) turns it on (``key_password``, the key file's password,
+    does not by itself). The server's name is
     checked against its certificate.
 
     Every failure raises ``StateManagerStoreError``; a ``data`` that is not a ``str`` raises
