@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A/B of statemanager builds on restart time and memory, on the same data:
+# A/B of statemanager builds on restart time and memory, on the same number of items (in one
+# shared directory with SAME_DIR):
 #
 #   bench/ab_restart.sh before=/path/a after=/path/b
 #
@@ -15,8 +16,8 @@
 #    restarts on the one directory the first build wrote (for builds that read and write the
 #    same format): how much log lies after the last snapshot is then the same for all, which
 #    separate directories do not ensure.
-# Knobs: ROUNDS=3 ITEMS=1000000 MEMORY_ITEMS=100000 VALUE_SIZE=1024 SAME_DIR=1 SKIP_MEMORY=1
-#        SKIP_RESTART=1
+# Knobs: ROUNDS=3 ITEMS=1000000 MEMORY_ITEMS=100000 VALUE_SIZE=1024; SAME_DIR, SKIP_MEMORY and
+#        SKIP_RESTART are on with any non-empty value (even 0)
 # Only 127.0.0.1; every process stopped by PID; every wait bounded.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -8,7 +8,7 @@
 # fetch runs are skipped; "durableN" gives it a gather of N requests) gets a fresh process and
 # data dir per round; the builds alternate round by round (ROUNDS, default 3).
 # Per run: 2 s of warm-up stores, then wrk stores and fetches (DURATION s each, -t2 -c64,
-# 1 KiB values over KEYS keys), with requests/s, p99 and the server's CPU per request (utime +
+# VALUE_SIZE-byte values over KEYS keys; knobs ROUNDS=3 DURATION=8 KEYS=10000 VALUE_SIZE=1024), with requests/s, p99 and the server's CPU per request (utime +
 # stime from /proc/PID/stat). At the end: the medians per label, and the ratios of every
 # label to the first that is not a ceiling of either kind. Only 127.0.0.1; every process
 # stopped by PID.

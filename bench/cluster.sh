@@ -18,10 +18,12 @@
 #      keep-alive connections) stores continuously to the two nodes that will survive; the
 #      leader gets kill -9; from the writer's acknowledged-store times: the longest interval
 #      between consecutive acks (the failover gap) and the time from the kill to the first ack
-#      after it; acknowledged keys around the kill are read back from the new leader. The
+#      of a store sent after it (and to the first ack of any store); acknowledged keys around the kill are read back from the new leader. The
 #      killed node is restarted and must rejoin (all three ready, one leader) within 60 s;
 #      if it does not, the next trial runs on a fresh, preloaded cluster (new data dirs).
-#   4. A table (stdout + bench/results/cluster-<UTC time>.md) with statemanager/etcd ratios.
+#   4. A table (stdout + bench/results/cluster-<UTC time>.md) with statemanager/etcd ratios;
+#      the raw output, with the last 40 lines of every node's log, in
+#      bench/results/cluster-<UTC time>-raw.txt.
 #
 # The etcd cluster is stopped before the failover trials. Everything listens on 127.0.0.1.
 # Every process started here is stopped by PID on exit (and only if it is still our child);
@@ -95,7 +97,8 @@ CPY=(python3 "$HERE/cluster.py")
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers (process bookkeeping, bounded waits, wrk runs, preloads): bench/lib.sh. On exit
-# it stops every process started here, by PID; this hook first keeps the nodes' own logs.
+# it stops every process started here, by PID; then, before WORK is removed, this hook keeps
+# the nodes' own logs.
 
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"

@@ -17,11 +17,13 @@
 #        and system calls of each node per request), METRICS=1 (print the nodes' /metrics lines
 #        matching METRICS_GREP after each run), EXTRA_CONFIG='key: value\nkey2: value' (added to
 #        every node's configuration; a binary may also be a wrapper script that sets variables),
-#        KEEP_LOGS=DIR (copy each node's log there), KEEP_WRK=DIR (copy wrk's output there),
+#        KEEP_LOGS=DIR (copy each node's log there, DIR made if missing), KEEP_WRK=DIR (copy wrk's
+#        output there, likewise),
 #        FORM=grown (node 1 starts alone and nodes 2 and 3 with `join: true` are added to it by
 #        `statemanager cluster add`, as an operator grows a cluster; default FORM=peers: all
 #        three start from their `peers` lists)
-# Every process started here is stopped by PID; every wait is bounded.
+# Every process started here is stopped by PID, but perf (PERF=1 or stat), which ends with its
+# own `sleep DURATION` and is waited for; every wait is bounded.
 
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +39,9 @@ VALUE_SIZE=${VALUE_SIZE:-1024}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 BENCH_TMP=${BENCH_TMP:-/tmp}
+for keep in "${KEEP_LOGS:-}" "${KEEP_WRK:-}"; do
+    [[ -z $keep ]] || mkdir -p "$keep"
+done
 (($# >= 1)) || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
 export BENCH_LUA_DIR=$HERE/lua BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE
 TICK=$(getconf CLK_TCK)

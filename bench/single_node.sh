@@ -4,21 +4,22 @@
 #   DURATION=15 bench/single_node.sh
 #
 # Steps:
-#   1. Start every system at once in its own temp dir, and preload KEYS keys into each:
-#      statemanager, the HTTP ceiling (crates/server/examples/http_ceiling.rs: a server that
-#      does no work, the most this machine's HTTP stack does), etcd (its JSON gateway) and
-#      Redis (AOF, appendfsync always).
-#   2. WARMUP seconds of stores on each system (not counted), then ROUNDS rounds: in each,
+#   1. Start every system at once in its own temp dir: statemanager, the HTTP ceiling
+#      (crates/server/examples/http_ceiling.rs: a server that does no work, the most this
+#      machine's HTTP stack does), etcd (its JSON gateway) and Redis (AOF, appendfsync always);
+#      preload KEYS keys into each but the ceiling (which stores nothing).
+#   2. WARMUP seconds of stores on each system (Redis: WARMUP x 20,000 SETs; not counted), then ROUNDS rounds: in each,
 #      stores on every system one after the other, then fetches (wrk POST /store_data and
 #      /fetch_data with random keys, etcd's /v3/kv/put and /v3/kv/range, redis-benchmark SET
 #      and GET); the systems' order turns by one each round. The systems
 #      are measured close together because this machine's speed drifts within the hour.
 #   3. statemanager's Cache Manager API (set_data, get_data, waiters' wake-up).
-#   4. A table (stdout + bench/results/single_node-<date>.md): medians over the rounds, and
-#      each ratio taken within a round, then its median over the rounds.
+#   4. A table (stdout + bench/results/single_node-<date>.md; every tool's raw output in
+#      bench/results/single_node-<date>-raw.txt): medians over the rounds, and each ratio
+#      taken within a round, then its median over the rounds.
 #   5a. Memory: RSS growth per item after storing MEM_ITEMS distinct 1 KiB items.
 #   5b. Restart: store RESTART_ITEMS distinct items (RSS growth per item again, at that count),
-#       SIGTERM, restart, time until /ready is 200 and a known key can be fetched, the server's
+#       SIGTERM, restart, time until /ready is 200 and the first and last keys can be fetched, the server's
 #       user and system CPU until then; data dir size; and how long a new process takes to write
 #       as much fresh memory (the machine's share of a restart: see docs/benchmarks.md).
 #
