@@ -98,9 +98,11 @@ pub(crate) fn sole_leader_term(
     m: &openraft::metrics::RaftServerMetrics<crate::types::TypeConfig>,
     me: NodeId,
 ) -> Option<u64> {
-    let sole = crate::types::is_sole_voter(m.membership_config.membership(), me);
-    (m.state == openraft::ServerState::Leader && m.current_leader == Some(me) && sole)
-        .then_some(m.vote.leader_id.term)
+    // The membership is looked at only on a leader: every fetch on a follower asks this.
+    (m.state == openraft::ServerState::Leader
+        && m.current_leader == Some(me)
+        && crate::types::is_sole_voter(m.membership_config.membership(), me))
+    .then_some(m.vote.leader_id.term)
 }
 
 /// A reference to a running node that does not keep it alive (for its own background tasks).
