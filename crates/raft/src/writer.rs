@@ -1,8 +1,9 @@
 //! Group commit: the single writer task.
 //!
-//! Every Raft entry costs the core about 160 µs of CPU (measured; see `docs/design.md`), and
-//! under openraft 0.9 also a whole fsync, so one entry per HTTP store would cap throughput
-//! far below the disk's and the CPU's limits. Instead, handlers queue
+//! Every Raft entry costs a node about 160 µs of CPU (one node, the log's `fdatasync`
+//! included; measured, see `docs/design.md`), and under openraft 0.9 it also cost a whole
+//! fsync, so one entry per HTTP store would cap throughput far below the disk's and the CPU's
+//! limits. Instead, handlers queue
 //! their operation here; the writer takes everything queued (up to a count and byte bound),
 //! stamps it once with the leader's clock, proposes it as one [`Batch`], and hands each caller
 //! its own outcome. While one batch is being made durable the next one accumulates, so the
@@ -57,7 +58,7 @@ pub struct WriterOptions {
 
 /// The id and peer address of the leader, when a leader other than this node is known.
 fn remote_leader_addr(raft: &crate::types::Raft) -> Option<(crate::types::NodeId, String)> {
-    // Server metrics change only with the role, leader or membership; read in place.
+    // Server metrics change only with the vote, role, leader or membership; read in place.
     let server = raft.server_metrics();
     let m = server.borrow_watched();
     let leader = m.current_leader?;
@@ -131,14 +132,23 @@ pub async fn propose(
     }
 }
 
-/// A write openraft refused without committing it: this node does not lead (the caller
-/// learns the leader), a membership change in progress, an entry a new leader discarded (its index now holds another entry, so it can never commit),
-/// or a failed precondition. Nothing was written.
+/// A write openraft did not commit here. Refused before its entry was appended (nothing was
+/// written): this node does not lead (the caller learns the leader), a membership change in
+/// progress, a failed precondition. Or its entry was appended and then discarded when this
+/// node took another leader's log or snapshot: openraft 0.10 says so with `LogEntryDiscarded`
+/// for both, and after a snapshot the entry may have been committed by another leader, so
+/// the outcome is unknown (a retry with the same timestamp is idempotent).
 fn refused(e: ClientWriteError<TypeConfig>) -> NodeError {
     match e {
         ClientWriteError::ForwardToLeader(f) => NodeError::NotLeader {
             leader: f.leader_id,
         },
+        discarded @ ClientWriteError::LogEntryDiscarded(_) => {
+            NodeError::OutcomeUnknown(Reason::caused(
+                "the entry was discarded for another leader's log",
+                discarded,
+            ))
+        }
         other => NodeError::Unavailable(Reason::of(other)),
     }
 }
@@ -199,10 +209,11 @@ struct InFlight {
 /// been answered).
 ///
 /// Up to `options.pipeline` batches are in flight at once. The writer task itself awaits
-/// their outcomes (no task per batch). When the only batch in flight is answered, the writer
-/// hands out the answers and may then wait briefly for those callers' next writes
-/// ([`gather`]), so that they join the next batch instead of waiting for the one after it.
-/// Otherwise it first proposes what queued meanwhile and only then hands out the answers, so
+/// their outcomes (no task per batch). When the only batch in flight is answered and the
+/// gather plans a wait ([`gather`]), the writer hands out the answers first and then waits
+/// briefly for those callers' next writes, so that they join the next batch instead of
+/// waiting for the one after it. Otherwise (other batches in flight, or no wait planned) it
+/// first proposes what queued meanwhile and only then hands out the answers, so
 /// the next batch reaches Raft without waiting behind the dozens of request tasks those
 /// answers wake (measured: the writer, woken by a task of its own, waited 350 µs on average
 /// for a worker; see `docs/design.md`). Raft orders the entries; batches are stamped in the
@@ -420,7 +431,7 @@ impl Writer {
                     match answer {
                         Ok(Ok(Ok(response))) => Ok(applied(response.data.0)),
                         Ok(Ok(Err(e))) => Err(refused(e)),
-                        // The entry is in the log; only its answer is gone.
+                        // The entry may be in the log; only its answer is gone.
                         Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
                             "the node stopped before the entry committed".into(),
                         )),
@@ -528,17 +539,17 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_write_names_the_leader_or_says_nothing_was_written() {
+    fn a_refused_write_names_the_leader_and_a_discarded_one_has_an_unknown_outcome() {
         use openraft::error::{ClientWriteError, ForwardToLeader};
         let leader = || ForwardToLeader::new(2, openraft::BasicNode::new("127.0.0.1:7002"));
         assert!(matches!(
             super::refused(ClientWriteError::ForwardToLeader(leader())),
             NodeError::NotLeader { leader: Some(2) }
         ));
-        // Discarded by a new leader: that index holds another entry now, so it never commits.
+        // Discarded for another leader's log or snapshot: it may have been committed there.
         assert!(matches!(
             super::refused(ClientWriteError::LogEntryDiscarded(leader())),
-            NodeError::Unavailable(_)
+            NodeError::OutcomeUnknown(_)
         ));
     }
 
