@@ -140,8 +140,8 @@ fn corrupt(what: String, e: postcard::Error) -> StorageError {
 }
 
 impl LogStore {
-    /// A log store on `engine`, with a log tail of the default size; `Err` when its writer
-    /// thread cannot be started.
+    /// A log store on `engine`, with a log tail of the default size; `Err` when an interrupted
+    /// purge cannot be finished or its writer thread cannot be started.
     pub fn new(engine: LogEngine) -> std::io::Result<Self> {
         Self::with_tail(engine, TailLimits::default())
     }

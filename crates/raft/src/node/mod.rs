@@ -48,10 +48,11 @@ pub use options::NodeOptions;
 pub use start::StartError;
 pub use status::{NamespaceStats, NodeStatus, NotReady};
 
-/// Most log entries in one append RPC (see `peer_server::MAX_PEER_BODY`).
+/// Most log entries in one append RPC (see `peer::wire::MAX_PEER_BODY`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 16;
 
-/// Time allowed to send one snapshot chunk, and to install the state after the last one.
+/// Time allowed to send a whole snapshot to a follower in one request and have it installed
+/// there (openraft's `install_snapshot_timeout`).
 pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a [`Node`] handle shares: set once at start-up (see `start`).
@@ -228,8 +229,8 @@ impl Node {
         self.inner.inline.serving()
     }
 
-    /// How long a write may take to commit (`commit_timeout_ms`), which is also how long a
-    /// read may take to be confirmed.
+    /// How long a write may take to commit (`commit_timeout_ms`; the server also makes it the
+    /// read timeout, `NodeOptions::read_timeout`).
     pub fn commit_timeout(&self) -> Duration {
         self.inner.commit_timeout
     }

@@ -13,8 +13,8 @@
 //! queued (so the next batch can at least double) and together at least
 //! [`SMALLEST_TARGET`] (a few callers keep their latency), and is bounded twice: by a deadline
 //! (`write_gather_ms`), and by a back-off. A wait
-//! that ends at its deadline while writes were waiting ("a miss": the answered callers did
-//! not all come back, as with open-loop traffic) turns the gather off for the next batches,
+//! that ends at its deadline with fewer than half of the answered callers back ("a miss", as
+//! with open-loop traffic) turns the gather off for the next batches,
 //! twice as many after each further miss, so traffic that never comes back pays the deadline
 //! on a small share of its batches. A wait that ends with at least half of the callers back
 //! (every one, or all but stragglers) restores the shortest pause. This module decides; the writer does the waiting.
@@ -41,7 +41,7 @@ pub struct Plan {
 /// How a gather ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// The target was reached.
+    /// The target, or a batch's byte bound, was reached.
     Complete,
     /// The deadline passed after at least half of the answered callers came back: a
     /// straggler, the batch still grew.
