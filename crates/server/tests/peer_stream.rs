@@ -336,6 +336,17 @@ async fn three_nodes_holding_one_item(namespace: &str) -> (Cluster, usize, reqwe
     (cluster, leader, client)
 }
 
+/// Fetches the item `three_nodes_holding_one_item` stored, through `url`'s node, and checks
+/// it; `fetch` names the attempt in a failure.
+async fn fetch_the_item(client: &reqwest::Client, url: &str, namespace: &str, fetch: usize) {
+    let (status, v) = post(client, url, json!({"namespace": namespace, "key": "k"})).await;
+    assert_eq!(
+        (status, v["data"].as_str()),
+        (200, Some("v")),
+        "fetch {fetch}: {v}"
+    );
+}
+
 /// A leader asks one follower to vouch for its reads (see `leader_read`), the lowest id
 /// first. With that follower down, the leader's fetch is answered after a heartbeat round of
 /// the survivors, and the next round asks the other follower.
@@ -356,17 +367,8 @@ async fn a_leader_whose_asked_follower_is_down_reads_after_a_round_then_asks_the
     let mut metrics = String::new();
     for fetch in 0..6 {
         let asked = std::time::Instant::now();
-        let (status, v) = post(
-            &client,
-            &cluster.node(leader).url("/fetch_data"),
-            json!({"namespace": "PLUGIN#vouch", "key": "k"}),
-        )
-        .await;
-        assert_eq!(
-            (status, v["data"].as_str()),
-            (200, Some("v")),
-            "fetch {fetch}"
-        );
+        let url = cluster.node(leader).url("/fetch_data");
+        fetch_the_item(&client, &url, "PLUGIN#vouch", fetch).await;
         assert!(
             asked.elapsed() < Duration::from_secs(5),
             "fetch {fetch} took {:?}",
@@ -395,18 +397,9 @@ async fn a_restarted_follower_serves_its_fetches_without_forwarding() {
     let follower = (leader + 1) % 3;
     cluster.restart(follower);
     assert_eq!(cluster.wait_leader().await, leader, "the leader stays");
+    let url = cluster.node(follower).url("/fetch_data");
     for fetch in 0..5 {
-        let (status, v) = post(
-            &client,
-            &cluster.node(follower).url("/fetch_data"),
-            json!({"namespace": "PLUGIN#restart", "key": "k"}),
-        )
-        .await;
-        assert_eq!(
-            (status, v["data"].as_str()),
-            (200, Some("v")),
-            "fetch {fetch}"
-        );
+        fetch_the_item(&client, &url, "PLUGIN#restart", fetch).await;
     }
     let metrics = get_text(&client, &cluster.node(follower).url("/metrics")).await;
     assert!(
