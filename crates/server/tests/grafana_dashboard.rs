@@ -186,6 +186,7 @@ async fn every_metric_has_the_type_the_docs_give_it() {
         "statemanager_wal_append_fsync_seconds",
         "statemanager_wal_appends_per_fsync",
         "statemanager_batch_ops",
+        "statemanager_apply_seconds",
     ] {
         assert!(
             types.contains_key(family),
