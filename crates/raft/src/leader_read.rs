@@ -53,9 +53,15 @@ pub struct LeaderReadRequest {
 }
 
 /// The follower a leader asks, and its commit index: the first voter, in the order of ids
-/// from `from` round to the lowest, that the rule allows (see the module documentation);
-/// `None`: no single follower is enough (the leader runs openraft's round).
-pub fn choose(view: &LeaderView<'_>, from: NodeId) -> Option<(NodeId, u64)> {
+/// from `from` round to the lowest, that the rule allows (see the module documentation) and
+/// `may_ask` does not rule out (a follower that refused the call lately, an older version);
+/// `None`: no single follower is enough, or none may be asked (the leader runs openraft's
+/// round).
+pub fn choose(
+    view: &LeaderView<'_>,
+    from: NodeId,
+    may_ask: impl Fn(NodeId) -> bool,
+) -> Option<(NodeId, u64)> {
     let me = view.vote.1;
     let voters: BTreeSet<NodeId> = view
         .configs
@@ -77,6 +83,7 @@ pub fn choose(view: &LeaderView<'_>, from: NodeId) -> Option<(NodeId, u64)> {
     voters
         .range(from..)
         .chain(voters.range(..from))
+        .filter(|id| may_ask(**id))
         .find_map(|id| allowed(*id))
 }
 
@@ -96,6 +103,10 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    fn anyone(_: NodeId) -> bool {
+        true
+    }
+
     fn view(configs: &[BTreeSet<NodeId>]) -> LeaderView<'_> {
         LeaderView {
             leading: true,
@@ -109,25 +120,41 @@ mod tests {
     fn a_leader_of_three_asks_the_follower_it_is_told_to_start_from_then_the_next() {
         let configs = vec![set(&[1, 2, 3])];
         let v = view(&configs);
-        assert_eq!(choose(&v, 0), Some((2, 120)));
-        assert_eq!(choose(&v, 2), Some((2, 120)));
-        assert_eq!(choose(&v, 3), Some((3, 120)));
+        assert_eq!(choose(&v, 0, anyone), Some((2, 120)));
+        assert_eq!(choose(&v, 2, anyone), Some((2, 120)));
+        assert_eq!(choose(&v, 3, anyone), Some((3, 120)));
         // Past the highest id it wraps round; the leader itself is never chosen.
-        assert_eq!(choose(&v, 4), Some((2, 120)));
-        assert_eq!(choose(&v, 1), Some((2, 120)));
+        assert_eq!(choose(&v, 4, anyone), Some((2, 120)));
+        assert_eq!(choose(&v, 1, anyone), Some((2, 120)));
+    }
+
+    #[test]
+    fn a_follower_that_refused_the_call_lately_is_passed_over() {
+        let configs = vec![set(&[1, 2, 3])];
+        let v = view(&configs);
+        // Follower 2 is an older version: 3 is asked, wherever the leader starts from.
+        let not_2 = |id: NodeId| id != 2;
+        assert_eq!(choose(&v, 0, not_2), Some((3, 120)));
+        assert_eq!(choose(&v, 2, not_2), Some((3, 120)));
+        assert_eq!(choose(&v, 3, not_2), Some((3, 120)));
+        // Both older: nobody is asked, the leader runs openraft's round.
+        assert_eq!(choose(&v, 0, |_| false), None);
+        // A joint change where only follower 3 would do, and 3 refused: nobody.
+        let joint = vec![set(&[1, 2, 3]), set(&[1, 3, 4])];
+        assert_eq!(choose(&view(&joint), 0, |id| id != 3), None);
     }
 
     #[test]
     fn no_single_follower_is_enough_where_the_pair_is_no_quorum() {
         let five = vec![set(&[1, 2, 3, 4, 5])];
-        assert_eq!(choose(&view(&five), 0), None);
+        assert_eq!(choose(&view(&five), 0, anyone), None);
         // A joint change from three to another three: only the follower in both will do.
         let joint = vec![set(&[1, 2, 3]), set(&[1, 3, 4])];
-        assert_eq!(choose(&view(&joint), 0), Some((3, 120)));
-        assert_eq!(choose(&view(&joint), 4), Some((3, 120)));
+        assert_eq!(choose(&view(&joint), 0, anyone), Some((3, 120)));
+        assert_eq!(choose(&view(&joint), 4, anyone), Some((3, 120)));
         // Alone: nobody to ask (a sole voter reads without a round anyway).
         let alone = vec![set(&[1])];
-        assert_eq!(choose(&view(&alone), 0), None);
+        assert_eq!(choose(&view(&alone), 0, anyone), None);
     }
 
     #[test]
@@ -171,7 +198,7 @@ mod tests {
                 },
             ),
         ] {
-            assert_eq!(choose(&v, 0), None, "{what}");
+            assert_eq!(choose(&v, 0, anyone), None, "{what}");
         }
     }
 

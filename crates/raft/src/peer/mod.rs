@@ -15,7 +15,9 @@
 //! - [`cache_peers`]: the shared cache's calls on the peer stream, both sides;
 //! - [`error`]: the transport's errors, client and server side;
 //! - [`host`]: [`host::PeerHost`], what the answering side needs from the node (which
-//!   implements it; this module never names the node itself).
+//!   implements it; this module never names the node itself);
+//! - [`marks`]: peers marked for a minute (HTTP only; an older version that refuses a
+//!   newer call), so they are not asked in vain on every call.
 
 pub mod answer;
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod cache_peers;
 pub mod credentials;
 pub mod error;
 pub mod host;
+pub mod marks;
 pub mod network;
 pub mod routes;
 pub mod snapshot_transfer;

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::credentials::{PeerCredentials, PeerTlsError};
 use super::error::ReadIndexError;
+use super::marks::PeerMarks;
 use super::stream::client::{CallError, StreamPool};
 use super::stream::Kind;
 use super::wire::{CLUSTER_HEADER, PEER_POOL_IDLE, RPC_VERSION, RPC_VERSION_HEADER};
@@ -55,9 +56,21 @@ pub struct PeerNetwork {
     /// connection is driven where it was opened, so Raft keeps a pool of its own.
     client_http: Arc<RwLock<reqwest::Client>>,
     streams: Arc<StreamPool>,
+    /// Calls peers refused as unknown lately (older versions during a rolling upgrade).
+    refusals: Arc<NewerCallRefusals>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
     time: Arc<ClusterTime>,
+}
+
+/// The peers that refused a call an older version does not know, each marked for a while
+/// ([`PeerMarks`]) so that it is not asked in vain on every read round.
+#[derive(Debug, Default)]
+struct NewerCallRefusals {
+    /// Leaders that refused `FollowerRead`: asked with `ReadIndex` at once.
+    follower_read: PeerMarks,
+    /// Followers that refused `LeaderRead`: not asked to vouch (a heartbeat round instead).
+    leader_read: Arc<PeerMarks>,
 }
 
 fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, PeerTlsError> {
@@ -100,6 +113,7 @@ impl PeerNetwork {
                 &credentials,
                 time.clone(),
             )?),
+            refusals: Arc::default(),
             cluster_id,
             credentials,
             time,
@@ -220,7 +234,9 @@ impl PeerNetwork {
     /// follower's acknowledgment (see [`crate::follower_read`]). A leader that does not know
     /// the call (an older version, or a peer speaking HTTP only) is asked with
     /// [`PeerNetwork::read_index`] instead; that answer is one after a round, with no time of
-    /// its own (the leader's confirmed time came with its stamp): `time` 0, `round` true.
+    /// its own (the leader's confirmed time came with its stamp): `time` 0, `round` true. A
+    /// leader that refused the call is asked the older way at once for a minute
+    /// ([`crate::peer::marks`]), then with the call again (it may have been upgraded).
     pub async fn follower_read(
         &self,
         addr: &str,
@@ -228,30 +244,36 @@ impl PeerNetwork {
         request: &FollowerReadRequest,
         timeout: Duration,
     ) -> Result<FollowerReadAnswer, ReadIndexError> {
-        match self
-            .streams
-            .call(addr, Some(leader), Kind::FollowerRead, request, timeout)
-            .await
-        {
-            Ok(bytes) => decode::<Result<FollowerReadAnswer, String>>(&bytes)
-                .map_err(ReadIndexError::Undecodable)?
-                .map_err(ReadIndexError::Refused),
-            Err(CallError::HttpOnly | CallError::Refused(_)) => self
-                .read_index(addr, Some(leader), timeout)
+        if !self.refusals.follower_read.is_marked(addr) {
+            match self
+                .streams
+                .call(addr, Some(leader), Kind::FollowerRead, request, timeout)
                 .await
-                .map(|index| FollowerReadAnswer {
-                    index,
-                    time: 0,
-                    round: true,
-                }),
-            Err(e) => Err(e.into()),
+            {
+                Ok(bytes) => {
+                    return decode::<Result<FollowerReadAnswer, String>>(&bytes)
+                        .map_err(ReadIndexError::Undecodable)?
+                        .map_err(ReadIndexError::Refused)
+                }
+                Err(CallError::Refused(_)) => self.refusals.follower_read.mark(addr),
+                Err(CallError::HttpOnly) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        self.read_index(addr, Some(leader), timeout)
+            .await
+            .map(|index| FollowerReadAnswer {
+                index,
+                time: 0,
+                round: true,
+            })
     }
 
     /// Asks the follower `follower` at `addr` whether it vouches for this leader's reads (see
     /// [`crate::leader_read`]), over the peer stream only: a follower that cannot be asked
     /// that way (an older version, HTTP only, down or slow) is an error, and the leader runs
-    /// a heartbeat round instead.
+    /// a heartbeat round instead. A follower that refused the call (an older version) is
+    /// marked for a minute: see [`PeerNetwork::leader_read_refusals`].
     pub async fn leader_read(
         &self,
         addr: &str,
@@ -259,11 +281,20 @@ impl PeerNetwork {
         request: &LeaderReadRequest,
         timeout: Duration,
     ) -> Result<bool, ReadIndexError> {
-        let bytes = self
+        let answer = self
             .streams
             .call(addr, Some(follower), Kind::LeaderRead, request, timeout)
-            .await?;
-        decode::<bool>(&bytes).map_err(ReadIndexError::Undecodable)
+            .await;
+        if let Err(CallError::Refused(_)) = &answer {
+            self.refusals.leader_read.mark(addr);
+        }
+        decode::<bool>(&answer?).map_err(ReadIndexError::Undecodable)
+    }
+
+    /// The followers that refused [`PeerNetwork::leader_read`] lately (older versions): a
+    /// leader does not ask them to vouch until their marks have passed.
+    pub fn leader_read_refusals(&self) -> Arc<PeerMarks> {
+        self.refusals.leader_read.clone()
     }
 
     /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.

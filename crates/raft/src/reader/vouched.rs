@@ -15,7 +15,8 @@ pub(super) struct AskedFollower(AtomicU64);
 
 impl Reader {
     /// A leader's round with one follower's word (see [`crate::leader_read`]): the follower
-    /// the rule allows is asked, and once it vouches the leader waits until it has applied
+    /// the rule allows, and that has not refused the call lately (an older version: see
+    /// [`crate::peer::marks`]), is asked, and once it vouches the leader waits until it has applied
     /// its commit index. `None`: no follower may be asked or the one asked did not vouch; the
     /// caller runs openraft's round. A Raft core that does not answer within the round's
     /// timeout ends the round with an error (a round of openraft's would wait for the same
@@ -30,16 +31,19 @@ impl Reader {
         } = self;
         let timeout = *timeout;
         let from = asked.0.load(Ordering::Relaxed);
+        let refused_lately = network.leader_read_refusals();
         let chosen = tokio::time::timeout(
             timeout,
             raft.with_raft_state(move |state| {
                 let view = LeaderView::of(state);
-                let (follower, index) = crate::leader_read::choose(&view, from)?;
-                let node = state
-                    .membership_state
-                    .effective()
-                    .membership()
-                    .get_node(&follower)?;
+                let membership = state.membership_state.effective().membership();
+                let may_ask = |id| {
+                    membership
+                        .get_node(&id)
+                        .is_some_and(|node| !refused_lately.is_marked(&node.addr))
+                };
+                let (follower, index) = crate::leader_read::choose(&view, from, may_ask)?;
+                let node = membership.get_node(&follower)?;
                 let request = LeaderReadRequest {
                     term: view.vote.0,
                     leader: view.vote.1,

@@ -29,6 +29,7 @@ use crate::peer::credentials::{PeerCredentials, PeerTls, PeerTlsError};
 /// Why a call has no answer (defined with the peer transport's other errors).
 pub use crate::peer::error::CallError;
 use crate::peer::error::HelloAnswerError;
+use crate::peer::marks::PeerMarks;
 use crate::peer::wire::{MAX_PEER_BODY, PEER_POOL_IDLE};
 use crate::types::NodeId;
 use crate::Reason;
@@ -37,9 +38,6 @@ use crate::Reason;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Read buffer of a connection.
 const READ_BUFFER: usize = 64 * 1024;
-/// How long a peer that answered the preface with HTTP is spoken to over HTTP only, before
-/// the stream is tried again (it may have been upgraded meanwhile).
-const HTTP_ONLY_FOR: Duration = Duration::from_secs(60);
 /// Most idle connections kept per peer.
 const MAX_IDLE_PER_PEER: usize = 8;
 
@@ -59,7 +57,9 @@ struct Idle {
 /// Idle connections to every peer, and how to open new ones.
 pub struct StreamPool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
-    http_only: Mutex<HashMap<String, Instant>>,
+    /// Peers that answered the preface with HTTP: spoken to over HTTP only for a while
+    /// ([`PeerMarks`]), then the stream is tried again (they may have been upgraded).
+    http_only: PeerMarks,
     tls: RwLock<Option<Arc<rustls::ClientConfig>>>,
     tls_files: Option<PeerTls>,
     generation: AtomicU64,
@@ -136,7 +136,7 @@ impl StreamPool {
         let tls = credentials.tls.as_ref().map(client_config).transpose()?;
         Ok(StreamPool {
             idle: Mutex::new(HashMap::new()),
-            http_only: Mutex::new(HashMap::new()),
+            http_only: PeerMarks::default(),
             tls: RwLock::new(tls),
             tls_files: credentials.tls.clone(),
             generation: AtomicU64::new(0),
@@ -194,21 +194,9 @@ impl StreamPool {
         }
     }
 
-    fn speaks_http_only(&self, addr: &str) -> bool {
-        let mut marks = self.http_only.lock().unwrap_or_else(|p| p.into_inner());
-        match marks.get(addr) {
-            Some(since) if since.elapsed() < HTTP_ONLY_FOR => true,
-            Some(_) => {
-                marks.remove(addr);
-                false
-            }
-            None => false,
-        }
-    }
-
     /// Opens a connection to `addr` and says hello.
     async fn connect(&self, addr: &str) -> Result<Conn, CallError> {
-        if self.speaks_http_only(addr) {
+        if self.http_only.is_marked(addr) {
             return Err(CallError::HttpOnly);
         }
         metrics::counter!("statemanager_peer_stream_connects_total").increment(1);
@@ -278,10 +266,7 @@ impl StreamPool {
                     peer = addr,
                     "peer speaks HTTP only; using HTTP for its RPCs"
                 );
-                self.http_only
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(addr.to_string(), Instant::now());
+                self.http_only.mark(addr);
                 return Err(CallError::HttpOnly);
             }
             Ok(Err(e)) => return Err(not_sent("no hello from", addr, e)),

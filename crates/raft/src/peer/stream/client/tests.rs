@@ -18,9 +18,9 @@ enum Peer {
     Answer { calls: usize },
     /// Reads a call and closes without answering.
     Vanish,
-    /// A node of a version without `FollowerRead`: refuses it as an unknown call, and
-    /// answers `ReadIndex` with the index 42.
-    WithoutFollowerRead,
+    /// A node of a version without `FollowerRead` and `LeaderRead`: refuses them as unknown
+    /// calls (counting the refusals), and answers `ReadIndex` with the index 42.
+    WithoutFollowerRead { refused: &'static AtomicUsize },
 }
 
 /// An address on which nobody listens (a port just freed).
@@ -52,7 +52,7 @@ async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
         let mut f = FrameBuf::with_capacity(16);
         f.encode(&verdict).unwrap();
         frame::write(&mut conn, &f.finish().unwrap()).await.unwrap();
-        if let Peer::WithoutFollowerRead = behaviour {
+        if let Peer::WithoutFollowerRead { refused } = behaviour {
             while let Ok(request) = frame::read(&mut conn, 1 << 20).await {
                 let mut f = FrameBuf::with_capacity(64);
                 if request.first() == Some(&(Kind::ReadIndex as u8)) {
@@ -60,6 +60,7 @@ async fn fake_peer(behaviour: Peer) -> (String, Arc<AtomicUsize>) {
                     f.encode(&AnswerStamp::default()).unwrap();
                     f.encode(&Ok::<u64, String>(42)).unwrap();
                 } else {
+                    refused.fetch_add(1, Ordering::SeqCst);
                     f.extend(&[REFUSED]);
                     f.encode(&format!("unknown call {:?}", request.first()))
                         .unwrap();
@@ -192,31 +193,75 @@ async fn a_connection_opened_from_another_runtime_outlives_it() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
-/// A leader of an older version, which does not know `FollowerRead`, is asked for a read
-/// index the old way; that answer has no time of its own (its stamp brought it).
-#[tokio::test]
-async fn a_follower_read_falls_back_to_a_read_index_on_an_older_leader() {
-    let (addr, accepted) = fake_peer(Peer::WithoutFollowerRead).await;
+/// A network of no cluster, without credentials, for the fake peers.
+fn network() -> crate::peer::network::PeerNetwork {
     let clock = Arc::new(statemanager_core::ManualClock::default());
     let time = Arc::new(ClusterTime::new(1, clock, Duration::from_millis(500)));
-    let network = crate::peer::network::PeerNetwork::new(
+    crate::peer::network::PeerNetwork::new(
         Arc::new(RwLock::new(None)),
         PeerCredentials::default(),
         time,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A leader of an older version, which does not know `FollowerRead`, is asked for a read
+/// index the old way; that answer has no time of its own (its stamp brought it). Having
+/// refused once, it is asked the old way at once on the next reads (for a minute), not
+/// asked in vain on every one.
+#[tokio::test]
+async fn a_follower_read_falls_back_to_a_read_index_on_an_older_leader() {
+    let refused: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let (addr, accepted) = fake_peer(Peer::WithoutFollowerRead { refused }).await;
+    let network = network();
     let request = crate::follower_read::FollowerReadRequest {
         term: 3,
         follower: 1,
     };
-    let answer = network
-        .follower_read(&addr, 2, &request, Duration::from_secs(5))
-        .await;
-    let answer = answer.unwrap();
-    assert_eq!((answer.index, answer.time, answer.round), (42, 0, true));
+    for read in 0..3 {
+        let answer = network
+            .follower_read(&addr, 2, &request, Duration::from_secs(5))
+            .await;
+        let answer = answer.unwrap();
+        assert_eq!(
+            (answer.index, answer.time, answer.round),
+            (42, 0, true),
+            "read {read}"
+        );
+    }
+    assert_eq!(refused.load(Ordering::SeqCst), 1, "FollowerRead asked once");
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
-        "one connection for both calls"
+        "one connection for every call"
     );
+}
+
+/// A follower of an older version refuses `LeaderRead`: the leader gets an error (it runs
+/// a heartbeat round) and marks the follower, so that it does not ask it again for a
+/// minute (`leader_read::choose` passes over it).
+#[tokio::test]
+async fn a_follower_that_refuses_leader_read_is_marked() {
+    let refused: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let (addr, _) = fake_peer(Peer::WithoutFollowerRead { refused }).await;
+    let network = network();
+    assert!(!network.leader_read_refusals().is_marked(&addr));
+    let request = crate::leader_read::LeaderReadRequest {
+        term: 3,
+        leader: 1,
+        follower: 2,
+    };
+    let answer = network
+        .leader_read(&addr, 2, &request, Duration::from_secs(5))
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    assert!(network.leader_read_refusals().is_marked(&addr));
+    // A follower that is slow or down is not marked: it may vouch next time.
+    let down = nobody_listening().await;
+    let answer = network
+        .leader_read(&down, 3, &request, Duration::from_secs(5))
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(!network.leader_read_refusals().is_marked(&down));
 }
