@@ -17,7 +17,8 @@
 //! [`crate::log_store::saved_vote`]) is for L in T ([`vouches`]), and answers whether it is. If F vouches, L
 //! waits until it has applied its commit index, takes `t` as confirmed and reads; if not
 //! (F refused, is an older version, is slow or down), L runs openraft's round, and asks
-//! another follower next time.
+//! another follower next time. A follower whose stream refused the call (an older version)
+//! is not asked for a minute ([`not_refused_lately`], [`crate::peer::marks`]).
 //!
 //! **Why it is linearizable.** The proof of [`crate::follower_read`] with the two roles
 //! swapped: both checks ran after the reads began; a write acknowledged before they began is
@@ -83,8 +84,21 @@ pub fn choose(
     voters
         .range(from..)
         .chain(voters.range(..from))
-        .filter(|id| may_ask(**id))
-        .find_map(|id| allowed(*id))
+        .find_map(|id| allowed(*id).filter(|_| may_ask(*id)))
+}
+
+/// Whether the voter `id` may be asked to vouch: `membership` gives it an address, and that
+/// address has not refused the call lately (`refused`, where
+/// [`crate::peer::network::PeerNetwork::leader_read`] marks the address it called, the one
+/// given here).
+pub fn not_refused_lately(
+    membership: &crate::types::Membership,
+    refused: &crate::peer::marks::PeerMarks,
+    id: NodeId,
+) -> bool {
+    membership
+        .get_node(&id)
+        .is_some_and(|node| !refused.is_marked(&node.addr))
 }
 
 /// The answer of node `me` to `request`, given its vote (term, the node voted for): it is
@@ -142,6 +156,23 @@ mod tests {
         // A joint change where only follower 3 would do, and 3 refused: nobody.
         let joint = vec![set(&[1, 2, 3]), set(&[1, 3, 4])];
         assert_eq!(choose(&view(&joint), 0, |id| id != 3), None);
+    }
+
+    #[test]
+    fn a_follower_is_passed_over_by_the_address_its_membership_gives() {
+        let nodes: std::collections::BTreeMap<NodeId, openraft::BasicNode> = [1, 2, 3]
+            .into_iter()
+            .map(|id| (id, openraft::BasicNode::new(format!("127.0.0.1:{id}"))))
+            .collect();
+        let membership = crate::types::Membership::new(vec![set(&[1, 2, 3])], nodes).unwrap();
+        let refused = crate::peer::marks::PeerMarks::default();
+        refused.mark("127.0.0.1:2");
+        let may_ask = |id| not_refused_lately(&membership, &refused, id);
+        assert!(!may_ask(2), "its address refused");
+        assert!(may_ask(3));
+        assert!(!may_ask(9), "no address in the membership: not asked");
+        let configs = vec![set(&[1, 2, 3])];
+        assert_eq!(choose(&view(&configs), 2, may_ask), Some((3, 120)));
     }
 
     #[test]

@@ -17,10 +17,14 @@ pub struct PeerMarks(Mutex<HashMap<String, Instant>>);
 impl PeerMarks {
     /// Marks `addr` from now on.
     pub fn mark(&self, addr: &str) {
+        self.mark_at(addr, Instant::now());
+    }
+
+    fn mark_at(&self, addr: &str, at: Instant) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(addr.to_string(), Instant::now());
+            .insert(addr.to_string(), at);
     }
 
     /// Whether `addr` was marked less than [`MARKED_FOR`] ago (an older mark is forgotten).
@@ -57,12 +61,14 @@ mod tests {
         marks.mark("127.0.0.1:1");
         assert!(marks.is_marked("127.0.0.1:1"));
         assert!(!marks.is_marked("127.0.0.1:2"), "only the address marked");
-        let now = Instant::now();
-        assert!(marks.is_marked_at("127.0.0.1:1", now + MARKED_FOR - Duration::from_millis(1)));
-        assert!(!marks.is_marked_at("127.0.0.1:1", now + MARKED_FOR + Duration::from_secs(1)));
-        // Forgotten once past: asked again until marked again.
-        assert!(!marks.is_marked("127.0.0.1:1"));
-        marks.mark("127.0.0.1:1");
-        assert!(marks.is_marked("127.0.0.1:1"));
+        let at = Instant::now();
+        marks.mark_at("127.0.0.1:1", at);
+        let just_before = at + MARKED_FOR - Duration::from_millis(1);
+        assert!(marks.is_marked_at("127.0.0.1:1", just_before));
+        assert!(!marks.is_marked_at("127.0.0.1:1", at + MARKED_FOR));
+        // Forgotten once past: not marked even at an earlier instant, until marked again.
+        assert!(!marks.is_marked_at("127.0.0.1:1", just_before));
+        marks.mark_at("127.0.0.1:1", at);
+        assert!(marks.is_marked_at("127.0.0.1:1", just_before));
     }
 }

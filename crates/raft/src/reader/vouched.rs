@@ -37,11 +37,8 @@ impl Reader {
             raft.with_raft_state(move |state| {
                 let view = LeaderView::of(state);
                 let membership = state.membership_state.effective().membership();
-                let may_ask = |id| {
-                    membership
-                        .get_node(&id)
-                        .is_some_and(|node| !refused_lately.is_marked(&node.addr))
-                };
+                let may_ask =
+                    |id| crate::leader_read::not_refused_lately(membership, &refused_lately, id);
                 let (follower, index) = crate::leader_read::choose(&view, from, may_ask)?;
                 let node = membership.get_node(&follower)?;
                 let request = LeaderReadRequest {
