@@ -15,7 +15,8 @@
 #
 # CYCLE=1: also the store cycle of each store run, read from the server's /metrics before
 # and after it (`store_cycle` in lib.sh): stores per batch, the batch cycle, the mean commit,
-# log fsync and apply in µs, and the share of batches written in place; with their medians.
+# log fsync, apply and gather (the wait for the answered callers' next stores) in µs, and the
+# share of batches written in place; with their medians.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8} KEYS=${KEYS:-10000} VALUE_SIZE=${VALUE_SIZE:-1024}
@@ -74,8 +75,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
                     out=$(store_cycle "$dir/metrics-before" "$dir/metrics-after" "$DURATION") &&
                     [[ -n $out ]]; then
                     printf '%s\t%s\n' "$label" "$out" >>"$WORK/cycle.tsv"
-                    IFS=$'\t' read -r per_batch cycle_us commit_us fsync_us inline apply_us <<<"$out"
-                    cycle_text=" [$per_batch per batch, cycle $cycle_us µs, commit $commit_us, fsync $fsync_us, apply $apply_us, in place $inline %]"
+                    IFS=$'\t' read -r per_batch cycle_us commit_us fsync_us inline apply_us gather_us <<<"$out"
+                    cycle_text=" [$per_batch per batch, cycle $cycle_us µs, commit $commit_us, fsync $fsync_us, apply $apply_us, gather $gather_us, in place $inline %]"
                 else
                     problem "$label: no store cycle for round $round (no /metrics after the run, or no batch)"
                 fi
@@ -112,7 +113,8 @@ for label in labels:
     if mine:
         m = lambda i: statistics.median(float(c[i]) for c in mine)
         print(f"{label} store cycle: median {m(1):.1f} stores per batch, cycle {m(2):.0f} µs, "
-              f"commit {m(3):.0f} µs, fsync {m(4):.0f} µs, apply {m(6):.0f} µs, in place {m(5):.0f} % "
+              f"commit {m(3):.0f} µs, fsync {m(4):.0f} µs, apply {m(6):.0f} µs, gather {m(7):.0f} µs, "
+              f"in place {m(5):.0f} % "
               f"({len(mine)} runs)")
 base = next((l for l in labels if not l.startswith(("ceiling", "durable"))), None)
 for label in labels:

@@ -177,9 +177,10 @@ warm_wrk() {
 # store_cycle BEFORE AFTER SECONDS: the store cycle between two /metrics texts (files)
 # taken SECONDS apart on one node: stores per batch, a batch's cycle (SECONDS over the
 # batches), the mean commit (proposal to outcome) and log fsync, in µs, and the share of
-# batches whose log entry was written in place, then the mean apply in µs (0 from a build
-# without `statemanager_apply_seconds`) (tab-separated, one line); nothing when no batch was
-# proposed in between.
+# batches whose log entry was written in place, then the mean apply and the mean gather (the
+# writer's wait for the answered callers' next stores: the HTTP phase) in µs (0 from a build
+# without `statemanager_apply_seconds` or `statemanager_write_gather_seconds`)
+# (tab-separated, one line); nothing when no batch was proposed in between.
 store_cycle() {
     python3 - "$1" "$2" "$3" <<'PY'
 import sys
@@ -207,6 +208,7 @@ print("\t".join(f"{v:.1f}" for v in (
     d("statemanager_wal_append_fsync_seconds_sum") / max(fsyncs, 1) * 1e6,
     100 * d("statemanager_wal_inline_appends_total") / batches,
     d("statemanager_apply_seconds_sum") / max(d("statemanager_apply_seconds_count"), 1) * 1e6,
+    d("statemanager_write_gather_seconds_sum") / max(d("statemanager_write_gather_seconds_count"), 1) * 1e6,
 )))
 PY
 }

@@ -256,7 +256,10 @@ pub async fn run(
                 };
                 if let Some(plan) = plan {
                     deliver(done.replies, answer);
+                    let began = std::time::Instant::now();
                     let gathered = gather_writes(&mut rx, plan, queued, options.max_bytes).await;
+                    metrics::histogram!("statemanager_write_gather_seconds")
+                        .record(began.elapsed().as_secs_f64());
                     gather.ended(gathered.end);
                     metrics::counter!("statemanager_write_gather_total", "end" => gathered.end.label())
                         .increment(1);

@@ -44,9 +44,14 @@ async fn mean_batch_of_callers_storing_in_turn(s: &Server, callers: usize, round
 /// The ends of the writer's gathers so far, from `/metrics`: complete, partial, missed, idle.
 async fn gather_ends(s: &Server) -> [f64; 4] {
     let metrics = get_text(&reqwest::Client::new(), &s.url("/metrics")).await;
+    gather_ends_in(&metrics)
+}
+
+/// The ends of the writer's gathers in one scrape of `/metrics`.
+fn gather_ends_in(metrics: &str) -> [f64; 4] {
     ["complete", "partial", "missed", "idle"].map(|end| {
         sample(
-            &metrics,
+            metrics,
             &format!("statemanager_write_gather_total{{end=\"{end}\"}}"),
         )
     })
@@ -94,6 +99,16 @@ async fn callers_storing_in_turn_share_one_batch() {
         ) > 0.0,
         "{metrics}"
     );
+    // Every gather's wait is timed. Once the last one has passed its deadline (100 ms), one
+    // scrape holds as many timed waits as ended ones, and their mean is below the deadline
+    // plus a loaded machine's delay (a generous bound).
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let metrics = get_text(&reqwest::Client::new(), &gathered.url("/metrics")).await;
+    let ends: f64 = gather_ends_in(&metrics).iter().sum();
+    let timed = sample(&metrics, "statemanager_write_gather_seconds_count");
+    assert_eq!(timed, ends, "{metrics}");
+    let waited = sample(&metrics, "statemanager_write_gather_seconds_sum");
+    assert!(waited > 0.0 && waited / timed < 0.2, "{metrics}");
     let metrics = get_text(&reqwest::Client::new(), &alone.url("/metrics")).await;
     assert!(
         !metrics.contains("statemanager_write_gather_total"),
