@@ -56,21 +56,15 @@ pub struct PeerNetwork {
     /// connection is driven where it was opened, so Raft keeps a pool of its own.
     client_http: Arc<RwLock<reqwest::Client>>,
     streams: Arc<StreamPool>,
-    /// Calls peers refused as unknown lately (older versions during a rolling upgrade).
-    refusals: Arc<NewerCallRefusals>,
+    /// Leaders whose stream refused `FollowerRead` lately (an older version during a rolling
+    /// upgrade): asked with `ReadIndex` at once while marked.
+    follower_read_refused: Arc<PeerMarks>,
+    /// Followers whose stream refused `LeaderRead` lately: not asked to vouch while marked
+    /// (a heartbeat round instead).
+    leader_read_refused: Arc<PeerMarks>,
     cluster_id: ClusterId,
     credentials: PeerCredentials,
     time: Arc<ClusterTime>,
-}
-
-/// The peers that refused a call an older version does not know, each marked for a while
-/// ([`PeerMarks`]) so that it is not asked in vain on every read round.
-#[derive(Debug, Default)]
-struct NewerCallRefusals {
-    /// Leaders that refused `FollowerRead`: asked with `ReadIndex` at once.
-    follower_read: PeerMarks,
-    /// Followers that refused `LeaderRead`: not asked to vouch (a heartbeat round instead).
-    leader_read: Arc<PeerMarks>,
 }
 
 fn build_client(credentials: &PeerCredentials) -> Result<reqwest::Client, PeerTlsError> {
@@ -113,7 +107,8 @@ impl PeerNetwork {
                 &credentials,
                 time.clone(),
             )?),
-            refusals: Arc::default(),
+            follower_read_refused: Arc::default(),
+            leader_read_refused: Arc::default(),
             cluster_id,
             credentials,
             time,
@@ -244,7 +239,7 @@ impl PeerNetwork {
         request: &FollowerReadRequest,
         timeout: Duration,
     ) -> Result<FollowerReadAnswer, ReadIndexError> {
-        if !self.refusals.follower_read.is_marked(addr) {
+        if !self.follower_read_refused.is_marked(addr) {
             match self
                 .streams
                 .call(addr, Some(leader), Kind::FollowerRead, request, timeout)
@@ -255,7 +250,7 @@ impl PeerNetwork {
                         .map_err(ReadIndexError::Undecodable)?
                         .map_err(ReadIndexError::Refused)
                 }
-                Err(CallError::Refused(_)) => self.refusals.follower_read.mark(addr),
+                Err(CallError::Refused(_)) => self.follower_read_refused.mark(addr),
                 Err(CallError::HttpOnly) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -286,7 +281,7 @@ impl PeerNetwork {
             .call(addr, Some(follower), Kind::LeaderRead, request, timeout)
             .await;
         if let Err(CallError::Refused(_)) = &answer {
-            self.refusals.leader_read.mark(addr);
+            self.leader_read_refused.mark(addr);
         }
         decode::<bool>(&answer?).map_err(ReadIndexError::Undecodable)
     }
@@ -294,7 +289,7 @@ impl PeerNetwork {
     /// The followers that refused [`PeerNetwork::leader_read`] lately (older versions): a
     /// leader does not ask them to vouch until their marks have passed.
     pub fn leader_read_refusals(&self) -> Arc<PeerMarks> {
-        self.refusals.leader_read.clone()
+        self.leader_read_refused.clone()
     }
 
     /// Hands a batch of operations to the leader at `addr` and returns one outcome per op.
