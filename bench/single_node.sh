@@ -6,8 +6,10 @@
 # Steps:
 #   1. Start every system at once in its own temp dir: statemanager, the HTTP ceiling
 #      (crates/server/examples/http_ceiling.rs: a server that does no work, the most this
-#      machine's HTTP stack does), etcd (its JSON gateway) and Redis (AOF, appendfsync always);
-#      preload KEYS keys into each but the ceiling (which stores nothing).
+#      machine's HTTP stack does), the durable ceiling (crates/server/examples/durable_ceiling.rs:
+#      the same stack with group commit and `fdatasync` and nothing else, stores only), etcd (its
+#      JSON gateway) and Redis (AOF, appendfsync always); preload KEYS keys into each but the two
+#      ceilings (which store nothing they read back).
 #   2. WARMUP seconds of stores on each system (Redis: WARMUP x 20,000 SETs; not counted), then ROUNDS rounds: in each,
 #      stores on every system one after the other, then fetches (wrk POST /store_data and
 #      /fetch_data with random keys, etcd's /v3/kv/put and /v3/kv/range, redis-benchmark SET
@@ -36,9 +38,12 @@
 #   REDIS_REQUESTS=200000  redis-benchmark -n (per test)
 #   MEM_ITEMS=100000    items for the memory step
 #   RESTART_ITEMS=1000000 RESTART_VALUE_SIZE=1024  items and value size for the restart step
-#   SKIP_CEILING=1 SKIP_ETCD=1 SKIP_REDIS=1 SKIP_MEMORY=1 SKIP_RESTART=1  skip a step
+#   SKIP_CEILING=1 SKIP_DURABLE=1 SKIP_ETCD=1 SKIP_REDIS=1 SKIP_MEMORY=1 SKIP_RESTART=1  skip a step
 #   CEILING_BIN=target/release/examples/http_ceiling   the HTTP ceiling server
 #                                        (cargo build --release --example http_ceiling)
+#   DURABLE_BIN=target/release/examples/durable_ceiling  the durable ceiling (stores only)
+#   DURABLE_GATHER=     its gather, in requests (unset: its callers' groups take turns, its
+#                       fastest form here; 64: one block per cycle, as our writer gathers)
 #   SM_BIN=target/release/statemanager   binary to test (copied first, so a rebuild mid-run
 #                                        does not change what is measured)
 #   BENCH_TMP=/tmp      where temp data dirs go (same disk as the results, on purpose)
@@ -66,6 +71,9 @@ SKIP_RESTART=${SKIP_RESTART:-0}
 SM_BIN=${SM_BIN:-$ROOT/target/release/statemanager}
 CEILING_BIN=${CEILING_BIN:-$ROOT/target/release/examples/http_ceiling}
 SKIP_CEILING=${SKIP_CEILING:-0}
+DURABLE_BIN=${DURABLE_BIN:-$ROOT/target/release/examples/durable_ceiling}
+SKIP_DURABLE=${SKIP_DURABLE:-0}
+DURABLE_GATHER=${DURABLE_GATHER:-}
 BENCH_TMP=${BENCH_TMP:-/tmp}
 
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -125,7 +133,7 @@ log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the 
 log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes; $ROUNDS rounds after a ${WARMUP} s warm-up"
 
 # ---- 1. start every system ------------------------------------------------------------------
-# All four run at once, idle while another is measured, so that the rounds below can
+# All five run at once, idle while another is measured, so that the rounds below can
 # interleave them: this machine's speed drifts by half within an hour, and a ratio is only
 # fair between runs made close together.
 log ""
@@ -146,6 +154,26 @@ if [[ $SKIP_CEILING != 1 ]]; then
         fi
     else
         problem "no ceiling server at $CEILING_BIN (cargo build --release --example http_ceiling)"
+    fi
+fi
+
+DURABLE_URL=
+if [[ $SKIP_DURABLE != 1 ]]; then
+    if [[ -x $DURABLE_BIN ]]; then
+        # The same stack with group commit and fdatasync and nothing else
+        # (crates/server/examples/durable_ceiling.rs): the most a server that makes every store
+        # durable before answering does here. It answers stores only.
+        mkdir -p "$WORK/durable"
+        # An unset DURABLE_GATHER passes no argument (the groups take turns).
+        # shellcheck disable=SC2086
+        "$DURABLE_BIN" 127.0.0.1:0 "$WORK/durable.addr" "$WORK/durable" $DURABLE_GATHER >/dev/null 2>&1 &
+        DURABLE_PID=$!
+        track "$DURABLE_PID"
+        if wait_for 30 "the durable ceiling's address file" test -s "$WORK/durable.addr"; then
+            DURABLE_URL=http://$(addr_of "$WORK/durable.addr")
+        fi
+    else
+        problem "no durable ceiling at $DURABLE_BIN (cargo build --release --example durable_ceiling)"
     fi
 fi
 
@@ -226,6 +254,7 @@ warm_up() {
     case $1 in
         statemanager) warm_wrk "$WARMUP" sm_store.lua "$SM_URL" ;;
         ceiling) warm_wrk "$WARMUP" sm_store.lua "$CEILING_URL" ;;
+        durable) warm_wrk "$WARMUP" sm_store.lua "$DURABLE_URL" ;;
         etcd) warm_wrk "$WARMUP" etcd_put.lua "$ETCD_URL" ;;
         redis)
             log "warm-up: $WARMUP s of redis-benchmark SET"
@@ -241,6 +270,7 @@ warm_up() {
 # order of the systems turns by one each round, so no system always runs first.
 SYSTEMS=(statemanager)
 [[ -n $CEILING_URL ]] && SYSTEMS+=(ceiling)
+[[ -n $DURABLE_URL ]] && SYSTEMS+=(durable)
 [[ -n $ETCD_URL ]] && SYSTEMS+=(etcd)
 [[ -n $RPORT ]] && SYSTEMS+=(redis)
 for system in "${SYSTEMS[@]}"; do warm_up "$system"; done
@@ -253,6 +283,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
             case $system in
                 statemanager) run_wrk statemanager "$op" "$round" "sm_$op.lua" "$SM_URL" ;;
                 ceiling) run_wrk ceiling "$op" "$round" "sm_$op.lua" "$CEILING_URL" ;;
+                durable)
+                    if [[ $op == store ]]; then
+                        run_wrk durable store "$round" sm_store.lua "$DURABLE_URL"
+                    fi
+                    ;;
                 etcd) run_wrk etcd "$op" "$round" "$([[ $op == store ]] && echo etcd_put.lua || echo etcd_range.lua)" "$ETCD_URL" ;;
                 redis) run_redis "$op" "$round" ;;
             esac
@@ -261,6 +296,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 log "items after the runs: $(sm_items)"
 [[ -n $CEILING_URL ]] && stop_pid "$CEILING_PID" 10
+[[ -n $DURABLE_URL ]] && stop_pid "$DURABLE_PID" 10
 [[ -n $ETCD_URL ]] && stop_pid "$ETCD_PID" 60 >/dev/null
 [[ -n $RPORT ]] && stop_pid "$REDIS_PID" 60 >/dev/null
 
@@ -319,16 +355,23 @@ for op in ("store", "fetch"):
     if shares:
         print(f"- machine idle during the {op} runs (median of rounds): {', '.join(shares)}")
 print()
-def ratios(op, other):
-    ours = {m["round"]: m["rps"] for m in runs.get(("statemanager", op), [])}
+def ratios(op, other, mine="statemanager"):
+    ours = {m["round"]: m["rps"] for m in runs.get((mine, op), [])}
     theirs = {m["round"]: m["rps"] for m in runs.get((other, op), [])}
     return [ours[r] / theirs[r] for r in ours if r in theirs and theirs[r]]
-for other in ("ceiling", "etcd", "redis"):
+for other in ("ceiling", "durable", "etcd", "redis"):
     for op in ("store", "fetch"):
         each = ratios(op, other)
         if each:
             print(f"- statemanager/{other} {op}: **{statistics.median(each):.2f}×** median of "
                   f"{len(each)} rounds ({', '.join(f'{x:.2f}' for x in each)})")
+# The durable ceiling against Redis: what the store target against Redis asks of a server that
+# makes every store durable before answering, on this machine's HTTP stack (docs/benchmarks.md).
+for other in ("ceiling", "redis"):
+    each = ratios("store", other, mine="durable")
+    if each:
+        print(f"- durable ceiling/{other} store: **{statistics.median(each):.2f}×** median of "
+              f"{len(each)} rounds ({', '.join(f'{x:.2f}' for x in each)})")
 print()
 # The targets of issue 17, on the medians of the per-round ratios.
 def target(text, each, goal):
