@@ -131,6 +131,7 @@ log "etcd: $(etcd --version 2>/dev/null | head -n1)"
 log "redis: $(redis-server --version)"
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every number noisier)"
 log "wrk: -t$THREADS -c$CONNS -d${DURATION}s; keys $KEYS; value $VALUE_SIZE bytes; $ROUNDS rounds after a ${WARMUP} s warm-up"
+[[ $SKIP_DURABLE == 1 ]] || log "durable ceiling: $DURABLE_BIN, gather ${DURABLE_GATHER:-none (its groups take turns)}"
 
 # ---- 1. start every system ------------------------------------------------------------------
 # All five run at once, idle while another is measured, so that the rounds below can
@@ -141,40 +142,43 @@ log "## start and preload"
 start_sm timed 200000
 preload statemanager statemanager "$SM_URL" "$KEYS" "$VALUE_SIZE"
 
+# start_reference NAME BINARY EXAMPLE [ARG ...]: starts one of the reference servers
+# (crates/server/examples/EXAMPLE.rs) as `BINARY 127.0.0.1:0 $WORK/NAME.addr ARG ...`; sets
+# REF_PID and REF_URL (REF_URL empty when the binary is missing or did not come up: a problem).
+start_reference() {
+    local name=$1 bin=$2 example=$3 addr=$WORK/$1.addr
+    shift 3
+    REF_PID= REF_URL=
+    if [[ ! -x $bin ]]; then
+        problem "no $name server at $bin (cargo build --release --example $example)"
+        return 0
+    fi
+    "$bin" 127.0.0.1:0 "$addr" "$@" >/dev/null 2>&1 &
+    REF_PID=$!
+    track "$REF_PID"
+    if wait_for 30 "the $name server's address file" test -s "$addr"; then
+        REF_URL=http://$(addr_of "$addr")
+    fi
+}
+
+# A minimal axum server that reads the same bodies and answers the same sizes with no work
+# (crates/server/examples/http_ceiling.rs): what this machine's HTTP stack does at most.
 CEILING_URL=
 if [[ $SKIP_CEILING != 1 ]]; then
-    if [[ -x $CEILING_BIN ]]; then
-        # A minimal axum server that reads the same bodies and answers the same sizes with no
-        # work (crates/server/examples/http_ceiling.rs): what this machine's HTTP stack does at most.
-        "$CEILING_BIN" 127.0.0.1:0 "$WORK/ceiling.addr" >/dev/null 2>&1 &
-        CEILING_PID=$!
-        track "$CEILING_PID"
-        if wait_for 30 "the ceiling's address file" test -s "$WORK/ceiling.addr"; then
-            CEILING_URL=http://$(addr_of "$WORK/ceiling.addr")
-        fi
-    else
-        problem "no ceiling server at $CEILING_BIN (cargo build --release --example http_ceiling)"
-    fi
+    start_reference ceiling "$CEILING_BIN" http_ceiling
+    CEILING_PID=$REF_PID CEILING_URL=$REF_URL
 fi
 
+# The same stack with group commit and fdatasync and nothing else
+# (crates/server/examples/durable_ceiling.rs): the most a server that makes every store
+# durable before answering does here. It answers stores only.
 DURABLE_URL=
 if [[ $SKIP_DURABLE != 1 ]]; then
-    if [[ -x $DURABLE_BIN ]]; then
-        # The same stack with group commit and fdatasync and nothing else
-        # (crates/server/examples/durable_ceiling.rs): the most a server that makes every store
-        # durable before answering does here. It answers stores only.
-        mkdir -p "$WORK/durable"
-        # An unset DURABLE_GATHER passes no argument (the groups take turns).
-        # shellcheck disable=SC2086
-        "$DURABLE_BIN" 127.0.0.1:0 "$WORK/durable.addr" "$WORK/durable" $DURABLE_GATHER >/dev/null 2>&1 &
-        DURABLE_PID=$!
-        track "$DURABLE_PID"
-        if wait_for 30 "the durable ceiling's address file" test -s "$WORK/durable.addr"; then
-            DURABLE_URL=http://$(addr_of "$WORK/durable.addr")
-        fi
-    else
-        problem "no durable ceiling at $DURABLE_BIN (cargo build --release --example durable_ceiling)"
-    fi
+    mkdir -p "$WORK/durable"
+    # An empty DURABLE_GATHER passes no argument (the groups take turns).
+    # shellcheck disable=SC2086
+    start_reference durable "$DURABLE_BIN" durable_ceiling "$WORK/durable" $DURABLE_GATHER
+    DURABLE_PID=$REF_PID DURABLE_URL=$REF_URL
 fi
 
 ETCD_URL=
@@ -482,7 +486,7 @@ fi
     echo
     echo "Command: \`DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP bench/single_node.sh\`"
     echo
-    grep -E '^(machine|statemanager|etcd|redis|wrk|load average at start):' "$RAW_LOG" | sed 's/^/- /' | head -n6
+    grep -E '^(machine|statemanager|etcd|redis|wrk|durable ceiling|load average at start):' "$RAW_LOG" | sed 's/^/- /' | head -n7
     echo
     echo "$TABLE"
     echo
