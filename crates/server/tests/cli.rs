@@ -373,8 +373,13 @@ async fn a_restored_node_refuses_fresh_members_instead_of_crashing() {
         }
     });
     let client = reqwest::Client::new();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Node 1 is alive and refuses the fresh members (another cluster id) ...
+    // Node 1 refuses the fresh members (another cluster id) once they have formed their
+    // cluster and reach it (bounded wait: a loaded machine forms clusters slowly) ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.node(0).log().contains("belongs to cluster") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... and is alive after it.
     let status = common::get_json(&client, &cluster.node(0).url("/status")).await;
     assert_eq!(status["node_id"], 1);
     assert!(

@@ -104,13 +104,14 @@ async fn paused_nodes_do_not_stop_the_rest() {
 }
 
 /// A read on a leader whose only live follower is paused for longer than the leader lease
-/// (500 ms) but shorter than the read timeout (1.5 s) waits for it, and is answered: openraft
+/// (500 ms) but shorter than the read timeout (`commit_timeout_ms`, 5 s here: room for a
+/// resumed debug build on a loaded machine) waits for it, and is answered: openraft
 /// gives up a read round after the lease, and the reader begins another while the read
 /// timeout lasts (the cluster benchmark once saw a 503 `no_quorum` for a read with two
 /// healthy nodes of three).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
-    let mut cluster = Cluster::start(3, "");
+    let mut cluster = Cluster::start(3, "commit_timeout_ms: 5000\n");
     let leader = cluster.wait_leader().await;
     let c = client(10);
     let follower = (leader + 1) % 3;
@@ -123,7 +124,7 @@ async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
         let url = cluster.node(leader).url("/fetch_data");
         let fetch = post(&c, &url, json!({"namespace":"w","key":"k"}));
         let resume = async {
-            // Past the lease (500 ms), well within the read timeout (1.5 s).
+            // Past the lease (500 ms), well within the read timeout (5 s).
             tokio::time::sleep(Duration::from_millis(700)).await;
             cluster.signal(follower, libc::SIGCONT);
         };
