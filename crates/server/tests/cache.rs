@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{post, post_raw, Server};
+use common::{get_text, post, post_raw, sample, Server};
 use serde_json::json;
 
 fn get(ns: &str, key: &str, wait: i64) -> serde_json::Value {
@@ -27,8 +27,21 @@ async fn one_computes_the_others_get_its_value_right_after_set() {
             (body, Instant::now())
         }));
     }
-    // Find the locker: the one answered at once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The locker is answered at once and the seven others wait: set the value once the
+    // locker's answer is in and the server counts seven waits (bounded; the checks below
+    // fail if that never happens).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waits = sample(
+            &get_text(&c, &s.url("/metrics")).await,
+            "statemanager_cache_waits_total",
+        );
+        let locker_answered = tasks.iter().any(|t| t.is_finished());
+        if (waits >= 7.0 && locker_answered) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let set_at = Instant::now();
     let (st, ok) = post(
         &c,
