@@ -157,19 +157,12 @@ async fn a_read_waits_out_a_follower_paused_longer_than_the_lease() {
 async fn the_up_to_date_survivor_takes_over_when_a_shorter_log_campaigns_first() {
     const ATTEMPTS: usize = 3;
     const REFUSED: &str = "refused a candidate with a shorter log while the leader is silent";
-    const OWN_TIMER: &str = "no leader heard for longer than the leader lease and a majority \
-                             agrees: campaigning";
     let mut logs = Vec::new();
     for _ in 0..ATTEMPTS {
         let log = survivor_log_after_a_shorter_log_campaigns_first().await;
         if log.contains(REFUSED) {
             return;
         }
-        assert!(
-            log.contains(OWN_TIMER),
-            "the up-to-date survivor neither refused the other nor campaigned on its own \
-             timer:\n{log}"
-        );
         logs.push(log);
     }
     panic!(
