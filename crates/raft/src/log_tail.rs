@@ -126,8 +126,11 @@ impl LogTail {
         )
     }
 
-    /// Forgets every entry with `index >= from` (before the log is truncated there).
+    /// Forgets every entry with `index >= from` (before the log is truncated there). The
+    /// WAL then holds nothing from `from` on, so entries appended there again are unwritten
+    /// until the log writer says otherwise and are not evicted before.
     pub fn truncate_from(&mut self, from: u64) {
+        self.written_through = self.written_through.min(from.checked_sub(1));
         while let Some((last, b)) = self.entries.back() {
             if index_of(last) < from {
                 break;
@@ -209,6 +212,34 @@ mod tests {
         assert_eq!(c.first_index(), Some(6));
         c.written_through(8);
         assert_eq!(indexes(&c.get(6, 9).unwrap()), vec![6, 7, 8]);
+    }
+
+    #[test]
+    fn entries_appended_again_after_a_truncation_are_kept_until_written() {
+        let mut c = LogTail::new(TailLimits {
+            max_entries: 3,
+            max_bytes: usize::MAX,
+        });
+        c.written_through(10);
+        for i in 1..=10 {
+            c.push(entry(i), 10);
+        }
+        c.truncate_from(6);
+        // 6..=10 again, not yet written: none may be evicted, 5 (written) may.
+        for i in 6..=10 {
+            c.push(entry(i), 10);
+        }
+        assert_eq!(c.first_index(), Some(6));
+        assert_eq!(indexes(&c.get(6, 11).unwrap()), vec![6, 7, 8, 9, 10]);
+        c.written_through(10);
+        assert_eq!(c.first_index(), Some(8));
+        // A truncation of everything leaves nothing counted as written.
+        c.truncate_from(0);
+        c.push(entry(0), 10);
+        c.push(entry(1), 10);
+        c.push(entry(2), 10);
+        c.push(entry(3), 10);
+        assert_eq!(c.first_index(), Some(0));
     }
 
     #[test]
