@@ -241,9 +241,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError
 /// number of acknowledged writes inside it could leave no trace of the directory (a first
 /// start's `log/` vanished with every store in it). Parents are synced only for what this call
 /// created.
+///
+/// A directory that exists is synced with its parent instead: a process killed before its
+/// directory fsyncs (`kill -9`) leaves names that the page cache shows but a power cut may
+/// still drop, and this start must not build on them unsynced.
 pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     if dir.is_dir() {
-        return Ok(());
+        sync_dir(dir)?;
+        return match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+            _ => Ok(()),
+        };
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_durably(parent)?;

@@ -166,6 +166,15 @@ impl Wal {
         if let Some(purged) = purged {
             wal.drop_through(purged);
         }
+        // What a killed process wrote but did not fsync is in the page cache and was read back
+        // above as if it were durable: make it so before anything builds on it.
+        for segment in wal.segments.values() {
+            segment
+                .file
+                .sync_data()
+                .map_err(|e| StorageError::io(format!("syncing {}", segment.path.display()), e))?;
+        }
+        crate::data_dir::sync_dir(dir)?;
         Ok(wal)
     }
 }
